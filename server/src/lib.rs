@@ -1,0 +1,5 @@
+//! cria: a code-completion language server that keeps a code model resident in
+//! its own process.
+//!
+//! The modules follow the data's way from the editor to the suggestion; see
+//! ARCHITECTURE.md for the map and the rules on which module may use which.

@@ -1,0 +1,2 @@
+//! The `cria` binary: a thin entry point; the verbs live in `cria::cli`.
+fn main() {}
