@@ -1,0 +1,78 @@
+//! The engine's error type: everything that can go wrong between a GGUF file on
+//! disk and a finished completion, phrased so a user can act on it.
+
+use std::path::PathBuf;
+
+/// Why the engine could not load a model or run a completion.
+///
+/// Each variant's message is shown to users as is (CLI error line, editor
+/// `showMessage`), so it says what went wrong and, where possible, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The model file does not exist or cannot be opened.
+    #[error("cannot open model file {path}: {source}")]
+    Open {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The file is not a readable GGUF (truncated, corrupt, or another format).
+    #[error("{path} is not a valid GGUF model file ({reason}); fetch it again (scripts/fetch-models or `cria pull`)")]
+    Corrupt {
+        /// The offending file.
+        path: PathBuf,
+        /// What the reader found wrong.
+        reason: String,
+    },
+    /// A metadata key the architecture needs is missing or has the wrong type.
+    #[error("{path}: metadata key `{key}` is missing or invalid: {reason}")]
+    Metadata {
+        /// The offending file.
+        path: PathBuf,
+        /// The GGUF metadata key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file's architecture is not one cria runs.
+    #[error("{path}: unsupported model architecture `{architecture}` (cria runs: llama, qwen2)")]
+    UnsupportedArchitecture {
+        /// The offending file.
+        path: PathBuf,
+        /// `general.architecture` as found in the file.
+        architecture: String,
+    },
+    /// A tensor uses a quantization type the engine has no kernel for.
+    #[error("{path}: tensor `{tensor}` uses unsupported type {dtype} (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K)")]
+    UnsupportedQuantization {
+        /// The offending file.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The type found.
+        dtype: String,
+    },
+    /// The tokenizer described in the file's metadata cannot be built.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The prompt does not fit the model's context window.
+    #[error("prompt of {prompt} tokens plus {max_new} new tokens exceeds the context length {context}")]
+    ContextOverflow {
+        /// Prompt tokens.
+        prompt: usize,
+        /// Tokens the caller asked to generate.
+        max_new: usize,
+        /// The model's (or configured) context length.
+        context: usize,
+    },
+    /// The prompt is empty: there is nothing to condition the model on.
+    #[error("empty prompt")]
+    EmptyPrompt,
+    /// A tensor operation failed inside candle.
+    #[error("model computation failed: {0}")]
+    Compute(#[from] candle_core::Error),
+    /// The engine worker thread is gone (it panicked or was shut down).
+    #[error("the model worker has stopped")]
+    WorkerGone,
+}

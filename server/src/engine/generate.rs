@@ -1,0 +1,328 @@
+//! One completion from a prompt of token ids: reuse the cached prefix, prefill
+//! the rest in chunks, then decode token by token until a stop condition.
+//!
+//! Between chunks and between tokens the loop checks the cancellation flag and
+//! the deadline, so a newer keystroke or an expired latency budget ends the
+//! work within one forward pass, keeping what was generated so far.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+
+use super::gguf::GgufFile;
+use super::kv_cache::KvCache;
+use super::model::{Hyperparams, Transformer};
+use super::sampling::{Sampler, SamplingParams};
+use super::tokenizer::Tokenizer;
+use super::EngineError;
+
+/// Prompt tokens run per forward pass during prefill: large enough for
+/// efficient matrix products, small enough to notice cancellation quickly.
+const PREFILL_CHUNK: usize = 256;
+
+/// Shared flag a newer request (or `$/cancelRequest`) sets to stop older work.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the generation holding this flag to stop at its next check.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether cancellation was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Everything one generation needs besides the model.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    /// The whole prompt, control tokens included.
+    pub prompt: Vec<u32>,
+    /// Upper bound on generated tokens.
+    pub max_new_tokens: usize,
+    /// How tokens are chosen.
+    pub sampling: SamplingParams,
+    /// Tokens that end generation (the model's end-of-text, Code Llama's EOT...).
+    pub stop_tokens: Vec<u32>,
+    /// Text that ends generation; the text is cut before it.
+    pub stop_strings: Vec<String>,
+    /// When to give up and return what was generated so far.
+    pub deadline: Option<Instant>,
+    /// Checked between forward passes.
+    pub cancel: CancelFlag,
+}
+
+impl GenerationRequest {
+    /// A greedy request with no deadline and no stops besides `stop_tokens`.
+    pub fn new(prompt: Vec<u32>, max_new_tokens: usize, stop_tokens: Vec<u32>) -> Self {
+        Self {
+            prompt,
+            max_new_tokens,
+            sampling: SamplingParams::default(),
+            stop_tokens,
+            stop_strings: Vec::new(),
+            deadline: None,
+            cancel: CancelFlag::new(),
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    Eos,
+    /// A stop string appeared.
+    Stop,
+    /// `max_new_tokens` were generated.
+    Length,
+    /// The deadline passed.
+    Deadline,
+    /// The cancellation flag was set.
+    Cancelled,
+}
+
+impl StopReason {
+    /// The name used in JSON output and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Eos => "eos",
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::Deadline => "deadline",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The generated text and what it cost.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Generated text (stop token or stop string excluded).
+    pub text: String,
+    /// Generated token ids (stop token excluded).
+    pub tokens: Vec<u32>,
+    /// Why generation ended.
+    pub stop_reason: StopReason,
+    /// Length of the prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values were reused from the cache.
+    pub reused_tokens: usize,
+    /// Time spent on the prompt.
+    pub prefill: Duration,
+    /// Time spent generating.
+    pub decode: Duration,
+}
+
+impl Completion {
+    /// Prompt tokens actually run through the model.
+    pub fn computed_tokens(&self) -> usize {
+        self.prompt_tokens - self.reused_tokens
+    }
+}
+
+/// How the engine is set up at load time.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Positions in the KV cache (bounded by the model's trained context).
+    pub context_length: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { context_length: 4096 }
+    }
+}
+
+/// A loaded model with its tokenizer and KV cache. Lives on one thread (the
+/// worker); the tokenizer is shared with the rest of the server.
+pub struct Engine {
+    model: Transformer,
+    tokenizer: Arc<Tokenizer>,
+    cache: KvCache,
+}
+
+impl Engine {
+    /// Loads a GGUF file: tokenizer first (cheap, and the most common reason a
+    /// file is unusable), then the weights. `progress` receives `0..=1`.
+    pub fn load(path: &Path, options: &EngineOptions, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
+        let mut file = GgufFile::open(path)?;
+        let hp = Hyperparams::from_gguf(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let context = options.context_length.min(hp.trained_context).max(16);
+        let model = Transformer::load(&mut file, context, &Device::Cpu, progress)?;
+        let cache = model.new_cache(context)?;
+        Ok(Self { model, tokenizer: Arc::new(tokenizer), cache })
+    }
+
+    /// The tokenizer, to build prompts off the model thread.
+    pub fn tokenizer(&self) -> Arc<Tokenizer> {
+        self.tokenizer.clone()
+    }
+
+    /// The network's shape.
+    pub fn hyperparams(&self) -> &Hyperparams {
+        self.model.hyperparams()
+    }
+
+    /// The usable context window (prompt plus generated tokens).
+    pub fn context_length(&self) -> usize {
+        self.cache.capacity()
+    }
+
+    /// Token ids currently held in the KV cache.
+    pub fn cached_tokens(&self) -> &[u32] {
+        self.cache.tokens()
+    }
+
+    /// Logits of the last prompt token, computed from scratch (no reuse). For
+    /// tests that compare against a reference implementation.
+    pub fn prompt_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
+        self.cache.truncate(0);
+        let logits = self.model.forward(prompt, &mut self.cache)?;
+        Ok(logits.to_vec1::<f32>()?)
+    }
+
+    /// Runs one generation. The cache keeps the prompt and generated tokens
+    /// afterwards, so the next prompt that shares a prefix starts from there.
+    pub fn generate(&mut self, request: &GenerationRequest) -> Result<Completion, EngineError> {
+        let prompt = &request.prompt;
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let context = self.cache.capacity();
+        if prompt.len() + request.max_new_tokens.min(1) > context {
+            return Err(EngineError::ContextOverflow { prompt: prompt.len(), max_new: request.max_new_tokens, context });
+        }
+        let started = Instant::now();
+        // At least one prompt token is always run, to get fresh logits.
+        let reused = self.cache.common_prefix(prompt).min(prompt.len() - 1);
+        self.cache.truncate(reused);
+        let mut outcome = Outcome::new(prompt.len(), reused);
+        let mut logits = None;
+        for chunk in prompt[reused..].chunks(PREFILL_CHUNK) {
+            if let Some(reason) = interrupted(request) {
+                return Ok(outcome.finish(reason, started, None));
+            }
+            logits = Some(self.model.forward(chunk, &mut self.cache)?);
+        }
+        let prefill_done = Instant::now();
+        let mut sampler = Sampler::new(request.sampling.clone());
+        let mut logits = match logits {
+            Some(l) => l.to_vec1::<f32>()?,
+            None => return Ok(outcome.finish(StopReason::Cancelled, started, Some(prefill_done))),
+        };
+        let max_new = request.max_new_tokens.min(context - self.cache.len());
+        let mut text = StreamingText::default();
+        loop {
+            if outcome.tokens.len() >= max_new {
+                outcome.text = text.finish();
+                return Ok(outcome.finish(StopReason::Length, started, Some(prefill_done)));
+            }
+            let next = sampler.sample(&logits);
+            if request.stop_tokens.contains(&next) {
+                outcome.text = text.finish();
+                return Ok(outcome.finish(StopReason::Eos, started, Some(prefill_done)));
+            }
+            outcome.tokens.push(next);
+            text.push(self.tokenizer.token_bytes(next));
+            if let Some(cut) = text.find_stop(&request.stop_strings) {
+                outcome.text = cut;
+                return Ok(outcome.finish(StopReason::Stop, started, Some(prefill_done)));
+            }
+            if let Some(reason) = interrupted(request) {
+                outcome.text = text.finish();
+                return Ok(outcome.finish(reason, started, Some(prefill_done)));
+            }
+            if outcome.tokens.len() >= max_new {
+                continue;
+            }
+            logits = self.model.forward(&[next], &mut self.cache)?.to_vec1::<f32>()?;
+        }
+    }
+}
+
+fn interrupted(request: &GenerationRequest) -> Option<StopReason> {
+    if request.cancel.is_cancelled() {
+        return Some(StopReason::Cancelled);
+    }
+    match request.deadline {
+        Some(deadline) if Instant::now() >= deadline => Some(StopReason::Deadline),
+        _ => None,
+    }
+}
+
+/// The parts of a [`Completion`] gathered while the loop runs.
+struct Outcome {
+    prompt_tokens: usize,
+    reused_tokens: usize,
+    tokens: Vec<u32>,
+    text: String,
+}
+
+impl Outcome {
+    fn new(prompt_tokens: usize, reused_tokens: usize) -> Self {
+        Self { prompt_tokens, reused_tokens, tokens: Vec::new(), text: String::new() }
+    }
+
+    fn finish(self, stop_reason: StopReason, started: Instant, prefill_done: Option<Instant>) -> Completion {
+        let now = Instant::now();
+        let prefill_done = prefill_done.unwrap_or(now);
+        Completion {
+            text: self.text,
+            tokens: self.tokens,
+            stop_reason,
+            prompt_tokens: self.prompt_tokens,
+            reused_tokens: self.reused_tokens,
+            prefill: prefill_done - started,
+            decode: now - prefill_done,
+        }
+    }
+}
+
+/// Generated bytes, decoded to text as far as they form whole characters.
+#[derive(Default)]
+struct StreamingText {
+    bytes: Vec<u8>,
+}
+
+impl StreamingText {
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// The longest prefix that is valid UTF-8.
+    fn valid(&self) -> &str {
+        match std::str::from_utf8(&self.bytes) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&self.bytes[..e.valid_up_to()]).unwrap_or_default(),
+        }
+    }
+
+    /// The text before the first stop string, if one appeared.
+    fn find_stop(&self, stops: &[String]) -> Option<String> {
+        let text = self.valid();
+        stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+            .map(|at| text[..at].to_string())
+    }
+
+    fn finish(&self) -> String {
+        // A character cut in half by the end of generation is dropped.
+        self.valid().to_string()
+    }
+}

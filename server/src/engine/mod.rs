@@ -1,0 +1,22 @@
+//! The resident model: GGUF loading, the tokenizer read from the file, the
+//! transformer forward pass on candle, the rewindable KV cache, sampling, and
+//! the thread the model lives on.
+//!
+//! This layer knows nothing of editors, documents or prompts: it turns token
+//! ids into more token ids, fast, and stops when told.
+
+mod error;
+mod generate;
+pub mod gguf;
+pub mod kv_cache;
+pub mod model;
+pub mod sampling;
+pub mod tokenizer;
+mod worker;
+
+pub use error::EngineError;
+pub use generate::{CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, StopReason};
+pub use model::{Hyperparams, ModelFamily};
+pub use sampling::SamplingParams;
+pub use tokenizer::{TokenKind, Tokenizer, VocabKind};
+pub use worker::{EngineHandle, LoadReceiver, LoadedModel};

@@ -1,0 +1,233 @@
+//! Filling a [`FimTemplate`] with text: prefix, suffix and extra context chunks,
+//! each encoded separately and fitted into a token budget.
+//!
+//! The budget is the context length minus the tokens to generate. The suffix
+//! gets at most its configured share; context chunks at most theirs; the
+//! prefix gets the rest. Text is cut at line boundaries: the prefix keeps the
+//! lines nearest the cursor, the suffix its first lines, so the model sees
+//! whole lines and the start of the prompt moves as little as possible.
+
+use crate::engine::{EngineError, Tokenizer};
+use crate::models::SuffixEncoding;
+
+use super::template::{FimTemplate, Segment};
+
+/// A snippet from elsewhere (another file, a definition) shown before the prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextChunk {
+    /// Where it comes from, shown to the model as a file path.
+    pub path: String,
+    /// The snippet itself.
+    pub text: String,
+}
+
+/// What to put in a prompt and how many tokens it may take.
+#[derive(Debug, Clone)]
+pub struct PromptInput<'a> {
+    /// Text before the cursor.
+    pub prefix: &'a str,
+    /// Text after the cursor.
+    pub suffix: &'a str,
+    /// Snippets from elsewhere, most relevant last (nearest the prefix).
+    pub context: &'a [ContextChunk],
+    /// How the language writes a line comment (for context headers when the
+    /// model has no file separator token), e.g. `//` or `#`.
+    pub line_comment: &'a str,
+    /// Tokens available to the whole prompt (context length − max new tokens).
+    pub budget: usize,
+    /// Share of the budget the suffix may take (0..=1).
+    pub suffix_share: f32,
+    /// Share of the budget context chunks may take (0 turns them off).
+    pub context_share: f32,
+}
+
+/// A prompt ready for the engine, with what was kept of the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    /// Token ids, control tokens included.
+    pub tokens: Vec<u32>,
+    /// Bytes of the prefix that made it in (its end).
+    pub prefix_bytes: usize,
+    /// Bytes of the suffix that made it in (its start).
+    pub suffix_bytes: usize,
+    /// Context chunks that made it in.
+    pub context_chunks: usize,
+}
+
+/// Builds the prompt's token ids from the template and the input.
+pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &PromptInput) -> Result<Prompt, EngineError> {
+    let available = input.budget.saturating_sub(template.control_token_count());
+    let encode_suffix = |text: &str| match template.suffix_encoding {
+        SuffixEncoding::Infill => tokenizer.encode_continuation(text),
+        SuffixEncoding::Plain => tokenizer.encode(text),
+    };
+    let (suffix_tokens, suffix_bytes) = if template.uses_suffix() {
+        let limit = (available as f32 * input.suffix_share.clamp(0.0, 1.0)) as usize;
+        fit_head(input.suffix, limit, &encode_suffix)?
+    } else {
+        (Vec::new(), 0)
+    };
+    let context_limit = (available as f32 * input.context_share.clamp(0.0, 1.0)) as usize;
+    let (context_tokens, context_chunks) = encode_context(template, tokenizer, input, context_limit)?;
+    let prefix_limit = available.saturating_sub(suffix_tokens.len() + context_tokens.len());
+    let (prefix_tokens, prefix_bytes) = fit_tail(input.prefix, prefix_limit, &|t| tokenizer.encode(t))?;
+
+    let mut tokens = Vec::with_capacity(input.budget);
+    let mut context_placed = false;
+    for segment in &template.segments {
+        match segment {
+            Segment::Token(id) => {
+                // Repository context goes before the first control token that
+                // follows BOS, so the prompt's start stays stable.
+                if !context_placed && Some(*id) != tokenizer.bos() {
+                    tokens.extend_from_slice(&context_tokens);
+                    context_placed = true;
+                }
+                tokens.push(*id);
+            }
+            Segment::Prefix => {
+                if !context_placed {
+                    tokens.extend_from_slice(&context_tokens);
+                    context_placed = true;
+                }
+                tokens.extend_from_slice(&prefix_tokens);
+            }
+            Segment::Suffix => tokens.extend_from_slice(&suffix_tokens),
+        }
+    }
+    Ok(Prompt { tokens, prefix_bytes, suffix_bytes, context_chunks })
+}
+
+fn encode_context(template: &FimTemplate, tokenizer: &Tokenizer, input: &PromptInput, limit: usize) -> Result<(Vec<u32>, usize), EngineError> {
+    let mut blocks: Vec<Vec<u32>> = Vec::new();
+    let mut used = 0;
+    // Most relevant chunks are last; fill from the end, then restore order.
+    for chunk in input.context.iter().rev() {
+        let block = match template.file_separator {
+            Some(sep) => {
+                let mut block = vec![sep];
+                block.extend(tokenizer.encode(&format!("{}\n{}\n", chunk.path, chunk.text.trim_end_matches('\n')))?);
+                block
+            }
+            None => tokenizer.encode(&format!("{} {}\n{}\n", input.line_comment, chunk.path, chunk.text.trim_end_matches('\n')))?,
+        };
+        if used + block.len() > limit {
+            break;
+        }
+        used += block.len();
+        blocks.push(block);
+    }
+    let count = blocks.len();
+    blocks.reverse();
+    Ok((blocks.concat(), count))
+}
+
+/// Byte offsets where lines start (after each line break), plus 0.
+fn line_starts(text: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    for (i, b) in text.bytes().enumerate() {
+        if b == b'\n' || (b == b'\r' && text.as_bytes().get(i + 1) != Some(&b'\n')) {
+            starts.push(i + 1);
+        }
+    }
+    starts.dedup();
+    starts
+}
+
+type Encoder<'a> = dyn Fn(&str) -> Result<Vec<u32>, EngineError> + 'a;
+
+/// The longest tail of `text` starting at a line start that encodes to at
+/// most `limit` tokens (binary search over line starts).
+fn fit_tail(text: &str, limit: usize, encode: &Encoder) -> Result<(Vec<u32>, usize), EngineError> {
+    let whole = encode(text)?;
+    if whole.len() <= limit {
+        return Ok((whole, text.len()));
+    }
+    let starts = line_starts(text);
+    let (mut lo, mut hi) = (0, starts.len() - 1);
+    let mut best = (Vec::new(), 0);
+    // starts[lo] too early (too many tokens) ... find the earliest start that fits.
+    while lo < hi {
+        let mid = (lo + hi) / 2 + 1;
+        let tail = &text[starts[mid]..];
+        let tokens = encode(tail)?;
+        if tokens.len() <= limit {
+            best = (tokens, tail.len());
+            hi = mid - 1;
+        } else {
+            lo = mid;
+        }
+    }
+    if best.1 == 0 {
+        // Not even the cursor's line fits: keep its last tokens.
+        let last = &text[starts[starts.len() - 1]..];
+        let tokens = encode(last)?;
+        let keep = tokens.len().min(limit);
+        return Ok((tokens[tokens.len() - keep..].to_vec(), last.len()));
+    }
+    Ok(best)
+}
+
+/// The longest head of `text` ending at a line end that encodes to at most
+/// `limit` tokens.
+fn fit_head(text: &str, limit: usize, encode: &Encoder) -> Result<(Vec<u32>, usize), EngineError> {
+    if limit == 0 || text.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let whole = encode(text)?;
+    if whole.len() <= limit {
+        return Ok((whole, text.len()));
+    }
+    let mut ends = line_starts(text);
+    ends.remove(0);
+    let (mut lo, mut hi) = (0usize, ends.len());
+    let mut best = (Vec::new(), 0);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let head = &text[..ends[mid]];
+        let tokens = encode(head)?;
+        if tokens.len() <= limit {
+            best = (tokens, head.len());
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Result<Vec<u32>, EngineError> {
+        Ok(text.split_whitespace().map(|w| w.len() as u32).collect())
+    }
+
+    #[test]
+    fn tail_keeps_whole_lines_nearest_the_cursor() {
+        let text = "a b c\nd e\nf g h\nij";
+        let (tokens, bytes) = fit_tail(text, 4, &words).unwrap();
+        assert_eq!(&text[text.len() - bytes..], "f g h\nij");
+        assert_eq!(tokens.len(), 4);
+    }
+
+    #[test]
+    fn tail_of_a_single_long_line_keeps_its_end() {
+        let (tokens, _) = fit_tail("a bb ccc dddd", 2, &words).unwrap();
+        assert_eq!(tokens, vec![3, 4]);
+    }
+
+    #[test]
+    fn head_keeps_whole_lines_after_the_cursor() {
+        let text = "x y\nz\nw v u\n";
+        let (tokens, bytes) = fit_head(text, 3, &words).unwrap();
+        assert_eq!(&text[..bytes], "x y\nz\n");
+        assert_eq!(tokens.len(), 3);
+    }
+
+    #[test]
+    fn line_starts_follow_lsp_line_breaks() {
+        assert_eq!(line_starts("a\r\nb\rc\nd"), vec![0, 3, 5, 7]);
+    }
+}

@@ -1,0 +1,39 @@
+//! Shared by the integration tests: where the real model files live, and a
+//! loud failure (never a skip) when they are missing.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `$CRIA_HOME/models`, or `~/.cache/cria/models`: where `scripts/fetch-models` puts files.
+pub fn models_dir() -> PathBuf {
+    let home = std::env::var_os("CRIA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/cria"));
+    home.join("models")
+}
+
+/// The path of a fetched file, or a panic that says how to get it.
+pub fn require(relative: &str) -> PathBuf {
+    let path = models_dir().join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-models first (tests never skip a missing model)",
+        path.display()
+    );
+    path
+}
+
+/// SmolLM2-135M-Instruct Q4_1: the fastest real llama-architecture model.
+pub fn smollm2() -> PathBuf {
+    require("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Qwen2.5-Coder-0.5B-Instruct: the real FIM code model.
+pub fn qwen() -> PathBuf {
+    require("qwen2.5-coder-0.5b-instruct-q5_0.gguf")
+}
+
+/// One of llama.cpp's vocab-only GGUFs, e.g. `llama-spm`.
+pub fn vocab(name: &str) -> PathBuf {
+    require(&format!("vocab/ggml-vocab-{name}.gguf"))
+}
