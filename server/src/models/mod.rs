@@ -12,6 +12,7 @@ mod catalogue;
 mod config;
 mod error;
 mod locate;
+mod pull;
 mod resolve;
 
 pub use catalogue::{builtin, builtin_names, load_catalogue, Catalogue, ConfigSource};
@@ -20,4 +21,5 @@ pub use config::{
     SpecialToken, StopConfig, SuffixEncoding, TemplatePart,
 };
 pub use error::{ConfigError, Location, Problem};
+pub use pull::{download_url, pull, sha256_file, PullError};
 pub use resolve::{resolve, CriaHome, ResolveError, ResolvedModel, SearchPaths};
