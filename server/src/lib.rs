@@ -4,6 +4,7 @@
 //! The modules follow the data's way from the editor to the suggestion; see
 //! ARCHITECTURE.md for the map and the rules on which module may use which.
 
+pub mod completion;
 pub mod context;
 pub mod engine;
 pub mod models;

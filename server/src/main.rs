@@ -1,2 +1,8 @@
-//! The `cria` binary: a thin entry point; the verbs live in `cria::cli`.
-fn main() {}
+//! The `cria` binary: parses the command line and hands over to a verb in
+//! [`cli`]. With no verb it speaks the Language Server Protocol over stdio.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::run()
+}

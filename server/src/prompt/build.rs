@@ -70,16 +70,22 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
     let context_limit = (available as f32 * input.context_share.clamp(0.0, 1.0)) as usize;
     let (context_tokens, context_chunks) = encode_context(template, tokenizer, input, context_limit)?;
     let prefix_limit = available.saturating_sub(suffix_tokens.len() + context_tokens.len());
-    let (prefix_tokens, prefix_bytes) = fit_tail(input.prefix, prefix_limit, &|t| tokenizer.encode(t))?;
+    // After inline context (comment headers), the prefix continues that text.
+    let inline_context = template.file_separator.is_none() && !context_tokens.is_empty();
+    let (prefix_tokens, prefix_bytes) = if inline_context {
+        fit_tail(input.prefix, prefix_limit, &|t| tokenizer.encode_continuation(t))?
+    } else {
+        fit_tail(input.prefix, prefix_limit, &|t| tokenizer.encode(t))?
+    };
 
     let mut tokens = Vec::with_capacity(input.budget);
     let mut context_placed = false;
     for segment in &template.segments {
         match segment {
             Segment::Token(id) => {
-                // Repository context goes before the first control token that
-                // follows BOS, so the prompt's start stays stable.
-                if !context_placed && Some(*id) != tokenizer.bos() {
+                // Repository-level context (file separators) goes before the
+                // first control token after BOS, as such models were trained.
+                if !inline_context && !context_placed && Some(*id) != tokenizer.bos() {
                     tokens.extend_from_slice(&context_tokens);
                     context_placed = true;
                 }
@@ -94,6 +100,11 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
             }
             Segment::Suffix => tokens.extend_from_slice(&suffix_tokens),
         }
+    }
+    if tokens.is_empty() {
+        // An empty document with a prefix-only template: start from BOS or
+        // end-of-text, so the model has something to condition on.
+        tokens.extend(tokenizer.bos().or(tokenizer.eos()));
     }
     Ok(Prompt { tokens, prefix_bytes, suffix_bytes, context_chunks })
 }

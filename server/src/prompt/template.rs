@@ -84,7 +84,7 @@ impl FimTemplate {
             order,
             segments,
             suffix_encoding: config.fim.suffix_encoding,
-            file_separator: config.token("file_separator").map(|t| t.id),
+            file_separator: config.token("file_sep").map(|t| t.id),
             stop_tokens: config.stop_token_ids(),
             stop_strings: config.stop.strings.clone(),
         })

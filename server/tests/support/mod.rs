@@ -37,3 +37,6 @@ pub fn qwen() -> PathBuf {
 pub fn vocab(name: &str) -> PathBuf {
     require(&format!("vocab/ggml-vocab-{name}.gguf"))
 }
+
+/// The tiny Code Llama-shaped model builder.
+pub mod tiny_codellama;
