@@ -101,6 +101,7 @@ fn finish_start(
     let label = resolved.gguf.display().to_string();
     let (name, template) = match &resolved.config {
         Some(config) => {
+            let label = format!("model config `{}` checked against {label}", config.name);
             config.check_vocabulary(&label, |id| loaded.tokenizer.piece(id).map(str::to_string))?;
             (config.name.clone(), FimTemplate::from_config(config, order)?)
         }

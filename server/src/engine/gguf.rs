@@ -37,9 +37,17 @@ impl GgufFile {
             });
         }
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|err| EngineError::Corrupt {
-            path: path.to_path_buf(),
-            reason: err.to_string(),
+        let content = Content::read(&mut reader).map_err(|err| {
+            let reason = err.to_string();
+            // candle names a tensor type it has no kernels for this way.
+            match reason.split("unknown dtype for tensor ").nth(1) {
+                Some(code) => EngineError::UnsupportedQuantization {
+                    path: path.to_path_buf(),
+                    tensor: "(a tensor)".into(),
+                    dtype: format!("ggml type {}", code.trim()),
+                },
+                None => EngineError::Corrupt { path: path.to_path_buf(), reason },
+            }
         })?;
         Ok(Self {
             path: path.to_path_buf(),
