@@ -1,0 +1,120 @@
+//! Engine benchmark: prefill and decode speed and the latency of completing
+//! after an edit near the end of a long prompt (the keystroke case, with KV
+//! reuse), on real GGUF files. Prints one JSON object per model on stdout;
+//! `benches/engine-vs-llama-cpp` runs it beside llama.cpp's llama-bench and
+//! prints the table. Speeds are medians of several runs.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cria::engine::{Engine, EngineOptions, GenerationRequest};
+
+const RUNS: usize = 3;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Real source text for prompts: cria's own engine code, repeated as needed.
+fn corpus() -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    let text: String = names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    text.repeat(3)
+}
+
+fn tokens(engine: &Engine, n: usize) -> Vec<u32> {
+    let ids = engine.tokenizer().encode(&corpus()).unwrap();
+    assert!(ids.len() >= n, "corpus too short");
+    ids[..n].to_vec()
+}
+
+fn prefill_tps(engine: &mut Engine, n: usize) -> f64 {
+    let prompt = tokens(engine, n);
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                engine.prompt_logits(&prompt).unwrap();
+                n as f64 / started.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn decode_tps(engine: &mut Engine, n: usize) -> f64 {
+    let prompt = tokens(engine, 64);
+    median(
+        (0..RUNS)
+            .map(|_| {
+                engine.prompt_logits(&prompt[..1]).unwrap();
+                let done = engine.generate(&GenerationRequest::new(prompt.clone(), n, vec![])).unwrap();
+                assert_eq!(done.tokens.len(), n);
+                // The first token comes from prefill's logits; n - 1 forward passes follow.
+                (n - 1) as f64 / done.decode.as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+/// Edit the last line of a 1500-token prompt, then complete 16 tokens.
+fn edit_latency_ms(engine: &mut Engine) -> (f64, usize) {
+    let base = tokens(engine, 1500);
+    let request = |prompt: Vec<u32>| GenerationRequest::new(prompt, 16, vec![]);
+    engine.generate(&request(base.clone())).unwrap();
+    let mut computed = 0;
+    let ms = median(
+        (0..RUNS)
+            .map(|run| {
+                let mut edited = base.clone();
+                let n = edited.len();
+                // Change a few tokens near the end, differently each run.
+                edited[n - 8 + run] = base[n - 100 + run];
+                let started = Instant::now();
+                let done = engine.generate(&request(edited)).unwrap();
+                computed = done.computed_tokens();
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    );
+    (ms, computed)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("engine benchmark: run it with `cargo bench --bench engine` (skipped in test mode)");
+        return;
+    }
+    let models_dir = std::env::var_os("CRIA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cria"))
+        .join("models");
+    let files: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let files = if files.is_empty() {
+        vec!["SmolLM2-135M-Instruct.Q4_1.gguf".to_string(), "qwen2.5-coder-0.5b-instruct-q5_0.gguf".to_string()]
+    } else {
+        files
+    };
+    for file in files {
+        let path = models_dir.join(&file);
+        let started = Instant::now();
+        let mut engine = Engine::load(&path, &EngineOptions { context_length: 2048 }, &mut |_| {}).unwrap();
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        let pp512 = prefill_tps(&mut engine, 512);
+        let pp1536 = prefill_tps(&mut engine, 1536);
+        let tg = decode_tps(&mut engine, 32);
+        let (edit_ms, computed) = edit_latency_ms(&mut engine);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": file, "threads": threads, "load_ms": load_ms,
+                "prefill_512_tps": pp512, "prefill_1536_tps": pp1536, "decode_tps": tg,
+                "edit_then_16_ms": edit_ms, "edit_recomputed_tokens": computed,
+            })
+        );
+    }
+}
