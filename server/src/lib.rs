@@ -3,3 +3,5 @@
 //!
 //! The modules follow the data's way from the editor to the suggestion; see
 //! ARCHITECTURE.md for the map and the rules on which module may use which.
+
+pub mod documents;
