@@ -19,5 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod encoding;
+mod language;
 
 pub use encoding::{Clamp, Clamped, Position, PositionEncoding, Range};
+pub use language::Language;
