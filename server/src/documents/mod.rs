@@ -18,8 +18,14 @@
 
 #![warn(missing_docs)]
 
+mod document;
 pub mod encoding;
 mod language;
+mod syntax;
 
+pub use document::{
+    ChangeReport, ClampedChange, Document, DocumentLimits, DocumentSnapshot, SkipReason, TextChange,
+};
 pub use encoding::{Clamp, Clamped, Position, PositionEncoding, Range};
 pub use language::Language;
+pub use syntax::SyntaxError;
