@@ -21,6 +21,7 @@
 mod document;
 pub mod encoding;
 mod language;
+mod store;
 mod syntax;
 
 pub use document::{
@@ -28,4 +29,5 @@ pub use document::{
 };
 pub use encoding::{Clamp, Clamped, Position, PositionEncoding, Range};
 pub use language::Language;
+pub use store::{DocumentStore, StoreError};
 pub use syntax::SyntaxError;
