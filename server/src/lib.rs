@@ -6,6 +6,7 @@
 
 pub mod completion;
 pub mod context;
+pub mod documents;
 pub mod engine;
 pub mod models;
 pub mod prompt;
