@@ -10,3 +10,4 @@ pub mod documents;
 pub mod engine;
 pub mod models;
 pub mod prompt;
+pub mod protocol;

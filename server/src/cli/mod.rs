@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod complete;
+mod lsp;
 mod models;
 mod pull;
 
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Speak the Language Server Protocol over stdio (the default).
+    Lsp(lsp::Args),
     /// Complete the code at FILE:LINE:COL (1-based, as compilers print them).
     Complete(complete::Args),
     /// Download a model's GGUF file from the Hugging Face hub into $CRIA_HOME/models.
@@ -32,12 +35,13 @@ enum Command {
 /// Runs the verb named on the command line.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let log_control = init_logging();
     let result = match cli.command {
+        None => lsp::run(lsp::Args::default(), log_control),
+        Some(Command::Lsp(args)) => lsp::run(args, log_control),
         Some(Command::Complete(args)) => complete::run(args),
         Some(Command::Pull(args)) => pull::run(args),
         Some(Command::Models) => models::run(),
-        None => Err(anyhow::anyhow!("the language server is not built yet; use `cria complete FILE:LINE:COL`")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,8 +58,26 @@ pub fn run() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout carries the protocol or the answer), at the
-/// level `CRIA_LOG` gives (default: warnings).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRIA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+/// level `CRIA_LOG` gives (default: warnings). The returned control lets the
+/// language server change the level when its `logLevel` setting changes
+/// (`CRIA_LOG`, when set, wins).
+fn init_logging() -> cria::protocol::LogControl {
+    use tracing_subscriber::prelude::*;
+    let from_env = std::env::var("CRIA_LOG").ok();
+    let filter = from_env
+        .as_deref()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false))
+        .try_init();
+    std::sync::Arc::new(move |level: &str| {
+        if from_env.is_some() {
+            return Ok(());
+        }
+        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }

@@ -7,6 +7,10 @@
 //! resolves the FIM template. After that, building a request is pure and
 //! cheap; running it is the engine thread's business.
 
+mod scheduler;
+
+pub use scheduler::{Scheduler, Ticket};
+
 use std::time::{Duration, Instant};
 
 use crate::context::CursorText;

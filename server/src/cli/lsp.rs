@@ -1,0 +1,24 @@
+//! `cria` / `cria lsp`: the language server over stdio.
+
+use cria::protocol::{serve, LogControl, ServerConfig};
+
+/// Arguments of `cria lsp`.
+#[derive(clap::Args, Default)]
+pub struct Args {
+    /// Model to load when the client's settings name none (name or .gguf path).
+    #[arg(long)]
+    model: Option<String>,
+}
+
+/// Runs the server until the client exits.
+pub fn run(args: Args, log_control: LogControl) -> anyhow::Result<()> {
+    let mut config = ServerConfig::default();
+    if let Some(model) = args.model {
+        config.model = model;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(serve(tokio::io::stdin(), tokio::io::stdout(), config, Some(log_control)));
+    // Don't wait for a model still loading on a blocking thread.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(())
+}

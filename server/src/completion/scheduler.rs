@@ -1,0 +1,101 @@
+//! One completion in flight per document: a newer request for the same
+//! document cancels the older one, which stops at its next token.
+//!
+//! This is all the scheduling the editor needs. The engine thread runs one
+//! job at a time; cancelled jobs leave the queue at once, so the newest
+//! keystroke's request is never stuck behind stale work for long.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::engine::CancelFlag;
+
+/// Tracks the request in flight for each document.
+#[derive(Default)]
+pub struct Scheduler {
+    inflight: Mutex<HashMap<String, (u64, CancelFlag)>>,
+    next_id: AtomicU64,
+    superseded: AtomicU64,
+}
+
+/// A registered request; dropping it (answered, or abandoned because the
+/// client cancelled it) cancels its flag and unregisters it.
+pub struct Ticket {
+    scheduler: Arc<Scheduler>,
+    key: String,
+    id: u64,
+    flag: CancelFlag,
+}
+
+impl Scheduler {
+    /// Registers a new request for `key` (a document URI), cancelling the
+    /// request that was in flight for it.
+    pub fn begin(self: &Arc<Self>, key: &str) -> Ticket {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let flag = CancelFlag::new();
+        let previous = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key.to_string(), (id, flag.clone()));
+        if let Some((_, old)) = previous {
+            old.cancel();
+            self.superseded.fetch_add(1, Ordering::Relaxed);
+        }
+        Ticket { scheduler: self.clone(), key: key.to_string(), id, flag }
+    }
+
+    /// Cancels whatever is in flight for `key` (the document changed in a
+    /// way that makes it stale, or was closed).
+    pub fn cancel(&self, key: &str) {
+        if let Some((_, flag)) = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
+            flag.cancel();
+        }
+    }
+
+    /// Requests cancelled because a newer one arrived, since start.
+    pub fn superseded(&self) -> u64 {
+        self.superseded.load(Ordering::Relaxed)
+    }
+}
+
+impl Ticket {
+    /// The flag the engine checks between tokens.
+    pub fn flag(&self) -> CancelFlag {
+        self.flag.clone()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.flag.cancel();
+        let mut map = self.scheduler.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_request_cancels_the_older_one_for_the_same_document_only() {
+        let s = Arc::new(Scheduler::default());
+        let a = s.begin("file:///a");
+        let b = s.begin("file:///b");
+        assert!(!a.flag().is_cancelled());
+        let a2 = s.begin("file:///a");
+        assert!(a.flag().is_cancelled());
+        assert!(!b.flag().is_cancelled());
+        assert!(!a2.flag().is_cancelled());
+        assert_eq!(s.superseded(), 1);
+        drop(a);
+        assert!(!a2.flag().is_cancelled(), "dropping the old ticket leaves the new one alone");
+        let flag = a2.flag();
+        drop(a2);
+        assert!(flag.is_cancelled(), "an abandoned request stops its generation");
+    }
+}

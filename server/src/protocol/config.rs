@@ -1,0 +1,224 @@
+//! The server's settings, read from `initializationOptions` and
+//! `workspace/didChangeConfiguration`.
+//!
+//! Each key is read on its own: an unknown key is reported as a warning, a
+//! bad value as an error, and in both cases every other key still applies and
+//! the bad key keeps its previous value.
+
+use serde_json::Value;
+
+use crate::completion::Settings;
+use crate::engine::SamplingParams;
+
+/// Every setting the server understands, with its default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Model config name or path to a `.gguf` file.
+    pub model: String,
+    /// Most tokens generated per suggestion.
+    pub max_tokens: usize,
+    /// Every request is answered within this many milliseconds.
+    pub latency_budget_ms: u64,
+    /// Prompt tokens at most (the rest of the context is for generation).
+    pub prompt_tokens: usize,
+    /// Share of the prompt for the text after the cursor.
+    pub suffix_share: f32,
+    /// Context window allocated for the model (KV cache size).
+    pub context_length: usize,
+    /// Languages (LSP ids) to complete in; `None` = all.
+    pub enabled_languages: Option<Vec<String>>,
+    /// Languages explicitly turned off.
+    pub disabled_languages: Vec<String>,
+    /// Sampling temperature; 0 = greedy.
+    pub temperature: f32,
+    /// tracing filter for the server's log (stderr).
+    pub log_level: String,
+}
+
+/// The default latency budget. Measured on a 2-core laptop-class CPU with
+/// Qwen2.5-Coder-0.5B: a keystroke with the prompt prefix cached costs a few
+/// hundred milliseconds of prefill plus about 30 ms per generated token, so
+/// 2 s leaves room for a useful multi-line suggestion while still answering
+/// before a user gives up on it. See README ("Latency").
+pub const DEFAULT_LATENCY_BUDGET_MS: u64 = 2000;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            model: "qwen2.5-coder-0.5b-instruct".into(),
+            max_tokens: 64,
+            latency_budget_ms: DEFAULT_LATENCY_BUDGET_MS,
+            prompt_tokens: 1536,
+            suffix_share: 0.25,
+            context_length: 4096,
+            enabled_languages: None,
+            disabled_languages: Vec::new(),
+            temperature: 0.0,
+            log_level: "warn".into(),
+        }
+    }
+}
+
+/// Something wrong in a settings object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigProblem {
+    /// A key the server does not know (a typo, or a newer client).
+    UnknownKey(String),
+    /// A known key with a value of the wrong type or range.
+    BadValue {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ServerConfig {
+    /// Applies a settings object (flat, or nested under `"cria"`), returning
+    /// what was wrong with it.
+    pub fn apply(&mut self, settings: &Value) -> Vec<ConfigProblem> {
+        let settings = match settings.get("cria") {
+            Some(inner @ Value::Object(_)) => inner,
+            _ => settings,
+        };
+        let Value::Object(map) = settings else {
+            if settings.is_null() {
+                return Vec::new();
+            }
+            return vec![ConfigProblem::BadValue { key: "settings".into(), message: "expected an object".into() }];
+        };
+        let mut problems = Vec::new();
+        for (key, value) in map {
+            let result = match key.as_str() {
+                "model" => string(value).map(|v| self.model = v),
+                "maxTokens" => integer(value, 1, 2048).map(|v| self.max_tokens = v as usize),
+                "latencyBudgetMs" => integer(value, 50, 60_000).map(|v| self.latency_budget_ms = v),
+                "promptTokens" => integer(value, 16, 1 << 20).map(|v| self.prompt_tokens = v as usize),
+                "suffixShare" => fraction(value).map(|v| self.suffix_share = v),
+                "contextLength" => integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize),
+                "enabledLanguages" => languages(value).map(|(on, off)| {
+                    self.enabled_languages = on;
+                    self.disabled_languages = off;
+                }),
+                "temperature" => number(value, 0.0, 2.0).map(|v| self.temperature = v),
+                "logLevel" => string(value).map(|v| self.log_level = v),
+                _ => {
+                    problems.push(ConfigProblem::UnknownKey(key.clone()));
+                    continue;
+                }
+            };
+            if let Err(message) = result {
+                problems.push(ConfigProblem::BadValue { key: key.clone(), message });
+            }
+        }
+        problems
+    }
+
+    /// Whether suggestions are wanted in a language (LSP language id).
+    pub fn language_enabled(&self, language_id: &str) -> bool {
+        if self.disabled_languages.iter().any(|l| l == language_id) {
+            return false;
+        }
+        match &self.enabled_languages {
+            None => true,
+            Some(list) => list.iter().any(|l| l == language_id || l == "*"),
+        }
+    }
+
+    /// The completion pipeline's settings.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            max_new_tokens: self.max_tokens,
+            sampling: SamplingParams { temperature: self.temperature, ..SamplingParams::default() },
+            prompt_budget: Some(self.prompt_tokens),
+            suffix_share: self.suffix_share,
+            context_share: 0.0,
+        }
+    }
+}
+
+fn string(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+        _ => Err(format!("expected a non-empty string, got {value}")),
+    }
+}
+
+fn integer(value: &Value, min: u64, max: u64) -> Result<u64, String> {
+    match value.as_u64() {
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(format!("expected an integer from {min} to {max}, got {value}")),
+    }
+}
+
+fn number(value: &Value, min: f64, max: f64) -> Result<f32, String> {
+    match value.as_f64() {
+        Some(v) if (min..=max).contains(&v) => Ok(v as f32),
+        _ => Err(format!("expected a number from {min} to {max}, got {value}")),
+    }
+}
+
+fn fraction(value: &Value) -> Result<f32, String> {
+    number(value, 0.0, 1.0)
+}
+
+/// A list of language ids, or an object `{ "python": true, "markdown": false, "*": true }`.
+fn languages(value: &Value) -> Result<(Option<Vec<String>>, Vec<String>), String> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| format!("expected language ids, got {i}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|list| (Some(list), Vec::new())),
+        Value::Object(map) => {
+            let mut on = Vec::new();
+            let mut off = Vec::new();
+            for (lang, enabled) in map {
+                match enabled.as_bool() {
+                    Some(true) => on.push(lang.clone()),
+                    Some(false) => off.push(lang.clone()),
+                    None => return Err(format!("`{lang}`: expected true or false, got {enabled}")),
+                }
+            }
+            let all = map.get("*").and_then(Value::as_bool).unwrap_or(true);
+            Ok((if all { None } else { Some(on) }, off))
+        }
+        _ => Err(format!("expected a list of language ids or an object of booleans, got {value}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn good_values_apply_and_bad_ones_keep_the_previous_value() {
+        let mut c = ServerConfig::default();
+        let problems = c.apply(&json!({"maxTokens": 32, "latencyBudgetMs": "fast", "colour": "red", "temperature": 0.2}));
+        assert_eq!(c.max_tokens, 32);
+        assert_eq!(c.latency_budget_ms, DEFAULT_LATENCY_BUDGET_MS);
+        assert_eq!(c.temperature, 0.2);
+        assert_eq!(problems.len(), 2);
+        assert!(problems.contains(&ConfigProblem::UnknownKey("colour".into())));
+        assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }, _] | [_, ConfigProblem::BadValue { key, .. }] if key == "latencyBudgetMs"));
+    }
+
+    #[test]
+    fn settings_nested_under_cria_are_read() {
+        let mut c = ServerConfig::default();
+        assert!(c.apply(&json!({"cria": {"model": "smollm2-135m-instruct"}})).is_empty());
+        assert_eq!(c.model, "smollm2-135m-instruct");
+    }
+
+    #[test]
+    fn languages_as_list_or_object() {
+        let mut c = ServerConfig::default();
+        c.apply(&json!({"enabledLanguages": ["python", "rust"]}));
+        assert!(c.language_enabled("python") && !c.language_enabled("go"));
+        c.apply(&json!({"enabledLanguages": {"markdown": false}}));
+        assert!(c.language_enabled("go") && !c.language_enabled("markdown"));
+        c.apply(&json!({"enabledLanguages": {"*": false, "rust": true}}));
+        assert!(c.language_enabled("rust") && !c.language_enabled("go"));
+    }
+}

@@ -1,0 +1,43 @@
+//! The Language Server Protocol glue: the only module that knows LSP types
+//! and JSON. Handlers convert, call the inner layers, and convert back.
+//!
+//! Capabilities: incremental text sync, `textDocument/inlineCompletion`
+//! (LSP 3.18), `textDocument/completion` (one item with the whole
+//! suggestion), the position encoding negotiated at initialize, the
+//! `cria/status` notification and `$/progress` while the model loads.
+
+mod config;
+mod convert;
+mod ext;
+mod server;
+mod state;
+mod transport;
+
+pub use config::{ConfigProblem, ServerConfig, DEFAULT_LATENCY_BUDGET_MS};
+pub use ext::{Status, ACCEPTED_COMMAND, DOCUMENT_TEXT_METHOD, STATUS_METHOD};
+pub use state::LogControl;
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower_lsp_server::{LspService, Server};
+
+/// Serves one client over a pair of streams (stdio in the binary, an
+/// in-memory pipe in tests) until it exits.
+pub async fn serve<I, O>(input: I, output: O, config: ServerConfig, log_control: Option<LogControl>)
+where
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    let (service, socket) = LspService::build(|client| server::Backend { state: Arc::new(state::State::new(client, config, log_control)) })
+        .custom_method(ext::DOCUMENT_TEXT_METHOD, server::Backend::document_text)
+        .finish();
+    let (server_in, server_out, pump) = transport::guard(input, output);
+    // Many requests may wait on the model at once; keep reading edits and
+    // cancellations meanwhile.
+    let server = Server::new(server_in, server_out, socket).concurrency_level(256).serve(service);
+    tokio::select! {
+        () = server => {}
+        () = pump => {}
+    }
+}

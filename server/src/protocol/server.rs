@@ -1,0 +1,159 @@
+//! The `LanguageServer` implementation: thin handlers that convert LSP
+//! parameters, call into [`State`], and convert the answer back.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tower_lsp_server::gen_lsp_types as lsp;
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::LanguageServer;
+
+use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
+use super::ext::ACCEPTED_COMMAND;
+use super::state::{State, Suggestion};
+
+/// The server object tower-lsp-server drives.
+pub struct Backend {
+    pub(super) state: Arc<State>,
+}
+
+impl Backend {
+    /// `cria/documentText`: the server's copy of a document, so editors'
+    /// tests (and curious users) can check it equals the editor's text.
+    pub async fn document_text(&self, params: super::ext::DocumentTextParams) -> Result<Option<String>> {
+        Ok(self.state.documents().get(&params.uri).map(|d| d.text()))
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    // Only used on literals built in this file, whose shape matches the type.
+    serde_json::from_value(value).expect("protocol literal matches its LSP type")
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: lsp::InitializeParams) -> Result<lsp::InitializeResult> {
+        let encoding = negotiate_encoding(&params);
+        self.state.set_encoding(encoding);
+        if let Some(options) = &params.initialization_options {
+            let (problems, _) = self.state.apply_settings(options);
+            for problem in &problems {
+                tracing::warn!("initializationOptions: {problem:?}");
+            }
+            // Bad values are shown once the client can receive messages.
+            let state = self.state.clone();
+            tokio::spawn(async move { state.report_settings_problems(problems).await });
+        }
+        let kind: String = encoding_kind(encoding).into();
+        Ok(from_json(json!({
+            "capabilities": {
+                "positionEncoding": kind,
+                "textDocumentSync": { "openClose": true, "change": 2 },
+                "inlineCompletionProvider": {},
+                "completionProvider": { "resolveProvider": false, "triggerCharacters": [".", "(", "[", "{", ",", " ", ":", "=", "\n"] },
+                "executeCommandProvider": { "commands": [ACCEPTED_COMMAND] },
+            },
+            "serverInfo": { "name": "cria", "version": env!("CARGO_PKG_VERSION") },
+        })))
+    }
+
+    async fn initialized(&self, _: lsp::InitializedParams) {
+        self.state.start_loading();
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn did_open(&self, params: lsp::DidOpenTextDocumentParams) {
+        let item = params.text_document;
+        let language = language_id(&item.language_id);
+        self.state.documents().open(item.uri.0.as_str(), &language, item.version, &item.text);
+    }
+
+    async fn did_change(&self, params: lsp::DidChangeTextDocumentParams) {
+        let uri = params.text_document.text_document_identifier.uri.0.clone();
+        let changes: Vec<_> = params.content_changes.into_iter().map(text_change).collect();
+        let encoding = self.state.encoding();
+        let result = self.state.documents().change(&uri, params.text_document.version, &changes, encoding);
+        match result {
+            Ok(report) if !report.clamped.is_empty() => tracing::debug!(%uri, clamped = ?report.clamped, "edit positions clamped"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("didChange: {e}"),
+        }
+    }
+
+    async fn did_close(&self, params: lsp::DidCloseTextDocumentParams) {
+        let uri = params.text_document.uri.0.as_str();
+        self.state.cancel_pending(uri);
+        if let Err(e) = self.state.documents().close(uri) {
+            tracing::warn!("didClose: {e}");
+        }
+    }
+
+    async fn did_change_configuration(&self, params: lsp::DidChangeConfigurationParams) {
+        let (problems, model_changed) = self.state.apply_settings(&params.settings);
+        self.state.report_settings_problems(problems).await;
+        if model_changed {
+            self.state.start_loading();
+        }
+    }
+
+    async fn inline_completion(&self, params: lsp::InlineCompletionParams) -> Result<Option<lsp::InlineCompletionResponse>> {
+        let at = params.text_document_position_params;
+        let Some(s) = self.state.suggest(at.text_document.uri.0.as_str(), position(at.position)).await else {
+            return Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(Vec::new())));
+        };
+        let range = s.replace_end.map(|end| json!({ "start": to_lsp_position(s.cursor), "end": to_lsp_position(end) }));
+        let item = json!({ "insertText": s.text, "range": range });
+        Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(vec![from_json(strip_nulls(item))])))
+    }
+
+    async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
+        let at = params.text_document_position_params;
+        let items = match self.state.suggest(at.text_document.uri.0.as_str(), position(at.position)).await {
+            Some(s) => vec![completion_item(&s)],
+            None => Vec::new(),
+        };
+        Ok(Some(lsp::CompletionResponse::CompletionList(lsp::CompletionList {
+            is_incomplete: true,
+            item_defaults: None,
+            apply_kind: None,
+            items,
+        })))
+    }
+
+    async fn execute_command(&self, params: lsp::ExecuteCommandParams) -> Result<Option<lsp::LspAny>> {
+        if params.command == ACCEPTED_COMMAND {
+            tracing::info!(arguments = ?params.arguments, "suggestion accepted");
+            return Ok(None);
+        }
+        Err(tower_lsp_server::jsonrpc::Error::invalid_params(format!("unknown command `{}`", params.command)))
+    }
+}
+
+/// One completion item carrying the whole suggestion, for clients without
+/// inline completion (Helix first of all). Its edit starts at the identifier
+/// being typed, so clients that filter items by it keep showing it.
+fn completion_item(s: &Suggestion) -> lsp::CompletionItem {
+    let new_text = format!("{}{}", s.word, s.text);
+    let label = s.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let end = s.replace_end.unwrap_or(s.cursor);
+    from_json(json!({
+        "label": format!("{}{}", s.word, label),
+        "kind": 1,
+        "detail": "cria",
+        "documentation": { "kind": "markdown", "value": format!("```\n{new_text}\n```") },
+        "filterText": new_text,
+        "insertTextFormat": 1,
+        "textEdit": { "range": { "start": to_lsp_position(s.word_start), "end": to_lsp_position(end) }, "newText": new_text },
+        "sortText": "0",
+        "preselect": true,
+    }))
+}
+
+fn strip_nulls(mut value: serde_json::Value) -> serde_json::Value {
+    if let serde_json::Value::Object(map) = &mut value {
+        map.retain(|_, v| !v.is_null());
+    }
+    value
+}
