@@ -40,3 +40,6 @@ pub fn vocab(name: &str) -> PathBuf {
 
 /// The tiny Code Llama-shaped model builder.
 pub mod tiny_codellama;
+
+/// An LSP client driving the real binary over stdio.
+pub mod lsp_client;

@@ -1,0 +1,302 @@
+//! The language server driven over stdio as an editor drives it: the real
+//! binary, real models (SmolLM2 for speed, Qwen2.5-Coder for FIM), edits in
+//! both position encodings, a storm of requests, and bad input of every kind.
+
+#[path = "../server/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use support::lsp_client::LspClient;
+
+const LONG: Duration = Duration::from_secs(240);
+
+/// A CRIA_HOME whose models folder links the real fetched files.
+fn home() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    for file in [support::smollm2(), support::qwen()] {
+        std::os::unix::fs::symlink(&file, dir.path().join("models").join(file.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn utf16_caps() -> Value {
+    json!({"window": {"workDoneProgress": true}, "textDocument": {"inlineCompletion": {}}})
+}
+
+fn ready_server(home: &Path, model: &str, extra: Value) -> LspClient {
+    let mut c = LspClient::start(home, &[]);
+    let mut options = json!({"model": model, "latencyBudgetMs": 60000, "maxTokens": 16});
+    if let (Value::Object(o), Value::Object(e)) = (&mut options, extra) {
+        o.extend(e);
+    }
+    c.initialize(utf16_caps(), options);
+    let status = c.wait_model(LONG);
+    assert_eq!(status["state"], "ready", "{status}");
+    c
+}
+
+#[test]
+fn handshake_negotiates_encoding_and_announces_capabilities() {
+    let home = home();
+    let mut c = LspClient::start(home.path(), &[]);
+    let result = c.initialize(json!({"general": {"positionEncodings": ["utf-32", "utf-8", "utf-16"]}}), json!({"model": "/nonexistent.gguf"}));
+    let caps = &result["capabilities"];
+    assert_eq!(caps["positionEncoding"], "utf-8");
+    assert_eq!(caps["textDocumentSync"]["change"], 2, "incremental sync");
+    assert!(caps["inlineCompletionProvider"].is_object());
+    assert!(caps["completionProvider"].is_object());
+    assert_eq!(result["serverInfo"]["name"], "cria");
+    c.shutdown();
+
+    let mut c = LspClient::start(home.path(), &[]);
+    let result = c.initialize(json!({}), json!({"model": "/nonexistent.gguf"}));
+    assert_eq!(result["capabilities"]["positionEncoding"], "utf-16", "utf-16 when the client offers nothing");
+    c.shutdown();
+}
+
+#[test]
+fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
+    let home = home();
+    let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({}));
+    // Loading was reported as work-done progress, begin to end.
+    let kinds: Vec<String> = c
+        .received
+        .iter()
+        .filter(|m| m["method"] == "$/progress")
+        .map(|m| m["params"]["value"]["kind"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("begin"), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("end"), "{kinds:?}");
+    assert!(c.received.iter().any(|m| m["method"] == "cria/status" && m["params"]["state"] == "loading"));
+
+    let uri = "file:///work/numbers.py";
+    let text = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    ";
+    c.open(uri, "python", text);
+    let answer = c.inline_completion(uri, 5, 4, LONG);
+    let items = answer["result"].as_array().or_else(|| answer["result"]["items"].as_array()).expect("a list").clone();
+    assert_eq!(items.len(), 1, "{answer}");
+    assert!(!items[0]["insertText"].as_str().unwrap().trim().is_empty(), "{answer}");
+    let status = c.wait_for(Duration::from_secs(10), "status after completion", |m| m["method"] == "cria/status" && m["params"]["lastLatencyMs"].is_number());
+    assert!(status["params"]["promptTokens"].as_u64().unwrap() > 10);
+
+    let id = c.request("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 4}}));
+    let answer = c.response(id, LONG);
+    let list = &answer["result"];
+    assert_eq!(list["isIncomplete"], true);
+    let item = &list["items"][0];
+    assert_eq!(item["detail"], "cria", "{answer}");
+    assert_eq!(item["insertTextFormat"], 1);
+    assert_eq!(item["textEdit"]["range"]["start"], json!({"line": 5, "character": 4}));
+    // The same prompt twice: the second reuses all but the last prompt token.
+    let status = c.wait_for(Duration::from_secs(10), "status", |m| m["method"] == "cria/status" && m["params"]["lastLatencyMs"].is_number());
+    assert_eq!(status["params"]["reusedTokens"].as_u64().unwrap() + 1, status["params"]["promptTokens"].as_u64().unwrap());
+    c.shutdown();
+}
+
+#[test]
+fn fim_completion_on_qwen_coder_uses_the_text_after_the_cursor() {
+    let home = home();
+    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"maxTokens": 24}));
+    let uri = "file:///work/shapes.py";
+    let text = "import math\n\n\ndef circle_area(radius):\n    return \n\n\nprint(circle_area(2.0))\n";
+    c.open(uri, "python", text);
+    let answer = c.inline_completion(uri, 4, 11, LONG);
+    let insert = answer["result"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    assert!(insert.contains("radius"), "FIM answer uses the parameter: {answer}");
+    assert!(!insert.contains("print(circle_area"), "the text after the cursor is not repeated: {insert:?}");
+    c.shutdown();
+}
+
+// ---- documents: the server's copy equals the editor's ----
+
+/// Byte offset of an LSP position in `text`, clamped as the spec says.
+fn offset(text: &str, line: u32, character: u32, utf16: bool) -> usize {
+    let mut starts = vec![0];
+    let b = text.as_bytes();
+    for i in 0..b.len() {
+        if b[i] == b'\n' || (b[i] == b'\r' && b.get(i + 1) != Some(&b'\n')) {
+            starts.push(i + 1);
+        }
+    }
+    let Some(&start) = starts.get(line as usize) else { return text.len() };
+    let end = starts.get(line as usize + 1).copied().unwrap_or(text.len());
+    let content = text[start..end].trim_end_matches(['\n', '\r']);
+    let mut units = 0;
+    for (i, ch) in content.char_indices() {
+        let width = if utf16 { ch.len_utf16() } else { ch.len_utf8() };
+        if units + width > character as usize {
+            return start + i;
+        }
+        units += width;
+    }
+    start + content.len()
+}
+
+fn edit(text: &mut String, range: (u32, u32, u32, u32), new: &str, utf16: bool) {
+    let a = offset(text, range.0, range.1, utf16);
+    let b = offset(text, range.2, range.3, utf16);
+    let (a, b) = (a.min(b), a.max(b));
+    text.replace_range(a..b, new);
+}
+
+fn change(c: &mut LspClient, uri: &str, version: i64, range: (u32, u32, u32, u32), new: &str) {
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": version},
+               "contentChanges": [{"range": {"start": {"line": range.0, "character": range.1}, "end": {"line": range.2, "character": range.3}}, "text": new}]}),
+    );
+}
+
+#[test]
+fn utf16_edits_with_emoji_and_crlf_keep_the_text_exact() {
+    let home = home();
+    let mut c = LspClient::start(home.path(), &[]);
+    c.initialize(json!({}), json!({"model": "/nonexistent.gguf"}));
+    let uri = "file:///work/emoji.rs";
+    let mut text = String::from("fn main() {\r\n    let crab = \"🦀🦀\"; // 𝄞 clef\r\n    println!(\"{crab}\");\r\n}\r\n");
+    c.open(uri, "rust", &text);
+    let edits: [((u32, u32, u32, u32), &str); 6] = [
+        ((1, 16, 1, 18), ""),           // delete the second crab (2 UTF-16 units)
+        ((1, 16, 1, 16), "🐍é"),        // insert after the first crab
+        ((1, 27, 1, 29), "G"),          // replace the clef (a surrogate pair)
+        ((2, 0, 2, 0), "\r\n    // new line\r\n"), // insert lines with CRLF
+        ((0, 11, 1, 0), " // opened\r\n"), // across a CRLF
+        ((4, 99, 4, 99), " tail"),      // past the end of a line: clamps to its end
+    ];
+    for (version, (range, new)) in edits.iter().enumerate() {
+        change(&mut c, uri, version as i64 + 2, *range, new);
+        edit(&mut text, *range, new, true);
+        assert_eq!(c.document_text(uri), json!(text), "after edit {version}: {range:?} {new:?}");
+    }
+    c.shutdown();
+}
+
+#[test]
+fn random_edit_sequences_keep_the_text_exact_in_utf8_and_utf16() {
+    let home = home();
+    for (utf16, caps) in [(false, json!({"general": {"positionEncodings": ["utf-8"]}})), (true, json!({}))] {
+        let mut c = LspClient::start(home.path(), &[]);
+        c.initialize(caps, json!({"model": "/nonexistent.gguf"}));
+        let uri = "file:///work/random.py";
+        let mut text = String::from("def f(x):\r\n    return x  # é\n\n🦀 = 1\r");
+        c.open(uri, "python", &text);
+        let mut rng = StdRng::seed_from_u64(if utf16 { 16 } else { 8 });
+        let pieces = ["", "a", "\n", "\r\n", "\r", "\t", "🦀", "é", "日本", "{}", "()", "\"", "    ", "x = 1\n", "𝄞"];
+        for version in 0..300 {
+            let lines = text.split('\n').count() as u32 + 1;
+            let mut pos = || (rng.random_range(0..lines), rng.random_range(0..12u32));
+            let (a, b) = (pos(), pos());
+            let (start, end) = if a <= b { (a, b) } else { (b, a) };
+            let new: String = (0..rng.random_range(0..3)).map(|_| pieces[rng.random_range(0..pieces.len())]).collect();
+            let range = (start.0, start.1, end.0, end.1);
+            change(&mut c, uri, version + 2, range, &new);
+            edit(&mut text, range, &new, utf16);
+            if version % 50 == 49 {
+                assert_eq!(c.document_text(uri), json!(text), "utf16={utf16} after {version} edits");
+            }
+        }
+        assert_eq!(c.document_text(uri), json!(text));
+        c.shutdown();
+    }
+}
+
+#[test]
+fn a_storm_of_edits_and_requests_is_answered_without_deadlock() {
+    let home = home();
+    let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 8, "latencyBudgetMs": 3000}));
+    let uri = "file:///work/storm.py";
+    let mut text = String::from("def storm():\n    ");
+    c.open(uri, "python", &text);
+    let typed: String = "total = sum(range(10)) + len('abc') * 2  # typed one key at a time\n    ".chars().cycle().take(200).collect();
+    let mut ids = Vec::new();
+    let (mut line, mut col) = (1u32, 4u32);
+    for (i, ch) in typed.chars().enumerate() {
+        change(&mut c, uri, i as i64 + 2, (line, col, line, col), &ch.to_string());
+        text.push(ch);
+        if ch == '\n' {
+            (line, col) = (line + 1, 0);
+        } else {
+            col += 1;
+        }
+        ids.push(c.request(
+            "textDocument/inlineCompletion",
+            json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": col}, "context": {"triggerKind": 2}}),
+        ));
+    }
+    assert_eq!(ids.len(), 200);
+    let mut answered = 0;
+    for id in ids {
+        let r = c.response(id, Duration::from_secs(120));
+        assert!(r.get("result").is_some() || r["error"]["code"] == -32800, "answered or cancelled: {r}");
+        answered += 1;
+    }
+    assert_eq!(answered, 200);
+    assert_eq!(c.document_text(uri), json!(text));
+    // Still serving after the storm.
+    let r = c.inline_completion(uri, line, col, LONG);
+    assert!(r.get("result").is_some(), "{r}");
+    c.shutdown();
+}
+
+#[test]
+fn bad_input_gets_errors_or_empty_answers_and_the_server_keeps_serving() {
+    let home = home();
+    let mut c = LspClient::start(home.path(), &[]);
+    c.initialize(json!({}), json!({"model": "/nonexistent.gguf"}));
+    let error_code = |c: &mut LspClient| c.wait_for(Duration::from_secs(30), "error reply", |m| m.get("error").is_some() && m["id"].is_null())["error"]["code"].clone();
+    c.send_raw(b"Content-Length: 9\r\n\r\n{not json");
+    assert_eq!(error_code(&mut c), -32700);
+    c.send_raw(b"Content-Length: 7\r\n\r\n[1,2,3]");
+    assert_eq!(error_code(&mut c), -32600);
+    c.send_raw(b"no header at all\r\n\r\n");
+    assert_eq!(error_code(&mut c), -32700);
+
+    let id = c.request("cria/noSuchMethod", json!({}));
+    assert_eq!(c.response(id, Duration::from_secs(30))["error"]["code"], -32601);
+    let id = c.request("textDocument/inlineCompletion", json!({"textDocument": {"uri": "file:///x.py"}, "position": {"line": "two"}}));
+    assert_eq!(c.response(id, Duration::from_secs(30))["error"]["code"], -32602);
+
+    // A document never opened, and a position far past the end: empty answers.
+    let r = c.inline_completion("file:///never-opened.py", 0, 0, Duration::from_secs(30));
+    assert_eq!(r["result"], json!([]), "{r}");
+    c.open("file:///short.py", "python", "x = 1\n");
+    let r = c.inline_completion("file:///short.py", 500, 500, Duration::from_secs(30));
+    assert_eq!(r["result"], json!([]), "{r}");
+    // Edits to a document never opened are ignored, not fatal.
+    change(&mut c, "file:///never-opened.py", 2, (0, 0, 0, 0), "x");
+    assert_eq!(c.document_text("file:///short.py"), json!("x = 1\n"));
+    assert_eq!(c.document_text("file:///never-opened.py"), Value::Null);
+    c.shutdown();
+}
+
+#[test]
+fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
+    let home = home();
+    let mut c = LspClient::start(home.path(), &[]);
+    c.initialize(utf16_caps(), json!({"model": "/models/missing.gguf"}));
+    let shown = c.wait_for(LONG, "showMessage", |m| m["method"] == "window/showMessage");
+    assert_eq!(shown["params"]["type"], 1, "an error");
+    let message = shown["params"]["message"].as_str().unwrap();
+    assert!(message.contains("/models/missing.gguf") && message.contains("model"), "{message}");
+    let status = c.wait_model(LONG);
+    assert_eq!(status["state"], "error");
+    assert!(status["message"].as_str().unwrap().contains("missing.gguf"));
+    c.open("file:///a.py", "python", "print(1)\n");
+    let r = c.inline_completion("file:///a.py", 0, 8, Duration::from_secs(30));
+    assert_eq!(r["result"], json!([]));
+    // Bad settings values are reported and the rest still applies.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"maxTokens": "many", "nonsense": 1}}}));
+    let shown = c.wait_for(Duration::from_secs(30), "showMessage for maxTokens", |m| m["method"] == "window/showMessage" && m["params"]["message"].as_str().unwrap_or("").contains("maxTokens"));
+    assert_eq!(shown["params"]["type"], 1);
+    // Pointing the setting at a real model loads it.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"model": "smollm2-135m-instruct"}}}));
+    let status = c.wait_for(LONG, "ready", |m| m["method"] == "cria/status" && m["params"]["state"] == "ready");
+    assert_eq!(status["params"]["model"], "smollm2-135m-instruct");
+    c.shutdown();
+}
