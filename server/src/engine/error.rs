@@ -66,6 +66,14 @@ pub enum EngineError {
         /// The model's (or configured) context length.
         context: usize,
     },
+    /// A generation asked for a KV cache slot the engine does not have.
+    #[error("KV cache slot {slot} does not exist (the engine has {slots})")]
+    NoSuchSlot {
+        /// The slot asked for.
+        slot: usize,
+        /// How many slots there are.
+        slots: usize,
+    },
     /// The prompt is empty: there is nothing to condition the model on.
     #[error("empty prompt")]
     EmptyPrompt,

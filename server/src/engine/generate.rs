@@ -4,6 +4,12 @@
 //! Between chunks and between tokens the loop checks the cancellation flag and
 //! the deadline, so a newer keystroke or an expired latency budget ends the
 //! work within one forward pass, keeping what was generated so far.
+//!
+//! An engine may hold several KV caches ("slots"): `cria serve` gives each
+//! client its own, so two people typing do not wipe each other's prefix. The
+//! language server uses slot 0 only. Generated text can be streamed as it
+//! grows (never past what the final text keeps), for servers that answer
+//! token by token.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,12 +151,13 @@ impl Default for EngineOptions {
     }
 }
 
-/// A loaded model with its tokenizer and KV cache. Lives on one thread (the
+/// A loaded model with its tokenizer and KV caches. Lives on one thread (the
 /// worker); the tokenizer is shared with the rest of the server.
 pub struct Engine {
     model: Transformer,
     tokenizer: Arc<Tokenizer>,
-    cache: KvCache,
+    /// One KV cache per slot; slot 0 always exists.
+    caches: Vec<KvCache>,
 }
 
 impl Engine {
@@ -163,7 +170,23 @@ impl Engine {
         let context = options.context_length.min(hp.trained_context).max(16);
         let model = Transformer::load(&mut file, context, &Device::Cpu, progress)?;
         let cache = model.new_cache(context)?;
-        Ok(Self { model, tokenizer: Arc::new(tokenizer), cache })
+        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache] })
+    }
+
+    /// Allocates KV caches until there are `slots` (at least one), each the
+    /// size of the first. Every slot keeps its own prompt prefix.
+    pub fn set_slots(&mut self, slots: usize) -> Result<(), EngineError> {
+        let capacity = self.context_length();
+        self.caches.truncate(slots.max(1));
+        while self.caches.len() < slots {
+            self.caches.push(self.model.new_cache(capacity)?);
+        }
+        Ok(())
+    }
+
+    /// Number of KV cache slots.
+    pub fn slots(&self) -> usize {
+        self.caches.len()
     }
 
     /// The tokenizer, to build prompts off the model thread.
@@ -178,78 +201,107 @@ impl Engine {
 
     /// The usable context window (prompt plus generated tokens).
     pub fn context_length(&self) -> usize {
-        self.cache.capacity()
+        self.caches[0].capacity()
     }
 
-    /// Token ids currently held in the KV cache.
+    /// Token ids currently held in slot 0's KV cache.
     pub fn cached_tokens(&self) -> &[u32] {
-        self.cache.tokens()
+        self.caches[0].tokens()
+    }
+
+    /// Token ids currently held in a slot's KV cache (empty for a slot that
+    /// does not exist).
+    pub fn cached_tokens_in(&self, slot: usize) -> &[u32] {
+        self.caches.get(slot).map(KvCache::tokens).unwrap_or(&[])
     }
 
     /// Logits of the last prompt token, computed from scratch (no reuse). For
     /// tests that compare against a reference implementation.
     pub fn prompt_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
-        self.cache.truncate(0);
-        let logits = self.model.forward(prompt, &mut self.cache)?;
+        let cache = &mut self.caches[0];
+        cache.truncate(0);
+        let logits = self.model.forward(prompt, cache)?;
         Ok(logits.to_vec1::<f32>()?)
     }
 
-    /// Runs one generation. The cache keeps the prompt and generated tokens
-    /// afterwards, so the next prompt that shares a prefix starts from there.
+    /// Runs one generation in slot 0. The cache keeps the prompt and
+    /// generated tokens afterwards, so the next prompt that shares a prefix
+    /// starts from there.
     pub fn generate(&mut self, request: &GenerationRequest) -> Result<Completion, EngineError> {
-        let prompt = &request.prompt;
-        if prompt.is_empty() {
-            return Err(EngineError::EmptyPrompt);
+        self.generate_in(0, request, &mut |_| {})
+    }
+
+    /// Runs one generation in `slot`'s KV cache, calling `on_text` with each
+    /// new piece of text as it becomes final (the pieces concatenated are the
+    /// completion's text). The result is the same whichever slot runs it.
+    pub fn generate_in(&mut self, slot: usize, request: &GenerationRequest, on_text: &mut dyn FnMut(&str)) -> Result<Completion, EngineError> {
+        let slots = self.caches.len();
+        let Self { model, tokenizer, caches } = self;
+        let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
+        run(model, tokenizer, cache, request, on_text)
+    }
+}
+
+fn run(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    cache: &mut KvCache,
+    request: &GenerationRequest,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Completion, EngineError> {
+    let prompt = &request.prompt;
+    if prompt.is_empty() {
+        return Err(EngineError::EmptyPrompt);
+    }
+    let context = cache.capacity();
+    if prompt.len() + request.max_new_tokens.min(1) > context {
+        return Err(EngineError::ContextOverflow { prompt: prompt.len(), max_new: request.max_new_tokens, context });
+    }
+    let started = Instant::now();
+    // At least one prompt token is always run, to get fresh logits.
+    let reused = cache.common_prefix(prompt).min(prompt.len() - 1);
+    cache.truncate(reused);
+    let mut outcome = Outcome::new(prompt.len(), reused);
+    let mut logits = None;
+    for chunk in prompt[reused..].chunks(PREFILL_CHUNK) {
+        if let Some(reason) = interrupted(request) {
+            return Ok(outcome.finish(reason, started, None));
         }
-        let context = self.cache.capacity();
-        if prompt.len() + request.max_new_tokens.min(1) > context {
-            return Err(EngineError::ContextOverflow { prompt: prompt.len(), max_new: request.max_new_tokens, context });
+        logits = Some(model.forward(chunk, cache)?);
+    }
+    let prefill_done = Instant::now();
+    let mut sampler = Sampler::new(request.sampling.clone());
+    let mut logits = match logits {
+        Some(l) => l.to_vec1::<f32>()?,
+        None => return Ok(outcome.finish(StopReason::Cancelled, started, Some(prefill_done))),
+    };
+    let max_new = request.max_new_tokens.min(context - cache.len());
+    let mut text = StreamingText::new(&request.stop_strings);
+    loop {
+        if outcome.tokens.len() >= max_new {
+            outcome.text = text.finish(on_text);
+            return Ok(outcome.finish(StopReason::Length, started, Some(prefill_done)));
         }
-        let started = Instant::now();
-        // At least one prompt token is always run, to get fresh logits.
-        let reused = self.cache.common_prefix(prompt).min(prompt.len() - 1);
-        self.cache.truncate(reused);
-        let mut outcome = Outcome::new(prompt.len(), reused);
-        let mut logits = None;
-        for chunk in prompt[reused..].chunks(PREFILL_CHUNK) {
-            if let Some(reason) = interrupted(request) {
-                return Ok(outcome.finish(reason, started, None));
-            }
-            logits = Some(self.model.forward(chunk, &mut self.cache)?);
+        let next = sampler.sample(&logits);
+        if request.stop_tokens.contains(&next) {
+            outcome.text = text.finish(on_text);
+            return Ok(outcome.finish(StopReason::Eos, started, Some(prefill_done)));
         }
-        let prefill_done = Instant::now();
-        let mut sampler = Sampler::new(request.sampling.clone());
-        let mut logits = match logits {
-            Some(l) => l.to_vec1::<f32>()?,
-            None => return Ok(outcome.finish(StopReason::Cancelled, started, Some(prefill_done))),
-        };
-        let max_new = request.max_new_tokens.min(context - self.cache.len());
-        let mut text = StreamingText::default();
-        loop {
-            if outcome.tokens.len() >= max_new {
-                outcome.text = text.finish();
-                return Ok(outcome.finish(StopReason::Length, started, Some(prefill_done)));
-            }
-            let next = sampler.sample(&logits);
-            if request.stop_tokens.contains(&next) {
-                outcome.text = text.finish();
-                return Ok(outcome.finish(StopReason::Eos, started, Some(prefill_done)));
-            }
-            outcome.tokens.push(next);
-            text.push(self.tokenizer.token_bytes(next));
-            if let Some(cut) = text.find_stop(&request.stop_strings) {
-                outcome.text = cut;
-                return Ok(outcome.finish(StopReason::Stop, started, Some(prefill_done)));
-            }
-            if let Some(reason) = interrupted(request) {
-                outcome.text = text.finish();
-                return Ok(outcome.finish(reason, started, Some(prefill_done)));
-            }
-            if outcome.tokens.len() >= max_new {
-                continue;
-            }
-            logits = self.model.forward(&[next], &mut self.cache)?.to_vec1::<f32>()?;
+        outcome.tokens.push(next);
+        text.push(tokenizer.token_bytes(next));
+        if let Some(cut) = text.find_stop(&request.stop_strings) {
+            outcome.text = text.finish_at(cut, on_text);
+            return Ok(outcome.finish(StopReason::Stop, started, Some(prefill_done)));
         }
+        text.stream(on_text);
+        if let Some(reason) = interrupted(request) {
+            outcome.text = text.finish(on_text);
+            return Ok(outcome.finish(reason, started, Some(prefill_done)));
+        }
+        if outcome.tokens.len() >= max_new {
+            continue;
+        }
+        logits = model.forward(&[next], cache)?.to_vec1::<f32>()?;
     }
 }
 
@@ -291,13 +343,21 @@ impl Outcome {
     }
 }
 
-/// Generated bytes, decoded to text as far as they form whole characters.
-#[derive(Default)]
+/// Generated bytes, decoded to text as far as they form whole characters,
+/// and how much of that text was already streamed.
 struct StreamingText {
     bytes: Vec<u8>,
+    /// Bytes of text already given to the stream.
+    streamed: usize,
+    /// Bytes held back from the stream: a stop string could still begin there.
+    hold: usize,
 }
 
 impl StreamingText {
+    fn new(stops: &[String]) -> Self {
+        Self { bytes: Vec::new(), streamed: 0, hold: stops.iter().map(String::len).max().unwrap_or(0) }
+    }
+
     fn push(&mut self, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
     }
@@ -310,19 +370,83 @@ impl StreamingText {
         }
     }
 
-    /// The text before the first stop string, if one appeared.
-    fn find_stop(&self, stops: &[String]) -> Option<String> {
+    /// Where the first stop string begins, if one appeared.
+    fn find_stop(&self, stops: &[String]) -> Option<usize> {
         let text = self.valid();
-        stops
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| text.find(s.as_str()))
-            .min()
-            .map(|at| text[..at].to_string())
+        stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
     }
 
-    fn finish(&self) -> String {
+    /// Streams the text that no later stop string can take back: a stop
+    /// string found later ends in bytes not generated yet, so it begins
+    /// less than its length before the current end.
+    fn stream(&mut self, on_text: &mut dyn FnMut(&str)) {
+        let text = self.valid();
+        let mut end = text.len().saturating_sub(self.hold);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end > self.streamed {
+            on_text(&text[self.streamed..end]);
+            self.streamed = end;
+        }
+    }
+
+    /// The final text, cut at `end`; streams what was not streamed yet.
+    fn finish_at(&mut self, end: usize, on_text: &mut dyn FnMut(&str)) -> String {
+        let text = self.valid()[..end].to_string();
+        if end > self.streamed {
+            on_text(&text[self.streamed..]);
+            self.streamed = end;
+        }
+        text
+    }
+
+    fn finish(&mut self, on_text: &mut dyn FnMut(&str)) -> String {
         // A character cut in half by the end of generation is dropped.
-        self.valid().to_string()
+        let end = self.valid().len();
+        self.finish_at(end, on_text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generate(pieces: &[&str], stops: &[&str]) -> (String, Vec<String>) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut text = StreamingText::new(&stops);
+        let mut streamed = Vec::new();
+        let mut sink = |t: &str| streamed.push(t.to_string());
+        for piece in pieces {
+            text.push(piece.as_bytes());
+            if let Some(cut) = text.find_stop(&stops) {
+                return (text.finish_at(cut, &mut sink), streamed);
+            }
+            text.stream(&mut sink);
+        }
+        (text.finish(&mut sink), streamed)
+    }
+
+    #[test]
+    fn streamed_pieces_add_up_to_the_final_text() {
+        let (text, pieces) = generate(&["fn ", "main", "() {", "\n\n", "fn x"], &["\n\n"]);
+        assert_eq!(text, "fn main() {");
+        assert_eq!(pieces.concat(), text);
+        let (text, pieces) = generate(&["a", "b", "c"], &[]);
+        assert_eq!((text.as_str(), pieces.len()), ("abc", 3), "without stops every token streams at once");
+    }
+
+    #[test]
+    fn a_split_character_is_never_streamed_in_halves() {
+        let stops = Vec::new();
+        let mut text = StreamingText::new(&stops);
+        let mut streamed = String::new();
+        let bytes = "é".as_bytes();
+        text.push(&bytes[..1]);
+        text.stream(&mut |t| streamed.push_str(t));
+        assert_eq!(streamed, "");
+        text.push(&bytes[1..]);
+        text.stream(&mut |t| streamed.push_str(t));
+        assert_eq!(streamed, "é");
     }
 }

@@ -19,4 +19,4 @@ pub use generate::{CancelFlag, Completion, Engine, EngineOptions, GenerationRequ
 pub use model::{Hyperparams, ModelFamily};
 pub use sampling::SamplingParams;
 pub use tokenizer::{TokenKind, Tokenizer, VocabKind};
-pub use worker::{EngineHandle, LoadReceiver, LoadedModel};
+pub use worker::{EngineHandle, LoadReceiver, LoadedModel, TextSink};

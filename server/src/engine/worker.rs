@@ -2,13 +2,17 @@
 //! jobs over a channel and get answers on one-shot channels they can await
 //! (the language server) or block on (the CLI). Nothing here blocks an async
 //! runtime, and no lock is held while the model runs.
+//!
+//! Jobs run one at a time in arrival order, each in the KV cache slot it
+//! names (slot 0 unless a server with several clients chose another), and
+//! may stream their text as it is generated.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc as async_mpsc, oneshot};
 
 use super::generate::{Completion, Engine, EngineOptions, GenerationRequest};
 use super::model::Hyperparams;
@@ -26,8 +30,14 @@ pub struct LoadedModel {
     pub context_length: usize,
 }
 
-enum Job {
-    Generate(GenerationRequest, oneshot::Sender<Result<Completion, EngineError>>),
+/// Where a job's text goes while it is generated, piece by piece.
+pub type TextSink = async_mpsc::UnboundedSender<String>;
+
+struct Job {
+    request: GenerationRequest,
+    slot: usize,
+    text: Option<TextSink>,
+    reply: oneshot::Sender<Result<Completion, EngineError>>,
 }
 
 /// A handle to the model thread; cloning it shares the same thread.
@@ -42,9 +52,16 @@ pub type LoadReceiver = oneshot::Receiver<Result<LoadedModel, EngineError>>;
 impl EngineHandle {
     /// Starts the model thread, which loads `path` at once. `progress` is
     /// called on that thread with the loaded fraction.
-    pub fn spawn(
+    pub fn spawn(path: PathBuf, options: EngineOptions, progress: Box<dyn FnMut(f32) + Send>) -> Result<(Self, LoadReceiver), EngineError> {
+        Self::spawn_with_slots(path, options, 1, progress)
+    }
+
+    /// Like [`Self::spawn`], with `slots` KV caches (see [`Engine::set_slots`]),
+    /// for a server that keeps one prompt prefix per client.
+    pub fn spawn_with_slots(
         path: PathBuf,
         options: EngineOptions,
+        slots: usize,
         mut progress: Box<dyn FnMut(f32) + Send>,
     ) -> Result<(Self, LoadReceiver), EngineError> {
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
@@ -52,14 +69,17 @@ impl EngineHandle {
         thread::Builder::new()
             .name("cria-engine".into())
             .spawn(move || {
-                let mut engine = match Engine::load(&path, &options, &mut *progress) {
+                let loaded = Engine::load(&path, &options, &mut *progress).and_then(|mut engine| {
+                    engine.set_slots(slots)?;
+                    Ok(engine)
+                });
+                let mut engine = match loaded {
                     Ok(engine) => engine,
                     Err(err) => {
                         let _ = loaded_tx.send(Err(err));
                         // Answer every later job with the same failure.
                         for job in jobs_rx {
-                            let Job::Generate(_, reply) = job;
-                            let _ = reply.send(Err(EngineError::WorkerGone));
+                            let _ = job.reply.send(Err(EngineError::WorkerGone));
                         }
                         return;
                     }
@@ -70,27 +90,40 @@ impl EngineHandle {
                     context_length: engine.context_length(),
                 }));
                 for job in jobs_rx {
-                    match job {
-                        Job::Generate(request, reply) => {
-                            if reply.is_closed() || request.cancel.is_cancelled() {
-                                let _ = reply.send(Ok(cancelled(&request)));
-                                continue;
-                            }
-                            let result = engine.generate(&request);
-                            let _ = reply.send(result);
-                        }
+                    let Job { request, slot, text, reply } = job;
+                    if reply.is_closed() || request.cancel.is_cancelled() {
+                        let _ = reply.send(Ok(cancelled(&request)));
+                        continue;
                     }
+                    let mut on_text = |piece: &str| {
+                        if let Some(sink) = &text {
+                            let _ = sink.send(piece.to_string());
+                        }
+                    };
+                    let result = engine.generate_in(slot, &request, &mut on_text);
+                    let _ = reply.send(result);
                 }
             })
             .map_err(|_| EngineError::WorkerGone)?;
         Ok((Self { jobs: jobs_tx }, loaded_rx))
     }
 
-    /// Queues a generation; the answer arrives on the returned receiver.
+    /// Queues a generation in slot 0; the answer arrives on the returned receiver.
     pub fn generate(&self, request: GenerationRequest) -> oneshot::Receiver<Result<Completion, EngineError>> {
+        self.submit(request, 0, None)
+    }
+
+    /// Queues a generation in KV cache `slot`, sending its text to `text`
+    /// (if given) piece by piece as it is generated; the full answer arrives
+    /// on the receiver. The sink is dropped once the job is done.
+    pub fn generate_in(&self, request: GenerationRequest, slot: usize, text: Option<TextSink>) -> oneshot::Receiver<Result<Completion, EngineError>> {
+        self.submit(request, slot, text)
+    }
+
+    fn submit(&self, request: GenerationRequest, slot: usize, text: Option<TextSink>) -> oneshot::Receiver<Result<Completion, EngineError>> {
         let (tx, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(Job::Generate(_, reply))) = self.jobs.send(Job::Generate(request, tx)) {
-            let _ = reply.send(Err(EngineError::WorkerGone));
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { request, slot, text, reply: tx }) {
+            let _ = job.reply.send(Err(EngineError::WorkerGone));
         }
         rx
     }
