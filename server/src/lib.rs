@@ -11,3 +11,4 @@ pub mod engine;
 pub mod models;
 pub mod prompt;
 pub mod protocol;
+pub mod remote;

@@ -1,10 +1,19 @@
-//! What serving many clients needs from the engine, on a real model: KV
-//! cache slots that give the same greedy output and keep their own
-//! prefixes, and streamed text that adds up to the final text.
+//! What serving many clients and remote engines needs from the library, on
+//! real models: KV cache slots that give the same greedy output and keep
+//! their own prefixes, streamed text that adds up to the final text, and
+//! prompts split into what llama.cpp's `/infill` takes (prefix and suffix)
+//! without losing or adding a character.
 
 mod support;
 
-use cria::engine::{Engine, EngineError, EngineOptions, GenerationRequest};
+use cria::engine::gguf::GgufFile;
+use cria::engine::{Engine, EngineError, EngineOptions, GenerationRequest, Tokenizer};
+use cria::models::{builtin, FimOrder};
+use cria::prompt::{build_prompt, FimTemplate, PromptInput};
+use cria::remote::prompt::split_infill;
+
+const PREFIX: &str = "import math\n\n\ndef circle_area(radius):\n    \"\"\"Area of a circle.\"\"\"\n    return ";
+const SUFFIX: &str = "\n\n\nprint(circle_area(2.0))  # é 🦀\n";
 
 fn request(prompt: &[u32], max_new: usize) -> GenerationRequest {
     GenerationRequest::new(prompt.to_vec(), max_new, vec![])
@@ -50,4 +59,38 @@ fn streamed_text_never_runs_past_a_stop_string() {
     let done = engine.generate_in(0, &with_stop, &mut |t| pieces.push(t.to_string())).unwrap();
     assert!(!done.text.contains(&stop) && free.text.starts_with(&done.text), "{:?} then {:?}", free.text, done.text);
     assert_eq!(pieces.concat(), done.text, "no piece of the stop string was streamed: {pieces:?}");
+}
+
+fn tokenizer(path: &std::path::Path) -> Tokenizer {
+    Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap()
+}
+
+fn fim_prompt(template: &FimTemplate, tokenizer: &Tokenizer) -> Vec<u32> {
+    let input = PromptInput { prefix: PREFIX, suffix: SUFFIX, context: &[], line_comment: "#", budget: 1024, suffix_share: 0.5, context_share: 0.0 };
+    build_prompt(template, tokenizer, &input).unwrap().tokens
+}
+
+#[test]
+fn infill_splits_give_back_the_exact_prefix_and_suffix() {
+    let cases = [
+        ("qwen2.5-coder-0.5b-instruct", support::qwen(), FimOrder::Psm),
+        // Code Llama: SentencePiece, the suffix encoded without its leading space.
+        ("codellama-7b", support::vocab("llama-spm"), FimOrder::Psm),
+        ("codellama-7b", support::vocab("llama-spm"), FimOrder::Spm),
+        ("smollm2-135m-instruct", support::smollm2(), FimOrder::Prefix),
+    ];
+    for (name, file, order) in cases {
+        let config = builtin(name).unwrap();
+        let template = FimTemplate::from_config(&config, Some(order)).unwrap();
+        let tok = tokenizer(&file);
+        let text = split_infill(&template, &tok, &fim_prompt(&template, &tok)).unwrap_or_else(|| panic!("{name} {order:?} splits"));
+        assert_eq!(text.prefix, PREFIX, "{name} {order:?}");
+        let suffix = if template.uses_suffix() { SUFFIX } else { "" };
+        assert_eq!(text.suffix, suffix, "{name} {order:?}");
+    }
+    // Tokens that do not follow the template are refused, not guessed at.
+    let config = builtin("qwen2.5-coder-0.5b-instruct").unwrap();
+    let template = FimTemplate::from_config(&config, None).unwrap();
+    let tok = tokenizer(&support::qwen());
+    assert_eq!(split_infill(&template, &tok, &tok.encode("no control tokens").unwrap()), None);
 }

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let input = CompletionInput { cursor: &cursor, context: &[], line_comment: line_comment(extension) };
     let (request, _prompt) = model.request(&input, &settings, None, CancelFlag::new())?;
-    let completion = model.engine.generate(request).blocking_recv().context("the model worker stopped")??;
+    let completion = model.generator.generate(request).blocking_recv().context("the model worker stopped")??;
 
     if args.json {
         let object = serde_json::json!({

@@ -5,20 +5,28 @@
 //! Starting a model resolves its file, spawns the engine thread, waits for the
 //! load, checks the config's special tokens against the real vocabulary and
 //! resolves the FIM template. After that, building a request is pure and
-//! cheap; running it is the engine thread's business.
+//! cheap; running it is the [`Generator`]'s business: the engine thread, or
+//! a remote engine (then only the file's tokenizer is read, to build and
+//! measure prompts exactly as for the resident model).
 
+mod generator;
 mod scheduler;
 
+pub use generator::{Backend, GenerateError, Generator, Pending};
 pub use scheduler::{Scheduler, Ticket};
 
 use std::time::{Duration, Instant};
 
 use crate::context::CursorText;
+use std::sync::Arc;
+
+use crate::engine::gguf::GgufFile;
 use crate::engine::{
-    CancelFlag, EngineError, EngineHandle, EngineOptions, GenerationRequest, LoadReceiver, LoadedModel, SamplingParams,
+    CancelFlag, EngineError, EngineHandle, EngineOptions, GenerationRequest, Hyperparams, LoadReceiver, LoadedModel, SamplingParams, Tokenizer,
 };
 use crate::models::{load_catalogue, resolve, ConfigError, CriaHome, FimOrder, ResolveError, ResolvedModel, SearchPaths};
 use crate::prompt::{build_prompt, ContextChunk, FimTemplate, Prompt, PromptInput, TemplateError};
+use crate::remote::{RemoteClient, RemoteConfig, RemoteError};
 
 /// Why a model could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +43,9 @@ pub enum StartError {
     /// The requested prompt layout is not available for this model.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// The remote backend cannot be set up.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
 }
 
 /// Finds a model by name or path in the user's catalogue and search paths.
@@ -44,13 +55,13 @@ pub fn resolve_model(spec: &str, home: &CriaHome) -> Result<ResolvedModel, Start
     Ok(resolve(spec, &search, &catalogue)?)
 }
 
-/// A resident model, ready for requests.
+/// A model ready for requests: resident, or served remotely.
 #[derive(Clone)]
 pub struct Model {
     /// The config name, or the file name for a model without config.
     pub name: String,
-    /// The engine thread.
-    pub engine: EngineHandle,
+    /// Runs generations: the engine thread or a remote engine.
+    pub generator: Generator,
     /// Tokenizer and shape.
     pub loaded: LoadedModel,
     /// How prompts are laid out for this model.
@@ -59,13 +70,18 @@ pub struct Model {
     pub load_time: Duration,
 }
 
-/// A model whose engine thread is loading it.
+/// A model being started: an engine thread loading it, or a remote backend
+/// whose tokenizer was read.
 pub struct Starting {
     resolved: ResolvedModel,
     order: Option<FimOrder>,
-    engine: EngineHandle,
-    loading: LoadReceiver,
     started: Instant,
+    kind: StartingKind,
+}
+
+enum StartingKind {
+    Engine { engine: EngineHandle, loading: LoadReceiver },
+    Remote { config: RemoteConfig, loaded: Result<LoadedModel, EngineError> },
 }
 
 /// Spawns the engine thread for a resolved model; loading begins at once.
@@ -75,29 +91,85 @@ pub fn start(
     order: Option<FimOrder>,
     progress: Box<dyn FnMut(f32) + Send>,
 ) -> Result<Starting, StartError> {
+    start_with_slots(resolved, options, 1, order, progress)
+}
+
+/// Like [`start`], with `slots` KV caches, for a server whose clients each
+/// keep their own prompt prefix (`cria serve`).
+pub fn start_with_slots(
+    resolved: ResolvedModel,
+    options: EngineOptions,
+    slots: usize,
+    order: Option<FimOrder>,
+    progress: Box<dyn FnMut(f32) + Send>,
+) -> Result<Starting, StartError> {
     let started = Instant::now();
-    let (engine, loading) = EngineHandle::spawn(resolved.gguf.clone(), options, progress)?;
-    Ok(Starting { resolved, order, engine, loading, started })
+    let (engine, loading) = EngineHandle::spawn_with_slots(resolved.gguf.clone(), options, slots, progress)?;
+    Ok(Starting { resolved, order, started, kind: StartingKind::Engine { engine, loading } })
+}
+
+/// Starts the model on the backend the settings choose. For a remote
+/// backend only the GGUF file's metadata is read (tokenizer and shape, which
+/// the prompt builder needs); the weights stay on disk. Blocks for that
+/// read, so call it off the async threads.
+pub fn start_backend(
+    resolved: ResolvedModel,
+    backend: &Backend,
+    options: EngineOptions,
+    progress: Box<dyn FnMut(f32) + Send>,
+) -> Result<Starting, StartError> {
+    match backend {
+        Backend::Embedded => start(resolved, options, None, progress),
+        Backend::Remote(config) => {
+            let started = Instant::now();
+            let loaded = read_tokenizer(&resolved, &options);
+            Ok(Starting { resolved, order: None, started, kind: StartingKind::Remote { config: config.clone(), loaded } })
+        }
+    }
+}
+
+/// The tokenizer and shape of a model file, without its weights.
+fn read_tokenizer(resolved: &ResolvedModel, options: &EngineOptions) -> Result<LoadedModel, EngineError> {
+    let file = GgufFile::open(&resolved.gguf)?;
+    let hyperparams = Hyperparams::from_gguf(&file)?;
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let context_length = options.context_length.min(hyperparams.trained_context).max(16);
+    Ok(LoadedModel { tokenizer: Arc::new(tokenizer), hyperparams, context_length })
 }
 
 impl Starting {
     /// Waits for the load on an async runtime.
     pub async fn finish(self) -> Result<Model, StartError> {
-        let loaded = self.loading.await.map_err(|_| EngineError::WorkerGone)?;
-        finish_start(self.resolved, self.order, self.engine, loaded, self.started)
+        match self.kind {
+            StartingKind::Engine { engine, loading } => {
+                let loaded = loading.await.map_err(|_| EngineError::WorkerGone)?;
+                finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
+            }
+            StartingKind::Remote { config, loaded } => finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started),
+        }
     }
 
     /// Waits for the load on a plain thread (the CLI).
     pub fn finish_blocking(self) -> Result<Model, StartError> {
-        let loaded = self.loading.blocking_recv().map_err(|_| EngineError::WorkerGone)?;
-        finish_start(self.resolved, self.order, self.engine, loaded, self.started)
+        match self.kind {
+            StartingKind::Engine { engine, loading } => {
+                let loaded = loading.blocking_recv().map_err(|_| EngineError::WorkerGone)?;
+                finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
+            }
+            StartingKind::Remote { config, loaded } => finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started),
+        }
     }
+}
+
+enum Backing {
+    Engine(EngineHandle),
+    Remote(RemoteConfig),
 }
 
 fn finish_start(
     resolved: ResolvedModel,
     order: Option<FimOrder>,
-    engine: EngineHandle,
+    backing: Backing,
     loaded: Result<LoadedModel, EngineError>,
     started: Instant,
 ) -> Result<Model, StartError> {
@@ -118,7 +190,14 @@ fn finish_start(
             (name, FimTemplate::infer(&loaded.tokenizer))
         }
     };
-    Ok(Model { name, engine, loaded, template, load_time: started.elapsed() })
+    let generator = match backing {
+        Backing::Engine(engine) => Generator::Embedded(engine),
+        Backing::Remote(config) => {
+            let env = |name: &str| std::env::var(name).ok();
+            Generator::Remote(Arc::new(RemoteClient::new(config, loaded.tokenizer.clone(), template.clone(), env)?))
+        }
+    };
+    Ok(Model { name, generator, loaded, template, load_time: started.elapsed() })
 }
 
 /// How suggestions are generated and how the prompt is budgeted.

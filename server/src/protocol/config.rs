@@ -7,8 +7,9 @@
 
 use serde_json::Value;
 
-use crate::completion::Settings;
+use crate::completion::{Backend, Settings};
 use crate::engine::SamplingParams;
+use crate::remote::{Flavour, PromptFormat, RemoteConfig};
 
 /// Every setting the server understands, with its default.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,8 @@ pub struct ServerConfig {
     pub temperature: f32,
     /// tracing filter for the server's log (stderr).
     pub log_level: String,
+    /// Where the model runs: here, or on a remote serving engine.
+    pub backend: Backend,
 }
 
 /// The default latency budget. Measured on a 2-core laptop-class CPU with
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             disabled_languages: Vec::new(),
             temperature: 0.0,
             log_level: "warn".into(),
+            backend: Backend::Embedded,
         }
     }
 }
@@ -102,6 +106,7 @@ impl ServerConfig {
                 }),
                 "temperature" => number(value, 0.0, 2.0).map(|v| self.temperature = v),
                 "logLevel" => string(value).map(|v| self.log_level = v),
+                "backend" => backend(value).map(|v| self.backend = v),
                 _ => {
                     problems.push(ConfigProblem::UnknownKey(key.clone()));
                     continue;
@@ -162,6 +167,48 @@ fn fraction(value: &Value) -> Result<f32, String> {
     number(value, 0.0, 1.0)
 }
 
+/// `{ "kind": "embedded" }`, or `{ "kind": "remote", "url": ..., "flavour":
+/// "openai" | "llamacpp-infill", "apiKeyEnv": ..., "model": ..., "prompt":
+/// "tokens" | "text" }`; `"embedded"` alone also works.
+fn backend(value: &Value) -> Result<Backend, String> {
+    let map = match value {
+        Value::String(kind) if kind == "embedded" => return Ok(Backend::Embedded),
+        Value::Object(map) => map,
+        _ => return Err(format!("expected {{ \"kind\": \"embedded\" }} or {{ \"kind\": \"remote\", \"url\": ... }}, got {value}")),
+    };
+    let text = |key: &str| -> Result<Option<String>, String> {
+        map.get(key).map(|v| string(v).map_err(|e| format!("`{key}`: {e}"))).transpose()
+    };
+    match text("kind")?.as_deref() {
+        Some("embedded") => {
+            if let Some(key) = map.keys().find(|k| *k != "kind") {
+                return Err(format!("`{key}` does not apply to the embedded backend"));
+            }
+            Ok(Backend::Embedded)
+        }
+        Some("remote") => {
+            const KEYS: [&str; 6] = ["kind", "url", "flavour", "apiKeyEnv", "model", "prompt"];
+            if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+                return Err(format!("unknown key `{key}` (expected one of {})", KEYS.join(", ")));
+            }
+            let url = text("url")?.ok_or("a remote backend needs `url`")?;
+            let flavour = match text("flavour")? {
+                None => Flavour::default(),
+                Some(f) => Flavour::parse(&f).ok_or_else(|| format!("`flavour`: expected \"openai\" or \"llamacpp-infill\", got \"{f}\""))?,
+            };
+            let prompt = match text("prompt")? {
+                None => PromptFormat::default(),
+                Some(p) => PromptFormat::parse(&p).ok_or_else(|| format!("`prompt`: expected \"tokens\" or \"text\", got \"{p}\""))?,
+            };
+            let config = RemoteConfig { url, flavour, api_key_env: text("apiKeyEnv")?, served_model: text("model")?, prompt };
+            config.endpoint().map_err(|e| e.to_string())?;
+            Ok(Backend::Remote(config))
+        }
+        Some(other) => Err(format!("`kind`: expected \"embedded\" or \"remote\", got \"{other}\"")),
+        None => Err("`kind` is missing (\"embedded\" or \"remote\")".into()),
+    }
+}
+
 /// A list of language ids, or an object `{ "python": true, "markdown": false, "*": true }`.
 fn languages(value: &Value) -> Result<(Option<Vec<String>>, Vec<String>), String> {
     match value {
@@ -209,6 +256,32 @@ mod tests {
         let mut c = ServerConfig::default();
         assert!(c.apply(&json!({"cria": {"model": "smollm2-135m-instruct"}})).is_empty());
         assert_eq!(c.model, "smollm2-135m-instruct");
+    }
+
+    #[test]
+    fn backends_embedded_or_remote_and_bad_ones_refused() {
+        let mut c = ServerConfig::default();
+        let problems = c.apply(&json!({"backend": {"kind": "remote", "url": "http://gpu:8000/v1", "flavour": "llamacpp-infill", "apiKeyEnv": "GPU_KEY", "model": "qwen"}}));
+        assert!(problems.is_empty(), "{problems:?}");
+        let Backend::Remote(remote) = &c.backend else { panic!("remote expected") };
+        assert_eq!((remote.flavour, remote.api_key_env.as_deref(), remote.served_model.as_deref()), (Flavour::LlamaCppInfill, Some("GPU_KEY"), Some("qwen")));
+        assert_eq!(remote.prompt, PromptFormat::Tokens);
+        for bad in [
+            json!({"kind": "remote"}),
+            json!({"kind": "remote", "url": "gpu:8000"}),
+            json!({"kind": "remote", "url": "http://gpu", "flavor": "openai"}),
+            json!({"kind": "remote", "url": "http://gpu", "flavour": "tgi"}),
+            json!({"kind": "cloud"}),
+            json!({"kind": "embedded", "url": "http://gpu"}),
+            json!(42),
+        ] {
+            let before = c.backend.clone();
+            let problems = c.apply(&json!({ "backend": bad }));
+            assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "backend"), "{bad}: {problems:?}");
+            assert_eq!(c.backend, before, "a bad backend keeps the previous one");
+        }
+        assert!(c.apply(&json!({"backend": "embedded"})).is_empty());
+        assert_eq!(c.backend, Backend::Embedded);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tower_lsp_server::Client;
 
 use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification};
-use crate::completion::{resolve_model, start, CompletionInput, Model, Scheduler};
+use crate::completion::{resolve_model, start_backend, CompletionInput, Model, Scheduler};
 use crate::context::{line_comment, CursorText};
 use crate::documents::encoding::{byte_to_position, position_to_byte};
 use crate::documents::{DocumentLimits, DocumentSnapshot, DocumentStore, Position, PositionEncoding};
@@ -73,6 +73,9 @@ pub struct State {
     log_control: Option<LogControl>,
     load_generation: AtomicU64,
     last: Mutex<Status>,
+    /// The last generation's failure (remote engine down, 401...), shown
+    /// as an `error` status until a generation succeeds again.
+    generation_error: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -92,6 +95,7 @@ impl State {
             log_control,
             load_generation: AtomicU64::new(0),
             last: Mutex::new(Status::default()),
+            generation_error: Mutex::new(None),
         }
     }
 
@@ -118,14 +122,14 @@ impl State {
     /// Applies settings; returns the problems and whether the model changed.
     pub fn apply_settings(&self, settings: &serde_json::Value) -> (Vec<ConfigProblem>, bool) {
         let mut config = lock(&self.config);
-        let before = (config.model.clone(), config.context_length);
+        let before = (config.model.clone(), config.context_length, config.backend.clone());
         let problems = config.apply(settings);
         if let Some(control) = &self.log_control {
             if let Err(e) = control(&config.log_level) {
                 tracing::warn!("logLevel: {e}");
             }
         }
-        let changed = before != (config.model.clone(), config.context_length);
+        let changed = before != (config.model.clone(), config.context_length, config.backend.clone());
         (problems, changed)
     }
 
@@ -150,7 +154,10 @@ impl State {
             let (model, state, message) = match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
                 ModelState::NotStarted => (String::new(), "loading", None),
                 ModelState::Loading { name } => (name.clone(), "loading", None),
-                ModelState::Ready(m) => (m.name.clone(), "ready", None),
+                ModelState::Ready(m) => match lock(&self.generation_error).clone() {
+                    Some(error) => (m.name.clone(), "error", Some(error)),
+                    None => (m.name.clone(), "ready", None),
+                },
                 ModelState::Failed { name, message } => (name.clone(), "error", Some(message.clone())),
             };
             last.model = model;
@@ -196,6 +203,7 @@ impl State {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
         let spec = config.model.clone();
         let options = EngineOptions { context_length: config.context_length };
+        let backend = config.backend.clone();
         let starting = tokio::task::spawn_blocking(move || {
             let home = CriaHome::from_env().map_err(|e| e.to_string())?;
             let resolved = resolve_model(&spec, &home).map_err(|e| e.to_string())?;
@@ -207,7 +215,7 @@ impl State {
                     let _ = tx.send(percent);
                 }
             });
-            start(resolved, options, None, progress).map_err(|e| e.to_string())
+            start_backend(resolved, &backend, options, progress).map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(format!("model start-up panicked: {e}")));
@@ -298,12 +306,14 @@ impl State {
                 return None;
             }
         };
-        let reply = model.engine.generate(request);
+        let reply = model.generator.generate(request);
         let answer = tokio::time::timeout_at((deadline + Duration::from_millis(150)).into(), reply).await;
         let completion = match answer {
             Ok(Ok(Ok(c))) => c,
             Ok(Ok(Err(e))) => {
                 tracing::warn!("generation for {uri}: {e}");
+                *lock(&self.generation_error) = Some(e.to_string());
+                self.publish_status().await;
                 return None;
             }
             Ok(Err(_)) | Err(_) => return None,
@@ -329,6 +339,7 @@ impl State {
     }
 
     async fn record(&self, completion: &Completion, latency: Duration) {
+        *lock(&self.generation_error) = None;
         {
             let mut last = lock(&self.last);
             last.last_latency_ms = Some(latency.as_millis() as u64);

@@ -1,0 +1,97 @@
+//! Where generation happens: the resident engine thread, or a remote engine
+//! over HTTP. Both take the same engine request (the prompt cria built, as
+//! token ids, with its deadline and cancellation flag) and answer with the
+//! same [`Completion`], so the front ends do not care which one runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+use crate::engine::{Completion, EngineError, EngineHandle, GenerationRequest};
+use crate::remote::{RemoteClient, RemoteConfig, RemoteError};
+
+/// Which backend runs the model, as the settings choose it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The model resident in this process (the default).
+    #[default]
+    Embedded,
+    /// A serving engine on another machine.
+    Remote(RemoteConfig),
+}
+
+/// Why a generation failed, whichever backend ran it.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// The resident engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The remote engine failed or could not be reached.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
+/// Runs generations; cloning shares the same engine thread or HTTP client.
+#[derive(Clone)]
+pub enum Generator {
+    /// The engine thread of a resident model.
+    Embedded(EngineHandle),
+    /// A remote engine.
+    Remote(Arc<RemoteClient>),
+}
+
+impl Generator {
+    /// Starts a generation; await the result (async code) or block on it
+    /// with [`Pending::blocking_recv`] (the CLI, embedded only).
+    pub fn generate(&self, request: GenerationRequest) -> Pending {
+        match self {
+            Self::Embedded(engine) => Pending(Inner::Engine(engine.generate(request))),
+            Self::Remote(client) => Pending(Inner::Remote(client.generate(request))),
+        }
+    }
+
+    /// The engine thread, when the model is resident here.
+    pub fn engine(&self) -> Option<&EngineHandle> {
+        match self {
+            Self::Embedded(engine) => Some(engine),
+            Self::Remote(_) => None,
+        }
+    }
+}
+
+enum Inner {
+    Engine(oneshot::Receiver<Result<Completion, EngineError>>),
+    Remote(oneshot::Receiver<Result<Completion, RemoteError>>),
+}
+
+/// A generation under way. It resolves like a one-shot receiver: the outer
+/// error means the backend went away without answering.
+pub struct Pending(Inner);
+
+fn widen<E: Into<GenerateError>>(result: Result<Result<Completion, E>, oneshot::error::RecvError>) -> Result<Result<Completion, GenerateError>, oneshot::error::RecvError> {
+    result.map(|r| r.map_err(Into::into))
+}
+
+impl Future for Pending {
+    type Output = Result<Result<Completion, GenerateError>, oneshot::error::RecvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            Inner::Engine(rx) => Pin::new(rx).poll(cx).map(widen),
+            Inner::Remote(rx) => Pin::new(rx).poll(cx).map(widen),
+        }
+    }
+}
+
+impl Pending {
+    /// Waits on a plain thread (never inside an async runtime).
+    pub fn blocking_recv(self) -> Result<Result<Completion, GenerateError>, oneshot::error::RecvError> {
+        match self.0 {
+            Inner::Engine(rx) => widen(rx.blocking_recv()),
+            Inner::Remote(rx) => widen(rx.blocking_recv()),
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! One remote completion: write the request for the flavour, send it, read
+//! the streamed answer piece by piece, and stop at the end of the answer, a
+//! stop string, the deadline or cancellation, whichever comes first.
+//! Stopping early drops the response, which closes the connection.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+
+use super::prompt::{prompt_text, split_infill};
+use super::sse::SseReader;
+use super::wire::{CompletionRequest, CompletionResponse, ErrorBody, InfillChunk, InfillRequest, PromptValue, StopValue, StreamOptions};
+use super::{Flavour, PromptFormat, RemoteClient, RemoteError};
+use crate::engine::{CancelFlag, Completion, GenerationRequest, StopReason};
+
+/// How often a waiting request looks at its cancellation flag.
+const CANCEL_POLL: Duration = Duration::from_millis(10);
+/// The limit for a request without a deadline (not from an editor).
+const NO_DEADLINE_LIMIT: Duration = Duration::from_secs(120);
+/// Error bodies are read up to this size for their message.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// A network error on one line: its causes (the top message only repeats
+/// the URL), or the error itself when it has none.
+pub(super) fn describe(error: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    if causes.is_empty() {
+        error.to_string()
+    } else {
+        causes.join(": ")
+    }
+}
+
+enum Wait<T> {
+    Done(T),
+    Deadline,
+    Cancelled,
+}
+
+/// Runs `future` until it finishes, the deadline passes or the flag is set.
+async fn until<F: Future>(deadline: Instant, cancel: &CancelFlag, future: F) -> Wait<F::Output> {
+    tokio::pin!(future);
+    let mut tick = tokio::time::interval(CANCEL_POLL);
+    loop {
+        if cancel.is_cancelled() {
+            return Wait::Cancelled;
+        }
+        tokio::select! {
+            out = &mut future => return Wait::Done(out),
+            () = tokio::time::sleep_until(deadline.into()) => return Wait::Deadline,
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+/// What has arrived of an answer so far.
+struct Answer {
+    text: String,
+    finish: Option<StopReason>,
+    cached_tokens: Option<usize>,
+    first_text: Option<Instant>,
+    done: bool,
+}
+
+impl Answer {
+    fn add_text(&mut self, piece: &str) {
+        if !piece.is_empty() && self.first_text.is_none() {
+            self.first_text = Some(Instant::now());
+        }
+        self.text.push_str(piece);
+    }
+
+    /// Cuts the text at the first stop string; true when one was found.
+    fn cut_at_stop(&mut self, stops: &[String]) -> bool {
+        let at = stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text.find(s.as_str())).min();
+        if let Some(at) = at {
+            self.text.truncate(at);
+            self.finish = Some(StopReason::Stop);
+            self.done = true;
+        }
+        at.is_some()
+    }
+}
+
+fn finish_reason(reason: &str) -> StopReason {
+    match reason {
+        "length" | "limit" => StopReason::Length,
+        "word" => StopReason::Stop,
+        _ => StopReason::Eos,
+    }
+}
+
+impl RemoteClient {
+    fn url(&self) -> String {
+        self.endpoint.to_string()
+    }
+
+    fn malformed(&self, detail: impl Into<String>) -> RemoteError {
+        RemoteError::Malformed { url: self.url(), detail: detail.into() }
+    }
+
+    /// The request body for the flavour.
+    fn body(&self, request: &GenerationRequest) -> Result<Vec<u8>, RemoteError> {
+        let sampling = &request.sampling;
+        let seed = (sampling.temperature > 0.0).then_some(sampling.seed);
+        let stop = request.stop_strings.clone();
+        let json = match self.config.flavour {
+            Flavour::OpenAi => serde_json::to_vec(&CompletionRequest {
+                model: self.config.served_model.clone(),
+                prompt: Some(match self.config.prompt {
+                    PromptFormat::Tokens => PromptValue::Tokens(request.prompt.clone()),
+                    PromptFormat::Text => PromptValue::Text(prompt_text(&self.tokenizer, &request.prompt)),
+                }),
+                max_tokens: Some(request.max_new_tokens),
+                temperature: Some(sampling.temperature),
+                top_p: (sampling.temperature > 0.0).then_some(sampling.top_p),
+                seed,
+                stop: (!stop.is_empty()).then_some(StopValue::Many(stop)),
+                stream: true,
+                stream_options: Some(StreamOptions { include_usage: true }),
+                user: Some(self.client_id.clone()),
+                ..CompletionRequest::default()
+            }),
+            Flavour::LlamaCppInfill => {
+                let text = split_infill(&self.template, &self.tokenizer, &request.prompt).ok_or(RemoteError::Prompt)?;
+                serde_json::to_vec(&InfillRequest {
+                    input_prefix: text.prefix,
+                    input_suffix: text.suffix,
+                    input_extra: Vec::new(),
+                    n_predict: request.max_new_tokens,
+                    temperature: sampling.temperature,
+                    seed,
+                    stop,
+                    stream: true,
+                    cache_prompt: true,
+                })
+            }
+        };
+        json.map_err(|e| self.malformed(format!("cannot write the request: {e}")))
+    }
+
+    /// Runs one completion to its end (see [`RemoteClient::generate`]).
+    pub(super) async fn run(&self, request: &GenerationRequest) -> Result<Completion, RemoteError> {
+        let started = Instant::now();
+        let deadline = request.deadline.unwrap_or(started + NO_DEADLINE_LIMIT);
+        let cancel = &request.cancel;
+        let mut builder = self
+            .http
+            .post(self.endpoint.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "text/event-stream")
+            .body(self.body(request)?);
+        if let Some(key) = &self.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.0))
+                .map_err(|_| RemoteError::Client("the API key contains characters not allowed in an HTTP header".into()))?;
+            value.set_sensitive(true);
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        let timeout = || RemoteError::Timeout { url: self.url(), ms: started.elapsed().as_millis() as u64 };
+        let mut answer = Answer { text: String::new(), finish: None, cached_tokens: None, first_text: None, done: false };
+        let mut response = match until(deadline, cancel, builder.send()).await {
+            Wait::Done(Ok(response)) => response,
+            Wait::Done(Err(e)) => return Err(RemoteError::Connect { url: self.url(), reason: describe(&e) }),
+            Wait::Deadline => return Err(timeout()),
+            Wait::Cancelled => return Ok(self.completion(request, answer, StopReason::Cancelled, started)),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.status_error(status.as_u16(), response, deadline, cancel).await);
+        }
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let mut sse = SseReader::new();
+        let mut whole = Vec::new();
+        while !answer.done {
+            let chunk = match until(deadline, cancel, response.chunk()).await {
+                Wait::Done(Ok(chunk)) => chunk,
+                Wait::Done(Err(e)) => return Err(RemoteError::Transport { url: self.url(), reason: describe(&e) }),
+                Wait::Deadline if answer.finish.is_some() => break,
+                Wait::Deadline if answer.first_text.is_none() => return Err(timeout()),
+                Wait::Deadline => return Ok(self.completion(request, answer, StopReason::Deadline, started)),
+                Wait::Cancelled => return Ok(self.completion(request, answer, StopReason::Cancelled, started)),
+            };
+            let Some(chunk) = chunk else { break };
+            if is_json {
+                whole.extend_from_slice(&chunk);
+                continue;
+            }
+            let events = sse.push(&chunk).map_err(|e| self.malformed(e.to_string()))?;
+            for event in events {
+                self.read_event(&event, &mut answer)?;
+                if answer.cut_at_stop(&request.stop_strings) || answer.done {
+                    break;
+                }
+            }
+        }
+        if is_json {
+            self.read_whole(&whole, &mut answer)?;
+            answer.cut_at_stop(&request.stop_strings);
+        }
+        match answer.finish {
+            Some(reason) => Ok(self.completion(request, answer, reason, started)),
+            None => Err(self.malformed("the answer ended without saying why generation stopped (no finish reason)")),
+        }
+    }
+
+    /// Reads one event of a streamed answer.
+    fn read_event(&self, data: &str, answer: &mut Answer) -> Result<(), RemoteError> {
+        if data.trim() == "[DONE]" {
+            answer.done = true;
+            answer.finish.get_or_insert(StopReason::Eos);
+            return Ok(());
+        }
+        let value: serde_json::Value = serde_json::from_str(data).map_err(|e| self.malformed(format!("an event is not JSON ({e}): {}", excerpt(data))))?;
+        if let Some(error) = value.get("error") {
+            let message = error.get("message").and_then(|m| m.as_str()).map_or_else(|| error.to_string(), str::to_string);
+            return Err(RemoteError::Status { url: self.url(), status: 200, message: excerpt(&message) });
+        }
+        self.read_value(value, answer)
+    }
+
+    /// Reads an answer that came as one JSON document.
+    fn read_whole(&self, body: &[u8], answer: &mut Answer) -> Result<(), RemoteError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| self.malformed(format!("the answer is not JSON ({e}): {}", excerpt(&String::from_utf8_lossy(body)))))?;
+        self.read_value(value, answer)?;
+        answer.finish.get_or_insert(StopReason::Eos);
+        Ok(())
+    }
+
+    fn read_value(&self, value: serde_json::Value, answer: &mut Answer) -> Result<(), RemoteError> {
+        match self.config.flavour {
+            Flavour::OpenAi => {
+                let chunk: CompletionResponse = serde_json::from_value(value).map_err(|e| self.malformed(format!("unexpected completion format: {e}")))?;
+                if chunk.choices.is_empty() && chunk.usage.is_none() {
+                    return Err(self.malformed("an answer with neither choices nor usage"));
+                }
+                if let Some(choice) = chunk.choices.first() {
+                    answer.add_text(&choice.text);
+                    if let Some(reason) = &choice.finish_reason {
+                        answer.finish = Some(finish_reason(reason));
+                    }
+                }
+                if let Some(usage) = chunk.usage {
+                    answer.cached_tokens = usage.prompt_tokens_details.map(|d| d.cached_tokens).or(answer.cached_tokens);
+                }
+            }
+            Flavour::LlamaCppInfill => {
+                let chunk: InfillChunk = serde_json::from_value(value).map_err(|e| self.malformed(format!("unexpected infill format: {e}")))?;
+                answer.add_text(&chunk.content);
+                if chunk.tokens_cached.is_some() {
+                    answer.cached_tokens = chunk.tokens_cached;
+                }
+                if chunk.stop {
+                    answer.finish = Some(finish_reason(chunk.stop_type.as_deref().unwrap_or("eos")));
+                    answer.done = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The error for a non-success status, with the engine's message.
+    async fn status_error(&self, status: u16, mut response: reqwest::Response, deadline: Instant, cancel: &CancelFlag) -> RemoteError {
+        let mut body = Vec::new();
+        while body.len() < ERROR_BODY_LIMIT {
+            match until(deadline, cancel, response.chunk()).await {
+                Wait::Done(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&body);
+        let message = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(parsed) if !parsed.error.message.is_empty() => parsed.error.message,
+            _ if text.trim().is_empty() => "no message".to_string(),
+            _ => text.trim().to_string(),
+        };
+        let message = excerpt(&message);
+        let url = self.url();
+        match status {
+            401 | 403 => {
+                let key_hint = match &self.config.api_key_env {
+                    Some(name) => name.clone(),
+                    None => "named by backend `apiKeyEnv` (none is set)".to_string(),
+                };
+                RemoteError::Unauthorized { url, status, message, key_hint }
+            }
+            _ => RemoteError::Status { url, status, message },
+        }
+    }
+
+    fn completion(&self, request: &GenerationRequest, answer: Answer, stop_reason: StopReason, started: Instant) -> Completion {
+        let now = Instant::now();
+        let first = answer.first_text.unwrap_or(now);
+        // The engine does not send token ids; the model's own tokenizer
+        // gives the same count for counting and statistics.
+        let tokens = self.tokenizer.encode_continuation(&answer.text).unwrap_or_default();
+        Completion {
+            tokens,
+            text: answer.text,
+            stop_reason,
+            prompt_tokens: request.prompt.len(),
+            reused_tokens: answer.cached_tokens.unwrap_or(0).min(request.prompt.len()),
+            prefill: first - started,
+            decode: now - first,
+        }
+    }
+}
+
+/// At most 300 characters of a message from the network, on one line.
+fn excerpt(text: &str) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line,
+    }
+}

@@ -1,0 +1,80 @@
+//! Turning the prompt cria built (token ids, exactly what the resident model
+//! would run) into what a remote engine's API takes: the ids themselves,
+//! their text, or the text before and after the cursor for llama.cpp's
+//! `/infill`, which lays out the FIM prompt on its side.
+//!
+//! Splitting is unambiguous because user text never encodes to a control
+//! token: the template's control tokens mark where the prefix and the suffix
+//! begin and end.
+
+use crate::engine::{TokenKind, Tokenizer};
+use crate::models::SuffixEncoding;
+use crate::prompt::{FimTemplate, Segment};
+
+/// The prompt as text: control tokens written as their vocabulary text (the
+/// remote tokenizer turns them back into control tokens), other tokens as
+/// their bytes. A leading BOS is left out, since servers add their own.
+pub fn prompt_text(tokenizer: &Tokenizer, tokens: &[u32]) -> String {
+    let tokens = match (tokens.first(), tokenizer.bos()) {
+        (Some(first), Some(bos)) if *first == bos => &tokens[1..],
+        _ => tokens,
+    };
+    let mut bytes = Vec::new();
+    for &id in tokens {
+        let piece = tokenizer.token_bytes(id);
+        if piece.is_empty() && tokenizer.kind_of(id) == Some(TokenKind::Control) {
+            bytes.extend_from_slice(tokenizer.piece(id).unwrap_or_default().as_bytes());
+        } else {
+            bytes.extend_from_slice(piece);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The text before and after the cursor that a prompt holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfillText {
+    /// Text before the cursor (with inline context comments, if any).
+    pub prefix: String,
+    /// Text after the cursor.
+    pub suffix: String,
+}
+
+/// Finds the prefix and suffix in a prompt laid out by `template`.
+/// Repository-level context placed before the template's first control
+/// token is left out (llama.cpp would want it as separate files). `None`
+/// when the tokens do not follow the template.
+pub fn split_infill(template: &FimTemplate, tokenizer: &Tokenizer, tokens: &[u32]) -> Option<InfillText> {
+    let mut at = 0;
+    let mut prefix = String::new();
+    let mut suffix = String::new();
+    let segments = &template.segments;
+    for (index, segment) in segments.iter().enumerate() {
+        match segment {
+            Segment::Token(id) => {
+                // Context (and BOS) may come before the first control token.
+                at += tokens.get(at..)?.iter().position(|t| t == id)? + 1;
+            }
+            Segment::Prefix | Segment::Suffix => {
+                let next_token = segments[index + 1..].iter().find_map(|s| match s {
+                    Segment::Token(id) => Some(*id),
+                    _ => None,
+                });
+                let rest = tokens.get(at..)?;
+                let len = match next_token {
+                    Some(id) => rest.iter().position(|t| *t == id)?,
+                    None => rest.len(),
+                };
+                let ids = &rest[..len];
+                at += len;
+                if *segment == Segment::Prefix {
+                    let ids = ids.strip_prefix(&[tokenizer.bos().unwrap_or(u32::MAX)][..]).unwrap_or(ids);
+                    prefix = tokenizer.decode(ids, true);
+                } else {
+                    suffix = tokenizer.decode(ids, template.suffix_encoding == SuffixEncoding::Plain);
+                }
+            }
+        }
+    }
+    Some(InfillText { prefix, suffix })
+}
