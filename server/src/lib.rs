@@ -12,3 +12,4 @@ pub mod models;
 pub mod prompt;
 pub mod protocol;
 pub mod remote;
+pub mod serve;

@@ -1,8 +1,8 @@
 //! What serving many clients and remote engines needs from the library, on
 //! real models: KV cache slots that give the same greedy output and keep
 //! their own prefixes, streamed text that adds up to the final text, and
-//! prompts split into what llama.cpp's `/infill` takes (prefix and suffix)
-//! without losing or adding a character.
+//! prompts turned into what remote APIs take (text, or prefix and suffix
+//! for llama.cpp's `/infill`) without losing or adding a character.
 
 mod support;
 
@@ -10,7 +10,8 @@ use cria::engine::gguf::GgufFile;
 use cria::engine::{Engine, EngineError, EngineOptions, GenerationRequest, Tokenizer};
 use cria::models::{builtin, FimOrder};
 use cria::prompt::{build_prompt, FimTemplate, PromptInput};
-use cria::remote::prompt::split_infill;
+use cria::remote::prompt::{prompt_text, split_infill};
+use cria::serve::prompt::SpecialTokens;
 
 const PREFIX: &str = "import math\n\n\ndef circle_area(radius):\n    \"\"\"Area of a circle.\"\"\"\n    return ";
 const SUFFIX: &str = "\n\n\nprint(circle_area(2.0))  # é 🦀\n";
@@ -93,4 +94,19 @@ fn infill_splits_give_back_the_exact_prefix_and_suffix() {
     let template = FimTemplate::from_config(&config, None).unwrap();
     let tok = tokenizer(&support::qwen());
     assert_eq!(split_infill(&template, &tok, &tok.encode("no control tokens").unwrap()), None);
+}
+
+#[test]
+fn text_prompts_read_back_to_the_same_tokens() {
+    for (name, file) in [("qwen2.5-coder-0.5b-instruct", support::qwen()), ("smollm2-135m-instruct", support::smollm2())] {
+        let config = builtin(name).unwrap();
+        let template = FimTemplate::from_config(&config, None).unwrap();
+        let tok = tokenizer(&file);
+        let tokens = fim_prompt(&template, &tok);
+        let text = prompt_text(&tok, &tokens);
+        if template.uses_suffix() {
+            assert!(text.starts_with("<|fim_prefix|>") && text.contains("<|fim_suffix|>") && text.ends_with("<|fim_middle|>"), "{text}");
+        }
+        assert_eq!(SpecialTokens::new(&tok).encode(&tok, &text).unwrap(), tokens, "{name}: {text}");
+    }
 }

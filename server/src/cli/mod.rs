@@ -7,6 +7,7 @@ mod complete;
 mod lsp;
 mod models;
 mod pull;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ enum Command {
     Pull(pull::Args),
     /// List the models cria knows and whether their files are present.
     Models,
+    /// Serve the resident model over an OpenAI-compatible HTTP API, for editors sharing one machine.
+    Serve(serve::Args),
 }
 
 /// Runs the verb named on the command line.
@@ -42,6 +45,7 @@ pub fn run() -> ExitCode {
         Some(Command::Complete(args)) => complete::run(args),
         Some(Command::Pull(args)) => pull::run(args),
         Some(Command::Models) => models::run(),
+        Some(Command::Serve(args)) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,8 +9,8 @@
 //! (prefix and suffix as text; llama.cpp lays out the FIM prompt and keeps
 //! its KV prefix with `cache_prompt`).
 //!
-//! This module is the only place besides `protocol` that builds JSON for
-//! the wire. The API key is read from an environment
+//! This module and `serve` are the only places besides `protocol` that
+//! build JSON for the wire. The API key is read from an environment
 //! variable, sent only in the `Authorization` header (marked sensitive) and
 //! never logged or shown.
 

@@ -1,0 +1,164 @@
+//! `cria serve`: the resident model behind an OpenAI-compatible HTTP API,
+//! so that many editors share one machine's model (each running cria with a
+//! remote backend pointed here, or any OpenAI client).
+//!
+//! Endpoints: `POST /v1/completions` (streamed as server-sent events or
+//! not), `GET /v1/models`, and `GET /health` (public, like llama.cpp's).
+//! With a token, every other endpoint needs `Authorization: Bearer TOKEN`.
+//! Requests from different clients are queued fairly and each client keeps
+//! its own KV cache slot (see [`queue`]). This module and `remote` are the
+//! only places besides `protocol` that build JSON for the wire.
+
+mod handlers;
+pub mod prompt;
+pub mod queue;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::completion::Model;
+use crate::remote::wire::{ErrorBody, ErrorDetail, ModelCard, ModelList};
+use prompt::SpecialTokens;
+use queue::Queued;
+
+/// How `cria serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The bearer token clients must send; `None` lets anyone in.
+    pub token: Option<String>,
+    /// KV cache slots the engine was started with (one prefix per client).
+    pub slots: usize,
+}
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The model runs remotely; `cria serve` serves a resident model only.
+    #[error("cria serve needs the model resident in this process (the embedded backend)")]
+    NotEmbedded,
+    /// Accepting connections failed.
+    #[error("the HTTP server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares.
+struct Shared {
+    model: Model,
+    token: Option<String>,
+    specials: SpecialTokens,
+    queue: mpsc::UnboundedSender<Queued>,
+    created: u64,
+}
+
+/// Serves `model` on `listener` until the process ends. The engine must
+/// have been started with `options.slots` slots.
+pub async fn serve(model: Model, listener: TcpListener, options: ServeOptions) -> Result<(), ServeError> {
+    let engine = model.generator.engine().cloned().ok_or(ServeError::NotEmbedded)?;
+    let (queue, incoming) = mpsc::unbounded_channel();
+    tokio::spawn(queue::dispatch(engine, options.slots, incoming));
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let specials = SpecialTokens::new(&model.loaded.tokenizer);
+    let shared = Arc::new(Shared { model, token: options.token, specials, queue, created });
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/v1/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(handlers::completions))
+        .fallback(not_found)
+        .with_state(shared);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    Ok(())
+}
+
+/// An OpenAI-style error answer.
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = ErrorBody { error: ErrorDetail { message: message.into(), kind: kind.into(), code: Some(status.as_u16().into()) } };
+    json(status, &body)
+}
+
+/// A request refused before it reaches the engine: status, error type, why.
+struct Refused {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl Refused {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message: message.into() }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let mut response = error(self.status, self.kind, self.message);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// A JSON answer.
+fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the answer: {e}")).into_response(),
+    }
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `Err` (a 401) unless the request carries the token.
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Refused> {
+    let Some(token) = &shared.token else { return Ok(()) };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, value)| value.trim());
+    if given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
+        return Ok(());
+    }
+    Err(Refused { status: StatusCode::UNAUTHORIZED, kind: "authentication_error", message: "missing or wrong API key: send `Authorization: Bearer <token>`".into() })
+}
+
+async fn health() -> Response {
+    json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+async fn models(axum::extract::State(shared): axum::extract::State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorize(&shared, &headers) {
+        return denied.into_response();
+    }
+    let card = ModelCard { id: shared.model.name.clone(), object: "model".into(), created: shared.created, owned_by: "cria".into() };
+    json(StatusCode::OK, &ModelList { object: "list".into(), data: vec![card] })
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint (cria serve has /v1/completions, /v1/models and /health)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+}
