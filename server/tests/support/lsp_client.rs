@@ -27,9 +27,15 @@ pub struct LspClient {
 impl LspClient {
     /// Starts `cria lsp` with `CRIA_HOME` set to `home`.
     pub fn start(home: &Path, extra_args: &[&str]) -> Self {
+        Self::start_with_env(home, extra_args, &[])
+    }
+
+    /// Starts `cria lsp` with `CRIA_HOME` set to `home` and more variables.
+    pub fn start_with_env(home: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cria"))
             .arg("lsp")
             .args(extra_args)
+            .envs(env.iter().copied())
             .env("CRIA_HOME", home)
             .env("HF_HUB_CACHE", home.join("hub"))
             .env("CRIA_LOG", "cria=info")

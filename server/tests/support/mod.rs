@@ -43,3 +43,6 @@ pub mod tiny_codellama;
 
 /// An LSP client driving the real binary over stdio.
 pub mod lsp_client;
+
+/// Plain HTTP for tests: a client and a scripted fake engine.
+pub mod http;
