@@ -9,4 +9,5 @@ pub mod context;
 pub mod documents;
 pub mod engine;
 pub mod models;
+pub mod postprocess;
 pub mod prompt;
