@@ -19,11 +19,13 @@ mod context;
 mod indent;
 mod lexer;
 mod lines;
+pub mod rules;
 #[cfg(test)]
 pub(crate) mod test_support;
 
 pub use context::Context;
 pub use indent::{indentation_style, IndentStyle};
+pub use rules::cut_to_complete_lines;
 
 use crate::documents::Language;
 
