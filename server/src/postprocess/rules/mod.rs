@@ -4,16 +4,22 @@
 //! whitespace only. [`postprocess`](super::postprocess) chains them; the order
 //! and the reasons for it are in the module documentation above.
 
+mod block_end;
+mod brackets;
 mod incomplete_line;
 mod indentation;
 mod repetition;
 mod single_line;
+mod suffix;
 mod whitespace;
 
+pub use block_end::stop_at_block_end;
+pub use brackets::balance_brackets;
 pub use incomplete_line::{cut_incomplete_line, cut_to_complete_lines};
 pub use indentation::match_indentation_style;
 pub use repetition::drop_repetition;
 pub use single_line::keep_first_line;
+pub use suffix::drop_suffix_overlap;
 pub use whitespace::trim_whitespace;
 
 /// Whether `text` has a letter or digit: a line without one (`}`, `);`, a
