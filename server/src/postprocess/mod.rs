@@ -12,6 +12,34 @@
 //! leading whitespace of lines; so the output, with each line's leading
 //! whitespace removed, is always a prefix of the completion treated the same
 //! way. Nothing that is not in the completion is ever shown.
+//!
+//! # The order of the rules
+//!
+//! [`postprocess`] applies them in this order, each to the previous one's
+//! result:
+//!
+//! 1. [`rules::cut_incomplete_line`]: when generation was cut short, drop the
+//!    unfinished last line. First, because every later rule reasons about
+//!    whole lines, and a half line (`retu`) would mislead them.
+//! 2. [`rules::keep_first_line`] in [`Mode::SingleLine`].
+//! 3. [`rules::match_indentation_style`]: tabs to spaces or back, to match the
+//!    file. Before the rules that compare indentation with the document's, so
+//!    that they compare like with like.
+//! 4. [`rules::drop_repetition`]: a model stuck in a loop is cut after the
+//!    first round. Before the structural rules, whose work it makes smaller.
+//! 5. [`rules::stop_at_block_end`]: stop where the suggestion leaves the block
+//!    the cursor is in (dedent, or a closer of a bracket the suffix closes).
+//! 6. [`rules::drop_suffix_overlap`]: drop the part that re-types what follows
+//!    the cursor (the next lines, or the rest of the cursor's line). After the
+//!    block rule, which already removes the common case of a re-typed closing
+//!    line, and which this rule's line comparison cannot tell from the end of
+//!    a block of the suggestion's own.
+//! 7. [`rules::balance_brackets`]: cut at a closer that matches nothing, and
+//!    cut a multi-line suggestion back so that it does not leave a bracket of
+//!    its own open.
+//! 8. [`rules::trim_whitespace`]: trailing whitespace goes, and a suggestion
+//!    of only whitespace becomes nothing. Last, because every cut above may
+//!    leave a dangling line break or indentation.
 
 #![warn(missing_docs)]
 
@@ -19,6 +47,10 @@ mod context;
 mod indent;
 mod lexer;
 mod lines;
+#[cfg(test)]
+mod pipeline_tests;
+#[cfg(test)]
+mod props_tests;
 pub mod rules;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -56,4 +88,22 @@ pub struct PostprocessInput<'a> {
     /// Generation was cut by the deadline or the token limit, so the last
     /// line may be unfinished.
     pub truncated: bool,
+}
+
+/// Turns the model's raw completion into the text to show at the cursor;
+/// an empty string means show nothing. See the module documentation for the
+/// rules and their order.
+pub fn postprocess(input: &PostprocessInput) -> String {
+    let context = Context::new(input);
+    let text = rules::cut_incomplete_line(input.completion, input.mode, input.truncated, &context);
+    let text = match input.mode {
+        Mode::SingleLine => rules::keep_first_line(text),
+        Mode::MultiLine => text,
+    };
+    let converted = rules::match_indentation_style(text, &context);
+    let text = rules::drop_repetition(&converted);
+    let text = rules::stop_at_block_end(text, &context);
+    let text = rules::drop_suffix_overlap(text, &context);
+    let text = rules::balance_brackets(text, &context);
+    rules::trim_whitespace(text, &context).to_owned()
 }
