@@ -9,5 +9,6 @@ pub mod context;
 pub mod documents;
 pub mod engine;
 pub mod models;
+pub mod postprocess;
 pub mod prompt;
 pub mod protocol;
