@@ -7,8 +7,10 @@
 //! resolves the FIM template. After that, building a request is pure and
 //! cheap; running it is the engine thread's business.
 
+mod cache;
 mod scheduler;
 
+pub use cache::{Shown, SuggestionLru};
 pub use scheduler::{Scheduler, Ticket};
 
 use std::time::{Duration, Instant};
@@ -134,11 +136,14 @@ pub struct Settings {
     pub suffix_share: f32,
     /// Share of the prompt budget for snippets from other files.
     pub context_share: f32,
+    /// Text that ends generation, besides the model's own stop strings
+    /// (a newline for single-line suggestions).
+    pub stop_strings: Vec<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_new_tokens: 64, sampling: SamplingParams::default(), prompt_budget: None, suffix_share: 0.25, context_share: 0.2 }
+        Self { max_new_tokens: 64, sampling: SamplingParams::default(), prompt_budget: None, suffix_share: 0.25, context_share: 0.2, stop_strings: Vec::new() }
     }
 }
 
@@ -185,7 +190,7 @@ impl Model {
             max_new_tokens: settings.max_new_tokens,
             sampling: settings.sampling.clone(),
             stop_tokens,
-            stop_strings: self.template.stop_strings.clone(),
+            stop_strings: self.template.stop_strings.iter().chain(&settings.stop_strings).cloned().collect(),
             deadline,
             cancel,
         };

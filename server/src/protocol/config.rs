@@ -133,6 +133,7 @@ impl ServerConfig {
             prompt_budget: Some(self.prompt_tokens),
             suffix_share: self.suffix_share,
             context_share: 0.0,
+            stop_strings: Vec::new(),
         }
     }
 }
