@@ -12,3 +12,4 @@ pub mod models;
 pub mod postprocess;
 pub mod prompt;
 pub mod protocol;
+pub mod workspace;

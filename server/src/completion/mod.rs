@@ -155,6 +155,8 @@ pub struct CompletionInput<'a> {
     pub context: &'a [ContextChunk],
     /// The language's line-comment marker.
     pub line_comment: &'a str,
+    /// The document's path, for repository-level prompt formats.
+    pub path: Option<&'a str>,
 }
 
 impl Model {
@@ -179,6 +181,7 @@ impl Model {
                 budget,
                 suffix_share: settings.suffix_share,
                 context_share: settings.context_share,
+                current_path: input.path,
             },
         )?;
         let mut stop_tokens = self.template.stop_tokens.clone();

@@ -5,10 +5,12 @@
 //! This layer is pure: no I/O, no tokio, no LSP types. Token counts come from
 //! a counting function the caller passes in.
 
+mod crossfile;
 mod cursor;
 mod mode;
 mod window;
 
+pub use crossfile::{definitions, neighbourhood, relevant_definitions, similar_chunks, Definition, SourceFile, CHUNK_LINES};
 pub use cursor::{line_comment, split_at_line_column, CursorError, CursorText};
 pub use mode::{completion_mode, CompletionMode};
 pub use window::{cursor_windows, WindowBudget};

@@ -25,6 +25,19 @@ impl Backend {
     }
 }
 
+/// The workspace folders (or the root URI) as local paths.
+fn workspace_roots(params: &lsp::InitializeParams) -> Vec<std::path::PathBuf> {
+    let mut uris: Vec<String> = match &params.workspace_folders_initialize_params.workspace_folders {
+        Some(lsp::WorkspaceFolders::WorkspaceFolderList(folders)) => folders.iter().map(|f| f.uri.0.clone()).collect(),
+        _ => Vec::new(),
+    };
+    if uris.is_empty() {
+        #[allow(deprecated)]
+        uris.extend(params.root_uri.clone().map(|u| u.0));
+    }
+    uris.iter().filter_map(|u| u.strip_prefix("file://")).map(std::path::PathBuf::from).filter(|p| p.is_dir()).collect()
+}
+
 fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     // Only used on literals built in this file, whose shape matches the type.
     serde_json::from_value(value).expect("protocol literal matches its LSP type")
@@ -43,6 +56,7 @@ impl LanguageServer for Backend {
             let state = self.state.clone();
             tokio::spawn(async move { state.report_settings_problems(problems).await });
         }
+        self.state.index_workspace(workspace_roots(&params));
         let kind: String = encoding_kind(encoding).into();
         Ok(from_json(json!({
             "capabilities": {
@@ -73,6 +87,9 @@ impl LanguageServer for Backend {
     async fn did_change(&self, params: lsp::DidChangeTextDocumentParams) {
         let uri = params.text_document.text_document_identifier.uri.0.clone();
         let changes: Vec<_> = params.content_changes.into_iter().map(text_change).collect();
+        if let Some(range) = changes.iter().find_map(|c| c.range) {
+            self.state.record_edit(&uri, range.start.line as usize);
+        }
         let encoding = self.state.encoding();
         let result = self.state.documents().change(&uri, params.text_document.version, &changes, encoding);
         match result {

@@ -5,7 +5,8 @@
 //! Locks here are std mutexes held for short, synchronous sections only:
 //! never across an `.await`, never while the model runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -18,7 +19,12 @@ use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification};
 use crate::completion::{resolve_model, start, CompletionInput, Model, Scheduler, Shown, SuggestionLru};
 use crate::completion::Settings;
-use crate::context::{completion_mode, cursor_windows, line_comment, CompletionMode, CursorText, WindowBudget};
+use crate::context::{
+    completion_mode, cursor_windows, definitions, line_comment, neighbourhood, relevant_definitions, similar_chunks, CompletionMode,
+    CursorText, Definition, SourceFile, WindowBudget,
+};
+use crate::documents::DocumentSnapshot;
+use crate::prompt::ContextChunk;
 use crate::models::FimOrder;
 use crate::documents::encoding::{byte_to_position, position_to_byte};
 use crate::documents::{DocumentLimits, DocumentStore, Language, Position, PositionEncoding};
@@ -79,6 +85,11 @@ pub struct State {
     last: Mutex<Status>,
     lru: Mutex<SuggestionLru>,
     shown: Mutex<HashMap<String, Shown>>,
+    /// The last edited places (document, line), newest last.
+    recent_edits: Mutex<VecDeque<(String, usize)>>,
+    /// Definitions found in the workspace folders' files.
+    workspace_definitions: RwLock<Arc<Vec<Definition>>>,
+    workspace_roots: Mutex<Vec<PathBuf>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,6 +111,9 @@ impl State {
             last: Mutex::new(Status::default()),
             lru: Mutex::new(SuggestionLru::new(256)),
             shown: Mutex::new(HashMap::new()),
+            recent_edits: Mutex::new(VecDeque::new()),
+            workspace_definitions: RwLock::new(Arc::new(Vec::new())),
+            workspace_roots: Mutex::new(Vec::new()),
         }
     }
 
@@ -123,6 +137,45 @@ impl State {
     pub fn cancel_pending(&self, uri: &str) {
         self.scheduler.cancel(uri);
         lock(&self.shown).remove(uri);
+    }
+
+    /// Remembers where the user edited, for context from recent edits.
+    pub fn record_edit(&self, uri: &str, line: usize) {
+        let mut edits = lock(&self.recent_edits);
+        if edits.back().is_some_and(|(u, l)| u == uri && l.abs_diff(line) < 4) {
+            return;
+        }
+        edits.push_back((uri.to_string(), line));
+        while edits.len() > 16 {
+            edits.pop_front();
+        }
+    }
+
+    /// Indexes the definitions in the workspace folders in the background.
+    pub fn index_workspace(self: &Arc<Self>, roots: Vec<PathBuf>) {
+        *lock(&self.workspace_roots) = roots.clone();
+        if roots.is_empty() {
+            return;
+        }
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let found = crate::workspace::index_definitions(&roots);
+            tracing::info!(definitions = found.len(), ms = started.elapsed().as_millis() as u64, "workspace indexed");
+            *state.workspace_definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(found);
+        });
+    }
+
+    /// Open documents other than `uri`, small enough to lend context.
+    fn other_documents(&self, uri: &str) -> Vec<(String, DocumentSnapshot)> {
+        let documents = self.documents();
+        documents
+            .uris()
+            .filter(|u| *u != uri)
+            .take(16)
+            .filter_map(|u| documents.snapshot(u).ok().map(|s| (u.to_string(), s)))
+            .filter(|(_, s)| s.skip_reason().is_none() && s.rope().len_bytes() <= 256 * 1024)
+            .collect()
     }
 
     /// Applies settings; returns the problems and whether the model changed.
@@ -307,9 +360,15 @@ impl State {
         let tree = snapshot.tree().cloned();
         let job_text = text.clone();
         let job_language = language.clone();
+        let others = if config.context_share > 0.0 { self.other_documents(uri) } else { Vec::new() };
+        let recent: Vec<(String, usize)> = lock(&self.recent_edits).iter().cloned().collect();
+        let index = self.workspace_definitions.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let roots = lock(&self.workspace_roots).clone();
+        let path = display_path(uri, &roots);
         let built = tokio::task::spawn_blocking(move || {
             let (cursor, settings) = prompt_text(&model, &config, &job_text, offset, tree.as_ref(), mode);
-            let input = CompletionInput { cursor: &cursor, context: &[], line_comment: line_comment(job_language.id()) };
+            let context = if config.context_share > 0.0 { gather_context(&cursor, &path, &others, &recent, &index, &roots) } else { Vec::new() };
+            let input = CompletionInput { cursor: &cursor, context: &context, line_comment: line_comment(job_language.id()), path: Some(&path) };
             model.request(&input, &settings, Some(deadline), cancel).map(|(request, _)| (model, request, cursor))
         })
         .await;
@@ -407,7 +466,8 @@ fn prompt_text(model: &Model, config: &ServerConfig, text: &str, cursor: usize, 
         FimOrder::Psm => share.min(PSM_SUFFIX_CAP),
         _ => share,
     };
-    let budget = WindowBudget { prefix_tokens: room - suffix_tokens.min(room), suffix_tokens };
+    let context_tokens = (room as f32 * config.context_share) as usize;
+    let budget = WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens };
     let cursor_text = cursor_windows(text, cursor, tree, budget, &count);
     let mut settings = config.settings();
     // The windows already fit; the prompt builder only guards the budget.
@@ -432,6 +492,44 @@ fn shown_text(completion: &Completion, cursor: &CursorText, language: &Language,
         mode,
         truncated,
     })
+}
+
+/// A URI as a path relative to the workspace folder that holds it.
+fn display_path(uri: &str, roots: &[PathBuf]) -> String {
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    roots
+        .iter()
+        .find_map(|r| Path::new(path).strip_prefix(r).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string())
+}
+
+/// Snippets from other files: definitions of identifiers near the cursor
+/// (workspace index and open documents), then similar regions of open
+/// documents and recent edits.
+fn gather_context(
+    cursor: &CursorText,
+    path: &str,
+    others: &[(String, DocumentSnapshot)],
+    recent: &[(String, usize)],
+    index: &[Definition],
+    roots: &[PathBuf],
+) -> Vec<ContextChunk> {
+    let wanted = neighbourhood(&cursor.prefix, &cursor.suffix);
+    let texts: Vec<(String, String)> = others.iter().map(|(u, s)| (display_path(u, roots), s.text())).collect();
+    let files: Vec<SourceFile> = others
+        .iter()
+        .zip(&texts)
+        .map(|((_, s), (p, t))| SourceFile { path: p, text: t, tree: s.tree(), language: s.language() })
+        .collect();
+    let mut all: Vec<Definition> = index.to_vec();
+    for file in &files {
+        all.extend(definitions(file));
+    }
+    let recent: Vec<(String, usize)> = recent.iter().map(|(u, l)| (display_path(u, roots), *l)).collect();
+    let mut chunks = relevant_definitions(&wanted, &all, path, 4);
+    chunks.extend(similar_chunks(&wanted, &files, &recent, 3));
+    chunks
 }
 
 /// A suggestion placed in the document: positions in the negotiated
