@@ -109,6 +109,25 @@ fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
 }
 
 #[test]
+fn accepting_a_suggestion_computes_the_next_one_ahead_of_the_request() {
+    let home = home();
+    let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({}));
+    let uri = "file:///work/accept.py";
+    c.open(uri, "python", "def add(a, b):\n    ");
+    // The editor inserts an accepted suggestion, then reports it.
+    change(&mut c, uri, 2, (1, 4, 1, 4), "return a + b\n\n\ndef sub(a, b):\n    ");
+    let id = c.request("workspace/executeCommand", json!({"command": "cria.accepted", "arguments": [{"uri": uri, "text": "return a + b"}]}));
+    assert!(c.response(id, Duration::from_secs(30)).get("result").is_some());
+    // The speculative completion runs on its own and reports its status.
+    let status = c.wait_for(LONG, "status of the speculative completion", |m| m["method"] == "cria/status" && m["params"]["lastLatencyMs"].is_number());
+    assert!(status["params"]["promptTokens"].as_u64().unwrap() > 5);
+    // The editor's own request at the new cursor is then answered.
+    let r = c.inline_completion(uri, 4, 4, LONG);
+    assert!(r["result"].is_array(), "{r}");
+    c.shutdown();
+}
+
+#[test]
 fn fim_completion_on_qwen_coder_uses_the_text_after_the_cursor() {
     let home = home();
     let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"maxTokens": 24}));

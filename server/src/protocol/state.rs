@@ -87,6 +87,9 @@ pub struct State {
     shown: Mutex<HashMap<String, Shown>>,
     /// The last edited places (document, line), newest last.
     recent_edits: Mutex<VecDeque<(String, usize)>>,
+    /// Where each document's last edit ended: the cursor after accepting a
+    /// suggestion, for speculative next suggestions.
+    last_edit_end: Mutex<HashMap<String, Position>>,
     /// Definitions found in the workspace folders' files.
     workspace_definitions: RwLock<Arc<Vec<Definition>>>,
     workspace_roots: Mutex<Vec<PathBuf>>,
@@ -112,6 +115,7 @@ impl State {
             lru: Mutex::new(SuggestionLru::new(256)),
             shown: Mutex::new(HashMap::new()),
             recent_edits: Mutex::new(VecDeque::new()),
+            last_edit_end: Mutex::new(HashMap::new()),
             workspace_definitions: RwLock::new(Arc::new(Vec::new())),
             workspace_roots: Mutex::new(Vec::new()),
         }
@@ -149,6 +153,31 @@ impl State {
         while edits.len() > 16 {
             edits.pop_front();
         }
+    }
+
+    /// Remembers where a document's last edit ended.
+    pub fn record_edit_end(&self, uri: &str, end: Position) {
+        lock(&self.last_edit_end).insert(uri.to_string(), end);
+    }
+
+    /// After a suggestion was accepted: computes the next suggestion at the
+    /// end of the accepted text, as if the editor had asked, so it is in the
+    /// cache when the editor does ask. Lowest priority: it only starts when
+    /// nothing is in flight for the document, and any new request for the
+    /// document cancels it.
+    pub fn speculate_after_accept(self: &Arc<Self>, uri: &str) {
+        let Some(position) = lock(&self.last_edit_end).get(uri).copied() else {
+            return;
+        };
+        if !self.scheduler.is_idle(uri) {
+            return;
+        }
+        let state = self.clone();
+        let uri = uri.to_string();
+        tokio::spawn(async move {
+            let found = state.suggest(&uri, position).await;
+            tracing::debug!(%uri, found = found.is_some(), "speculative suggestion after accept");
+        });
     }
 
     /// Indexes the definitions in the workspace folders in the background.
