@@ -49,7 +49,7 @@ fn start_model(f: &Fixture, order: Option<FimOrder>) -> Model {
 
 fn complete(model: &Model) -> (Vec<u32>, cria::engine::Completion) {
     let cursor = CursorText { prefix: PREFIX.into(), suffix: SUFFIX.into() };
-    let input = CompletionInput { cursor: &cursor, context: &[], line_comment: "#" };
+    let input = CompletionInput { cursor: &cursor, context: &[], line_comment: "#", path: None };
     let (request, prompt) = model.request(&input, &Settings::default(), None, CancelFlag::new()).unwrap();
     let completion = model.generator.generate(request).blocking_recv().unwrap().unwrap();
     (prompt.tokens, completion)

@@ -67,7 +67,7 @@ fn tokenizer(path: &std::path::Path) -> Tokenizer {
 }
 
 fn fim_prompt(template: &FimTemplate, tokenizer: &Tokenizer) -> Vec<u32> {
-    let input = PromptInput { prefix: PREFIX, suffix: SUFFIX, context: &[], line_comment: "#", budget: 1024, suffix_share: 0.5, context_share: 0.0 };
+    let input = PromptInput { prefix: PREFIX, suffix: SUFFIX, context: &[], line_comment: "#", budget: 1024, suffix_share: 0.5, context_share: 0.0, current_path: None };
     build_prompt(template, tokenizer, &input).unwrap().tokens
 }
 

@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sampling: SamplingParams { temperature: args.temperature, seed: args.seed, ..SamplingParams::default() },
         ..Settings::default()
     };
-    let input = CompletionInput { cursor: &cursor, context: &[], line_comment: line_comment(extension) };
+    let input = CompletionInput { cursor: &cursor, context: &[], line_comment: line_comment(extension), path: None };
     let (request, _prompt) = model.request(&input, &settings, None, CancelFlag::new())?;
     let completion = model.generator.generate(request).blocking_recv().context("the model worker stopped")??;
 

@@ -8,6 +8,10 @@ pub struct Args {
     /// Model to load when the client's settings name none (name or .gguf path).
     #[arg(long)]
     model: Option<String>,
+    /// Accepted and ignored: stdio is the only transport, and many LSP
+    /// clients pass this flag.
+    #[arg(long, hide = true)]
+    stdio: bool,
 }
 
 /// Runs the server until the client exits.

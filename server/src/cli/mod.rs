@@ -19,6 +19,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Accepted and ignored (the language server always uses stdio).
+    #[arg(long, hide = true)]
+    stdio: bool,
 }
 
 #[derive(Subcommand)]

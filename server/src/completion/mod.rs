@@ -9,17 +9,18 @@
 //! a remote engine (then only the file's tokenizer is read, to build and
 //! measure prompts exactly as for the resident model).
 
+mod cache;
 mod generator;
 mod scheduler;
 
+pub use cache::{Shown, SuggestionLru};
 pub use generator::{Backend, GenerateError, Generator, Pending};
 pub use scheduler::{Scheduler, Ticket};
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::context::CursorText;
-use std::sync::Arc;
-
 use crate::engine::gguf::GgufFile;
 use crate::engine::{
     CancelFlag, EngineError, EngineHandle, EngineOptions, GenerationRequest, Hyperparams, LoadReceiver, LoadedModel, SamplingParams, Tokenizer,
@@ -213,11 +214,14 @@ pub struct Settings {
     pub suffix_share: f32,
     /// Share of the prompt budget for snippets from other files.
     pub context_share: f32,
+    /// Text that ends generation, besides the model's own stop strings
+    /// (a newline for single-line suggestions).
+    pub stop_strings: Vec<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_new_tokens: 64, sampling: SamplingParams::default(), prompt_budget: None, suffix_share: 0.25, context_share: 0.2 }
+        Self { max_new_tokens: 64, sampling: SamplingParams::default(), prompt_budget: None, suffix_share: 0.25, context_share: 0.2, stop_strings: Vec::new() }
     }
 }
 
@@ -229,6 +233,8 @@ pub struct CompletionInput<'a> {
     pub context: &'a [ContextChunk],
     /// The language's line-comment marker.
     pub line_comment: &'a str,
+    /// The document's path, for repository-level prompt formats.
+    pub path: Option<&'a str>,
 }
 
 impl Model {
@@ -253,6 +259,7 @@ impl Model {
                 budget,
                 suffix_share: settings.suffix_share,
                 context_share: settings.context_share,
+                current_path: input.path,
             },
         )?;
         let mut stop_tokens = self.template.stop_tokens.clone();
@@ -264,7 +271,7 @@ impl Model {
             max_new_tokens: settings.max_new_tokens,
             sampling: settings.sampling.clone(),
             stop_tokens,
-            stop_strings: self.template.stop_strings.clone(),
+            stop_strings: self.template.stop_strings.iter().chain(&settings.stop_strings).cloned().collect(),
             deadline,
             cancel,
         };

@@ -54,6 +54,12 @@ impl Scheduler {
         }
     }
 
+    /// Whether no request is in flight for `key` (speculative work only runs
+    /// when the editor is not waiting on the model).
+    pub fn is_idle(&self, key: &str) -> bool {
+        !self.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key)
+    }
+
     /// Requests cancelled because a newer one arrived, since start.
     pub fn superseded(&self) -> u64 {
         self.superseded.load(Ordering::Relaxed)

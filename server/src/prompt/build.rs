@@ -39,6 +39,9 @@ pub struct PromptInput<'a> {
     pub suffix_share: f32,
     /// Share of the budget context chunks may take (0 turns them off).
     pub context_share: f32,
+    /// The current file's path, named after the context files in
+    /// repository-level formats (`<|file_sep|>path`).
+    pub current_path: Option<&'a str>,
 }
 
 /// A prompt ready for the engine, with what was kept of the text.
@@ -130,6 +133,13 @@ fn encode_context(template: &FimTemplate, tokenizer: &Tokenizer, input: &PromptI
     }
     let count = blocks.len();
     blocks.reverse();
+    if let (Some(sep), Some(path), true) = (template.file_separator, input.current_path, count > 0) {
+        let mut own = vec![sep];
+        own.extend(tokenizer.encode(&format!("{path}\n"))?);
+        if used + own.len() <= limit {
+            blocks.push(own);
+        }
+    }
     Ok((blocks.concat(), count))
 }
 

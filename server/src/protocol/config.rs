@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub prompt_tokens: usize,
     /// Share of the prompt for the text after the cursor.
     pub suffix_share: f32,
+    /// Share of the prompt for snippets from other files (0 turns it off).
+    pub context_share: f32,
     /// Context window allocated for the model (KV cache size).
     pub context_length: usize,
     /// Languages (LSP ids) to complete in; `None` = all.
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             latency_budget_ms: DEFAULT_LATENCY_BUDGET_MS,
             prompt_tokens: 1536,
             suffix_share: 0.25,
+            context_share: 0.15,
             context_length: 4096,
             enabled_languages: None,
             disabled_languages: Vec::new(),
@@ -99,6 +102,7 @@ impl ServerConfig {
                 "latencyBudgetMs" => integer(value, 50, 60_000).map(|v| self.latency_budget_ms = v),
                 "promptTokens" => integer(value, 16, 1 << 20).map(|v| self.prompt_tokens = v as usize),
                 "suffixShare" => fraction(value).map(|v| self.suffix_share = v),
+                "contextShare" => fraction(value).map(|v| self.context_share = v),
                 "contextLength" => integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize),
                 "enabledLanguages" => languages(value).map(|(on, off)| {
                     self.enabled_languages = on;
@@ -137,7 +141,8 @@ impl ServerConfig {
             sampling: SamplingParams { temperature: self.temperature, ..SamplingParams::default() },
             prompt_budget: Some(self.prompt_tokens),
             suffix_share: self.suffix_share,
-            context_share: 0.0,
+            context_share: self.context_share,
+            stop_strings: Vec::new(),
         }
     }
 }

@@ -25,6 +25,44 @@ impl Backend {
     }
 }
 
+/// Where the cursor is after `text` was inserted at `start` (positions in
+/// `encoding`'s units; line breaks counted as LSP counts them).
+fn end_after_insert(start: crate::documents::Position, text: &str, encoding: crate::documents::PositionEncoding) -> crate::documents::Position {
+    let mut line = start.line;
+    let mut character = start.character;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                line += 1;
+                character = 0;
+            }
+            '\n' => {
+                line += 1;
+                character = 0;
+            }
+            c => character += encoding.units_of(c) as u32,
+        }
+    }
+    crate::documents::Position { line, character }
+}
+
+/// The workspace folders (or the root URI) as local paths.
+fn workspace_roots(params: &lsp::InitializeParams) -> Vec<std::path::PathBuf> {
+    let mut uris: Vec<String> = match &params.workspace_folders_initialize_params.workspace_folders {
+        Some(lsp::WorkspaceFolders::WorkspaceFolderList(folders)) => folders.iter().map(|f| f.uri.0.clone()).collect(),
+        _ => Vec::new(),
+    };
+    if uris.is_empty() {
+        #[allow(deprecated)]
+        uris.extend(params.root_uri.clone().map(|u| u.0));
+    }
+    uris.iter().filter_map(|u| u.strip_prefix("file://")).map(std::path::PathBuf::from).filter(|p| p.is_dir()).collect()
+}
+
 fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     // Only used on literals built in this file, whose shape matches the type.
     serde_json::from_value(value).expect("protocol literal matches its LSP type")
@@ -43,6 +81,7 @@ impl LanguageServer for Backend {
             let state = self.state.clone();
             tokio::spawn(async move { state.report_settings_problems(problems).await });
         }
+        self.state.index_workspace(workspace_roots(&params));
         let kind: String = encoding_kind(encoding).into();
         Ok(from_json(json!({
             "capabilities": {
@@ -74,6 +113,12 @@ impl LanguageServer for Backend {
         let uri = params.text_document.text_document_identifier.uri.0.clone();
         let changes: Vec<_> = params.content_changes.into_iter().map(text_change).collect();
         let encoding = self.state.encoding();
+        if let Some(range) = changes.iter().find_map(|c| c.range) {
+            self.state.record_edit(&uri, range.start.line as usize);
+        }
+        if let Some(end) = changes.last().and_then(|c| c.range.map(|r| end_after_insert(r.start, &c.text, encoding))) {
+            self.state.record_edit_end(&uri, end);
+        }
         let result = self.state.documents().change(&uri, params.text_document.version, &changes, encoding);
         match result {
             Ok(report) if !report.clamped.is_empty() => tracing::debug!(%uri, clamped = ?report.clamped, "edit positions clamped"),
@@ -124,7 +169,11 @@ impl LanguageServer for Backend {
 
     async fn execute_command(&self, params: lsp::ExecuteCommandParams) -> Result<Option<lsp::LspAny>> {
         if params.command == ACCEPTED_COMMAND {
-            tracing::info!(arguments = ?params.arguments, "suggestion accepted");
+            tracing::info!("suggestion accepted");
+            let uri = params.arguments.as_ref().and_then(|a| a.first()).and_then(|a| a.get("uri")).and_then(|u| u.as_str());
+            if let Some(uri) = uri {
+                self.state.speculate_after_accept(uri);
+            }
             return Ok(None);
         }
         Err(tower_lsp_server::jsonrpc::Error::invalid_params(format!("unknown command `{}`", params.command)))

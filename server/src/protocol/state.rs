@@ -5,6 +5,8 @@
 //! Locks here are std mutexes held for short, synchronous sections only:
 //! never across an `.await`, never while the model runs.
 
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -15,10 +17,18 @@ use tower_lsp_server::Client;
 
 use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification};
-use crate::completion::{resolve_model, start_backend, CompletionInput, Model, Scheduler};
-use crate::context::{line_comment, CursorText};
+use crate::completion::{resolve_model, start_backend, CompletionInput, Model, Scheduler, Shown, SuggestionLru};
+use crate::completion::Settings;
+use crate::context::{
+    completion_mode, cursor_windows, definitions, line_comment, neighbourhood, relevant_definitions, similar_chunks, CompletionMode,
+    CursorText, Definition, SourceFile, WindowBudget,
+};
+use crate::documents::DocumentSnapshot;
+use crate::prompt::ContextChunk;
+use crate::models::FimOrder;
 use crate::documents::encoding::{byte_to_position, position_to_byte};
-use crate::documents::{DocumentLimits, DocumentSnapshot, DocumentStore, Position, PositionEncoding};
+use crate::documents::{DocumentLimits, DocumentStore, Language, Position, PositionEncoding};
+use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
 use crate::engine::{Completion, EngineOptions, StopReason};
 use crate::models::CriaHome;
 
@@ -76,6 +86,16 @@ pub struct State {
     /// The last generation's failure (remote engine down, 401...), shown
     /// as an `error` status until a generation succeeds again.
     generation_error: Mutex<Option<String>>,
+    lru: Mutex<SuggestionLru>,
+    shown: Mutex<HashMap<String, Shown>>,
+    /// The last edited places (document, line), newest last.
+    recent_edits: Mutex<VecDeque<(String, usize)>>,
+    /// Where each document's last edit ended: the cursor after accepting a
+    /// suggestion, for speculative next suggestions.
+    last_edit_end: Mutex<HashMap<String, Position>>,
+    /// Definitions found in the workspace folders' files.
+    workspace_definitions: RwLock<Arc<Vec<Definition>>>,
+    workspace_roots: Mutex<Vec<PathBuf>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -96,6 +116,12 @@ impl State {
             load_generation: AtomicU64::new(0),
             last: Mutex::new(Status::default()),
             generation_error: Mutex::new(None),
+            lru: Mutex::new(SuggestionLru::new(256)),
+            shown: Mutex::new(HashMap::new()),
+            recent_edits: Mutex::new(VecDeque::new()),
+            last_edit_end: Mutex::new(HashMap::new()),
+            workspace_definitions: RwLock::new(Arc::new(Vec::new())),
+            workspace_roots: Mutex::new(Vec::new()),
         }
     }
 
@@ -115,8 +141,74 @@ impl State {
     }
 
     /// Cancels the suggestion in flight for a document.
+    /// and forgets the suggestion last shown there (the document closed).
     pub fn cancel_pending(&self, uri: &str) {
         self.scheduler.cancel(uri);
+        lock(&self.shown).remove(uri);
+    }
+
+    /// Remembers where the user edited, for context from recent edits.
+    pub fn record_edit(&self, uri: &str, line: usize) {
+        let mut edits = lock(&self.recent_edits);
+        if edits.back().is_some_and(|(u, l)| u == uri && l.abs_diff(line) < 4) {
+            return;
+        }
+        edits.push_back((uri.to_string(), line));
+        while edits.len() > 16 {
+            edits.pop_front();
+        }
+    }
+
+    /// Remembers where a document's last edit ended.
+    pub fn record_edit_end(&self, uri: &str, end: Position) {
+        lock(&self.last_edit_end).insert(uri.to_string(), end);
+    }
+
+    /// After a suggestion was accepted: computes the next suggestion at the
+    /// end of the accepted text, as if the editor had asked, so it is in the
+    /// cache when the editor does ask. Lowest priority: it only starts when
+    /// nothing is in flight for the document, and any new request for the
+    /// document cancels it.
+    pub fn speculate_after_accept(self: &Arc<Self>, uri: &str) {
+        let Some(position) = lock(&self.last_edit_end).get(uri).copied() else {
+            return;
+        };
+        if !self.scheduler.is_idle(uri) {
+            return;
+        }
+        let state = self.clone();
+        let uri = uri.to_string();
+        tokio::spawn(async move {
+            let found = state.suggest(&uri, position).await;
+            tracing::debug!(%uri, found = found.is_some(), "speculative suggestion after accept");
+        });
+    }
+
+    /// Indexes the definitions in the workspace folders in the background.
+    pub fn index_workspace(self: &Arc<Self>, roots: Vec<PathBuf>) {
+        *lock(&self.workspace_roots) = roots.clone();
+        if roots.is_empty() {
+            return;
+        }
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let found = crate::workspace::index_definitions(&roots);
+            tracing::info!(definitions = found.len(), ms = started.elapsed().as_millis() as u64, "workspace indexed");
+            *state.workspace_definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(found);
+        });
+    }
+
+    /// Open documents other than `uri`, small enough to lend context.
+    fn other_documents(&self, uri: &str) -> Vec<(String, DocumentSnapshot)> {
+        let documents = self.documents();
+        documents
+            .uris()
+            .filter(|u| *u != uri)
+            .take(16)
+            .filter_map(|u| documents.snapshot(u).ok().map(|s| (u.to_string(), s)))
+            .filter(|(_, s)| s.skip_reason().is_none() && s.rope().len_bytes() <= 256 * 1024)
+            .collect()
     }
 
     /// Applies settings; returns the problems and whether the model changed.
@@ -284,18 +376,40 @@ impl State {
         if !offset.clamp.is_exact() {
             tracing::debug!(?position, clamp = ?offset.clamp, "completion position clamped");
         }
+        let text = snapshot.text();
+        let offset = offset.value;
+        let mode = completion_mode(&text, offset, snapshot.tree(), true);
+        if mode == CompletionMode::Skip {
+            return None;
+        }
+        let rope = snapshot.rope().clone();
+        let place = |shown: String| Some(placed(&rope, &text, offset, encoding, shown));
+        // Typed-through: the user typed the start of the suggestion shown.
+        let shown = lock(&self.shown).get(uri).and_then(|s| s.typed_through(&text, offset));
+        if let Some(rest) = shown {
+            self.scheduler.cancel(uri);
+            return place(rest);
+        }
         let ticket = self.scheduler.begin(uri);
         let deadline = started + Duration::from_millis(config.latency_budget_ms);
         let cancel = ticket.flag();
-        let (cursor, rest_of_line, word) = cursor_text(&snapshot, offset.value, config.prompt_tokens * 8);
-        let language = snapshot.language().id().to_string();
-        let settings = config.settings();
+        let language = snapshot.language().clone();
+        let tree = snapshot.tree().cloned();
+        let job_text = text.clone();
+        let job_language = language.clone();
+        let others = if config.context_share > 0.0 { self.other_documents(uri) } else { Vec::new() };
+        let recent: Vec<(String, usize)> = lock(&self.recent_edits).iter().cloned().collect();
+        let index = self.workspace_definitions.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let roots = lock(&self.workspace_roots).clone();
+        let path = display_path(uri, &roots);
         let built = tokio::task::spawn_blocking(move || {
-            let input = CompletionInput { cursor: &cursor, context: &[], line_comment: line_comment(&language) };
-            model.request(&input, &settings, Some(deadline), cancel).map(|(request, _)| (model, request))
+            let (cursor, settings) = prompt_text(&model, &config, &job_text, offset, tree.as_ref(), mode);
+            let context = if config.context_share > 0.0 { gather_context(&cursor, &path, &others, &recent, &index, &roots) } else { Vec::new() };
+            let input = CompletionInput { cursor: &cursor, context: &context, line_comment: line_comment(job_language.id()), path: Some(&path) };
+            model.request(&input, &settings, Some(deadline), cancel).map(|(request, _)| (model, request, cursor))
         })
         .await;
-        let (model, request) = match built {
+        let (model, request, cursor) = match built {
             Ok(Ok(built)) => built,
             Ok(Err(e)) => {
                 tracing::warn!("prompt for {uri}: {e}");
@@ -306,6 +420,13 @@ impl State {
                 return None;
             }
         };
+        let key = SuggestionLru::key(&request.prompt, if mode == CompletionMode::SingleLine { "single" } else { "multi" });
+        let cached = lock(&self.lru).get(key);
+        if let Some(hit) = cached {
+            tracing::debug!("completion from cache");
+            lock(&self.shown).insert(uri.to_string(), Shown::new(&text, offset, &hit));
+            return if hit.is_empty() { None } else { place(hit) };
+        }
         let reply = model.generator.generate(request);
         let answer = tokio::time::timeout_at((deadline + Duration::from_millis(150)).into(), reply).await;
         let completion = match answer {
@@ -319,23 +440,19 @@ impl State {
             Ok(Err(_)) | Err(_) => return None,
         };
         drop(ticket);
-        let latency = started.elapsed();
-        self.record(&completion, latency).await;
+        self.record(&completion, started.elapsed()).await;
         if completion.stop_reason == StopReason::Cancelled {
             return None;
         }
-        let text = shown_text(&completion);
-        if text.trim().is_empty() {
+        let shown = shown_text(&completion, &cursor, &language, mode);
+        if matches!(completion.stop_reason, StopReason::Eos | StopReason::Stop | StopReason::Length) {
+            lock(&self.lru).put(key, shown.clone());
+        }
+        if shown.trim().is_empty() {
             return None;
         }
-        let rope = snapshot.rope();
-        let cursor_pos = byte_to_position(rope, offset.value, encoding).value;
-        let covers_rest = !rest_of_line.trim().is_empty()
-            && rest_of_line.trim().chars().all(|c| ")]}\"'`;,>".contains(c))
-            && text.lines().next().is_some_and(|first| first.trim_end().ends_with(rest_of_line.trim()));
-        let replace_end = covers_rest.then(|| byte_to_position(rope, offset.value + rest_of_line.len(), encoding).value);
-        let word_start = byte_to_position(rope, offset.value - word.len(), encoding).value;
-        Some(Suggestion { text, cursor: cursor_pos, replace_end, word_start, word })
+        lock(&self.shown).insert(uri.to_string(), Shown::new(&text, offset, &shown));
+        place(shown)
     }
 
     async fn record(&self, completion: &Completion, latency: Duration) {
@@ -361,29 +478,109 @@ impl State {
     }
 }
 
-/// Text around the cursor (bounded windows), the rest of the cursor's line,
-/// and the identifier characters just before the cursor.
-fn cursor_text(snapshot: &DocumentSnapshot, offset: usize, window: usize) -> (CursorText, String, String) {
-    let rope = snapshot.rope();
-    let len = rope.len_bytes();
-    let start = rope.char_to_byte(rope.byte_to_char(offset.saturating_sub(window)));
-    let end = rope.char_to_byte(rope.byte_to_char((offset + window).min(len)));
-    let prefix = rope.byte_slice(start..offset).to_string();
-    let suffix = rope.byte_slice(offset..end).to_string();
-    let rest_of_line = suffix.split(['\n', '\r']).next().unwrap_or("").to_string();
+/// The rest of the cursor's line, and the identifier characters just before
+/// the cursor.
+fn around_cursor(text: &str, offset: usize) -> (String, String) {
+    let rest_of_line = text[offset..].split(['\n', '\r']).next().unwrap_or("").to_string();
     let word: String = {
-        let tail: Vec<char> = prefix.chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let tail: Vec<char> = text[..offset].chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         tail.into_iter().rev().collect()
     };
-    (CursorText { prefix, suffix }, rest_of_line, word)
+    (rest_of_line, word)
 }
 
-/// What is shown of a completion: cut back to the last complete line when
-/// generation was cut short, trailing whitespace removed.
-fn shown_text(completion: &Completion) -> String {
-    let text = completion.text.as_str();
+/// With prefix-suffix-middle prompts the suffix comes after the cursor in
+/// token order, so all of it is recomputed on every keystroke: it is capped
+/// at this many tokens (see README, "Latency").
+const PSM_SUFFIX_CAP: usize = 128;
+
+/// The text windows around the cursor and the settings for this request.
+fn prompt_text(model: &Model, config: &ServerConfig, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
+    let tokenizer = &model.loaded.tokenizer;
+    let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
+    let template = &model.template;
+    let room = config.prompt_tokens.saturating_sub(template.control_token_count());
+    let share = (room as f32 * config.suffix_share) as usize;
+    let suffix_tokens = match template.order {
+        _ if !template.uses_suffix() => 0,
+        FimOrder::Psm => share.min(PSM_SUFFIX_CAP),
+        _ => share,
+    };
+    let context_tokens = (room as f32 * config.context_share) as usize;
+    let budget = WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens };
+    let cursor_text = cursor_windows(text, cursor, tree, budget, &count);
+    let mut settings = config.settings();
+    // The windows already fit; the prompt builder only guards the budget.
+    settings.suffix_share = 1.0;
+    if mode == CompletionMode::SingleLine {
+        settings.max_new_tokens = settings.max_new_tokens.min(48);
+        settings.stop_strings.push("\n".into());
+    }
+    (cursor_text, settings)
+}
+
+/// What is shown of a completion: post-processed against the text around
+/// the cursor; cut back to complete lines when generation was cut short.
+fn shown_text(completion: &Completion, cursor: &CursorText, language: &Language, mode: CompletionMode) -> String {
     let truncated = matches!(completion.stop_reason, StopReason::Deadline | StopReason::Length);
-    // A line cut short is not shown: it could be half an identifier.
-    let text = if truncated { &text[..text.rfind('\n').unwrap_or(0)] } else { text };
-    text.trim_end().to_string()
+    let mode = if mode == CompletionMode::SingleLine { PostMode::SingleLine } else { PostMode::MultiLine };
+    postprocess(&PostprocessInput {
+        completion: &completion.text,
+        prefix: &cursor.prefix,
+        suffix: &cursor.suffix,
+        language,
+        mode,
+        truncated,
+    })
+}
+
+/// A URI as a path relative to the workspace folder that holds it.
+fn display_path(uri: &str, roots: &[PathBuf]) -> String {
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    roots
+        .iter()
+        .find_map(|r| Path::new(path).strip_prefix(r).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string())
+}
+
+/// Snippets from other files: definitions of identifiers near the cursor
+/// (workspace index and open documents), then similar regions of open
+/// documents and recent edits.
+fn gather_context(
+    cursor: &CursorText,
+    path: &str,
+    others: &[(String, DocumentSnapshot)],
+    recent: &[(String, usize)],
+    index: &[Definition],
+    roots: &[PathBuf],
+) -> Vec<ContextChunk> {
+    let wanted = neighbourhood(&cursor.prefix, &cursor.suffix);
+    let texts: Vec<(String, String)> = others.iter().map(|(u, s)| (display_path(u, roots), s.text())).collect();
+    let files: Vec<SourceFile> = others
+        .iter()
+        .zip(&texts)
+        .map(|((_, s), (p, t))| SourceFile { path: p, text: t, tree: s.tree(), language: s.language() })
+        .collect();
+    let mut all: Vec<Definition> = index.to_vec();
+    for file in &files {
+        all.extend(definitions(file));
+    }
+    let recent: Vec<(String, usize)> = recent.iter().map(|(u, l)| (display_path(u, roots), *l)).collect();
+    let mut chunks = relevant_definitions(&wanted, &all, path, 4);
+    chunks.extend(similar_chunks(&wanted, &files, &recent, 3));
+    chunks
+}
+
+/// A suggestion placed in the document: positions in the negotiated
+/// encoding, and the closing characters after the cursor it also covers.
+fn placed(rope: &ropey::Rope, text: &str, offset: usize, encoding: PositionEncoding, shown: String) -> Suggestion {
+    let (rest_of_line, word) = around_cursor(text, offset);
+    let cursor = byte_to_position(rope, offset, encoding).value;
+    let covers_rest = !rest_of_line.trim().is_empty()
+        && rest_of_line.trim().chars().all(|c| ")]}\"'`;,>".contains(c))
+        && shown.lines().next().is_some_and(|first| first.trim_end().ends_with(rest_of_line.trim()));
+    let replace_end = covers_rest.then(|| byte_to_position(rope, offset + rest_of_line.len(), encoding).value);
+    let word_start = byte_to_position(rope, offset - word.len(), encoding).value;
+    Suggestion { text: shown, cursor, replace_end, word_start, word }
 }

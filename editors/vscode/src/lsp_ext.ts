@@ -1,0 +1,55 @@
+// cria's own additions to LSP, mirroring the server's `protocol/ext.rs`.
+//
+// Only `vscode-jsonrpc` here (no `vscode`), so the integration test uses
+// these very definitions to talk to the server.
+
+import { NotificationType, RequestType } from 'vscode-jsonrpc';
+
+/** A model's state as `cria/status` reports it. */
+export type ModelState = 'loading' | 'ready' | 'error';
+
+/** `cria/status` (server → client): sent on every model state change and after every completion. */
+export interface CriaStatus {
+    /** Model name (config name or file name); empty before the first load starts. */
+    model: string;
+    state: ModelState;
+    /** The error when `state` is `error`; may carry progress text while loading. */
+    message?: string;
+    /** Milliseconds from request to answer of the last completion. */
+    lastLatencyMs?: number;
+    /** Prompt tokens of the last completion. */
+    promptTokens?: number;
+    /** Prompt tokens of the last completion reused from the KV cache. */
+    reusedTokens?: number;
+    /** Generated tokens per second in the last completion. */
+    tokensPerSecond?: number;
+}
+
+export const status = new NotificationType<CriaStatus>('cria/status');
+
+export interface DocumentTextParams {
+    /** The document's URI exactly as sent in `didOpen`. */
+    uri: string;
+}
+
+/** `cria/documentText` (client → server): the server's copy of a document, `null` if it is not open. */
+export const documentText = new RequestType<DocumentTextParams, string | null, void>('cria/documentText');
+
+/** `workspace/executeCommand` command the editor runs when a suggestion was accepted. */
+export const ACCEPTED_COMMAND = 'cria.accepted';
+
+/** The argument of `cria.accepted`. */
+export interface AcceptedArgument {
+    uri: string;
+    languageId: string;
+    /** The accepted text. */
+    text: string;
+}
+
+/** Progress tokens of model loads are `cria/load/N`. */
+export const LOAD_PROGRESS_PREFIX = 'cria/load/';
+
+/** The command put on each inline suggestion, so accepting one is reported to the server. */
+export function acceptedCommand(argument: AcceptedArgument): { title: string; command: string; arguments: AcceptedArgument[] } {
+    return { title: 'cria: suggestion accepted', command: ACCEPTED_COMMAND, arguments: [argument] };
+}

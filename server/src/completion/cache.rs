@@ -1,0 +1,120 @@
+//! Answers without the model: a small LRU of finished suggestions keyed on
+//! the prompt, and "typed-through": when the user types the first characters
+//! of the suggestion last shown, the rest of it is still the answer.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+fn hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// Finished suggestions by prompt, least recently used evicted first.
+pub struct SuggestionLru {
+    capacity: usize,
+    entries: HashMap<u64, String>,
+    order: VecDeque<u64>,
+}
+
+impl SuggestionLru {
+    /// An empty cache holding at most `capacity` suggestions.
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), entries: HashMap::new(), order: VecDeque::new() }
+    }
+
+    /// The key of a prompt (its tokens and anything else that shapes the answer).
+    pub fn key(prompt: &[u32], variant: &str) -> u64 {
+        hash(&(prompt, variant))
+    }
+
+    /// The suggestion cached for `key`, refreshed as most recently used.
+    pub fn get(&mut self, key: u64) -> Option<String> {
+        let value = self.entries.get(&key)?.clone();
+        self.order.retain(|k| *k != key);
+        self.order.push_back(key);
+        Some(value)
+    }
+
+    /// Stores a suggestion, evicting the least recently used beyond capacity.
+    pub fn put(&mut self, key: u64, suggestion: String) {
+        if self.entries.insert(key, suggestion).is_some() {
+            self.order.retain(|k| *k != key);
+        }
+        self.order.push_back(key);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
+}
+
+/// The suggestion last shown in a document, and where.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    cursor: usize,
+    prefix_hash: u64,
+    suffix_hash: u64,
+    text: String,
+}
+
+impl Shown {
+    /// Remembers `suggestion` shown at byte `cursor` of `document`.
+    pub fn new(document: &str, cursor: usize, suggestion: &str) -> Self {
+        Self {
+            cursor,
+            prefix_hash: hash(&document[..cursor]),
+            suffix_hash: hash(&document[cursor..]),
+            text: suggestion.to_string(),
+        }
+    }
+
+    /// If `document` (cursor at `cursor`) is the remembered one with the
+    /// first characters of the suggestion typed at the cursor, the rest of
+    /// the suggestion.
+    pub fn typed_through(&self, document: &str, cursor: usize) -> Option<String> {
+        if cursor <= self.cursor || cursor > document.len() || !document.is_char_boundary(self.cursor) || !document.is_char_boundary(cursor) {
+            return None;
+        }
+        let typed = &document[self.cursor..cursor];
+        let rest = self.text.strip_prefix(typed)?;
+        if rest.trim().is_empty() || hash(&document[cursor..]) != self.suffix_hash || hash(&document[..self.cursor]) != self.prefix_hash {
+            return None;
+        }
+        Some(rest.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typing_the_start_of_the_suggestion_answers_with_the_rest() {
+        let doc = "def f(x):\n    \n";
+        let shown = Shown::new(doc, 14, "return x * 2");
+        let typed = "def f(x):\n    ret\n";
+        assert_eq!(shown.typed_through(typed, 17).as_deref(), Some("urn x * 2"));
+        assert_eq!(shown.typed_through("def f(x):\n    rex\n", 17), None, "typed something else");
+        assert_eq!(shown.typed_through("def g(x):\n    ret\n", 17), None, "the text before changed");
+        assert_eq!(shown.typed_through("def f(x):\n    ret\nmore", 17), None, "the text after changed");
+        assert_eq!(shown.typed_through("def f(x):\n    return x * 2\n", 26), None, "nothing left to show");
+    }
+
+    #[test]
+    fn the_lru_evicts_the_least_recently_used() {
+        let mut lru = SuggestionLru::new(2);
+        let (a, b, c) = (SuggestionLru::key(&[1], ""), SuggestionLru::key(&[2], ""), SuggestionLru::key(&[3], ""));
+        lru.put(a, "a".into());
+        lru.put(b, "b".into());
+        assert_eq!(lru.get(a).as_deref(), Some("a"));
+        lru.put(c, "c".into());
+        assert_eq!(lru.get(b), None);
+        assert_eq!(lru.get(a).as_deref(), Some("a"));
+        assert_eq!(lru.get(c).as_deref(), Some("c"));
+        assert_ne!(SuggestionLru::key(&[1], "single"), a);
+    }
+}

@@ -1,0 +1,107 @@
+//! What kind of suggestion the cursor calls for, decided from the line and
+//! the syntax tree: a whole block, the rest of one line, or nothing.
+
+use tree_sitter::Tree;
+
+/// The shape of suggestion to ask the model for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionMode {
+    /// Several lines: an empty block, after a block opener, a blank line in a body.
+    MultiLine,
+    /// Finish the current line only.
+    SingleLine,
+    /// No request: the cursor is in the middle of an identifier.
+    Skip,
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Characters that may follow the cursor without making it "mid-line".
+fn closing_only(rest: &str) -> bool {
+    rest.trim().chars().all(|c| ")]}>\"'`;,:".contains(c))
+}
+
+/// Decides the mode at byte offset `cursor` of `text`. With
+/// `skip_mid_identifier`, a cursor between two identifier characters gets
+/// [`CompletionMode::Skip`].
+pub fn completion_mode(text: &str, cursor: usize, tree: Option<&Tree>, skip_mid_identifier: bool) -> CompletionMode {
+    let cursor = cursor.min(text.len());
+    if !text.is_char_boundary(cursor) {
+        return CompletionMode::Skip;
+    }
+    let before = &text[..cursor];
+    let after = &text[cursor..];
+    let line_before = before.rsplit(['\n', '\r']).next().unwrap_or("");
+    let rest = after.split(['\n', '\r']).next().unwrap_or("");
+    if skip_mid_identifier && line_before.chars().next_back().is_some_and(is_ident) && rest.chars().next().is_some_and(is_ident) {
+        return CompletionMode::Skip;
+    }
+    if let Some(tree) = tree {
+        // Inside a comment or a string: finish the line.
+        let at = cursor.saturating_sub(1);
+        let mut node = tree.root_node().descendant_for_byte_range(at, at);
+        while let Some(n) = node {
+            let kind = n.kind();
+            if (kind.contains("comment") || kind.contains("string")) && n.start_byte() < cursor && cursor < n.end_byte() {
+                return CompletionMode::SingleLine;
+            }
+            node = n.parent();
+        }
+    }
+    if !closing_only(rest) {
+        return CompletionMode::SingleLine;
+    }
+    let trimmed = line_before.trim_end();
+    if trimmed.trim_start().is_empty() {
+        return CompletionMode::MultiLine; // a blank line (in a body, or anywhere)
+    }
+    let opener = trimmed.ends_with(':') || trimmed.ends_with('{') || trimmed.ends_with("=>") || trimmed.ends_with(" do") || trimmed.ends_with('(') || trimmed.ends_with('[');
+    if opener {
+        CompletionMode::MultiLine
+    } else {
+        CompletionMode::SingleLine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(marked: &str) -> CompletionMode {
+        let cursor = marked.find("$0").unwrap();
+        let text = marked.replace("$0", "");
+        let mut parser = tree_sitter::Parser::new();
+        parser.set_language(&tree_sitter_python::LANGUAGE.into()).unwrap();
+        let tree = parser.parse(&text, None).unwrap();
+        completion_mode(&text, cursor, Some(&tree), true)
+    }
+
+    #[test]
+    fn blocks_and_blank_lines_are_multi_line() {
+        assert_eq!(mode("def f(x):\n    $0\n"), CompletionMode::MultiLine);
+        assert_eq!(mode("def f(x):$0\n"), CompletionMode::MultiLine);
+        assert_eq!(mode("if x:\n    y = 1\n\n    $0\n"), CompletionMode::MultiLine);
+    }
+
+    #[test]
+    fn mid_line_comments_and_strings_are_single_line() {
+        assert_eq!(mode("x = foo($0, 2)\n"), CompletionMode::SingleLine);
+        assert_eq!(mode("x = 1  # the $0\n"), CompletionMode::SingleLine);
+        assert_eq!(mode("s = \"hello $0\"\n"), CompletionMode::SingleLine);
+        assert_eq!(mode("total = a + $0\n"), CompletionMode::SingleLine);
+    }
+
+    #[test]
+    fn closing_characters_after_the_cursor_do_not_make_it_mid_line() {
+        assert_eq!(mode("print($0)\n"), CompletionMode::MultiLine);
+        assert_eq!(mode("x = [1, $0]\n"), CompletionMode::SingleLine);
+    }
+
+    #[test]
+    fn the_middle_of_an_identifier_gets_no_request() {
+        assert_eq!(mode("value = compu$0te(1)\n"), CompletionMode::Skip);
+        assert_eq!(mode("value = compute$0(1)\n"), CompletionMode::SingleLine);
+    }
+}

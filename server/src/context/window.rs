@@ -1,0 +1,255 @@
+//! Prefix and suffix windows around the cursor, in whole lines, within a
+//! token budget, keeping what matters most: the lines nearest the cursor, and
+//! from farther away the file's imports and the headers of the scopes that
+//! enclose the cursor (function signature, class or impl header).
+//!
+//! The window's first line is aligned to a multiple of [`ALIGN_LINES`], so
+//! while the user types, the start of the prompt does not move and the
+//! model's KV cache stays valid: only the cursor line and what follows it are
+//! recomputed.
+
+use tree_sitter::{Node, Tree};
+
+use super::CursorText;
+
+/// Window starts are rounded to this many lines for prompt stability.
+pub const ALIGN_LINES: usize = 16;
+/// Header (imports and enclosing signatures) takes at most this share of the
+/// prefix budget.
+const HEADER_SHARE: usize = 3;
+
+/// Tokens available on each side of the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowBudget {
+    /// For the text before the cursor (header included).
+    pub prefix_tokens: usize,
+    /// For the text after the cursor.
+    pub suffix_tokens: usize,
+}
+
+/// Chooses the text before and after the cursor (`cursor` is a byte offset
+/// into `text` on a char boundary). `count` gives the number of tokens of a
+/// piece of text.
+pub fn cursor_windows(text: &str, cursor: usize, tree: Option<&Tree>, budget: WindowBudget, count: &dyn Fn(&str) -> usize) -> CursorText {
+    let cursor = floor_char_boundary(text, cursor.min(text.len()));
+    let starts = line_starts(text);
+    let cursor_line = starts.partition_point(|&s| s <= cursor) - 1;
+
+    // Suffix: whole lines from the cursor while they fit.
+    let suffix_ends: Vec<usize> = starts[cursor_line + 1..].iter().copied().chain(std::iter::once(text.len())).collect();
+    let suffix_end = last_fitting(&suffix_ends, |end| count(&text[cursor..end]) <= budget.suffix_tokens).unwrap_or(cursor);
+    let suffix = text[cursor..suffix_end].to_string();
+
+    // Prefix: the earliest line start whose text up to the cursor fits.
+    let all = count(&text[..cursor]);
+    if all <= budget.prefix_tokens {
+        return CursorText { prefix: text[..cursor].to_string(), suffix };
+    }
+    let header = tree.map(|t| header_lines(text, t, cursor)).unwrap_or_default();
+    let header: Vec<(usize, usize)> = header.into_iter().filter(|&(s, e)| e <= starts[cursor_line] && s < e).collect();
+    let header_text: String = header.iter().map(|&(s, e)| &text[s..e]).collect();
+    let header_tokens = count(&header_text);
+    let (header_text, header_tokens, header) = if header_tokens <= budget.prefix_tokens / HEADER_SHARE {
+        (header_text, header_tokens, header)
+    } else {
+        (String::new(), 0, Vec::new())
+    };
+    let room = budget.prefix_tokens.saturating_sub(header_tokens);
+    let candidates = &starts[..=cursor_line];
+    // Lines are found from the earliest start that fits, then aligned.
+    let fits = |s: usize| count(&text[s..cursor]) <= room;
+    let first_fit = fits(starts[cursor_line]).then(|| first_fitting(candidates, cursor_line, fits));
+    let line = match first_fit {
+        Some(line) => aligned(line, cursor_line),
+        None => cursor_line,
+    };
+    let window_start = starts[line];
+    // Header lines already inside the window are not repeated.
+    let header_text = if header.iter().any(|&(s, _)| s >= window_start) {
+        header.iter().filter(|&&(s, _)| s < window_start).map(|&(s, e)| &text[s..e]).collect()
+    } else {
+        header_text
+    };
+    let mut prefix = header_text;
+    let window = &text[window_start..cursor];
+    if prefix.is_empty() && count(window) > room {
+        // Not even the cursor line fits: keep its end.
+        let keep = window.char_indices().map(|(i, _)| i).find(|&i| count(&window[i..]) <= room).unwrap_or(window.len());
+        prefix.push_str(&window[keep..]);
+    } else {
+        prefix.push_str(window);
+    }
+    CursorText { prefix, suffix }
+}
+
+/// Binary search: the smallest index in `from..` whose start satisfies `fits`
+/// (fitting is monotone: later starts are shorter).
+fn first_fitting(starts: &[usize], from: usize, fits: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, from);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if fits(starts[mid]) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// The last end that satisfies `fits`, by binary search (shorter fits more).
+fn last_fitting(ends: &[usize], fits: impl Fn(usize) -> bool) -> Option<usize> {
+    let (mut lo, mut hi) = (0, ends.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if fits(ends[mid]) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo.checked_sub(1).map(|i| ends[i])
+}
+
+/// Rounds a window's first line up to the alignment grid, never past the
+/// cursor's line.
+fn aligned(line: usize, cursor_line: usize) -> usize {
+    line.div_ceil(ALIGN_LINES).saturating_mul(ALIGN_LINES).min(cursor_line)
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Byte offsets of line starts (after `\n`, `\r\n` or a lone `\r`).
+fn line_starts(text: &str) -> Vec<usize> {
+    let b = text.as_bytes();
+    let mut starts = vec![0];
+    for i in 0..b.len() {
+        if b[i] == b'\n' || (b[i] == b'\r' && b.get(i + 1) != Some(&b'\n')) {
+            starts.push(i + 1);
+        }
+    }
+    starts
+}
+
+/// Node kinds that open a scope worth naming (across the grammars cria has).
+fn is_scope(kind: &str) -> bool {
+    matches!(
+        kind,
+        "function_definition" | "function_item" | "function_declaration" | "method_definition" | "method_declaration"
+            | "class_definition" | "class_declaration" | "class_specifier" | "struct_specifier" | "impl_item" | "trait_item"
+            | "mod_item" | "interface_declaration" | "enum_declaration" | "constructor_declaration" | "arrow_function"
+            | "decorated_definition" | "namespace_definition" | "type_declaration" | "struct_item" | "enum_item"
+    )
+}
+
+fn is_import(kind: &str) -> bool {
+    matches!(
+        kind,
+        "import_statement" | "import_from_statement" | "future_import_statement" | "use_declaration" | "import_declaration"
+            | "preproc_include" | "package_declaration" | "extern_crate_declaration" | "using_declaration"
+    )
+}
+
+/// Whole lines (byte ranges, line break included) of the file's imports and
+/// of the first line of each scope enclosing the cursor, in file order.
+fn header_lines(text: &str, tree: &Tree, cursor: usize) -> Vec<(usize, usize)> {
+    let starts = line_starts(text);
+    let whole_line = |node: Node| {
+        let first = starts.partition_point(|&s| s <= node.start_byte()) - 1;
+        let last = starts.partition_point(|&s| s <= node.end_byte().saturating_sub(1)) - 1;
+        let end = starts.get(last + 1).copied().unwrap_or(text.len());
+        (starts[first], end)
+    };
+    let mut ranges = Vec::new();
+    let root = tree.root_node();
+    let mut walker = root.walk();
+    for child in root.children(&mut walker) {
+        if is_import(child.kind()) && child.end_byte() <= cursor {
+            ranges.push(whole_line(child));
+        }
+    }
+    // The last non-blank character before the cursor sits inside the scopes
+    // the cursor is in (the cursor itself may be past a scope's last node).
+    let anchor = text[..cursor].trim_end().len().saturating_sub(1);
+    let mut node = root.descendant_for_byte_range(anchor, anchor);
+    while let Some(n) = node {
+        if is_scope(n.kind()) && n.start_byte() < cursor {
+            // Only the scope's first line: its signature or header.
+            let (start, _) = whole_line(n);
+            let first_line_end = starts.get(starts.partition_point(|&s| s <= start)).copied().unwrap_or(text.len());
+            ranges.push((start, first_line_end));
+        }
+        node = n.parent();
+    }
+    ranges.sort_unstable();
+    ranges.dedup();
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> usize {
+        s.split_whitespace().count()
+    }
+
+    fn python(text: &str) -> Tree {
+        let mut parser = tree_sitter::Parser::new();
+        parser.set_language(&tree_sitter_python::LANGUAGE.into()).unwrap();
+        parser.parse(text, None).unwrap()
+    }
+
+    #[test]
+    fn small_files_are_taken_whole() {
+        let text = "import os\n\ndef f():\n    return 1\n";
+        let at = text.find("return").unwrap();
+        let w = cursor_windows(text, at, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 100 }, &words);
+        assert_eq!(w.prefix, &text[..at]);
+        assert_eq!(w.suffix, &text[at..]);
+    }
+
+    #[test]
+    fn the_suffix_is_cut_at_a_line_end() {
+        let text = "x = 1\ny = 2\nz = 3\nw = 4\n";
+        let w = cursor_windows(text, 2, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 6 }, &words);
+        assert_eq!(w.suffix, "= 1\ny = 2\n");
+    }
+
+    #[test]
+    fn far_prefix_keeps_imports_and_the_enclosing_signature() {
+        let mut text = String::from("import os\nimport sys\n\n\nclass Store:\n    def load(self, path):\n");
+        for i in 0..60 {
+            text.push_str(&format!("        step_{i} = os.path.join(path, 'part{i}')\n"));
+        }
+        text.push_str("        return ");
+        let cursor = text.len();
+        let tree = python(&text);
+        let w = cursor_windows(&text, cursor, Some(&tree), WindowBudget { prefix_tokens: 120, suffix_tokens: 10 }, &words);
+        assert!(w.prefix.starts_with("import os\nimport sys\nclass Store:\n    def load(self, path):\n"), "{}", w.prefix);
+        assert!(w.prefix.ends_with("step_59 = os.path.join(path, 'part59')\n        return "));
+        assert!(!w.prefix.contains("step_0 "));
+        assert!(words(&w.prefix) <= 120);
+    }
+
+    #[test]
+    fn the_window_start_is_stable_while_typing_on_the_cursor_line() {
+        let mut text = String::new();
+        for i in 0..200 {
+            text.push_str(&format!("value_{i} = compute({i}) + offset\n"));
+        }
+        let budget = WindowBudget { prefix_tokens: 300, suffix_tokens: 0 };
+        let mut starts = std::collections::HashSet::new();
+        for typed in ["r", "re", "res", "resu", "result = ", "result = value_1 +"] {
+            let doc = format!("{text}{typed}");
+            let w = cursor_windows(&doc, doc.len(), None, budget, &words);
+            starts.insert(w.prefix.lines().next().unwrap().to_string());
+        }
+        assert_eq!(starts.len(), 1, "{starts:?}");
+    }
+}

@@ -1,0 +1,170 @@
+//! Tests of the whole pipeline on realistic raw model output: the rules
+//! together, in their order, as the server calls them.
+
+use expect_test::{expect, Expect};
+
+use super::test_support::{input, render};
+use super::{postprocess, Mode};
+use crate::documents::Language;
+
+fn run(language: &str, doc: &str, completion: &str, mode: Mode, truncated: bool, expect: Expect) {
+    let language = Language::from_language_id(language);
+    let input = super::PostprocessInput {
+        mode,
+        truncated,
+        ..input(&language, doc, completion)
+    };
+    expect.assert_eq(&render(&postprocess(&input)));
+}
+
+fn multi(language: &str, doc: &str, completion: &str, expect: Expect) {
+    run(language, doc, completion, Mode::MultiLine, false, expect);
+}
+
+#[test]
+fn python_body_then_next_function_then_truncation() {
+    run(
+        "python",
+        "import math\n\n\ndef area(r):\n    $0\n\n\ndef main():\n    print(area(2))\n",
+        "return math.pi * r ** 2\n\n\ndef main():\n    print(area(2))\n\n\nif __name__ == \"__ma",
+        Mode::MultiLine,
+        true,
+        expect![[r#"
+            |return math.pi * r ** 2
+        "#]],
+    );
+}
+
+#[test]
+fn rust_closing_paren_already_after_the_cursor() {
+    run(
+        "rust",
+        "fn main() {\n    let name = \"cria\";\n    println!(\"hello, {}\", $0);\n}\n",
+        "name);\n}\n",
+        Mode::SingleLine,
+        false,
+        expect![[r#"
+            |name
+        "#]],
+    );
+}
+
+#[test]
+fn go_spaces_converted_then_block_closed_by_the_suffix_cut() {
+    multi(
+        "go",
+        "func sum(xs []int) int {\n\ttotal := 0\n\t$0\n}\n",
+        "for _, x := range xs {\n        total += x\n    }\n    return total\n}\n\nfunc main() {",
+        expect![[r#"
+            |for _, x := range xs {
+            |→→total += x
+            |→}
+            |→return total
+        "#]],
+    );
+}
+
+#[test]
+fn javascript_model_retypes_the_rest_of_the_function() {
+    multi(
+        "javascript",
+        "function greet(user) {\n  const name = user.name;\n  $0\n  return message;\n}\n",
+        "const message = `Hello, ${name}!`;\n  return message;\n}\n",
+        expect![[r#"
+            |const message = `Hello, ${name}!`;
+        "#]],
+    );
+}
+
+#[test]
+fn typescript_loop_is_cut_after_one_round() {
+    multi(
+        "typescript",
+        "describe('add', () => {\n  $0\n});\n",
+        "it('adds', () => expect(add(1, 2)).toBe(3));\n  it('adds', () => expect(add(1, 2)).toBe(3));\n  it('adds', () => expect(add(1, 2)).toBe(3));\n  it('adds', () => expect(add(1, 2)).toBe(3));\n  it('a",
+        expect![[r#"
+            |it('adds', () => expect(add(1, 2)).toBe(3));
+        "#]],
+    );
+}
+
+#[test]
+fn c_truncated_inside_a_new_block_is_cut_back() {
+    run(
+        "c",
+        "int main(void) {\n    int n = 10;\n    $0\n}\n",
+        "int total = 0;\n    for (int i = 0; i < n; i++) {\n        total += i;\n        printf(\"%d\\n\", to",
+        Mode::MultiLine,
+        true,
+        expect![[r#"
+            |int total = 0;
+        "#]],
+    );
+}
+
+#[test]
+fn cpp_single_line_truncated_but_finished() {
+    run(
+        "cpp",
+        "    auto it = std::find($0\n",
+        "v.begin(), v.end(), target)",
+        Mode::SingleLine,
+        true,
+        expect![[r#"
+            |v.begin(), v.end(), target)
+        "#]],
+    );
+}
+
+#[test]
+fn java_method_with_crlf_line_endings() {
+    multi(
+        "java",
+        "class Greeter {\r\n    String greet(String name) {\r\n        $0\r\n    }\r\n}\r\n",
+        "return \"Hello, \" + name;\r\n    }\r\n\r\n    String bye(String name) {\r\n",
+        expect![[r#"
+            |return "Hello, " + name;
+        "#]],
+    );
+}
+
+#[test]
+fn python_whitespace_only_output_is_nothing() {
+    multi(
+        "python",
+        "def f():\n    pass\n$0",
+        "\n\n   \n",
+        expect![[r#"(empty)"#]],
+    );
+}
+
+#[test]
+fn rust_block_at_end_of_file_keeps_its_closing_brace() {
+    multi(
+        "rust",
+        "use std::env;\n\nfn main() {\n    let args: Vec<String> = env::args().collect();\n    $0",
+        "if args.len() < 2 {\n        eprintln!(\"usage: {} FILE\", args[0]);\n        return;\n    }\n    run(&args[1]);\n}\n\nfn run(path: &str) {\n",
+        expect![[r#"
+            |if args.len() < 2 {
+            |        eprintln!("usage: {} FILE", args[0]);
+            |        return;
+            |    }
+            |    run(&args[1]);
+            |}
+        "#]],
+    );
+}
+
+#[test]
+fn python_extra_closing_paren_before_the_users_paren() {
+    run(
+        "python",
+        "def show(a, b):\n    print($0)\n",
+        "foo(a, b))\n",
+        Mode::SingleLine,
+        false,
+        expect![[r#"
+            |foo(a, b)
+        "#]],
+    );
+}

@@ -1,0 +1,178 @@
+//! Property tests of the whole pipeline: on any input (arbitrary Unicode,
+//! `\r\n`, lone `\r`, emoji, combining marks, code-like fragments) it does
+//! not panic, and it shows nothing that was not in the completion.
+//!
+//! The invariant that states "nothing new": every rule cuts its input to a
+//! prefix, except the indentation rule, which rewrites leading spaces and
+//! tabs only. So with leading whitespace removed from every line, the output
+//! is a prefix of the completion; and it is at most 7 bytes per tab longer
+//! (a tab becomes at most 8 spaces).
+
+use proptest::prelude::*;
+
+use super::lines::{leading_ws, lines};
+use super::test_support::render;
+use super::{postprocess, Mode, PostprocessInput};
+use crate::documents::Language;
+
+/// `text` with each line's leading spaces and tabs removed; line breaks kept
+/// as they are.
+fn skeleton(text: &str) -> String {
+    let mut out = String::new();
+    for line in lines(text) {
+        out.push_str(line.text.get(leading_ws(line.text).len()..).unwrap_or(""));
+        out.push_str(text.get(line.end..line.next).unwrap_or(""));
+    }
+    out
+}
+
+const PIECES: &[&str] = &[
+    "a",
+    "x1",
+    "é",
+    "e\u{301}",
+    "🦀",
+    "👩‍💻",
+    "\u{3000}",
+    "\n",
+    "\r",
+    "\r\n",
+    " ",
+    "    ",
+    "\t",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "\"",
+    "'",
+    "`",
+    "\"\"\"",
+    "r#\"",
+    "\"#",
+    "/",
+    "//",
+    "/*",
+    "*/",
+    "*",
+    "#",
+    ":",
+    ";",
+    ",",
+    "\\",
+    "def f():",
+    "fn main() {",
+    "return x;",
+    "if (x) {",
+    "} else {",
+    "foo(a, b)",
+    "$0",
+];
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::collection::vec(prop::sample::select(PIECES), 0..40).prop_map(|p| p.concat()),
+        any::<String>(),
+    ]
+}
+
+fn language() -> impl Strategy<Value = Language> {
+    prop::sample::select(vec![
+        Language::Rust,
+        Language::Python,
+        Language::JavaScript,
+        Language::TypeScript,
+        Language::Tsx,
+        Language::Go,
+        Language::C,
+        Language::Cpp,
+        Language::Java,
+        Language::PlainText("yaml".to_owned()),
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn output_is_derived_from_the_completion(
+        completion in text(),
+        prefix in text(),
+        suffix in text(),
+        language in language(),
+        single_line in any::<bool>(),
+        truncated in any::<bool>(),
+    ) {
+        let mode = if single_line { Mode::SingleLine } else { Mode::MultiLine };
+        let input = PostprocessInput {
+            completion: &completion,
+            prefix: &prefix,
+            suffix: &suffix,
+            language: &language,
+            mode,
+            truncated,
+        };
+        let out = postprocess(&input);
+        let shown = render(&out);
+        prop_assert!(skeleton(&completion).starts_with(&skeleton(&out)), "{shown}");
+        let tabs = completion.matches('\t').count();
+        prop_assert!(out.len() <= completion.len() + 7 * tabs, "{shown}");
+        prop_assert!(out.is_empty() || !out.trim().is_empty(), "{shown}");
+        if mode == Mode::SingleLine {
+            prop_assert!(!out.contains(['\n', '\r']), "{shown}");
+        }
+        let rest_of_line = super::lines::first_line(&suffix);
+        if rest_of_line.trim().is_empty() {
+            prop_assert_eq!(out.trim_end(), out.as_str());
+        }
+    }
+}
+
+#[test]
+fn huge_inputs_are_handled() {
+    let prefix = "fn f() {\n".repeat(20_000) + "    let s = \"é";
+    let suffix = "}\n".repeat(20_000);
+    let completion = "(\n".repeat(5_000) + &"x\n".repeat(5_000);
+    for language in [
+        Language::Rust,
+        Language::Python,
+        Language::PlainText("txt".into()),
+    ] {
+        let input = PostprocessInput {
+            completion: &completion,
+            prefix: &prefix,
+            suffix: &suffix,
+            language: &language,
+            mode: Mode::MultiLine,
+            truncated: true,
+        };
+        let out = postprocess(&input);
+        assert!(out.len() <= completion.len());
+    }
+}
+
+#[test]
+fn pathological_brackets_stay_fast() {
+    let prefix = "(".repeat(60_000);
+    let suffix = "]".repeat(60_000);
+    let completion = "[".repeat(30_000) + &")".repeat(30_000);
+    let started = std::time::Instant::now();
+    for language in [Language::Rust, Language::Python] {
+        let input = PostprocessInput {
+            completion: &completion,
+            prefix: &prefix,
+            suffix: &suffix,
+            language: &language,
+            mode: Mode::MultiLine,
+            truncated: false,
+        };
+        let _ = postprocess(&input);
+    }
+    assert!(
+        started.elapsed().as_secs() < 5,
+        "took {:?}",
+        started.elapsed()
+    );
+}

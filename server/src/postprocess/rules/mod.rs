@@ -1,0 +1,29 @@
+//! The postprocessing rules, one per file, each a pure function of the text
+//! so far and the [`Context`](super::Context). Each returns a prefix of its
+//! input, except [`match_indentation_style`], which rewrites leading
+//! whitespace only. [`postprocess`](super::postprocess) chains them; the order
+//! and the reasons for it are in the module documentation above.
+
+mod block_end;
+mod brackets;
+mod incomplete_line;
+mod indentation;
+mod repetition;
+mod single_line;
+mod suffix;
+mod whitespace;
+
+pub use block_end::stop_at_block_end;
+pub use brackets::balance_brackets;
+pub use incomplete_line::{cut_incomplete_line, cut_to_complete_lines};
+pub use indentation::match_indentation_style;
+pub use repetition::drop_repetition;
+pub use single_line::keep_first_line;
+pub use suffix::drop_suffix_overlap;
+pub use whitespace::trim_whitespace;
+
+/// Whether `text` has a letter or digit: a line without one (`}`, `);`, a
+/// blank line) says too little to be compared or kept on its own.
+pub(crate) fn has_alphanumeric(text: &str) -> bool {
+    text.chars().any(char::is_alphanumeric)
+}
