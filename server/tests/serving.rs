@@ -9,7 +9,7 @@ mod support;
 use cria::engine::gguf::GgufFile;
 use cria::engine::{Engine, EngineError, EngineOptions, GenerationRequest, Tokenizer};
 use cria::models::{builtin, FimOrder};
-use cria::prompt::{build_prompt, FimTemplate, PromptInput};
+use cria::prompt::{build_prompt, ContextChunk, FimTemplate, PromptInput};
 use cria::remote::prompt::{prompt_text, split_infill};
 use cria::serve::prompt::SpecialTokens;
 
@@ -67,7 +67,20 @@ fn tokenizer(path: &std::path::Path) -> Tokenizer {
 }
 
 fn fim_prompt(template: &FimTemplate, tokenizer: &Tokenizer) -> Vec<u32> {
-    let input = PromptInput { prefix: PREFIX, suffix: SUFFIX, context: &[], line_comment: "#", budget: 1024, suffix_share: 0.5, context_share: 0.0, current_path: None };
+    fim_prompt_with(template, tokenizer, &[])
+}
+
+fn fim_prompt_with(template: &FimTemplate, tokenizer: &Tokenizer, context: &[ContextChunk]) -> Vec<u32> {
+    let input = PromptInput {
+        prefix: PREFIX,
+        suffix: SUFFIX,
+        context,
+        line_comment: "#",
+        budget: 1024,
+        suffix_share: 0.4,
+        context_share: if context.is_empty() { 0.0 } else { 0.3 },
+        current_path: Some("shapes.py"),
+    };
     build_prompt(template, tokenizer, &input).unwrap().tokens
 }
 
@@ -94,6 +107,16 @@ fn infill_splits_give_back_the_exact_prefix_and_suffix() {
     let template = FimTemplate::from_config(&config, None).unwrap();
     let tok = tokenizer(&support::qwen());
     assert_eq!(split_infill(&template, &tok, &tok.encode("no control tokens").unwrap()), None);
+
+    // Repository-level context comes back as files for `input_extra`.
+    let context = [
+        ContextChunk { path: "geometry/units.py".into(), text: "PI = 3.14159\n".into() },
+        ContextChunk { path: "geometry/square.py".into(), text: "def square_area(side):\n    return side * side".into() },
+    ];
+    let text = split_infill(&template, &tok, &fim_prompt_with(&template, &tok, &context)).unwrap();
+    assert_eq!((text.prefix.as_str(), text.suffix.as_str()), (PREFIX, SUFFIX));
+    let expected: Vec<(String, String)> = context.iter().map(|c| (c.path.clone(), format!("{}\n", c.text.trim_end()))).collect();
+    assert_eq!(text.extra, expected);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
 use super::prompt::{prompt_text, split_infill};
 use super::sse::SseReader;
-use super::wire::{CompletionRequest, CompletionResponse, ErrorBody, InfillChunk, InfillRequest, PromptValue, StopValue, StreamOptions};
+use super::wire::{CompletionRequest, CompletionResponse, ErrorBody, InfillChunk, InfillExtra, InfillRequest, PromptValue, StopValue, StreamOptions};
 use super::{Flavour, PromptFormat, RemoteClient, RemoteError};
 use crate::engine::{CancelFlag, Completion, GenerationRequest, StopReason};
 
@@ -132,7 +132,7 @@ impl RemoteClient {
                 serde_json::to_vec(&InfillRequest {
                     input_prefix: text.prefix,
                     input_suffix: text.suffix,
-                    input_extra: Vec::new(),
+                    input_extra: text.extra.into_iter().map(|(filename, text)| InfillExtra { filename, text }).collect(),
                     n_predict: request.max_new_tokens,
                     temperature: sampling.temperature,
                     seed,

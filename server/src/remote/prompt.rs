@@ -31,29 +31,37 @@ pub fn prompt_text(tokenizer: &Tokenizer, tokens: &[u32]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// The text before and after the cursor that a prompt holds.
+/// The text before and after the cursor that a prompt holds, and the
+/// snippets of other files placed before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InfillText {
     /// Text before the cursor (with inline context comments, if any).
     pub prefix: String,
     /// Text after the cursor.
     pub suffix: String,
+    /// Repository-level context: (file name, text) of each snippet, in order.
+    pub extra: Vec<(String, String)>,
 }
 
-/// Finds the prefix and suffix in a prompt laid out by `template`.
-/// Repository-level context placed before the template's first control
-/// token is left out (llama.cpp would want it as separate files). `None`
-/// when the tokens do not follow the template.
+/// Finds the prefix and suffix in a prompt laid out by `template`, and the
+/// repository-level context (file-separator blocks `path\ntext`) before the
+/// template's first control token, which llama.cpp takes as separate files.
+/// `None` when the tokens do not follow the template.
 pub fn split_infill(template: &FimTemplate, tokenizer: &Tokenizer, tokens: &[u32]) -> Option<InfillText> {
     let mut at = 0;
     let mut prefix = String::new();
     let mut suffix = String::new();
+    let mut extra = Vec::new();
     let segments = &template.segments;
     for (index, segment) in segments.iter().enumerate() {
         match segment {
             Segment::Token(id) => {
                 // Context (and BOS) may come before the first control token.
-                at += tokens.get(at..)?.iter().position(|t| t == id)? + 1;
+                let skip = tokens.get(at..)?.iter().position(|t| t == id)?;
+                if index == 0 || segments[..index].iter().all(|s| matches!(s, Segment::Token(t) if Some(*t) == tokenizer.bos())) {
+                    extra.extend(context_files(template, tokenizer, &tokens[at..at + skip]));
+                }
+                at += skip + 1;
             }
             Segment::Prefix | Segment::Suffix => {
                 let next_token = segments[index + 1..].iter().find_map(|s| match s {
@@ -76,5 +84,20 @@ pub fn split_infill(template: &FimTemplate, tokenizer: &Tokenizer, tokens: &[u32
             }
         }
     }
-    Some(InfillText { prefix, suffix })
+    Some(InfillText { prefix, suffix, extra })
+}
+
+/// The file-separator blocks among `tokens`: `(path, text)` of each one
+/// with text (the current file's own block names only its path).
+fn context_files(template: &FimTemplate, tokenizer: &Tokenizer, tokens: &[u32]) -> Vec<(String, String)> {
+    let Some(separator) = template.file_separator else { return Vec::new() };
+    tokens
+        .split(|t| *t == separator)
+        .skip(1)
+        .filter_map(|block| {
+            let text = tokenizer.decode(block, true);
+            let (path, body) = text.split_once('\n')?;
+            (!body.is_empty()).then(|| (path.to_string(), body.to_string()))
+        })
+        .collect()
 }
