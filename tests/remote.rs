@@ -215,9 +215,17 @@ fn the_language_server_gives_the_same_suggestion_through_cria_serve_as_embedded(
     let status = completion_status(&mut c);
     assert_eq!(status["state"], "ready", "{status}");
     let prompt = status["promptTokens"].as_u64().unwrap();
-    assert_eq!(inline_text(&c.inline_completion(uri, 5, 4, LONG)), expected);
+    // Typing on (something other than the suggestion): a new prompt that
+    // shares all but its end with the last one.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": {"line": 5, "character": 4}, "end": {"line": 5, "character": 4}}, "text": "# "}]}),
+    );
+    c.inline_completion(uri, 5, 6, LONG);
     let status = completion_status(&mut c);
-    assert_eq!(status["reusedTokens"].as_u64().unwrap() + 1, prompt, "cria serve kept this editor's prefix: {status}");
+    let reused = status["reusedTokens"].as_u64().unwrap();
+    assert!(reused + 3 >= prompt && reused > 10, "cria serve kept this editor's prefix ({prompt} tokens before): {status}");
     c.shutdown();
 }
 
@@ -266,20 +274,23 @@ fn the_language_server_completes_through_llama_server_in_every_flavour() {
 #[test]
 fn engine_failures_give_empty_completions_an_error_status_and_a_server_that_keeps_serving() {
     let home = home();
-    let good = json!({"choices": [{"text": "a * b\n", "index": 0, "finish_reason": null}]}).to_string();
+    let good = json!({"choices": [{"text": "a * b", "index": 0, "finish_reason": null}]}).to_string();
     let done = json!({"choices": [{"text": "", "index": 0, "finish_reason": "stop"}], "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12, "prompt_tokens_details": {"cached_tokens": 5}}}).to_string();
     let fake = FakeEngine::start(vec![
         Reply::Status(401, r#"{"error": {"message": "Invalid API Key", "type": "authentication_error"}}"#.into()),
         Reply::Events(vec!["{\"choices\": [{\"text\": ".into()]),
         Reply::Silent(Duration::from_secs(20)),
         Reply::Events(vec![good, done, "[DONE]".into()]),
-        Reply::Slow { text: "x = 1\n".into(), every: Duration::from_millis(100), count: 200 },
+        Reply::Slow { text: "x{i} = {i}\n    ".into(), every: Duration::from_millis(100), count: 200 },
     ]);
     let backend = json!({"kind": "remote", "url": fake.url(), "apiKeyEnv": "CRIA_TEST_FAKE_KEY", "model": "served-name"});
     let budget = 1500;
     let mut c = remote_lsp(home.path(), SMOLLM2, backend, json!({"latencyBudgetMs": budget}), &[("CRIA_TEST_FAKE_KEY", "fake-secret")]);
     let uri = "file:///work/numbers.py";
+    // The end of a `return` line asks for one line; an empty line in a body, for several.
     c.open(uri, "python", "def multiply(a, b):\n    return ");
+    let body = "file:///work/body.py";
+    c.open(body, "python", "def setup():\n    \n");
 
     let expect_error = |c: &mut LspClient, what: &str| {
         let asked = Instant::now();
@@ -308,9 +319,9 @@ fn engine_failures_give_empty_completions_an_error_status_and_a_server_that_keep
     // An engine slower than the budget: complete lines by then are shown,
     // and the stream is closed at once.
     let asked = Instant::now();
-    let answer = c.inline_completion(uri, 1, 11, LONG);
+    let answer = c.inline_completion(body, 1, 4, LONG);
     let text = inline_text(&answer);
-    assert!(text.starts_with("x = 1\nx = 1"), "{answer}");
+    assert!(text.starts_with("x0 = 0\n    x1 = 1\n"), "{answer}");
     assert_eq!(completion_status(&mut c)["state"], "ready", "what came within the budget is a good answer");
     let left = (0..50)
         .find_map(|_| {

@@ -274,6 +274,9 @@ impl State {
         let generation = self.load_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let config = lock(&self.config).clone();
         *self.model.write().unwrap_or_else(|p| p.into_inner()) = ModelState::Loading { name: config.model.clone() };
+        // Suggestions of the previous model (or backend) are not this one's.
+        *lock(&self.lru) = SuggestionLru::new(256);
+        lock(&self.shown).clear();
         let state = self.clone();
         tokio::spawn(async move { state.load(generation, config).await });
     }

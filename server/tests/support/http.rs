@@ -113,7 +113,8 @@ pub enum Reply {
     Status(u16, String),
     /// 200 with an event stream made of these events (`data` values).
     Events(Vec<String>),
-    /// 200, then one event every `every`, up to `count`, carrying `text`.
+    /// 200, then one event every `every`, up to `count`, carrying `text`
+    /// with `{i}` replaced by the event's number.
     Slow { text: String, every: Duration, count: usize },
     /// Reads the request and says nothing for this long.
     Silent(Duration),
@@ -209,9 +210,10 @@ fn answer(stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>>>) {
         }
         Reply::Slow { text, every, count } => {
             let _ = stream.write_all(sse_head.as_bytes());
-            for _ in 0..count {
+            for i in 0..count {
                 std::thread::sleep(every);
-                let event = serde_json::json!({"choices": [{"text": text, "index": 0, "finish_reason": null}]});
+                let piece = text.replace("{i}", &i.to_string());
+                let event = serde_json::json!({"choices": [{"text": piece, "index": 0, "finish_reason": null}]});
                 if stream.write_all(format!("data: {event}\n\n").as_bytes()).and_then(|()| stream.flush()).is_err() {
                     log.lock().unwrap()[index].client_left = Some(Instant::now());
                     return;
