@@ -420,14 +420,21 @@ impl State {
             return if hit.is_empty() { None } else { place(hit) };
         }
         let reply = model.engine.generate(request);
-        let answer = tokio::time::timeout_at((deadline + Duration::from_millis(150)).into(), reply).await;
+        let answer = tokio::select! {
+            answer = tokio::time::timeout_at((deadline + Duration::from_millis(50)).into(), reply) => answer,
+            () = ticket.cancelled() => return None,
+        };
         let completion = match answer {
             Ok(Ok(Ok(c))) => c,
             Ok(Ok(Err(e))) => {
                 tracing::warn!("generation for {uri}: {e}");
                 return None;
             }
-            Ok(Err(_)) | Err(_) => return None,
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                tracing::info!(%uri, "no answer from the engine within the latency budget");
+                return None;
+            }
         };
         drop(ticket);
         self.record(&completion, started.elapsed()).await;
