@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use support::lsp_client::LspClient;
 
-const LONG: Duration = Duration::from_secs(240);
+const LONG: Duration = Duration::from_secs(420);
 
 /// A CRIA_HOME whose models folder links the real fetched files.
 fn home() -> tempfile::TempDir {
@@ -31,7 +31,7 @@ fn utf16_caps() -> Value {
 
 fn ready_server(home: &Path, model: &str, extra: Value) -> LspClient {
     let mut c = LspClient::start(home, &[]);
-    let mut options = json!({"model": model, "latencyBudgetMs": 60000, "maxTokens": 16});
+    let mut options = json!({"model": model, "latencyBudgetMs": 180000, "maxTokens": 16});
     if let (Value::Object(o), Value::Object(e)) = (&mut options, extra) {
         o.extend(e);
     }

@@ -80,6 +80,7 @@ fn fim_prompt_with(template: &FimTemplate, tokenizer: &Tokenizer, context: &[Con
         suffix_share: 0.4,
         context_share: if context.is_empty() { 0.0 } else { 0.3 },
         current_path: Some("shapes.py"),
+        cursor_line_after_middle: false,
     };
     build_prompt(template, tokenizer, &input).unwrap().tokens
 }

@@ -217,11 +217,14 @@ pub struct Settings {
     /// Text that ends generation, besides the model's own stop strings
     /// (a newline for single-line suggestions).
     pub stop_strings: Vec<String>,
+    /// Put the cursor line after the middle marker in prefix-suffix-middle
+    /// prompts (see `prompt::PromptInput::cursor_line_after_middle`).
+    pub cursor_line_after_middle: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_new_tokens: 64, sampling: SamplingParams::default(), prompt_budget: None, suffix_share: 0.25, context_share: 0.2, stop_strings: Vec::new() }
+        Self { max_new_tokens: 64, sampling: SamplingParams::default(), prompt_budget: None, suffix_share: 0.25, context_share: 0.2, stop_strings: Vec::new(), cursor_line_after_middle: false }
     }
 }
 
@@ -260,6 +263,7 @@ impl Model {
                 suffix_share: settings.suffix_share,
                 context_share: settings.context_share,
                 current_path: input.path,
+                cursor_line_after_middle: settings.cursor_line_after_middle,
             },
         )?;
         let mut stop_tokens = self.template.stop_tokens.clone();

@@ -9,12 +9,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 use crate::engine::CancelFlag;
 
 /// Tracks the request in flight for each document.
 #[derive(Default)]
 pub struct Scheduler {
-    inflight: Mutex<HashMap<String, (u64, CancelFlag)>>,
+    inflight: Mutex<HashMap<String, (u64, CancelFlag, Arc<Notify>)>>,
     next_id: AtomicU64,
     superseded: AtomicU64,
 }
@@ -26,6 +28,7 @@ pub struct Ticket {
     key: String,
     id: u64,
     flag: CancelFlag,
+    notify: Arc<Notify>,
 }
 
 impl Scheduler {
@@ -34,23 +37,26 @@ impl Scheduler {
     pub fn begin(self: &Arc<Self>, key: &str) -> Ticket {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let flag = CancelFlag::new();
+        let notify = Arc::new(Notify::new());
         let previous = self
             .inflight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(key.to_string(), (id, flag.clone()));
-        if let Some((_, old)) = previous {
+            .insert(key.to_string(), (id, flag.clone(), notify.clone()));
+        if let Some((_, old, old_notify)) = previous {
             old.cancel();
+            old_notify.notify_one();
             self.superseded.fetch_add(1, Ordering::Relaxed);
         }
-        Ticket { scheduler: self.clone(), key: key.to_string(), id, flag }
+        Ticket { scheduler: self.clone(), key: key.to_string(), id, flag, notify }
     }
 
     /// Cancels whatever is in flight for `key` (the document changed in a
     /// way that makes it stale, or was closed).
     pub fn cancel(&self, key: &str) {
-        if let Some((_, flag)) = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
+        if let Some((_, flag, notify)) = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
             flag.cancel();
+            notify.notify_one();
         }
     }
 
@@ -71,13 +77,23 @@ impl Ticket {
     pub fn flag(&self) -> CancelFlag {
         self.flag.clone()
     }
+
+    /// Resolves when a newer request (or the document closing) cancels this
+    /// one, so its caller can answer at once instead of waiting for the
+    /// engine to reach the dropped job.
+    pub async fn cancelled(&self) {
+        if self.flag.is_cancelled() {
+            return;
+        }
+        self.notify.notified().await;
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.flag.cancel();
         let mut map = self.scheduler.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+        if map.get(&self.key).is_some_and(|(id, _, _)| *id == self.id) {
             map.remove(&self.key);
         }
     }

@@ -27,7 +27,7 @@ use super::EngineError;
 
 /// Prompt tokens run per forward pass during prefill: large enough for
 /// efficient matrix products, small enough to notice cancellation quickly.
-const PREFILL_CHUNK: usize = 256;
+const PREFILL_CHUNK: usize = 128;
 
 /// Shared flag a newer request (or `$/cancelRequest`) sets to stop older work.
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,7 @@
 //! whole lines and the start of the prompt moves as little as possible.
 
 use crate::engine::{EngineError, Tokenizer};
-use crate::models::SuffixEncoding;
+use crate::models::{FimOrder, SuffixEncoding};
 
 use super::template::{FimTemplate, Segment};
 
@@ -42,6 +42,11 @@ pub struct PromptInput<'a> {
     /// The current file's path, named after the context files in
     /// repository-level formats (`<|file_sep|>path`).
     pub current_path: Option<&'a str>,
+    /// In prefix-suffix-middle layouts, put the cursor line's text after the
+    /// middle marker instead of at the end of the prefix (as llama.vim does):
+    /// typing on that line then changes only the prompt's last tokens, and
+    /// the suffix keeps its place in the KV cache.
+    pub cursor_line_after_middle: bool,
 }
 
 /// A prompt ready for the engine, with what was kept of the text.
@@ -72,14 +77,21 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
     };
     let context_limit = (available as f32 * input.context_share.clamp(0.0, 1.0)) as usize;
     let (context_tokens, context_chunks) = encode_context(template, tokenizer, input, context_limit)?;
-    let prefix_limit = available.saturating_sub(suffix_tokens.len() + context_tokens.len());
+    let ends_with_middle = template.order == FimOrder::Psm && matches!(template.segments.last(), Some(Segment::Token(_)));
+    let (prefix_text, line_head) = match input.prefix.rfind(['\n', '\r']) {
+        Some(at) if input.cursor_line_after_middle && ends_with_middle => input.prefix.split_at(at + 1),
+        _ => (input.prefix, ""),
+    };
+    let middle_tokens = tokenizer.encode_continuation(line_head)?;
+    let prefix_limit = available.saturating_sub(suffix_tokens.len() + context_tokens.len() + middle_tokens.len());
     // After inline context (comment headers), the prefix continues that text.
     let inline_context = template.file_separator.is_none() && !context_tokens.is_empty();
     let (prefix_tokens, prefix_bytes) = if inline_context {
-        fit_tail(input.prefix, prefix_limit, &|t| tokenizer.encode_continuation(t))?
+        fit_tail(prefix_text, prefix_limit, &|t| tokenizer.encode_continuation(t))?
     } else {
-        fit_tail(input.prefix, prefix_limit, &|t| tokenizer.encode(t))?
+        fit_tail(prefix_text, prefix_limit, &|t| tokenizer.encode(t))?
     };
+    let prefix_bytes = prefix_bytes + line_head.len();
 
     let mut tokens = Vec::with_capacity(input.budget);
     let mut context_placed = false;
@@ -104,6 +116,7 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
             Segment::Suffix => tokens.extend_from_slice(&suffix_tokens),
         }
     }
+    tokens.extend_from_slice(&middle_tokens);
     if tokens.is_empty() {
         // An empty document with a prefix-only template: start from BOS or
         // end-of-text, so the model has something to condition on.

@@ -143,6 +143,7 @@ impl ServerConfig {
             suffix_share: self.suffix_share,
             context_share: self.context_share,
             stop_strings: Vec::new(),
+            cursor_line_after_middle: true,
         }
     }
 }

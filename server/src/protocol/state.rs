@@ -17,7 +17,7 @@ use tower_lsp_server::Client;
 
 use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification};
-use crate::completion::{resolve_model, start_backend, CompletionInput, Model, Scheduler, Shown, SuggestionLru};
+use crate::completion::{resolve_model, start_backend, CompletionInput, Generator, Model, Scheduler, Shown, SuggestionLru};
 use crate::completion::Settings;
 use crate::context::{
     completion_mode, cursor_windows, definitions, line_comment, neighbourhood, relevant_definitions, similar_chunks, CompletionMode,
@@ -431,7 +431,10 @@ impl State {
             return if hit.is_empty() { None } else { place(hit) };
         }
         let reply = model.generator.generate(request);
-        let answer = tokio::time::timeout_at((deadline + Duration::from_millis(150)).into(), reply).await;
+        let answer = tokio::select! {
+            answer = tokio::time::timeout_at((deadline + Duration::from_millis(50)).into(), reply) => answer,
+            () = ticket.cancelled() => return None,
+        };
         let completion = match answer {
             Ok(Ok(Ok(c))) => c,
             Ok(Ok(Err(e))) => {
@@ -440,7 +443,15 @@ impl State {
                 self.publish_status().await;
                 return None;
             }
-            Ok(Err(_)) | Err(_) => return None,
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                tracing::info!(%uri, "no answer from the engine within the latency budget");
+                if matches!(model.generator, Generator::Remote(_)) {
+                    *lock(&self.generation_error) = Some("the remote engine did not answer within the latency budget".into());
+                    self.publish_status().await;
+                }
+                return None;
+            }
         };
         drop(ticket);
         self.record(&completion, started.elapsed()).await;

@@ -91,7 +91,7 @@ fn rust_closing_brace_at_end_of_file_is_kept_and_ends_it() {
     check(
         "rust",
         "fn main() {\n    $0",
-        "run();\n}\n\nfn run() {\n    todo!()\n}",
+        "run();\n}\n\nfn run() {\n    work()\n}",
         expect![[r#"
             |run();
             |}
