@@ -67,10 +67,10 @@ fn tokenizer(path: &std::path::Path) -> Tokenizer {
 }
 
 fn fim_prompt(template: &FimTemplate, tokenizer: &Tokenizer) -> Vec<u32> {
-    fim_prompt_with(template, tokenizer, &[])
+    fim_prompt_with(template, tokenizer, &[], false)
 }
 
-fn fim_prompt_with(template: &FimTemplate, tokenizer: &Tokenizer, context: &[ContextChunk]) -> Vec<u32> {
+fn fim_prompt_with(template: &FimTemplate, tokenizer: &Tokenizer, context: &[ContextChunk], cursor_line_after_middle: bool) -> Vec<u32> {
     let input = PromptInput {
         prefix: PREFIX,
         suffix: SUFFIX,
@@ -80,7 +80,7 @@ fn fim_prompt_with(template: &FimTemplate, tokenizer: &Tokenizer, context: &[Con
         suffix_share: 0.4,
         context_share: if context.is_empty() { 0.0 } else { 0.3 },
         current_path: Some("shapes.py"),
-        cursor_line_after_middle: false,
+        cursor_line_after_middle,
     };
     build_prompt(template, tokenizer, &input).unwrap().tokens
 }
@@ -99,9 +99,16 @@ fn infill_splits_give_back_the_exact_prefix_and_suffix() {
         let template = FimTemplate::from_config(&config, Some(order)).unwrap();
         let tok = tokenizer(&file);
         let text = split_infill(&template, &tok, &fim_prompt(&template, &tok)).unwrap_or_else(|| panic!("{name} {order:?} splits"));
-        assert_eq!(text.prefix, PREFIX, "{name} {order:?}");
+        assert_eq!((text.prefix.as_str(), text.middle.as_str()), (PREFIX, ""), "{name} {order:?}");
         let suffix = if template.uses_suffix() { SUFFIX } else { "" };
         assert_eq!(text.suffix, suffix, "{name} {order:?}");
+        // With the cursor line after the middle marker (as the language
+        // server lays out PSM prompts), it comes back as the middle text.
+        let text = split_infill(&template, &tok, &fim_prompt_with(&template, &tok, &[], true)).unwrap();
+        assert_eq!(format!("{}{}", text.prefix, text.middle), PREFIX, "{name} {order:?}");
+        if order == FimOrder::Psm && template.uses_suffix() {
+            assert_eq!(text.middle, "    return ", "{name}");
+        }
     }
     // Tokens that do not follow the template are refused, not guessed at.
     let config = builtin("qwen2.5-coder-0.5b-instruct").unwrap();
@@ -114,7 +121,7 @@ fn infill_splits_give_back_the_exact_prefix_and_suffix() {
         ContextChunk { path: "geometry/units.py".into(), text: "PI = 3.14159\n".into() },
         ContextChunk { path: "geometry/square.py".into(), text: "def square_area(side):\n    return side * side".into() },
     ];
-    let text = split_infill(&template, &tok, &fim_prompt_with(&template, &tok, &context)).unwrap();
+    let text = split_infill(&template, &tok, &fim_prompt_with(&template, &tok, &context, false)).unwrap();
     assert_eq!((text.prefix.as_str(), text.suffix.as_str()), (PREFIX, SUFFIX));
     let expected: Vec<(String, String)> = context.iter().map(|c| (c.path.clone(), format!("{}\n", c.text.trim_end()))).collect();
     assert_eq!(text.extra, expected);
@@ -126,10 +133,10 @@ fn text_prompts_read_back_to_the_same_tokens() {
         let config = builtin(name).unwrap();
         let template = FimTemplate::from_config(&config, None).unwrap();
         let tok = tokenizer(&file);
-        let tokens = fim_prompt(&template, &tok);
+        let tokens = fim_prompt_with(&template, &tok, &[], true);
         let text = prompt_text(&tok, &tokens);
         if template.uses_suffix() {
-            assert!(text.starts_with("<|fim_prefix|>") && text.contains("<|fim_suffix|>") && text.ends_with("<|fim_middle|>"), "{text}");
+            assert!(text.starts_with("<|fim_prefix|>") && text.contains("<|fim_suffix|>") && text.ends_with("<|fim_middle|>    return "), "{text}");
         }
         assert_eq!(SpecialTokens::new(&tok).encode(&tok, &text).unwrap(), tokens, "{name}: {text}");
     }

@@ -133,6 +133,7 @@ impl RemoteClient {
                     input_prefix: text.prefix,
                     input_suffix: text.suffix,
                     input_extra: text.extra.into_iter().map(|(filename, text)| InfillExtra { filename, text }).collect(),
+                    prompt: text.middle,
                     n_predict: request.max_new_tokens,
                     temperature: sampling.temperature,
                     seed,

@@ -35,15 +35,21 @@ pub fn prompt_text(tokenizer: &Tokenizer, tokens: &[u32]) -> String {
 /// snippets of other files placed before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InfillText {
-    /// Text before the cursor (with inline context comments, if any).
+    /// Text before the cursor (with inline context comments, if any), up to
+    /// what the prompt puts after the middle marker.
     pub prefix: String,
+    /// The cursor line's text placed after the middle marker (llama.cpp's
+    /// `prompt` field); empty when the layout keeps it in the prefix.
+    pub middle: String,
     /// Text after the cursor.
     pub suffix: String,
     /// Repository-level context: (file name, text) of each snippet, in order.
     pub extra: Vec<(String, String)>,
 }
 
-/// Finds the prefix and suffix in a prompt laid out by `template`, and the
+/// Finds the prefix, suffix and after-middle text in a prompt laid out by
+/// `template` (the prefix and the middle text together are the text before
+/// the cursor that the prompt kept), and the
 /// repository-level context (file-separator blocks `path\ntext`) before the
 /// template's first control token, which llama.cpp takes as separate files.
 /// `None` when the tokens do not follow the template.
@@ -84,7 +90,10 @@ pub fn split_infill(template: &FimTemplate, tokenizer: &Tokenizer, tokens: &[u32
             }
         }
     }
-    Some(InfillText { prefix, suffix, extra })
+    // Text after the last control token continues the prefix (the cursor
+    // line, in prefix-suffix-middle layouts that put it there).
+    let middle = tokenizer.decode(tokens.get(at..)?, false);
+    Some(InfillText { prefix, suffix, middle, extra })
 }
 
 /// The file-separator blocks among `tokens`: `(path, text)` of each one

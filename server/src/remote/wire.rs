@@ -216,6 +216,9 @@ pub struct InfillRequest {
     /// Snippets of other files.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub input_extra: Vec<InfillExtra>,
+    /// Text after the middle marker: the start of the cursor's line.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub prompt: String,
     /// Most tokens to generate.
     pub n_predict: usize,
     /// Sampling temperature.
