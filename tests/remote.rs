@@ -47,7 +47,7 @@ impl Drop for Running {
 
 /// `cria serve` on a free loopback port; returns it and its address.
 fn cria_serve(home: &Path, model: &str, args: &[&str], env: &[(&str, &str)]) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cria"))
+    let mut child = Command::new(support::cria_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--model", model, "--context-length", "1024"])
         .args(args)
         .envs(env.iter().copied())

@@ -32,7 +32,7 @@ impl LspClient {
 
     /// Starts `cria lsp` with `CRIA_HOME` set to `home` and more variables.
     pub fn start_with_env(home: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cria"))
+        let mut child = Command::new(super::cria_bin())
             .arg("lsp")
             .args(extra_args)
             .envs(env.iter().copied())

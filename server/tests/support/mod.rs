@@ -23,6 +23,13 @@ pub fn require(relative: &str) -> PathBuf {
     path
 }
 
+/// The `cria` binary under test: `$CRIA_TEST_BIN` when set (a copy of the
+/// binary just built, when other builds share the target folder), else the
+/// one Cargo built for this test.
+pub fn cria_bin() -> PathBuf {
+    std::env::var_os("CRIA_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cria")))
+}
+
 /// SmolLM2-135M-Instruct Q4_1: the fastest real llama-architecture model.
 pub fn smollm2() -> PathBuf {
     require("SmolLM2-135M-Instruct.Q4_1.gguf")
