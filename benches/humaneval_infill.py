@@ -644,7 +644,8 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=128, help="generation budget, both ways (cria maxTokens, llama.cpp n_predict)")
     ap.add_argument("--prompt-tokens", type=int, default=1536, help="prompt budget, both ways (cria promptTokens)")
     ap.add_argument("--suffix-share", type=float, default=0.25, help="cria's suffixShare, used to size llama.cpp's suffix window")
-    ap.add_argument("--latency-budget-ms", type=int, default=60000, help="cria latencyBudgetMs (its maximum: quality, not latency, is measured)")
+    ap.add_argument("--latency-budget-ms", type=int, default=600000,
+                    help="cria latencyBudgetMs (cria's maximum, 10 minutes: quality, not latency, is measured)")
     ap.add_argument("--ctx", type=int, default=4096, help="context size, both ways (cria contextLength, llama-server -c)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="threads, both ways")
     ap.add_argument("--layout", choices=("hole", "blank-line"), default="blank-line",

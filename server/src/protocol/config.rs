@@ -99,7 +99,7 @@ impl ServerConfig {
             let result = match key.as_str() {
                 "model" => string(value).map(|v| self.model = v),
                 "maxTokens" => integer(value, 1, 2048).map(|v| self.max_tokens = v as usize),
-                "latencyBudgetMs" => integer(value, 50, 60_000).map(|v| self.latency_budget_ms = v),
+                "latencyBudgetMs" => integer(value, 50, 600_000).map(|v| self.latency_budget_ms = v),
                 "promptTokens" => integer(value, 16, 1 << 20).map(|v| self.prompt_tokens = v as usize),
                 "suffixShare" => fraction(value).map(|v| self.suffix_share = v),
                 "contextShare" => fraction(value).map(|v| self.context_share = v),
