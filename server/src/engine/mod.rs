@@ -10,6 +10,7 @@ mod generate;
 pub mod gguf;
 pub mod kv_cache;
 pub mod model;
+pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
 mod worker;

@@ -1,0 +1,486 @@
+//! Quantized matrix products on the CPU: weights stay in their GGUF blocks,
+//! activations are quantized once per product to 8-bit blocks, and integer dot
+//! products (AVX2 when the CPU has it, portable code otherwise) do the work.
+//!
+//! [`QuantMatrix`] replaces candle's `QMatMul` for the formats in
+//! [`Format`]; any other tensor type is kept as a candle `QMatMul` inside it.
+//! One matrix may stack several tensors with the same input width (q, k and v;
+//! gate and up): their rows are independent, so a stacked product is one
+//! parallel job instead of several, which matters when decoding a token is a
+//! few hundred small products.
+//!
+//! Work is split across the current rayon pool by output rows. With many
+//! activation rows (prefill) each task walks a 64-row panel of activations per
+//! tile of weight rows, so both stay in cache; tiles of `TILE_R` weight rows ×
+//! `TILE_C` activation rows reuse every unpacked weight block several times.
+
+pub mod blocks;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+
+use std::sync::OnceLock;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use rayon::prelude::*;
+
+pub use blocks::{ActKind, Format, Q8Block, Q8KBlock};
+
+use super::EngineError;
+
+/// Activation rows quantized for one kind of kernel, `nb` blocks per row.
+#[derive(Clone, Copy)]
+pub enum Acts<'a> {
+    /// 32-value blocks.
+    Q8(&'a [Q8Block]),
+    /// 256-value blocks.
+    Q8K(&'a [Q8KBlock]),
+}
+
+impl Acts<'_> {
+    /// The activation rows from `row` on.
+    fn from_row(self, row: usize, nb: usize) -> Self {
+        match self {
+            Self::Q8(a) => Self::Q8(&a[row * nb..]),
+            Self::Q8K(a) => Self::Q8K(&a[row * nb..]),
+        }
+    }
+}
+
+/// The instruction set the kernels use, chosen once at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable Rust.
+    Scalar,
+    /// AVX2 + FMA + F16C.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Isa {
+    /// The best one this CPU supports.
+    pub fn detect() -> Self {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            if avx2::available() {
+                return Isa::Avx2;
+            }
+            Isa::Scalar
+        })
+    }
+
+    /// (weight rows, activation rows) per tile.
+    fn tile_shape(self) -> (usize, usize) {
+        match self {
+            Self::Scalar => (1, 1),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => (avx2::TILE_R, avx2::TILE_C),
+        }
+    }
+
+    /// One tile: `rows` weight rows × `cols` activation rows into
+    /// `out[r * out_stride + c]`.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(self, format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], out_stride: usize) {
+        match self {
+            Self::Scalar => {
+                for r in 0..rows {
+                    let w = &w[r * row_bytes..(r + 1) * row_bytes];
+                    for c in 0..cols {
+                        let a = match a.from_row(c, nb) {
+                            Acts::Q8(a) => Acts::Q8(&a[..nb]),
+                            Acts::Q8K(a) => Acts::Q8K(&a[..nb]),
+                        };
+                        out[r * out_stride + c] = scalar::dot(format, w, a);
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => avx2::tile(format, w, row_bytes, rows, a, nb, cols, out, out_stride),
+        }
+    }
+}
+
+/// Rows of one tensor in a format with kernels of its own.
+struct Quantized {
+    format: Format,
+    rows: usize,
+    row_bytes: usize,
+    data: Vec<u8>,
+}
+
+/// One tensor of a stacked matrix.
+enum Part {
+    Quantized(Quantized),
+    /// Any other type, multiplied by candle.
+    Candle { matmul: QMatMul, rows: usize },
+}
+
+impl Part {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Quantized(q) => q.rows,
+            Self::Candle { rows, .. } => *rows,
+        }
+    }
+}
+
+/// A weight matrix `[rows, cols]` (one or more stacked GGUF tensors), applied
+/// as `x · Wᵀ`.
+pub struct QuantMatrix {
+    parts: Vec<Part>,
+    rows: usize,
+    cols: usize,
+}
+
+/// Buffers reused across products, so that decoding allocates nothing per token.
+#[derive(Default)]
+pub struct Scratch {
+    q8: Vec<Q8Block>,
+    q8k: Vec<Q8KBlock>,
+    out_t: Vec<f32>,
+}
+
+/// An inconsistency in shapes: a bug or a corrupt file, reported as a failed computation.
+fn failure(message: impl Into<String>) -> EngineError {
+    EngineError::Compute(candle_core::Error::Msg(message.into()))
+}
+
+/// Activation rows per cache panel in the prefill loop.
+const PANEL: usize = 64;
+
+impl QuantMatrix {
+    /// Takes a 2-D tensor `[rows, cols]`; the formats in [`Format`] get cria's
+    /// kernels, anything else stays with candle.
+    pub fn new(tensor: QTensor) -> Result<Self, EngineError> {
+        let (rows, cols) = tensor.shape().dims2()?;
+        let part = match Format::from_ggml(tensor.dtype()) {
+            Some(format) => {
+                let row_bytes = format.row_bytes(cols).ok_or_else(|| failure(format!("a {format:?} tensor of width {cols} is not whole blocks")))?;
+                let data = tensor.data()?.into_owned();
+                if data.len() != rows * row_bytes {
+                    return Err(failure(format!("a {format:?} tensor [{rows}, {cols}] has {} bytes", data.len())));
+                }
+                Part::Quantized(Quantized { format, rows, row_bytes, data })
+            }
+            None => Part::Candle { matmul: QMatMul::from_qtensor(tensor)?, rows },
+        };
+        Ok(Self { parts: vec![part], rows, cols })
+    }
+
+    /// Stacks matrices of the same width: the product's columns are theirs in order.
+    pub fn stack(matrices: Vec<QuantMatrix>) -> Result<Self, EngineError> {
+        let cols = matrices.first().map(|m| m.cols).unwrap_or(0);
+        if matrices.iter().any(|m| m.cols != cols) {
+            return Err(failure("stacked matrices differ in width"));
+        }
+        let rows = matrices.iter().map(|m| m.rows).sum();
+        Ok(Self { parts: matrices.into_iter().flat_map(|m| m.parts).collect(), rows, cols })
+    }
+
+    /// Output width.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input width.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// `out[m, rows] = x[m, cols] · Wᵀ`, on the current rayon pool.
+    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], scratch: &mut Scratch) -> Result<(), EngineError> {
+        self.matmul_with(Isa::detect(), x, m, out, scratch)
+    }
+
+    /// [`Self::matmul`] with a chosen instruction set (tests compare them).
+    pub fn matmul_with(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32], scratch: &mut Scratch) -> Result<(), EngineError> {
+        let (n, k) = (self.rows, self.cols);
+        if x.len() != m * k || out.len() != m * n {
+            return Err(failure(format!("matmul of [{m}, {k}] by [{n}, {k}] given {} inputs and {} outputs", x.len(), out.len())));
+        }
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        self.quantize_activations(x, m, scratch);
+        let Scratch { q8, q8k, out_t } = scratch;
+        // With one activation row the transposed output is the output itself.
+        let target: &mut [f32] = if m == 1 {
+            out
+        } else {
+            out_t.clear();
+            out_t.resize(m * n, 0.0);
+            out_t
+        };
+        let tasks = self.tasks(isa, m, target)?;
+        let (q8, q8k): (&[Q8Block], &[Q8KBlock]) = (q8, q8k);
+        tasks.into_par_iter().for_each(|(quant, row0, rows, out)| {
+            let acts = match quant.format.act_kind() {
+                ActKind::Q8 => Acts::Q8(q8),
+                ActKind::Q8K => Acts::Q8K(q8k),
+            };
+            let nb = k / quant.format.block_elems();
+            let w = &quant.data[row0 * quant.row_bytes..(row0 + rows) * quant.row_bytes];
+            run_rows(isa, quant.format, w, quant.row_bytes, rows, acts, nb, m, out);
+        });
+        // Candle parts (types without kernels here): computed whole, copied in.
+        let mut row0 = 0;
+        for part in &self.parts {
+            if let Part::Candle { matmul, rows } = part {
+                let y = matmul.forward(&Tensor::from_slice(x, (m, k), &Device::Cpu)?)?.flatten_all()?.to_vec1::<f32>()?;
+                for c in 0..m {
+                    for r in 0..*rows {
+                        target[(row0 + r) * m + c] = y[c * rows + r];
+                    }
+                }
+            }
+            row0 += part.rows();
+        }
+        if m > 1 {
+            transpose(out_t, n, m, out);
+        }
+        Ok(())
+    }
+
+    fn quantize_activations(&self, x: &[f32], m: usize, scratch: &mut Scratch) {
+        let k = self.cols;
+        let kinds = self.parts.iter().filter_map(|p| match p {
+            Part::Quantized(q) => Some(q.format.act_kind()),
+            Part::Candle { .. } => None,
+        });
+        let (mut need_q8, mut need_q8k) = (false, false);
+        for kind in kinds {
+            match kind {
+                ActKind::Q8 => need_q8 = true,
+                ActKind::Q8K => need_q8k = true,
+            }
+        }
+        let rows_per_task = if m >= 16 { 4 } else { m };
+        if need_q8 {
+            let nb = k / blocks::QK;
+            scratch.q8.resize(m * nb, Q8Block::default());
+            scratch.q8[..m * nb]
+                .par_chunks_mut(nb * rows_per_task)
+                .zip(x.par_chunks(k * rows_per_task))
+                .for_each(|(out, x)| blocks::quantize_q8(x, out));
+        }
+        if need_q8k {
+            let nb = k / blocks::QK_K;
+            scratch.q8k.resize(m * nb, Q8KBlock::default());
+            scratch.q8k[..m * nb]
+                .par_chunks_mut(nb * rows_per_task)
+                .zip(x.par_chunks(k * rows_per_task))
+                .for_each(|(out, x)| blocks::quantize_q8k(x, out));
+        }
+    }
+
+    /// Splits the quantized parts' rows into tasks of whole tiles, each with
+    /// its own slice of the transposed output (`[rows, m]`).
+    #[allow(clippy::type_complexity)]
+    fn tasks<'s, 'o>(&'s self, isa: Isa, m: usize, mut out_t: &'o mut [f32]) -> Result<Vec<(&'s Quantized, usize, usize, &'o mut [f32])>, EngineError> {
+        let threads = rayon::current_num_threads().max(1);
+        let (tile_r, _) = isa.tile_shape();
+        // A few tasks per thread balance the load when other processes take
+        // cores away; with many activation rows each task is big anyway.
+        let per_task = (self.rows.div_ceil(threads * 4)).max(tile_r).next_multiple_of(tile_r);
+        let mut tasks = Vec::new();
+        for part in &self.parts {
+            let part_rows = part.rows();
+            let (here, rest) = std::mem::take(&mut out_t).split_at_mut(part_rows * m);
+            out_t = rest;
+            let Part::Quantized(quant) = part else { continue };
+            let mut here = here;
+            let mut row0 = 0;
+            while row0 < part_rows {
+                let rows = per_task.min(part_rows - row0);
+                let (task_out, rest) = std::mem::take(&mut here).split_at_mut(rows * m);
+                here = rest;
+                tasks.push((quant, row0, rows, task_out));
+                row0 += rows;
+            }
+        }
+        Ok(tasks)
+    }
+}
+
+/// One task: `rows` weight rows against all `m` activation rows, written to
+/// `out[r * m + c]`, panel by panel of activations.
+#[allow(clippy::too_many_arguments)]
+fn run_rows(isa: Isa, format: Format, w: &[u8], row_bytes: usize, rows: usize, acts: Acts<'_>, nb: usize, m: usize, out: &mut [f32]) {
+    let (tile_r, tile_c) = isa.tile_shape();
+    for panel in (0..m).step_by(PANEL) {
+        let panel_end = m.min(panel + PANEL);
+        for r0 in (0..rows).step_by(tile_r) {
+            let rr = tile_r.min(rows - r0);
+            for c0 in (panel..panel_end).step_by(tile_c) {
+                let cc = tile_c.min(panel_end - c0);
+                isa.tile(format, &w[r0 * row_bytes..], row_bytes, rr, acts.from_row(c0, nb), nb, cc, &mut out[r0 * m + c0..], m);
+            }
+        }
+    }
+}
+
+/// `dst[c * n + r] = src[r * m + c]`.
+fn transpose(src: &[f32], n: usize, m: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    for r0 in (0..n).step_by(B) {
+        for c0 in (0..m).step_by(B) {
+            for r in r0..n.min(r0 + B) {
+                for c in c0..m.min(c0 + B) {
+                    dst[c * n + r] = src[r * m + c];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blocks::testing::{random_acts, random_rows};
+    use super::blocks::{dequantize_row, quantize_q8, quantize_q8k, QK, QK_K};
+    use super::*;
+    use candle_core::quantized::GgmlDType;
+
+    fn isas() -> Vec<Isa> {
+        let mut isas = vec![Isa::Scalar];
+        if Isa::detect() != Isa::Scalar {
+            isas.push(Isa::detect());
+        }
+        isas
+    }
+
+    fn matrix(format: Format, rows: usize, k: usize, seed: u64) -> (QuantMatrix, Vec<u8>) {
+        let data = random_rows(format, rows, k, seed);
+        let row_bytes = format.row_bytes(k).unwrap();
+        let q = Quantized { format, rows, row_bytes, data: data.clone() };
+        (QuantMatrix { parts: vec![Part::Quantized(q)], rows, cols: k }, data)
+    }
+
+    /// The scalar reference: dequantized weights times dequantized activations, in f64.
+    fn reference(format: Format, data: &[u8], rows: usize, k: usize, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>) {
+        let row_bytes = format.row_bytes(k).unwrap();
+        // The formats with a minimum add `m * s` per block, with `s` rounded
+        // through f16 as GGML does: the minimums are split off and added so.
+        let has_min = matches!(format, Format::Q4_1 | Format::Q5_1);
+        let mut no_min = data.to_vec();
+        let mut mins = vec![0f32; rows * k / QK];
+        if has_min {
+            for (i, block) in no_min.chunks_exact_mut(format.block_bytes()).enumerate() {
+                mins[i] = blocks::f16_at(block, 2);
+                block[2..4].fill(0);
+            }
+        }
+        let mut w = vec![0f32; rows * k];
+        for (row, out) in no_min.chunks_exact(row_bytes).zip(w.chunks_exact_mut(k)) {
+            dequantize_row(format, row, out);
+        }
+        let mut xq = vec![0f32; m * k];
+        let mut sums = vec![0f32; m * k / QK];
+        match format.act_kind() {
+            ActKind::Q8 => {
+                let mut b = vec![Q8Block::default(); m * k / QK];
+                quantize_q8(x, &mut b);
+                for (i, v) in xq.iter_mut().enumerate() {
+                    *v = b[i / QK].qs[i % QK] as f32 * b[i / QK].d;
+                }
+                sums.iter_mut().zip(&b).for_each(|(s, b)| *s = b.s);
+            }
+            ActKind::Q8K => {
+                let mut b = vec![Q8KBlock::default(); m * k / QK_K];
+                quantize_q8k(x, &mut b);
+                for (i, v) in xq.iter_mut().enumerate() {
+                    *v = b[i / QK_K].qs[i % QK_K] as f32 * b[i / QK_K].d;
+                }
+            }
+        }
+        let mut out = vec![0f64; m * rows];
+        let mut mag = vec![0f64; m * rows];
+        for c in 0..m {
+            for r in 0..rows {
+                for i in 0..k {
+                    let p = w[r * k + i] as f64 * xq[c * k + i] as f64;
+                    out[c * rows + r] += p;
+                    mag[c * rows + r] += p.abs();
+                }
+                if has_min {
+                    for b in 0..k / QK {
+                        let p = mins[r * k / QK + b] as f64 * sums[c * k / QK + b] as f64;
+                        out[c * rows + r] += p;
+                        mag[c * rows + r] += p.abs();
+                    }
+                }
+            }
+        }
+        (out, mag)
+    }
+
+    #[test]
+    fn kernels_match_the_scalar_reference_on_random_data() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for format in Format::ALL {
+            for (rows, k, m) in [(7, 512, 5), (13, 256, 1), (4, 768, 9)] {
+                let (mat, data) = matrix(format, rows, k, 11 + rows as u64);
+                let x = random_acts(m, k, 5 + m as u64);
+                let (expect, mag) = reference(format, &data, rows, k, &x, m);
+                for isa in isas() {
+                    let mut out = vec![0f32; m * rows];
+                    pool.install(|| mat.matmul_with(isa, &x, m, &mut out, &mut Scratch::default())).unwrap();
+                    for i in 0..out.len() {
+                        let err = (out[i] as f64 - expect[i]).abs();
+                        assert!(err <= 1e-5 * mag[i] + 1e-6, "{format:?} {isa:?} {rows}x{k} m={m} [{i}]: {} vs {}", out[i], expect[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_alone_or_in_a_batch() {
+        for format in Format::ALL {
+            let (rows, k, m) = (9, 512, 7);
+            let (mat, _) = matrix(format, rows, k, 3);
+            let x = random_acts(m, k, 4);
+            for isa in isas() {
+                let mut batch = vec![0f32; m * rows];
+                mat.matmul_with(isa, &x, m, &mut batch, &mut Scratch::default()).unwrap();
+                for c in 0..m {
+                    let mut one = vec![0f32; rows];
+                    mat.matmul_with(isa, &x[c * k..(c + 1) * k], 1, &mut one, &mut Scratch::default()).unwrap();
+                    assert_eq!(one, batch[c * rows..(c + 1) * rows], "{format:?} {isa:?} row {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stacked_and_candle_parts_match_candle() {
+        let k = 256;
+        let x = random_acts(3, k, 9);
+        let mut tensors = Vec::new();
+        let mut expected = Vec::new();
+        for (i, dtype) in [GgmlDType::Q4_1, GgmlDType::Q5K, GgmlDType::Q6K, GgmlDType::F32].into_iter().enumerate() {
+            let w = Tensor::randn(0f32, 1.0, (5 + i, k), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let xt = Tensor::from_slice(&x, (3, k), &Device::Cpu).unwrap();
+            expected.push(QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap().forward(&xt).unwrap());
+            tensors.push(QuantMatrix::new(q).unwrap());
+        }
+        let mat = QuantMatrix::stack(tensors).unwrap();
+        let expected: Vec<f32> = Tensor::cat(&expected, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let mut out = vec![0f32; 3 * mat.rows()];
+        mat.matmul(&x, 3, &mut out, &mut Scratch::default()).unwrap();
+        for (a, b) in out.iter().zip(&expected) {
+            assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn wrong_sizes_are_errors() {
+        let (mat, _) = matrix(Format::Q4_0, 4, 64, 1);
+        let mut out = vec![0f32; 4];
+        assert!(mat.matmul(&[0.0; 63], 1, &mut out, &mut Scratch::default()).is_err());
+        assert!(mat.matmul(&[0.0; 64], 1, &mut out[..3], &mut Scratch::default()).is_err());
+    }
+}
