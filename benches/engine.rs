@@ -101,7 +101,7 @@ fn main() {
     for file in files {
         let path = models_dir.join(&file);
         let started = Instant::now();
-        let mut engine = Engine::load(&path, &EngineOptions { context_length: 2048 }, &mut |_| {}).unwrap();
+        let mut engine = Engine::load(&path, &EngineOptions { context_length: 2048, ..Default::default() }, &mut |_| {}).unwrap();
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         let pp512 = prefill_tps(&mut engine, 512);
         let pp1536 = prefill_tps(&mut engine, 1536);

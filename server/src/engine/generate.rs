@@ -16,6 +16,7 @@ use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
 use super::model::{Hyperparams, Transformer};
 use super::sampling::{Sampler, SamplingParams};
+use super::speculate::Speculator;
 use super::tokenizer::Tokenizer;
 use super::EngineError;
 
@@ -61,6 +62,10 @@ pub struct GenerationRequest {
     pub deadline: Option<Instant>,
     /// Checked between forward passes.
     pub cancel: CancelFlag,
+    /// Guess tokens from the prompt and verify them in batches (speculative
+    /// decoding) when the engine allows it and sampling is greedy. The output
+    /// is the same either way; only the speed differs.
+    pub speculative: bool,
 }
 
 impl GenerationRequest {
@@ -74,6 +79,7 @@ impl GenerationRequest {
             stop_strings: Vec::new(),
             deadline: None,
             cancel: CancelFlag::new(),
+            speculative: true,
         }
     }
 }
@@ -137,12 +143,24 @@ impl Completion {
 pub struct EngineOptions {
     /// Positions in the KV cache (bounded by the model's trained context).
     pub context_length: usize,
+    /// Threads for the forward pass; 0 means [`default_threads`].
+    pub threads: usize,
+    /// Whether greedy requests may use speculative decoding (see
+    /// [`GenerationRequest::speculative`]).
+    pub speculative: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { context_length: 4096 }
+        Self { context_length: 4096, threads: 0, speculative: true }
     }
+}
+
+/// The physical cores this process may run on: one thread per core is what
+/// memory-bound matrix products want (hyper-threads share a core's units).
+pub fn default_threads() -> usize {
+    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    allowed.min(num_cpus::get_physical().max(1))
 }
 
 /// A loaded model with its tokenizer and KV cache. Lives on one thread (the
@@ -151,6 +169,9 @@ pub struct Engine {
     model: Transformer,
     tokenizer: Arc<Tokenizer>,
     cache: KvCache,
+    /// The threads the forward pass runs on.
+    pool: Arc<rayon::ThreadPool>,
+    speculative: bool,
 }
 
 impl Engine {
@@ -161,9 +182,20 @@ impl Engine {
         let hp = Hyperparams::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let context = options.context_length.min(hp.trained_context).max(16);
+        let threads = if options.threads == 0 { default_threads() } else { options.threads };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("cria-compute-{i}"))
+            .build()
+            .map_err(|e| EngineError::Compute(candle_core::Error::Msg(format!("cannot start {threads} compute threads: {e}"))))?;
         let model = Transformer::load(&mut file, context, &Device::Cpu, progress)?;
         let cache = model.new_cache(context)?;
-        Ok(Self { model, tokenizer: Arc::new(tokenizer), cache })
+        Ok(Self { model, tokenizer: Arc::new(tokenizer), cache, pool: Arc::new(pool), speculative: options.speculative })
+    }
+
+    /// Threads the forward pass runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
     }
 
     /// The tokenizer, to build prompts off the model thread.
@@ -190,13 +222,19 @@ impl Engine {
     /// tests that compare against a reference implementation.
     pub fn prompt_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
         self.cache.truncate(0);
-        let logits = self.model.forward(prompt, &mut self.cache)?;
+        let pool = self.pool.clone();
+        let logits = pool.install(|| self.model.forward(prompt, &mut self.cache))?;
         Ok(logits.to_vec1::<f32>()?)
     }
 
     /// Runs one generation. The cache keeps the prompt and generated tokens
     /// afterwards, so the next prompt that shares a prefix starts from there.
     pub fn generate(&mut self, request: &GenerationRequest) -> Result<Completion, EngineError> {
+        let pool = self.pool.clone();
+        pool.install(|| self.generate_here(request))
+    }
+
+    fn generate_here(&mut self, request: &GenerationRequest) -> Result<Completion, EngineError> {
         let prompt = &request.prompt;
         if prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -225,6 +263,8 @@ impl Engine {
         };
         let max_new = request.max_new_tokens.min(context - self.cache.len());
         let mut text = StreamingText::default();
+        let greedy = request.sampling.temperature <= 0.0;
+        let mut speculator = Speculator::new(self.speculative && request.speculative && greedy);
         loop {
             if outcome.tokens.len() >= max_new {
                 outcome.text = text.finish();
@@ -248,7 +288,8 @@ impl Engine {
             if outcome.tokens.len() >= max_new {
                 continue;
             }
-            logits = self.model.forward(&[next], &mut self.cache)?.to_vec1::<f32>()?;
+            let cached = prompt.len() + outcome.tokens.len() - 1;
+            logits = speculator.step(&self.model, &mut self.cache, next, cached, max_new - outcome.tokens.len())?;
         }
     }
 }

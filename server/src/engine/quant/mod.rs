@@ -190,6 +190,34 @@ impl QuantMatrix {
         self.cols
     }
 
+    /// Row `row` as `f32` values (an embedding lookup).
+    pub fn dequantize_row(&self, row: usize, out: &mut [f32]) -> Result<(), EngineError> {
+        if row >= self.rows || out.len() != self.cols {
+            return Err(failure(format!("row {row} of a [{}, {}] matrix into {} values", self.rows, self.cols, out.len())));
+        }
+        let mut first = 0;
+        for part in &self.parts {
+            let rows = part.rows();
+            if row < first + rows {
+                let r = row - first;
+                match part {
+                    Part::Quantized(q) => blocks::dequantize_row(q.format, &q.data[r * q.row_bytes..(r + 1) * q.row_bytes], out),
+                    Part::Candle { matmul, .. } => {
+                        let ids = Tensor::new(&[r as u32], &Device::Cpu)?;
+                        let values = matmul.embedding(&ids)?.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+                        if values.len() != out.len() {
+                            return Err(failure("embedding row of the wrong width"));
+                        }
+                        out.copy_from_slice(&values);
+                    }
+                }
+                return Ok(());
+            }
+            first += rows;
+        }
+        Err(failure(format!("row {row} past the end")))
+    }
+
     /// `out[m, rows] = x[m, cols] · Wᵀ`, on the current rayon pool.
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], scratch: &mut Scratch) -> Result<(), EngineError> {
         self.matmul_with(Isa::detect(), x, m, out, scratch)
