@@ -221,3 +221,38 @@ fn llama_forward_matches_candle_transformers_exactly_with_f32_weights() {
 fn qwen2_forward_matches_candle_transformers_exactly_with_f32_weights() {
     assert_exact_math("qwen2");
 }
+
+/// Code that repeats itself: the case prompt-lookup speculation is for.
+const REPEATING: &str = "def area_square(side):\n    \"\"\"Area of a square.\"\"\"\n    return side * side\n\n\ndef area_rectangle(width, height):\n    \"\"\"Area of a rectangle.\"\"\"\n    return width * height\n\n\ndef perimeter_square(side):\n    \"\"\"Perimeter of a square.\"\"\"\n    return 4 * side\n\n\ndef perimeter_rectangle(width, height):\n    \"\"\"Perimeter of a rectangle.\"\"\"\n    return 2 * (width + height)\n\n\ndef area_triangle(";
+
+fn assert_speculation_changes_nothing(path: &Path) {
+    let mut engine = load(path);
+    let prompt = engine.tokenizer().encode(REPEATING).unwrap();
+    let run = |engine: &mut Engine, speculative: bool| {
+        // Start from an empty cache each time.
+        engine.prompt_logits(&prompt[..1]).unwrap();
+        let request = GenerationRequest { speculative, ..GenerationRequest::new(prompt.clone(), 48, vec![]) };
+        engine.generate(&request).unwrap()
+    };
+    let plain = run(&mut engine, false);
+    let fast = run(&mut engine, true);
+    assert_eq!(plain.drafted_tokens, 0);
+    assert!(fast.accepted_tokens > 0, "some guesses are right on repeating code ({} drafted)", fast.drafted_tokens);
+    assert_eq!(fast.tokens, plain.tokens, "speculation changes nothing in greedy output");
+    assert_eq!(fast.text, plain.text);
+    assert_eq!(fast.stop_reason, plain.stop_reason);
+    // The cache holds what it computed, guesses included: reusing it is exact too.
+    let again = engine.generate(&GenerationRequest::new(prompt.clone(), 48, vec![])).unwrap();
+    assert_eq!(again.reused_tokens, prompt.len() - 1);
+    assert_eq!(again.tokens, plain.tokens);
+}
+
+#[test]
+fn speculative_decoding_gives_the_same_tokens_on_smollm2() {
+    assert_speculation_changes_nothing(&support::smollm2());
+}
+
+#[test]
+fn speculative_decoding_gives_the_same_tokens_on_qwen_coder() {
+    assert_speculation_changes_nothing(&support::qwen());
+}

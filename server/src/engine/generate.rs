@@ -129,6 +129,10 @@ pub struct Completion {
     pub prefill: Duration,
     /// Time spent generating.
     pub decode: Duration,
+    /// Tokens guessed by prompt lookup and run through the model in batches.
+    pub drafted_tokens: usize,
+    /// Guessed tokens the model agreed with (each saved a forward pass).
+    pub accepted_tokens: usize,
 }
 
 impl Completion {
@@ -290,6 +294,7 @@ impl Engine {
             }
             let cached = prompt.len() + outcome.tokens.len() - 1;
             logits = speculator.step(&self.model, &mut self.cache, next, cached, max_new - outcome.tokens.len())?;
+            (outcome.drafted, outcome.accepted) = (speculator.drafted, speculator.accepted);
         }
     }
 }
@@ -310,11 +315,13 @@ struct Outcome {
     reused_tokens: usize,
     tokens: Vec<u32>,
     text: String,
+    drafted: usize,
+    accepted: usize,
 }
 
 impl Outcome {
     fn new(prompt_tokens: usize, reused_tokens: usize) -> Self {
-        Self { prompt_tokens, reused_tokens, tokens: Vec::new(), text: String::new() }
+        Self { prompt_tokens, reused_tokens, tokens: Vec::new(), text: String::new(), drafted: 0, accepted: 0 }
     }
 
     fn finish(self, stop_reason: StopReason, started: Instant, prefill_done: Option<Instant>) -> Completion {
@@ -328,6 +335,8 @@ impl Outcome {
             reused_tokens: self.reused_tokens,
             prefill: prefill_done - started,
             decode: now - prefill_done,
+            drafted_tokens: self.drafted,
+            accepted_tokens: self.accepted,
         }
     }
 }
