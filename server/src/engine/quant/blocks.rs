@@ -211,6 +211,8 @@ pub struct Q8Block {
     /// `d * sum(qs)` rounded through f16 like GGML's `block_q8_1`, for the
     /// formats with a minimum.
     pub s: f32,
+    /// Sums of the first and the last 16 values (for offsets and minimums).
+    pub sums: [i16; 2],
 }
 
 /// 256 activations quantized to 8 bits, with sums of each 16 for the
@@ -246,6 +248,8 @@ pub fn quantize_q8(x: &[f32], out: &mut [Q8Block]) {
             *q = (v * id).round() as i8;
             sum += *q as i32;
         }
+        let lo: i32 = block.qs[..16].iter().map(|&q| q as i32).sum();
+        block.sums = [lo as i16, (sum - lo) as i16];
         let dh = f16::from_f32(d);
         block.d = dh.to_f32();
         block.s = (f16::from_f32(sum as f32) * dh).to_f32();
