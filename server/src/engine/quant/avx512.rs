@@ -38,22 +38,31 @@ pub fn group(format: Format, group: &[u8], blocks: usize, rows: usize, a: &[Q8Bl
             let layout = Layout::of(format);
             let mut c0 = 0;
             let mut buf = [[0f32; ROWS]; TILE_C];
-            let mut one = [[0f32; ROWS]; 1];
             while c0 < m {
-                let cols = if m - c0 >= TILE_C { TILE_C } else { 1 };
+                let cols = TILE_C.min(m - c0);
                 let a = &a[c0 * blocks..];
-                // SAFETY: the caller checked that the CPU has AVX-512 F, BW and
-                // VNNI; every access inside is through bounds-checked slices.
-                let sums: &[[f32; ROWS]] = unsafe {
-                    if cols == TILE_C {
-                        tile::<$kind, TILE_C>(group, layout, blocks, a, &mut buf);
-                        &buf
-                    } else {
-                        tile::<$kind, 1>(group, layout, blocks, a, &mut one);
-                        &one
-                    }
-                };
-                for (c, sums) in sums.iter().enumerate() {
+                macro_rules! call {
+                    ($c:literal) => {{
+                        let out = &mut buf[..$c];
+                        // SAFETY: the caller checked that the CPU has AVX-512
+                        // F, BW and VNNI; every access inside is through
+                        // bounds-checked slices.
+                        unsafe { tile::<$kind, $c>(group, layout, blocks, a, out) }
+                    }};
+                }
+                // A tile as wide as the rows left, so that a small batch (a
+                // few drafted tokens) still reads the weights once.
+                match cols {
+                    8 => call!(8),
+                    7 => call!(7),
+                    6 => call!(6),
+                    5 => call!(5),
+                    4 => call!(4),
+                    3 => call!(3),
+                    2 => call!(2),
+                    _ => call!(1),
+                }
+                for (c, sums) in buf[..cols].iter().enumerate() {
                     for (r, v) in sums[..rows].iter().enumerate() {
                         out[r * out_stride + c0 + c] = *v;
                     }
@@ -141,15 +150,28 @@ unsafe fn nibbles(blk: &[u8]) -> [__m512i; 8] {
     }
 }
 
-/// Adds the fifth bits (a 64-bit mask per vector) of Q5 formats.
+/// Adds the fifth bits of Q5 formats: bit `t` of byte `i` of the plane is
+/// the fifth bit of byte `i` of vector `t`, shifted here to bit 4.
 #[inline(always)]
 unsafe fn fifth_bits(blk: &[u8], w: &mut [__m512i; 8]) {
-    // SAFETY (whole body): AVX-512 BW per the caller.
+    // SAFETY (whole body): AVX-512 F/BW per the caller; the load is checked.
     unsafe {
         let bit = _mm512_set1_epi8(0x10);
-        for (t, w) in w.iter_mut().enumerate() {
-            let m = u64::from_le_bytes(blk[256 + 8 * t..256 + 8 * t + 8].try_into().unwrap_or([0; 8]));
-            *w = _mm512_or_si512(*w, _mm512_maskz_mov_epi8(m, bit));
+        let h = load(blk, 256);
+        // Shifts of 16-bit lanes: bits crossing into the other byte land
+        // outside bit 4 of it and are masked away.
+        let parts = [
+            _mm512_slli_epi16::<4>(h),
+            _mm512_slli_epi16::<3>(h),
+            _mm512_slli_epi16::<2>(h),
+            _mm512_slli_epi16::<1>(h),
+            h,
+            _mm512_srli_epi16::<1>(h),
+            _mm512_srli_epi16::<2>(h),
+            _mm512_srli_epi16::<3>(h),
+        ];
+        for (w, part) in w.iter_mut().zip(parts) {
+            *w = _mm512_or_si512(*w, _mm512_and_si512(part, bit));
         }
     }
 }
@@ -317,9 +339,10 @@ unsafe fn act4(q: &[i8; 32], t: usize) -> __m512i {
     unsafe { _mm512_set1_epi32(v) }
 }
 
-/// One group times `C` activation rows (`blocks` blocks apart) into `out[c][r]`.
+/// One group times `C` activation rows (`blocks` blocks apart) into `out[c][r]`
+/// (`out` has at least `C` entries).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn tile<K: Kind, const C: usize>(group: &[u8], layout: Layout, blocks: usize, a: &[Q8Block], out: &mut [[f32; ROWS]; C]) {
+fn tile<K: Kind, const C: usize>(group: &[u8], layout: Layout, blocks: usize, a: &[Q8Block], out: &mut [[f32; ROWS]]) {
     // SAFETY (whole body): this function's target features are the ones the
     // helpers need; memory is only touched through checked slices.
     unsafe {

@@ -5,9 +5,9 @@
 //! In one packed block, byte `4 r + i` of vector `t` (`t < 8`) holds value
 //! `4 t + i` of row `r`, as an unsigned byte (the format's offset is taken off
 //! afterwards with the activations' sums). The values are stored in planes as
-//! narrow as the format: nibbles (two vectors per 64 bytes), plus a bit mask
-//! per vector for 5-bit values, plus a 2-bit plane for 6-bit values, or whole
-//! bytes for Q8_0. Scales stay in their GGUF precision (f16 and the k-quants'
+//! narrow as the format: nibbles (two vectors per 64 bytes), plus a 1-bit
+//! plane (eight vectors per 64 bytes) for 5-bit values or a 2-bit plane for
+//! 6-bit values, or whole bytes for Q8_0. Scales stay in their GGUF precision (f16 and the k-quants'
 //! small integers), so a packed matrix is as big as the file's tensor (Q4_K
 //! grows 3% by unpacking its 6-bit scales), and decoding reads no more memory.
 //!
@@ -43,7 +43,7 @@ impl Layout {
             Format::Q4_0 => simple(256 + 32),
             // nibbles 256 + d f16[16] + m f16[16]
             Format::Q4_1 => simple(256 + 64),
-            // nibbles 256 + fifth-bit masks 8 x u64 + d
+            // nibbles 256 + fifth-bit plane 64 + d
             Format::Q5_0 => simple(256 + 64 + 32),
             // ... + m
             Format::Q5_1 => simple(256 + 64 + 64),
@@ -204,14 +204,15 @@ impl Packed {
                 let mut rest = 256;
                 match format {
                     Format::Q5_0 | Format::Q5_1 => {
-                        for t in 0..8 {
-                            let mut mask = 0u64;
-                            for r in 0..ROWS {
-                                for i in 0..4 {
-                                    mask |= (((value(r, 4 * t + i) >> 4) & 1) as u64) << (4 * r + i);
+                        // Byte 4r + i, bit t: the fifth bit of value 4t + i of row r.
+                        for r in 0..ROWS {
+                            for i in 0..4 {
+                                let mut byte = 0u8;
+                                for t in 0..8 {
+                                    byte |= ((value(r, 4 * t + i) >> 4) & 1) << t;
                                 }
+                                blk[256 + 4 * r + i] = byte;
                             }
-                            blk[256 + 8 * t..256 + 8 * t + 8].copy_from_slice(&mask.to_le_bytes());
                         }
                         rest += 64;
                     }
@@ -302,10 +303,7 @@ impl Packed {
                     _ => {
                         let nib = (blk[64 * (t / 2) + lane] >> (4 * (t % 2))) & 0xF;
                         let high = match self.format {
-                            Format::Q5_0 | Format::Q5_1 => {
-                                let mask = u64::from_le_bytes(blk[256 + 8 * t..256 + 8 * t + 8].try_into().unwrap_or([0; 8]));
-                                (((mask >> lane) & 1) as u8) << 4
-                            }
+                            Format::Q5_0 | Format::Q5_1 => ((blk[256 + lane] >> t) & 1) << 4,
                             Format::Q6K => ((blk[256 + 64 * (t / 4) + lane] >> (2 * (t % 4))) & 3) << 4,
                             _ => 0,
                         };
