@@ -31,13 +31,20 @@ pub fn available() -> bool {
 /// `out[r * out_stride + c]` for the group's first `rows` rows.
 ///
 /// The caller checked [`available`]; indexing is bounds-checked.
+/// `next` is the group that will be multiplied after this one (or empty):
+/// with several activation rows it is prefetched while this one is computed,
+/// so that memory and arithmetic overlap when the weights stream from memory
+/// (small batches, such as verifying drafted tokens). With one row the
+/// hardware prefetcher keeps up by itself, and software prefetches measured
+/// slower.
 #[allow(clippy::too_many_arguments)]
-pub fn group(format: Format, group: &[u8], blocks: usize, rows: usize, a: &[Q8Block], m: usize, out: &mut [f32], out_stride: usize) {
+pub fn group(format: Format, group: &[u8], next: &[u8], blocks: usize, rows: usize, a: &[Q8Block], m: usize, out: &mut [f32], out_stride: usize) {
     macro_rules! run {
         ($kind:ty) => {{
             let layout = Layout::of(format);
             let mut c0 = 0;
             let mut buf = [[0f32; ROWS]; TILE_C];
+            let next = if m > 1 { next } else { &[] };
             while c0 < m {
                 let cols = TILE_C.min(m - c0);
                 let a = &a[c0 * blocks..];
@@ -47,7 +54,7 @@ pub fn group(format: Format, group: &[u8], blocks: usize, rows: usize, a: &[Q8Bl
                         // SAFETY: the caller checked that the CPU has AVX-512
                         // F, BW and VNNI; every access inside is through
                         // bounds-checked slices.
-                        unsafe { tile::<$kind, $c>(group, layout, blocks, a, out) }
+                        unsafe { tile::<$kind, $c>(group, next, layout, blocks, a, out) }
                     }};
                 }
                 // A tile as wide as the rows left, so that a small batch (a
@@ -342,7 +349,7 @@ unsafe fn act4(q: &[i8; 32], t: usize) -> __m512i {
 /// One group times `C` activation rows (`blocks` blocks apart) into `out[c][r]`
 /// (`out` has at least `C` entries).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn tile<K: Kind, const C: usize>(group: &[u8], layout: Layout, blocks: usize, a: &[Q8Block], out: &mut [[f32; ROWS]]) {
+fn tile<K: Kind, const C: usize>(group: &[u8], next: &[u8], layout: Layout, blocks: usize, a: &[Q8Block], out: &mut [[f32; ROWS]]) {
     // SAFETY (whole body): this function's target features are the ones the
     // helpers need; memory is only touched through checked slices.
     unsafe {
@@ -351,6 +358,11 @@ fn tile<K: Kind, const C: usize>(group: &[u8], layout: Layout, blocks: usize, a:
             let (at, header_at) = layout.block_at(b);
             let blk = &group[at..at + layout.block];
             let header = &group[header_at..header_at + layout.header];
+            if let Some(ahead) = next.get(at..at + layout.block) {
+                for line in ahead.chunks(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+                }
+            }
             let w = K::values(blk);
             let (s_lo, s_hi, min) = K::scales(header, blk);
             for c in 0..C {

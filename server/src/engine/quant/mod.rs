@@ -426,7 +426,8 @@ fn run_task(isa: Isa, task: Task<'_, '_>, q8: &[Q8Block], q8k: &[Q8KBlock], k: u
                 for g in first..first + count {
                     let rows = x16::ROWS.min(quant.rows - g * x16::ROWS);
                     let out = &mut out[(g - first) * x16::ROWS * m + panel..];
-                    avx512::group(format, packed.group(g), nb, rows, &q8[panel * nb..], cols, out, m);
+                    let next = if g + 1 < first + count { packed.group(g + 1) } else { &[] };
+                    avx512::group(format, packed.group(g), next, nb, rows, &q8[panel * nb..], cols, out, m);
                 }
             }
         }
