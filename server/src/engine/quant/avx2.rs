@@ -16,7 +16,7 @@
 use std::arch::x86_64::*;
 
 use super::blocks::{q4k_scale_min, Format, Q8Block, Q8KBlock};
-use super::Acts;
+use super::{Acts, Strides};
 
 /// Weight rows per tile.
 pub const TILE_R: usize = 4;
@@ -28,14 +28,14 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-/// Computes `out[r * out_stride + c]` = dot(weight row `r`, activation row `c`)
+/// Computes `out[r * st.row + c * st.col]` = dot(weight row `r`, activation row `c`)
 /// for `rows <= TILE_R` rows of `w` (each `row_bytes` long) and `cols <= TILE_C`
 /// activation rows of `a` (each `nb` blocks long).
 ///
 /// The caller checked [`available`] and that `w`, `a` and `out` are long enough;
 /// out-of-range indexing panics rather than reading out of bounds.
 #[allow(clippy::too_many_arguments)]
-pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], out_stride: usize) {
+pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides) {
     macro_rules! shapes {
         ($f:ident, $a:expr) => {{
             // SAFETY: `available()` was checked by the caller (the kernels are
@@ -43,20 +43,20 @@ pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>
             // goes through bounds-checked slices.
             unsafe {
                 if rows == TILE_R && cols == TILE_C {
-                    $f::<TILE_R, TILE_C>(w, row_bytes, $a, nb, out, out_stride)
+                    $f::<TILE_R, TILE_C>(w, row_bytes, $a, nb, out, st)
                 } else if rows == TILE_R {
                     for c in 0..cols {
-                        $f::<TILE_R, 1>(w, row_bytes, &$a[c * nb..], nb, &mut out[c..], out_stride)
+                        $f::<TILE_R, 1>(w, row_bytes, &$a[c * nb..], nb, &mut out[c * st.col..], st)
                     }
                 } else {
                     for r in 0..rows {
                         let w = &w[r * row_bytes..];
-                        let out = &mut out[r * out_stride..];
+                        let out = &mut out[r * st.row..];
                         if cols == TILE_C {
-                            $f::<1, TILE_C>(w, row_bytes, $a, nb, out, out_stride)
+                            $f::<1, TILE_C>(w, row_bytes, $a, nb, out, st)
                         } else {
                             for c in 0..cols {
-                                $f::<1, 1>(w, row_bytes, &$a[c * nb..], nb, &mut out[c..], out_stride)
+                                $f::<1, 1>(w, row_bytes, &$a[c * nb..], nb, &mut out[c * st.col..], st)
                             }
                         }
                     }
@@ -76,7 +76,7 @@ pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>
         _ => {
             for r in 0..rows {
                 for c in 0..cols {
-                    out[r * out_stride + c] = 0.0;
+                    out[r * st.row + c * st.col] = 0.0;
                 }
             }
         }
@@ -218,7 +218,7 @@ impl Small for Q5_1 {
 /// plus `m_w * s_a` for the formats with a minimum.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_small<F: Small, const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], out_stride: usize) {
+fn tile_small<F: Small, const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     let mut acc_min = [[0f32; C]; R];
     for b in 0..nb {
@@ -252,7 +252,7 @@ fn tile_small<F: Small, const R: usize, const C: usize>(w: &[u8], row_bytes: usi
     }
     for r in 0..R {
         for c in 0..C {
-            out[r * out_stride + c] = hsum(acc[r][c]) + acc_min[r][c];
+            out[r * st.row + c * st.col] = hsum(acc[r][c]) + acc_min[r][c];
         }
     }
 }
@@ -260,8 +260,8 @@ fn tile_small<F: Small, const R: usize, const C: usize>(w: &[u8], row_bytes: usi
 macro_rules! small_kernel {
     ($name:ident, $fmt:ty) => {
         #[target_feature(enable = "avx2,fma,f16c")]
-        fn $name<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], out_stride: usize) {
-            tile_small::<$fmt, R, C>(w, row_bytes, a, nb, out, out_stride)
+        fn $name<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
+            tile_small::<$fmt, R, C>(w, row_bytes, a, nb, out, st)
         }
     };
 }
@@ -273,7 +273,7 @@ small_kernel!(tile_q5_1, Q5_1);
 
 /// Q8_0: signed weights, multiplied with the sign trick.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q8_0<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], out_stride: usize) {
+fn tile_q8_0<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
     const BYTES: usize = 34;
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for b in 0..nb {
@@ -298,7 +298,7 @@ fn tile_q8_0<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8
     }
     for r in 0..R {
         for c in 0..C {
-            out[r * out_stride + c] = hsum(acc[r][c]);
+            out[r * st.row + c * st.col] = hsum(acc[r][c]);
         }
     }
 }
@@ -314,7 +314,7 @@ fn load_bsums(a: &Q8KBlock) -> __m256i {
 /// Q4_K: `acc += d d_a Σ_j sc_j Σ n a - dmin d_a Σ_j m_j Σ a`, sub-block
 /// scales applied in integers, one conversion per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], out_stride: usize) {
+fn tile_q4k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     const BYTES: usize = 144;
     let mask = _mm256_set1_epi8(0x0F);
     let mut acc = [[_mm256_setzero_ps(); C]; R];
@@ -357,14 +357,14 @@ fn tile_q4k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8K
     }
     for r in 0..R {
         for c in 0..C {
-            out[r * out_stride + c] = hsum(acc[r][c]);
+            out[r * st.row + c * st.col] = hsum(acc[r][c]);
         }
     }
 }
 
 /// Q6_K: `acc += d d_a Σ_s sc_s (Σ v a - 32 Σ a)`, all in integers per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q6k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], out_stride: usize) {
+fn tile_q6k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     const BYTES: usize = 210;
     let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     let mut acc = [[_mm256_setzero_ps(); C]; R];
@@ -406,7 +406,7 @@ fn tile_q6k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8K
     }
     for r in 0..R {
         for c in 0..C {
-            out[r * out_stride + c] = hsum(acc[r][c]);
+            out[r * st.row + c * st.col] = hsum(acc[r][c]);
         }
     }
 }

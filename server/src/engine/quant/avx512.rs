@@ -16,6 +16,7 @@
 use std::arch::x86_64::*;
 
 use super::blocks::{Format, Q8Block};
+use super::Strides;
 use super::x16::{Layout, ROWS};
 
 /// Activation rows per tile.
@@ -28,7 +29,7 @@ pub fn available() -> bool {
 
 /// One group of 16 packed rows (`group`, `blocks` 32-value blocks) times the
 /// `m` activation rows of `a` (`blocks` blocks each): writes
-/// `out[r * out_stride + c]` for the group's first `rows` rows.
+/// `out[r * st.row + c * st.col]` for the group's first `rows` rows.
 ///
 /// The caller checked [`available`]; indexing is bounds-checked.
 /// `next` is the group that will be multiplied after this one (or empty):
@@ -38,7 +39,7 @@ pub fn available() -> bool {
 /// hardware prefetcher keeps up by itself, and software prefetches measured
 /// slower.
 #[allow(clippy::too_many_arguments)]
-pub fn group(format: Format, group: &[u8], next: &[u8], blocks: usize, rows: usize, a: &[Q8Block], m: usize, out: &mut [f32], out_stride: usize) {
+pub fn group(format: Format, group: &[u8], next: &[u8], blocks: usize, rows: usize, a: &[Q8Block], m: usize, out: &mut [f32], st: Strides) {
     macro_rules! run {
         ($kind:ty) => {{
             let layout = Layout::of(format);
@@ -71,7 +72,7 @@ pub fn group(format: Format, group: &[u8], next: &[u8], blocks: usize, rows: usi
                 }
                 for (c, sums) in buf[..cols].iter().enumerate() {
                     for (r, v) in sums[..rows].iter().enumerate() {
-                        out[r * out_stride + c0 + c] = *v;
+                        out[r * st.row + (c0 + c) * st.col] = *v;
                     }
                 }
                 c0 += cols;

@@ -11,9 +11,10 @@
 //! parallel job instead of several, which matters when decoding a token is a
 //! few hundred small products.
 //!
-//! Work is split across the current rayon pool by output rows. With many
-//! activation rows (prefill) each task walks a 64-row panel of activations per
-//! tile of weight rows, so both stay in cache, and every unpacked weight block
+//! Work is split across the current rayon pool. With few activation rows
+//! (decoding, verifying drafted tokens) tasks take ranges of weight rows, so
+//! the weights stream through once; with many (prefill) tasks take panels of
+//! activation rows and write whole output rows, and each unpacked weight block
 //! serves several activation rows.
 //!
 //! A row's result never depends on the other activation rows in the product:
@@ -103,12 +104,12 @@ impl Isa {
     }
 
     /// One tile on the row layout: `rows` weight rows × `cols` activation rows
-    /// into `out[r * out_stride + c]`.
+    /// into `out[r * st.row + c * st.col]`.
     #[allow(clippy::too_many_arguments)]
-    fn tile(self, format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], out_stride: usize) {
+    fn tile(self, format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides) {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => avx2::tile(format, w, row_bytes, rows, a, nb, cols, out, out_stride),
+            Self::Avx2 => avx2::tile(format, w, row_bytes, rows, a, nb, cols, out, st),
             _ => {
                 for r in 0..rows {
                     let w = &w[r * row_bytes..(r + 1) * row_bytes];
@@ -117,12 +118,22 @@ impl Isa {
                             Acts::Q8(a) => Acts::Q8(&a[..nb]),
                             Acts::Q8K(a) => Acts::Q8K(&a[..nb]),
                         };
-                        out[r * out_stride + c] = scalar::dot(format, w, a);
+                        out[r * st.row + c * st.col] = scalar::dot(format, w, a);
                     }
                 }
             }
         }
     }
+}
+
+/// Where result (weight row `r`, activation row `c`) goes in an output slice:
+/// `r * row + c * col`.
+#[derive(Debug, Clone, Copy)]
+pub struct Strides {
+    /// Distance between weight rows (output columns).
+    pub row: usize,
+    /// Distance between activation rows (output rows).
+    pub col: usize,
 }
 
 /// How a quantized tensor's bytes are laid out.
@@ -180,7 +191,7 @@ pub struct QuantMatrix {
 pub struct Scratch {
     q8: Vec<Q8Block>,
     q8k: Vec<Q8KBlock>,
-    out_t: Vec<f32>,
+    staged: Vec<f32>,
 }
 
 /// An inconsistency in shapes: a bug or a corrupt file, reported as a failed computation.
@@ -188,17 +199,31 @@ fn failure(message: impl Into<String>) -> EngineError {
     EngineError::Compute(candle_core::Error::Msg(message.into()))
 }
 
-/// Activation rows per cache panel in the prefill loop.
-const PANEL: usize = 64;
+/// From this many activation rows on, tasks take panels of activation rows
+/// (prefill); below, ranges of weight rows (decoding, drafted tokens).
+const SPLIT_BY_ACTIVATIONS: usize = 32;
 
-/// One task: some rows of one quantized part, and their slice of the transposed output.
+/// One task of a product split by weight rows: some rows of one quantized
+/// part, and a slice for their results.
 struct Task<'s, 'o> {
     quant: &'s Quantized,
     /// First row (or 16-row group, for packed storage) of the part.
     first: usize,
     /// Rows (or groups).
     count: usize,
+    /// The task's first row in the whole matrix.
+    row0: usize,
+    /// Its number of rows.
+    rows: usize,
     out: &'o mut [f32],
+}
+
+/// Activations of every kind the parts need.
+#[derive(Clone, Copy)]
+struct AllActs<'a> {
+    q8: &'a [Q8Block],
+    q8k: &'a [Q8KBlock],
+    k: usize,
 }
 
 impl QuantMatrix {
@@ -301,34 +326,57 @@ impl QuantMatrix {
             return Ok(());
         }
         self.quantize_activations(x, m, scratch);
-        let Scratch { q8, q8k, out_t } = scratch;
-        // With one activation row the transposed output is the output itself.
-        let target: &mut [f32] = if m == 1 {
-            out
-        } else {
-            out_t.clear();
-            out_t.resize(m * n, 0.0);
-            out_t
-        };
-        let tasks = self.tasks(m, target);
-        let (q8, q8k): (&[Q8Block], &[Q8KBlock]) = (q8, q8k);
+        let Scratch { q8, q8k, staged } = scratch;
+        let acts = AllActs { q8, q8k, k };
         let isa = self.isa;
-        tasks.into_par_iter().for_each(|task| run_task(isa, task, q8, q8k, k, m));
+        if m >= SPLIT_BY_ACTIVATIONS {
+            // Panels of activation rows, each writing whole rows of `out`.
+            let threads = rayon::current_num_threads().max(1);
+            let panel = m.div_ceil(threads * 4).max(16);
+            out.par_chunks_mut(panel * n).enumerate().for_each(|(p, out)| {
+                let (c0, cols) = (p * panel, out.len() / n);
+                let mut row0 = 0;
+                for part in &self.parts {
+                    if let Part::Quantized(quant) = part {
+                        run_part(isa, quant, 0, quant.units(), acts, c0, cols, &mut out[row0..], Strides { row: 1, col: n });
+                    }
+                    row0 += part.rows();
+                }
+            });
+        } else if m == 1 {
+            // One activation row: tasks write their stretch of `out` directly.
+            let tasks = self.tasks(1, out);
+            tasks.into_par_iter().for_each(|t| run_part(isa, t.quant, t.first, t.count, acts, 0, 1, t.out, Strides { row: 1, col: 0 }));
+        } else {
+            // Few activation rows: each task stages its results as `[m][rows]`,
+            // then they are copied into place row by row.
+            staged.clear();
+            staged.resize(m * n, 0.0);
+            let tasks = self.tasks(m, staged);
+            let placed: Vec<(usize, usize)> = tasks.iter().map(|t| (t.row0, t.rows)).collect();
+            tasks.into_par_iter().for_each(|t| {
+                let rows = t.rows;
+                run_part(isa, t.quant, t.first, t.count, acts, 0, m, t.out, Strides { row: 1, col: rows });
+            });
+            // A task's slice starts at its first row times m (parts and tasks
+            // are laid out in row order).
+            for (row0, rows) in placed {
+                let here = &staged[row0 * m..(row0 + rows) * m];
+                for (c, values) in here.chunks_exact(rows).enumerate() {
+                    out[c * n + row0..c * n + row0 + rows].copy_from_slice(values);
+                }
+            }
+        }
         // Candle parts (types without kernels here): computed whole, copied in.
         let mut row0 = 0;
         for part in &self.parts {
             if let Part::Candle { matmul, rows } = part {
                 let y = matmul.forward(&Tensor::from_slice(x, (m, k), &Device::Cpu)?)?.flatten_all()?.to_vec1::<f32>()?;
-                for c in 0..m {
-                    for r in 0..*rows {
-                        target[(row0 + r) * m + c] = y[c * rows + r];
-                    }
+                for (c, values) in y.chunks_exact(*rows).enumerate() {
+                    out[c * n + row0..c * n + row0 + rows].copy_from_slice(values);
                 }
             }
             row0 += part.rows();
-        }
-        if m > 1 {
-            transpose(out_t, n, m, out);
         }
         Ok(())
     }
@@ -364,15 +412,18 @@ impl QuantMatrix {
     }
 
     /// Splits the quantized parts' rows into tasks of whole tiles (or 16-row
-    /// groups), each with its own slice of the transposed output (`[rows, m]`).
-    fn tasks<'s, 'o>(&'s self, m: usize, mut out_t: &'o mut [f32]) -> Vec<Task<'s, 'o>> {
+    /// groups), each with its own slice of `out` (`m` values per row).
+    fn tasks<'s, 'o>(&'s self, m: usize, mut out: &'o mut [f32]) -> Vec<Task<'s, 'o>> {
         let threads = rayon::current_num_threads().max(1);
         let (tile_r, _) = self.isa.tile_shape();
         let mut tasks = Vec::new();
+        let mut part_row0 = 0;
         for part in &self.parts {
             let part_rows = part.rows();
-            let (mut here, rest) = std::mem::take(&mut out_t).split_at_mut(part_rows * m);
-            out_t = rest;
+            let (mut here, rest) = std::mem::take(&mut out).split_at_mut(part_rows * m);
+            out = rest;
+            let row0 = part_row0;
+            part_row0 += part_rows;
             let Part::Quantized(quant) = part else { continue };
             // Units of work: rows, or 16-row groups. A few tasks per thread
             // balance the load when other processes take cores away.
@@ -384,9 +435,9 @@ impl QuantMatrix {
             while first < units {
                 let count = per_task.min(units - first);
                 let rows = (count * unit_rows).min(part_rows - first * unit_rows);
-                let (out, rest) = std::mem::take(&mut here).split_at_mut(rows * m);
+                let (task_out, rest) = std::mem::take(&mut here).split_at_mut(rows * m);
                 here = rest;
-                tasks.push(Task { quant, first, count, out });
+                tasks.push(Task { quant, first, count, row0: row0 + first * unit_rows, rows, out: task_out });
                 first += count;
             }
         }
@@ -394,59 +445,51 @@ impl QuantMatrix {
     }
 }
 
-/// Runs one task: its rows against all `m` activation rows, into `out[r * m + c]`,
-/// panel by panel of activations.
-fn run_task(isa: Isa, task: Task<'_, '_>, q8: &[Q8Block], q8k: &[Q8KBlock], k: usize, m: usize) {
-    let Task { quant, first, count, out } = task;
+impl Quantized {
+    /// Units of work: rows, or 16-row groups for packed storage.
+    fn units(&self) -> usize {
+        match &self.storage {
+            Storage::Rows { .. } => self.rows,
+            Storage::Packed(p) => p.groups(),
+        }
+    }
+}
+
+/// Units `first..first + count` of a part (rows, or 16-row groups) against
+/// activation rows `c0..c0 + cols`, into `out[r * st.row + c * st.col]` with
+/// `r` counted from the first unit's first row and `c` from `c0`.
+#[allow(clippy::too_many_arguments)]
+fn run_part(isa: Isa, quant: &Quantized, first: usize, count: usize, acts: AllActs<'_>, c0: usize, cols: usize, out: &mut [f32], st: Strides) {
     let format = quant.format;
     match &quant.storage {
         Storage::Rows { row_bytes, data } => {
-            let (acts, nb) = match quant.act_kind() {
-                ActKind::Q8 => (Acts::Q8(q8), k / blocks::QK),
-                ActKind::Q8K => (Acts::Q8K(q8k), k / blocks::QK_K),
+            let (all, nb) = match quant.act_kind() {
+                ActKind::Q8 => (Acts::Q8(acts.q8), acts.k / blocks::QK),
+                ActKind::Q8K => (Acts::Q8K(acts.q8k), acts.k / blocks::QK_K),
             };
             let w = &data[first * row_bytes..(first + count) * row_bytes];
             let (tile_r, tile_c) = isa.tile_shape();
-            for panel in (0..m).step_by(PANEL) {
-                let panel_end = m.min(panel + PANEL);
-                for r0 in (0..count).step_by(tile_r) {
-                    let rr = tile_r.min(count - r0);
-                    for c0 in (panel..panel_end).step_by(tile_c) {
-                        let cc = tile_c.min(panel_end - c0);
-                        isa.tile(format, &w[r0 * row_bytes..], *row_bytes, rr, acts.from_row(c0, nb), nb, cc, &mut out[r0 * m + c0..], m);
-                    }
+            for r0 in (0..count).step_by(tile_r) {
+                let rr = tile_r.min(count - r0);
+                for cc0 in (0..cols).step_by(tile_c) {
+                    let cc = tile_c.min(cols - cc0);
+                    let out = &mut out[r0 * st.row + cc0 * st.col..];
+                    isa.tile(format, &w[r0 * row_bytes..], *row_bytes, rr, all.from_row(c0 + cc0, nb), nb, cc, out, st);
                 }
             }
         }
         #[cfg(target_arch = "x86_64")]
         Storage::Packed(packed) => {
             let nb = packed.blocks;
-            for panel in (0..m).step_by(PANEL) {
-                let cols = PANEL.min(m - panel);
-                for g in first..first + count {
-                    let rows = x16::ROWS.min(quant.rows - g * x16::ROWS);
-                    let out = &mut out[(g - first) * x16::ROWS * m + panel..];
-                    let next = if g + 1 < first + count { packed.group(g + 1) } else { &[] };
-                    avx512::group(format, packed.group(g), next, nb, rows, &q8[panel * nb..], cols, out, m);
-                }
+            for g in first..first + count {
+                let rows = x16::ROWS.min(quant.rows - g * x16::ROWS);
+                let out = &mut out[(g - first) * x16::ROWS * st.row..];
+                let next = if g + 1 < first + count { packed.group(g + 1) } else { &[] };
+                avx512::group(format, packed.group(g), next, nb, rows, &acts.q8[c0 * nb..], cols, out, st);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         Storage::Packed(_) => {}
-    }
-}
-
-/// `dst[c * n + r] = src[r * m + c]`.
-fn transpose(src: &[f32], n: usize, m: usize, dst: &mut [f32]) {
-    const B: usize = 16;
-    for r0 in (0..n).step_by(B) {
-        for c0 in (0..m).step_by(B) {
-            for r in r0..n.min(r0 + B) {
-                for c in c0..m.min(c0 + B) {
-                    dst[c * n + r] = src[r * m + c];
-                }
-            }
-        }
     }
 }
 
@@ -548,7 +591,7 @@ mod tests {
     fn kernels_match_the_scalar_reference_on_random_data() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         for format in Format::ALL {
-            for (rows, k, m) in [(7, 512, 5), (13, 256, 1), (4, 768, 9)] {
+            for (rows, k, m) in [(7, 512, 5), (13, 256, 1), (4, 768, 9), (37, 256, 40)] {
                 let x = random_acts(m, k, 5 + m as u64);
                 for isa in isas() {
                     let (mat, data) = matrix(format, rows, k, 11 + rows as u64, isa);
@@ -567,16 +610,18 @@ mod tests {
     #[test]
     fn a_row_gets_the_same_bits_alone_or_in_a_batch() {
         for format in Format::ALL {
-            let (rows, k, m) = (19, 512, 11);
-            let x = random_acts(m, k, 4);
-            for isa in isas() {
-                let (mat, _) = matrix(format, rows, k, 3, isa);
-                let mut batch = vec![0f32; m * rows];
-                mat.matmul(&x, m, &mut batch, &mut Scratch::default()).unwrap();
-                for c in 0..m {
-                    let mut one = vec![0f32; rows];
-                    mat.matmul(&x[c * k..(c + 1) * k], 1, &mut one, &mut Scratch::default()).unwrap();
-                    assert_eq!(one, batch[c * rows..(c + 1) * rows], "{format:?} {isa:?} row {c}");
+            // 11 rows take the split by weight rows, 35 the split by activation rows.
+            for (rows, k, m) in [(19, 512, 11), (21, 256, 35)] {
+                let x = random_acts(m, k, 4);
+                for isa in isas() {
+                    let (mat, _) = matrix(format, rows, k, 3, isa);
+                    let mut batch = vec![0f32; m * rows];
+                    mat.matmul(&x, m, &mut batch, &mut Scratch::default()).unwrap();
+                    for c in 0..m {
+                        let mut one = vec![0f32; rows];
+                        mat.matmul(&x[c * k..(c + 1) * k], 1, &mut one, &mut Scratch::default()).unwrap();
+                        assert_eq!(one, batch[c * rows..(c + 1) * rows], "{format:?} {isa:?} row {c}");
+                    }
                 }
             }
         }
