@@ -6,9 +6,11 @@
 //! is also what speculative decoding relies on: drafted tokens are written,
 //! and the ones the model rejects are forgotten by truncating.
 //!
-//! Keys and values live in plain `f32` memory (`[kv_heads, capacity, head_dim]`
-//! per layer), which the CPU forward pass reads directly. The memory is
-//! allocated zeroed, so the operating system only backs the positions used.
+//! Keys and values live in plain `f32` memory, which the CPU forward pass
+//! reads directly: values as `[kv_heads, capacity, head_dim]` per layer, keys
+//! transposed, `[kv_heads, head_dim, capacity]`, so that a query's scores
+//! against consecutive positions are computed a vector at a time. The memory
+//! is allocated zeroed, so the operating system only backs what is used.
 
 use candle_core::Device;
 
@@ -25,7 +27,7 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// Allocates `n_layers` pairs of `[n_kv_heads, capacity, head_dim]` arrays.
+    /// Allocates `n_layers` pairs of `n_kv_heads * capacity * head_dim` arrays.
     /// The forward pass runs on the CPU, so `device` must be the CPU.
     pub fn new(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self, EngineError> {
         if !device.is_cpu() {
@@ -79,14 +81,19 @@ impl KvCache {
         if pos >= self.capacity || kv_head >= self.n_kv_heads || layer >= self.keys.len() {
             return Err(EngineError::ContextOverflow { prompt: pos + 1, max_new: 0, context: self.capacity });
         }
-        let at = (kv_head * self.capacity + pos) * self.head_dim;
-        self.keys[layer][at..at + self.head_dim].copy_from_slice(&key[..self.head_dim]);
-        self.values[layer][at..at + self.head_dim].copy_from_slice(&value[..self.head_dim]);
+        let (dim, capacity) = (self.head_dim, self.capacity);
+        let at = (kv_head * capacity + pos) * dim;
+        self.values[layer][at..at + dim].copy_from_slice(&value[..dim]);
+        let keys = &mut self.keys[layer][kv_head * dim * capacity..(kv_head + 1) * dim * capacity];
+        for (i, k) in key[..dim].iter().enumerate() {
+            keys[i * capacity + pos] = *k;
+        }
         Ok(())
     }
 
-    /// One layer's keys and values, `[kv_heads, capacity, head_dim]` each;
-    /// positions from the committed length on hold whatever was written last.
+    /// One layer's keys (`[kv_heads, head_dim, capacity]`) and values
+    /// (`[kv_heads, capacity, head_dim]`); positions from the committed length
+    /// on hold whatever was written last.
     pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
         (&self.keys[layer], &self.values[layer])
     }

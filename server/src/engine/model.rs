@@ -380,7 +380,7 @@ impl Transformer {
             let q = &qkv[i * width + h * hd..i * width + (h + 1) * hd];
             let kv = h / group;
             let span = kv * capacity * hd..(kv + 1) * capacity * hd;
-            ops::attend(q, &keys[span.clone()], &values[span], pos + i + 1, scale, scores, out);
+            ops::attend(q, &keys[span.clone()], capacity, &values[span], pos + i + 1, scale, scores, out);
         });
         ws.proj.resize(m * d, 0.0);
         layer.wo.matmul(&ws.attn, m, &mut ws.proj, &mut ws.scratch)?;

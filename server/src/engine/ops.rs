@@ -98,14 +98,19 @@ pub fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], halves: bool) {
 }
 
 /// One query row of causal attention for one head: softmax of `q · kⱼ *
-/// scale` over the first `len` positions of `keys`, times `values` (both
-/// `head_dim`-wide rows), into `out`. `scores` is scratch.
-pub fn attend(q: &[f32], keys: &[f32], values: &[f32], len: usize, scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
+/// scale` over the first `len` positions, times the values, into `out`.
+/// `keys_t` holds the keys transposed (element `i` of position `j` at
+/// `i * stride + j`), so the scores grow a vector of positions at a time;
+/// `values` holds `head_dim`-wide rows. `scores` is scratch.
+pub fn attend(q: &[f32], keys_t: &[f32], stride: usize, values: &[f32], len: usize, scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
     let dim = out.len();
     scores.clear();
-    scores.extend((0..len).map(|j| dot(q, &keys[j * dim..(j + 1) * dim]) * scale));
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    scores.iter_mut().for_each(|s| *s -= max);
+    scores.resize(len, 0.0);
+    for (i, &qi) in q[..dim].iter().enumerate() {
+        axpy(scores, qi, &keys_t[i * stride..i * stride + len]);
+    }
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s * scale));
+    scores.iter_mut().for_each(|s| *s = *s * scale - max);
     exp_in_place(scores);
     let sum: f32 = scores.iter().sum();
     out.fill(0.0);
@@ -284,11 +289,17 @@ mod tests {
 
     #[test]
     fn attention_is_a_softmax_weighted_sum() {
-        let (dim, len) = (8, 5);
+        let (dim, len, stride) = (8, 5, 7);
         let q = random(dim, 3);
         let (k, v) = (random(dim * len, 4), random(dim * len, 5));
+        let mut k_t = vec![f32::NAN; dim * stride];
+        for j in 0..len {
+            for i in 0..dim {
+                k_t[i * stride + j] = k[j * dim + i];
+            }
+        }
         let mut out = vec![0f32; dim];
-        attend(&q, &k, &v, len, 0.3, &mut Vec::new(), &mut out);
+        attend(&q, &k_t, stride, &v, len, 0.3, &mut Vec::new(), &mut out);
         let s: Vec<f64> = (0..len).map(|j| (0..dim).map(|i| q[i] as f64 * k[j * dim + i] as f64).sum::<f64>() * 0.3).collect();
         let max = s.iter().cloned().fold(f64::MIN, f64::max);
         let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();

@@ -15,7 +15,7 @@
 
 use std::arch::x86_64::*;
 
-use super::blocks::{q4k_scale_min, Format, Q8Block, Q8KBlock};
+use super::blocks::{finish_q8_block, q4k_scale_min, Format, Q8Block, Q8KBlock};
 use super::{Acts, Strides};
 
 /// Weight rows per tile.
@@ -409,4 +409,60 @@ fn tile_q6k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8K
             out[r * st.row + c * st.col] = hsum(acc[r][c]);
         }
     }
+}
+
+/// [`super::blocks::quantize_q8_block`] with AVX2, bit for bit: the largest
+/// magnitude, then `x / d` rounded half away from zero. Returns false, having
+/// written nothing, for a block with a value that is not finite (the portable
+/// version then decides what it becomes).
+pub fn quantize_q8_block(x: &[f32], block: &mut Q8Block) -> bool {
+    let x: &[f32; 32] = match x.try_into() {
+        Ok(x) => x,
+        Err(_) => return false,
+    };
+    // SAFETY: the caller checked `available()`.
+    unsafe { quantize_q8_avx2(x, block) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_q8_avx2(x: &[f32; 32], block: &mut Q8Block) -> bool {
+    // SAFETY (loads): `x` is 32 floats.
+    let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
+    let sign = _mm256_set1_ps(-0.0);
+    let abs: [__m256; 4] = std::array::from_fn(|i| _mm256_andnot_ps(sign, v[i]));
+    // Not finite: |x| > MAX, or NaN (unordered).
+    let limit = _mm256_set1_ps(f32::MAX);
+    let mut bad = _mm256_setzero_ps();
+    for a in abs {
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps::<_CMP_NLE_UQ>(a, limit));
+    }
+    if _mm256_movemask_ps(bad) != 0 {
+        return false;
+    }
+    let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    let q: [__m256i; 4] = std::array::from_fn(|i| {
+        let y = _mm256_mul_ps(v[i], id);
+        // Round half away from zero: truncate, then step away by one where
+        // the (exact) remainder is at least a half.
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+        let rem = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
+        let step = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(rem, half), _mm256_or_ps(one, _mm256_and_ps(sign, y)));
+        _mm256_cvttps_epi32(_mm256_add_ps(t, step))
+    });
+    // 32-bit to 8-bit; the packs interleave 128-bit lanes, the permute undoes it.
+    let q16a = _mm256_packs_epi32(q[0], q[1]);
+    let q16b = _mm256_packs_epi32(q[2], q[3]);
+    let q8 = _mm256_packs_epi16(q16a, q16b);
+    let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `qs` is 32 bytes.
+    unsafe { _mm256_storeu_si256(block.qs.as_mut_ptr().cast(), q8) };
+    finish_q8_block(d, block);
+    true
 }

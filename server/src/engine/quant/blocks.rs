@@ -238,22 +238,38 @@ impl Default for Q8KBlock {
 /// `quantize_row_q8_0`/`q8_1` and candle do: scale `max|x| / 127`, values
 /// rounded half away from zero.
 pub fn quantize_q8(x: &[f32], out: &mut [Q8Block]) {
+    #[cfg(target_arch = "x86_64")]
+    let simd = super::avx2::available();
     for (x, block) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, v) in block.qs.iter_mut().zip(x) {
-            // `as` saturates, and NaN becomes 0: no input can panic here.
-            *q = (v * id).round() as i8;
-            sum += *q as i32;
+        #[cfg(target_arch = "x86_64")]
+        if simd && super::avx2::quantize_q8_block(x, block) {
+            continue;
         }
-        let lo: i32 = block.qs[..16].iter().map(|&q| q as i32).sum();
-        block.sums = [lo as i16, (sum - lo) as i16];
-        let dh = f16::from_f32(d);
-        block.d = dh.to_f32();
-        block.s = (f16::from_f32(sum as f32) * dh).to_f32();
+        quantize_q8_block(x, block);
     }
+}
+
+/// One block of [`quantize_q8`] in portable code: the reference the vector
+/// version must equal bit for bit.
+pub fn quantize_q8_block(x: &[f32], block: &mut Q8Block) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, v) in block.qs.iter_mut().zip(x) {
+        // `as` saturates, and NaN becomes 0: no input can panic here.
+        *q = (v * id).round() as i8;
+    }
+    finish_q8_block(d, block);
+}
+
+/// Sets a block's sums and scales once its values are quantized with scale `d`.
+pub fn finish_q8_block(d: f32, block: &mut Q8Block) {
+    let lo: i32 = block.qs[..16].iter().map(|&q| q as i32).sum();
+    let hi: i32 = block.qs[16..].iter().map(|&q| q as i32).sum();
+    block.sums = [lo as i16, hi as i16];
+    let dh = f16::from_f32(d);
+    block.d = dh.to_f32();
+    block.s = (f16::from_f32((lo + hi) as f32) * dh).to_f32();
 }
 
 /// Quantizes `x` (a multiple of 256 long) into `out` as candle's
@@ -381,6 +397,20 @@ mod tests {
             for (s, qs) in kb.bsums.iter().zip(kb.qs.chunks_exact(16)) {
                 assert_eq!(*s as i32, qs.iter().map(|&q| q as i32).sum::<i32>());
             }
+        }
+    }
+
+    #[test]
+    fn vector_quantization_equals_the_portable_one() {
+        let mut x = random_acts(4, 256, 8);
+        // Exact halves (d = 1): rounded away from zero, not to even.
+        x[32..64].iter_mut().enumerate().for_each(|(i, v)| *v = if i == 0 { 127.0 } else { i as f32 / 2.0 - 8.0 });
+        let mut fast = vec![Q8Block::default(); x.len() / QK];
+        quantize_q8(&x, &mut fast);
+        for (x, fast) in x.chunks_exact(QK).zip(&fast) {
+            let mut slow = Q8Block::default();
+            quantize_q8_block(x, &mut slow);
+            assert_eq!((fast.qs, fast.d.to_bits(), fast.s.to_bits(), fast.sums), (slow.qs, slow.d.to_bits(), slow.s.to_bits(), slow.sums));
         }
     }
 
