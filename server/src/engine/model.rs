@@ -209,11 +209,12 @@ impl Transformer {
         if width != hp.n_embd || rows < hp.vocab_size.min(rows) {
             return Err(corrupt(file, format!("token_embd.weight is {rows}x{width}, expected width {}", hp.n_embd)));
         }
-        let embeddings = Arc::new(QuantMatrix::new(embeddings)?);
-        let output = if file.has_tensor("output.weight") {
-            Arc::new(QuantMatrix::new(file.tensor("output.weight", device)?)?)
+        // Untied embeddings are only looked up: no need to repack them.
+        let (embeddings, output) = if file.has_tensor("output.weight") {
+            (Arc::new(QuantMatrix::for_lookup(embeddings)?), Arc::new(QuantMatrix::new(file.tensor("output.weight", device)?)?))
         } else {
-            embeddings.clone()
+            let tied = Arc::new(QuantMatrix::new(embeddings)?);
+            (tied.clone(), tied)
         };
         if output.cols() != hp.n_embd {
             return Err(corrupt(file, format!("output.weight has width {}, expected {}", output.cols(), hp.n_embd)));

@@ -243,6 +243,12 @@ impl QuantMatrix {
         Ok(Self { parts: vec![part], rows, cols, isa })
     }
 
+    /// A matrix only looked up row by row (an embedding table not shared
+    /// with the output): kept as the file stores it, not repacked.
+    pub fn for_lookup(tensor: QTensor) -> Result<Self, EngineError> {
+        Self::with_isa(tensor, Isa::Scalar)
+    }
+
     /// A matrix from GGUF-encoded rows.
     pub fn from_raw(format: Format, rows: usize, cols: usize, data: Vec<u8>, isa: Isa) -> Result<Self, EngineError> {
         let part = Part::Quantized(Self::quantized(format, rows, cols, data, isa)?);

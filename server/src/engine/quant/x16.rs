@@ -18,6 +18,8 @@
 //! This module packs and, for embedding lookups and tests, dequantizes; the
 //! products are in `avx512.rs`.
 
+use rayon::prelude::*;
+
 use super::blocks::{f16_at, q4k_scale_min, Format, QK, QK_K};
 
 /// Rows per group.
@@ -85,6 +87,7 @@ pub struct Packed {
 
 /// The 32 unsigned values of block `b` (32-value block index) of a row in its
 /// GGUF encoding, and the raw scale fields that go with it.
+#[derive(Clone, Copy, Default)]
 struct RowBlock {
     values: [u8; QK],
     /// f16 bits of d (or the k-quant super-scale d).
@@ -178,15 +181,20 @@ impl Packed {
         let groups = rows.div_ceil(ROWS);
         let group_bytes = layout.group_bytes(blocks);
         let mut out = vec![0u8; groups * group_bytes];
-        for (g, group) in out.chunks_exact_mut(group_bytes).enumerate() {
+        // Groups are independent: packed in parallel (on the current rayon
+        // pool), which keeps loading a model quick.
+        out.par_chunks_mut(group_bytes).enumerate().for_each(|(g, group)| {
+            let present = ROWS.min(rows - g * ROWS);
             for b in 0..blocks {
                 let (at, header_at) = layout.block_at(b);
-                let mut rb: Vec<Option<RowBlock>> = Vec::with_capacity(ROWS);
-                for r in 0..ROWS {
+                // Rows past the end stay zero.
+                let mut rb = [RowBlock::default(); ROWS];
+                for (r, x) in rb[..present].iter_mut().enumerate() {
                     let row = g * ROWS + r;
-                    rb.push((row < rows).then(|| row_block(format, &data[row * row_bytes..(row + 1) * row_bytes], b)));
+                    *x = row_block(format, &data[row * row_bytes..(row + 1) * row_bytes], b);
                 }
-                let value = |r: usize, i: usize| rb[r].as_ref().map_or(0, |x| x.values[i]);
+                let rb = &rb[..present];
+                let value = |r: usize, i: usize| rb.get(r).map_or(0, |x| x.values[i]);
                 let blk = &mut group[at..at + layout.block];
                 // Nibble plane (every format but Q8_0): vector j holds values of
                 // vectors 2j (low nibble) and 2j + 1 (high nibble).
@@ -243,7 +251,6 @@ impl Packed {
                     _ => {}
                 }
                 for (r, x) in rb.iter().enumerate() {
-                    let Some(x) = x else { continue };
                     match format {
                         Format::Q4K => {
                             blk[rest + r] = x.sc[0];
@@ -264,7 +271,6 @@ impl Packed {
                 if b % layout.per_super == 0 && layout.header > 0 {
                     let header = &mut group[header_at..header_at + layout.header];
                     for (r, x) in rb.iter().enumerate() {
-                        let Some(x) = x else { continue };
                         header[2 * r..2 * r + 2].copy_from_slice(&x.d);
                         if format == Format::Q4K {
                             header[32 + 2 * r..32 + 2 * r + 2].copy_from_slice(&x.m);
@@ -272,7 +278,7 @@ impl Packed {
                     }
                 }
             }
-        }
+        });
         Self { format, rows, blocks, group_bytes, data: out }
     }
 
