@@ -50,7 +50,7 @@ pub enum Acts<'a> {
 
 impl Acts<'_> {
     /// The activation rows from `row` on.
-    fn from_row(self, row: usize, nb: usize) -> Self {
+    fn skip_rows(self, row: usize, nb: usize) -> Self {
         match self {
             Self::Q8(a) => Self::Q8(&a[row * nb..]),
             Self::Q8K(a) => Self::Q8K(&a[row * nb..]),
@@ -114,7 +114,7 @@ impl Isa {
                 for r in 0..rows {
                     let w = &w[r * row_bytes..(r + 1) * row_bytes];
                     for c in 0..cols {
-                        let a = match a.from_row(c, nb) {
+                        let a = match a.skip_rows(c, nb) {
                             Acts::Q8(a) => Acts::Q8(&a[..nb]),
                             Acts::Q8K(a) => Acts::Q8K(&a[..nb]),
                         };
@@ -480,7 +480,7 @@ fn run_part(isa: Isa, quant: &Quantized, first: usize, count: usize, acts: AllAc
                 for cc0 in (0..cols).step_by(tile_c) {
                     let cc = tile_c.min(cols - cc0);
                     let out = &mut out[r0 * st.row + cc0 * st.col..];
-                    isa.tile(format, &w[r0 * row_bytes..], *row_bytes, rr, all.from_row(c0 + cc0, nb), nb, cc, out, st);
+                    isa.tile(format, &w[r0 * row_bytes..], *row_bytes, rr, all.skip_rows(c0 + cc0, nb), nb, cc, out, st);
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! activation row: the fallback for CPUs without AVX2, and the model the SIMD
 //! kernels follow (same integer sums, same scale arithmetic per block).
 
-use super::blocks::{f16_at, q4k_scale_min, Format, Q8Block, Q8KBlock, QK, QK_K};
+use super::blocks::{f16_at, q4k_scale_min, Format, Q8Block, Q8KBlock, QK};
 use super::Acts;
 
 /// Dot product of weight row `w` (whole blocks of `format`) with activation
@@ -40,9 +40,9 @@ fn dot_small(format: Format, w: &[u8], a: &[Q8Block]) -> f32 {
 /// `sum((nibble - offset) * q)` over one block of 16 packed bytes.
 fn nibbles(qs: &[u8], a: &Q8Block, offset: i32) -> i32 {
     let mut sum = 0;
-    for j in 0..QK / 2 {
-        sum += ((qs[j] & 0xF) as i32 - offset) * a.qs[j] as i32;
-        sum += ((qs[j] >> 4) as i32 - offset) * a.qs[j + 16] as i32;
+    for (j, &q) in qs[..QK / 2].iter().enumerate() {
+        sum += ((q & 0xF) as i32 - offset) * a.qs[j] as i32;
+        sum += ((q >> 4) as i32 - offset) * a.qs[j + 16] as i32;
     }
     sum
 }
@@ -51,9 +51,9 @@ fn nibbles(qs: &[u8], a: &Q8Block, offset: i32) -> i32 {
 fn five_bits(qh: &[u8], qs: &[u8], a: &Q8Block, offset: i32) -> i32 {
     let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
     let mut sum = 0;
-    for j in 0..QK / 2 {
-        let lo = (qs[j] & 0xF) as i32 | ((((qh >> j) & 1) as i32) << 4);
-        let hi = (qs[j] >> 4) as i32 | ((((qh >> (j + 16)) & 1) as i32) << 4);
+    for (j, &q) in qs[..QK / 2].iter().enumerate() {
+        let lo = (q & 0xF) as i32 | ((((qh >> j) & 1) as i32) << 4);
+        let hi = (q >> 4) as i32 | ((((qh >> (j + 16)) & 1) as i32) << 4);
         sum += (lo - offset) * a.qs[j] as i32 + (hi - offset) * a.qs[j + 16] as i32;
     }
     sum
@@ -109,6 +109,5 @@ fn dot_q6k(w: &[u8], a: &[Q8KBlock]) -> f32 {
         }
         acc += d * a.d * isum as f32;
     }
-    debug_assert!(QK_K == 256);
     acc
 }
