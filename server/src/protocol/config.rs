@@ -215,6 +215,16 @@ mod tests {
     }
 
     #[test]
+    fn threads_take_a_count_or_zero_for_the_default() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.threads, 0);
+        assert!(c.apply(&json!({"threads": 3})).is_empty());
+        assert_eq!(c.threads, 3);
+        assert_eq!(c.apply(&json!({"threads": -1})).len(), 1);
+        assert_eq!(c.threads, 3);
+    }
+
+    #[test]
     fn settings_nested_under_cria_are_read() {
         let mut c = ServerConfig::default();
         assert!(c.apply(&json!({"cria": {"model": "smollm2-135m-instruct"}})).is_empty());
