@@ -150,7 +150,9 @@ pub struct EngineOptions {
     /// Threads for the forward pass; 0 means [`default_threads`].
     pub threads: usize,
     /// Whether greedy requests may use speculative decoding (see
-    /// [`GenerationRequest::speculative`]).
+    /// [`GenerationRequest::speculative`]); models with a weight type that
+    /// has no kernel of cria's own never do, as candle's products could give
+    /// a batch different bits.
     pub speculative: bool,
 }
 
@@ -194,7 +196,10 @@ impl Engine {
             .map_err(|e| EngineError::Compute(candle_core::Error::Msg(format!("cannot start {threads} compute threads: {e}"))))?;
         let model = Transformer::load(&mut file, context, &Device::Cpu, progress)?;
         let cache = model.new_cache(context)?;
-        Ok(Self { model, tokenizer: Arc::new(tokenizer), cache, pool: Arc::new(pool), speculative: options.speculative })
+        // Speculation must not change the output: only with products that give
+        // a row the same bits whatever the batch (not candle's fallback ones).
+        let speculative = options.speculative && model.batch_invariant();
+        Ok(Self { model, tokenizer: Arc::new(tokenizer), cache, pool: Arc::new(pool), speculative })
     }
 
     /// Threads the forward pass runs on.

@@ -289,6 +289,13 @@ impl Transformer {
         self.output.rows()
     }
 
+    /// Whether a token's logits are the same bits whatever else is in its
+    /// batch: true unless some weight type went to candle's products.
+    pub fn batch_invariant(&self) -> bool {
+        let matrices = self.layers.iter().flat_map(|l| [&l.qkv, &l.wo, &l.gate_up, &l.down]);
+        matrices.chain([&*self.output]).all(|m| !m.has_fallback())
+    }
+
     /// A KV cache sized for this network and `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache, EngineError> {
         KvCache::new(self.hp.n_layers, self.hp.n_kv_heads, self.hp.head_dim, capacity.min(self.max_context()), &self.device)

@@ -281,6 +281,11 @@ impl QuantMatrix {
         Ok(Self { parts: matrices.into_iter().flat_map(|m| m.parts).collect(), rows, cols, isa })
     }
 
+    /// Whether some part is multiplied by candle (a type without kernels here).
+    pub fn has_fallback(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Candle { .. }))
+    }
+
     /// Output width.
     pub fn rows(&self) -> usize {
         self.rows
