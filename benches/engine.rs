@@ -1,8 +1,10 @@
-//! Engine benchmark: prefill and decode speed and the latency of completing
-//! after an edit near the end of a long prompt (the keystroke case, with KV
-//! reuse), on real GGUF files. Prints one JSON object per model on stdout;
-//! `benches/engine-vs-llama-cpp` runs it beside llama.cpp's llama-bench and
-//! prints the table. Speeds are medians of several runs.
+//! Engine benchmark: prefill and decode speed, decoding code that repeats
+//! itself with and without speculative decoding (prompt lookup), and the
+//! latency of completing after an edit near the end of a long prompt (the
+//! keystroke case, with KV reuse), on real GGUF files. Prints one JSON object
+//! per model on stdout; `benches/engine-vs-llama-cpp` runs it beside
+//! llama.cpp's llama-bench and prints the table. Speeds are medians of several
+//! runs. `--threads N` sets the engine's threads (default: its own choice).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Real source text for prompts: cria's own engine code, repeated as needed.
 fn corpus() -> String {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/engine");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
     names.sort();
     let text: String = names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
     text.repeat(3)
@@ -45,20 +47,30 @@ fn prefill_tps(engine: &mut Engine, n: usize) -> f64 {
     )
 }
 
+/// Plain token-by-token decoding (as llama-bench's tg measures it).
 fn decode_tps(engine: &mut Engine, n: usize) -> f64 {
     let prompt = tokens(engine, 64);
-    median(
-        (0..RUNS)
-            .map(|_| {
-                engine.prompt_logits(&prompt[..1]).unwrap();
-                let done = engine.generate(&GenerationRequest::new(prompt.clone(), n, vec![])).unwrap();
-                assert_eq!(done.tokens.len(), n);
-                // The first token comes from prefill's logits; n - 1 forward passes follow.
-                (n - 1) as f64 / done.decode.as_secs_f64()
-            })
-            .collect(),
-    )
+    decode_speed(engine, &prompt, n, false).0
 }
+
+/// Median tokens/s decoding `n` tokens after `prompt`, and the median share of
+/// drafted tokens the model accepted.
+fn decode_speed(engine: &mut Engine, prompt: &[u32], n: usize, speculative: bool) -> (f64, f64) {
+    let runs: Vec<(f64, f64)> = (0..RUNS)
+        .map(|_| {
+            engine.prompt_logits(&prompt[..1]).unwrap();
+            let request = GenerationRequest { speculative, ..GenerationRequest::new(prompt.to_vec(), n, vec![]) };
+            let done = engine.generate(&request).unwrap();
+            assert_eq!(done.tokens.len(), n);
+            // The first token comes from prefill's logits; n - 1 tokens follow.
+            ((n - 1) as f64 / done.decode.as_secs_f64(), done.accepted_tokens as f64 / done.drafted_tokens.max(1) as f64)
+        })
+        .collect();
+    (median(runs.iter().map(|r| r.0).collect()), median(runs.iter().map(|r| r.1).collect()))
+}
+
+/// Code that repeats itself, as files do: what speculative decoding is for.
+const REPEATING: &str = "def area_square(side):\n    \"\"\"Area of a square.\"\"\"\n    return side * side\n\n\ndef area_rectangle(width, height):\n    \"\"\"Area of a rectangle.\"\"\"\n    return width * height\n\n\ndef perimeter_square(side):\n    \"\"\"Perimeter of a square.\"\"\"\n    return 4 * side\n\n\ndef perimeter_rectangle(width, height):\n    \"\"\"Perimeter of a rectangle.\"\"\"\n    return 2 * (width + height)\n\n\ndef area_triangle(";
 
 /// Edit the last line of a 1500-token prompt, then complete 16 tokens.
 fn edit_latency_ms(engine: &mut Engine) -> (f64, usize) {
@@ -92,7 +104,9 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cria"))
         .join("models");
-    let files: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let threads = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)).map(|t| t.parse::<usize>().expect("--threads N"));
+    let files: Vec<String> = args.iter().enumerate().filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--threads")).map(|(_, a)| a.clone()).collect();
     let files = if files.is_empty() {
         vec!["SmolLM2-135M-Instruct.Q4_1.gguf".to_string(), "qwen2.5-coder-0.5b-instruct-q5_0.gguf".to_string()]
     } else {
@@ -101,18 +115,23 @@ fn main() {
     for file in files {
         let path = models_dir.join(&file);
         let started = Instant::now();
-        let mut engine = Engine::load(&path, &EngineOptions { context_length: 2048 }, &mut |_| {}).unwrap();
+        let options = EngineOptions { context_length: 2048, threads: threads.unwrap_or(0), ..Default::default() };
+        let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap();
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         let pp512 = prefill_tps(&mut engine, 512);
         let pp1536 = prefill_tps(&mut engine, 1536);
         let tg = decode_tps(&mut engine, 32);
+        let repeating = engine.tokenizer().encode(REPEATING).unwrap();
+        let (plain_repeating, _) = decode_speed(&mut engine, &repeating, 64, false);
+        let (speculative_repeating, accepted) = decode_speed(&mut engine, &repeating, 64, true);
         let (edit_ms, computed) = edit_latency_ms(&mut engine);
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         println!(
             "{}",
             serde_json::json!({
-                "model": file, "threads": threads, "load_ms": load_ms,
+                "model": file, "threads": engine.threads(), "load_ms": load_ms,
                 "prefill_512_tps": pp512, "prefill_1536_tps": pp1536, "decode_tps": tg,
+                "decode_repeating_tps": plain_repeating, "decode_repeating_speculative_tps": speculative_repeating,
+                "speculation_accepted_share": accepted,
                 "edit_then_16_ms": edit_ms, "edit_recomputed_tokens": computed,
             })
         );

@@ -41,7 +41,7 @@ fn fixture() -> Fixture {
 fn start_model(f: &Fixture, order: Option<FimOrder>) -> Model {
     let resolved = resolve_model("codellama-7b", &f.home).expect("resolves by name");
     assert!(resolved.gguf.starts_with(f.home.models_dir()));
-    start(resolved, EngineOptions { context_length: 512 }, order, Box::new(|_| {}))
+    start(resolved, EngineOptions { context_length: 512, ..Default::default() }, order, Box::new(|_| {}))
         .unwrap()
         .finish_blocking()
         .expect("loads and passes the config's vocabulary check")

@@ -22,7 +22,7 @@ fn request(prompt: &[u32], max_new: usize) -> GenerationRequest {
 
 #[test]
 fn every_slot_gives_the_same_greedy_output_and_keeps_its_own_prefix() {
-    let mut engine = Engine::load(&support::smollm2(), &EngineOptions { context_length: 512 }, &mut |_| {}).unwrap();
+    let mut engine = Engine::load(&support::smollm2(), &EngineOptions { context_length: 512, ..Default::default() }, &mut |_| {}).unwrap();
     engine.set_slots(3).unwrap();
     assert_eq!(engine.slots(), 3);
     let tok = engine.tokenizer();
@@ -49,7 +49,7 @@ fn every_slot_gives_the_same_greedy_output_and_keeps_its_own_prefix() {
 
 #[test]
 fn streamed_text_never_runs_past_a_stop_string() {
-    let mut engine = Engine::load(&support::smollm2(), &EngineOptions { context_length: 512 }, &mut |_| {}).unwrap();
+    let mut engine = Engine::load(&support::smollm2(), &EngineOptions { context_length: 512, ..Default::default() }, &mut |_| {}).unwrap();
     let tok = engine.tokenizer();
     let prompt = tok.encode("# Three greetings in Python\nprint(\"hello\")\nprint(\"hi\")\n").unwrap();
     let free = engine.generate(&request(&prompt, 24)).unwrap();

@@ -32,6 +32,13 @@ pub struct Args {
     /// Random seed for sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Threads for the model (default: the physical cores cria may use).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+    /// Decode token by token, without verifying guessed tokens in batches
+    /// (the output is the same; for measuring).
+    #[arg(long)]
+    no_speculation: bool,
     /// Print one JSON object with the completion and timings.
     #[arg(long)]
     json: bool,
@@ -70,7 +77,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let home = CriaHome::from_env()?;
     let resolved = resolve_model(&args.model, &home)?;
-    let options = EngineOptions { context_length: args.context_length };
+    let options = EngineOptions {
+        context_length: args.context_length,
+        threads: args.threads.map_or(0, usize::from),
+        speculative: !args.no_speculation,
+    };
     let model = start(resolved, options, order, Box::new(|_| {}))?.finish_blocking()?;
 
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");

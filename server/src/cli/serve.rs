@@ -29,6 +29,10 @@ pub struct Args {
     /// Context window per slot (prompt plus generated tokens).
     #[arg(long, default_value_t = 4096)]
     context_length: usize,
+    /// Threads for the forward pass (default: the physical cores this
+    /// process may use).
+    #[arg(long)]
+    threads: Option<std::num::NonZeroUsize>,
 }
 
 /// Runs the server until the process is stopped.
@@ -50,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let home = CriaHome::from_env()?;
     let resolved = resolve_model(&args.model, &home)?;
-    let options = EngineOptions { context_length: args.context_length };
+    let options = EngineOptions { context_length: args.context_length, threads: args.threads.map_or(0, usize::from), ..EngineOptions::default() };
     let model = start_with_slots(resolved, options, args.slots, None, Box::new(|_| {}))?.finish_blocking()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -278,6 +278,7 @@ impl Model {
             stop_strings: self.template.stop_strings.iter().chain(&settings.stop_strings).cloned().collect(),
             deadline,
             cancel,
+            speculative: true,
         };
         Ok((request, prompt))
     }

@@ -22,6 +22,7 @@ use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
 use super::model::{Hyperparams, Transformer};
 use super::sampling::{Sampler, SamplingParams};
+use super::speculate::Speculator;
 use super::tokenizer::Tokenizer;
 use super::EngineError;
 
@@ -67,6 +68,10 @@ pub struct GenerationRequest {
     pub deadline: Option<Instant>,
     /// Checked between forward passes.
     pub cancel: CancelFlag,
+    /// Guess tokens from the prompt and verify them in batches (speculative
+    /// decoding) when the engine allows it and sampling is greedy. The output
+    /// is the same either way; only the speed differs.
+    pub speculative: bool,
 }
 
 impl GenerationRequest {
@@ -80,6 +85,7 @@ impl GenerationRequest {
             stop_strings: Vec::new(),
             deadline: None,
             cancel: CancelFlag::new(),
+            speculative: true,
         }
     }
 }
@@ -129,6 +135,10 @@ pub struct Completion {
     pub prefill: Duration,
     /// Time spent generating.
     pub decode: Duration,
+    /// Tokens guessed by prompt lookup and run through the model in batches.
+    pub drafted_tokens: usize,
+    /// Guessed tokens the model agreed with (each saved a forward pass).
+    pub accepted_tokens: usize,
 }
 
 impl Completion {
@@ -143,12 +153,26 @@ impl Completion {
 pub struct EngineOptions {
     /// Positions in the KV cache (bounded by the model's trained context).
     pub context_length: usize,
+    /// Threads for the forward pass; 0 means [`default_threads`].
+    pub threads: usize,
+    /// Whether greedy requests may use speculative decoding (see
+    /// [`GenerationRequest::speculative`]); models with a weight type that
+    /// has no kernel of cria's own never do, as candle's products could give
+    /// a batch different bits.
+    pub speculative: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { context_length: 4096 }
+        Self { context_length: 4096, threads: 0, speculative: true }
     }
+}
+
+/// The physical cores this process may run on: one thread per core is what
+/// memory-bound matrix products want (hyper-threads share a core's units).
+pub fn default_threads() -> usize {
+    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    allowed.min(num_cpus::get_physical().max(1))
 }
 
 /// A loaded model with its tokenizer and KV caches. Lives on one thread (the
@@ -158,6 +182,10 @@ pub struct Engine {
     tokenizer: Arc<Tokenizer>,
     /// One KV cache per slot; slot 0 always exists.
     caches: Vec<KvCache>,
+    /// The threads the forward pass runs on.
+    pool: Arc<rayon::ThreadPool>,
+    /// Whether this model may decode speculatively (see [`EngineOptions::speculative`]).
+    speculative: bool,
 }
 
 impl Engine {
@@ -168,9 +196,23 @@ impl Engine {
         let hp = Hyperparams::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let context = options.context_length.min(hp.trained_context).max(16);
+        let threads = if options.threads == 0 { default_threads() } else { options.threads };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("cria-compute-{i}"))
+            .build()
+            .map_err(|e| EngineError::Compute(candle_core::Error::Msg(format!("cannot start {threads} compute threads: {e}"))))?;
         let model = Transformer::load(&mut file, context, &Device::Cpu, progress)?;
         let cache = model.new_cache(context)?;
-        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache] })
+        // Speculation must not change the output: only with products that give
+        // a row the same bits whatever the batch (not candle's fallback ones).
+        let speculative = options.speculative && model.batch_invariant();
+        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache], pool: Arc::new(pool), speculative })
+    }
+
+    /// Threads the forward pass runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
     }
 
     /// Allocates KV caches until there are `slots` (at least one), each the
@@ -218,9 +260,10 @@ impl Engine {
     /// Logits of the last prompt token, computed from scratch (no reuse). For
     /// tests that compare against a reference implementation.
     pub fn prompt_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
-        let cache = &mut self.caches[0];
+        let Self { model, caches, pool, .. } = self;
+        let cache = &mut caches[0];
         cache.truncate(0);
-        let logits = self.model.forward(prompt, cache)?;
+        let logits = pool.install(|| model.forward(prompt, cache))?;
         Ok(logits.to_vec1::<f32>()?)
     }
 
@@ -234,11 +277,12 @@ impl Engine {
     /// Runs one generation in `slot`'s KV cache, calling `on_text` with each
     /// new piece of text as it becomes final (the pieces concatenated are the
     /// completion's text). The result is the same whichever slot runs it.
-    pub fn generate_in(&mut self, slot: usize, request: &GenerationRequest, on_text: &mut dyn FnMut(&str)) -> Result<Completion, EngineError> {
+    pub fn generate_in(&mut self, slot: usize, request: &GenerationRequest, on_text: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, EngineError> {
         let slots = self.caches.len();
-        let Self { model, tokenizer, caches } = self;
+        let Self { model, tokenizer, caches, pool, speculative } = self;
         let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
-        run(model, tokenizer, cache, request, on_text)
+        let speculative = *speculative;
+        pool.install(|| run(model, tokenizer, cache, speculative, request, on_text))
     }
 }
 
@@ -246,8 +290,9 @@ fn run(
     model: &Transformer,
     tokenizer: &Tokenizer,
     cache: &mut KvCache,
+    speculative: bool,
     request: &GenerationRequest,
-    on_text: &mut dyn FnMut(&str),
+    on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Completion, EngineError> {
     let prompt = &request.prompt;
     if prompt.is_empty() {
@@ -277,6 +322,8 @@ fn run(
     };
     let max_new = request.max_new_tokens.min(context - cache.len());
     let mut text = StreamingText::new(&request.stop_strings);
+    let greedy = request.sampling.temperature <= 0.0;
+    let mut speculator = Speculator::new(speculative && request.speculative && greedy);
     loop {
         if outcome.tokens.len() >= max_new {
             outcome.text = text.finish(on_text);
@@ -301,7 +348,9 @@ fn run(
         if outcome.tokens.len() >= max_new {
             continue;
         }
-        logits = model.forward(&[next], cache)?.to_vec1::<f32>()?;
+        let cached = prompt.len() + outcome.tokens.len() - 1;
+        logits = speculator.step(model, cache, next, cached, max_new - outcome.tokens.len())?;
+        (outcome.drafted, outcome.accepted) = (speculator.drafted, speculator.accepted);
     }
 }
 
@@ -321,11 +370,13 @@ struct Outcome {
     reused_tokens: usize,
     tokens: Vec<u32>,
     text: String,
+    drafted: usize,
+    accepted: usize,
 }
 
 impl Outcome {
     fn new(prompt_tokens: usize, reused_tokens: usize) -> Self {
-        Self { prompt_tokens, reused_tokens, tokens: Vec::new(), text: String::new() }
+        Self { prompt_tokens, reused_tokens, tokens: Vec::new(), text: String::new(), drafted: 0, accepted: 0 }
     }
 
     fn finish(self, stop_reason: StopReason, started: Instant, prefill_done: Option<Instant>) -> Completion {
@@ -339,6 +390,8 @@ impl Outcome {
             reused_tokens: self.reused_tokens,
             prefill: prefill_done - started,
             decode: now - prefill_done,
+            drafted_tokens: self.drafted,
+            accepted_tokens: self.accepted,
         }
     }
 }

@@ -2,32 +2,46 @@
 //! context window, written in place, and rewindable to any length.
 //!
 //! Rewinding is what makes completion fast while typing: consecutive prompts
-//! share a long token prefix, and only the tokens after it are recomputed.
-//! Nothing here copies the cache per token: new keys and values are written
-//! into the preallocated tensors and attention reads a narrowed view.
+//! share a long token prefix, and only the tokens after it are recomputed. It
+//! is also what speculative decoding relies on: drafted tokens are written,
+//! and the ones the model rejects are forgotten by truncating.
+//!
+//! Keys and values live in plain `f32` memory, which the CPU forward pass
+//! reads directly: values as `[kv_heads, capacity, head_dim]` per layer, keys
+//! transposed, `[kv_heads, head_dim, capacity]`, so that a query's scores
+//! against consecutive positions are computed a vector at a time. The memory
+//! is allocated zeroed, so the operating system only backs what is used.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 
 use super::EngineError;
 
 /// Keys and values for every layer, plus the token ids they were computed for.
 pub struct KvCache {
-    keys: Vec<Tensor>,
-    values: Vec<Tensor>,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
     tokens: Vec<u32>,
+    n_kv_heads: usize,
+    head_dim: usize,
     capacity: usize,
 }
 
 impl KvCache {
-    /// Allocates `n_layers` pairs of `[n_kv_heads, capacity, head_dim]` tensors.
+    /// Allocates `n_layers` pairs of `n_kv_heads * capacity * head_dim` arrays.
+    /// The forward pass runs on the CPU, so `device` must be the CPU.
     pub fn new(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self, EngineError> {
-        let mut keys = Vec::with_capacity(n_layers);
-        let mut values = Vec::with_capacity(n_layers);
-        for _ in 0..n_layers {
-            keys.push(Tensor::zeros((n_kv_heads, capacity, head_dim), DType::F32, device)?);
-            values.push(Tensor::zeros((n_kv_heads, capacity, head_dim), DType::F32, device)?);
+        if !device.is_cpu() {
+            return Err(EngineError::Compute(candle_core::Error::Msg("the KV cache lives in CPU memory".into())));
         }
-        Ok(Self { keys, values, tokens: Vec::new(), capacity })
+        let size = n_kv_heads * capacity * head_dim;
+        Ok(Self {
+            keys: (0..n_layers).map(|_| vec![0f32; size]).collect(),
+            values: (0..n_layers).map(|_| vec![0f32; size]).collect(),
+            tokens: Vec::new(),
+            n_kv_heads,
+            head_dim,
+            capacity,
+        })
     }
 
     /// Number of positions currently held.
@@ -60,20 +74,28 @@ impl KvCache {
         self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count()
     }
 
-    /// Writes one layer's new keys and values (`[n_kv_heads, n, head_dim]`) at
-    /// the current end and returns views over everything held for that layer,
-    /// the new positions included. Call [`Self::commit`] after the last layer.
-    pub fn append(&mut self, layer: usize, keys: &Tensor, values: &Tensor) -> Result<(Tensor, Tensor), EngineError> {
-        let start = self.tokens.len();
-        let n = keys.dim(1)?;
-        if start + n > self.capacity {
-            return Err(EngineError::ContextOverflow { prompt: start + n, max_new: 0, context: self.capacity });
+    /// Writes the key and value (`head_dim` each) of one key/value head at
+    /// position `pos` of `layer`. Positions past the committed length may be
+    /// written before [`Self::commit`].
+    pub fn write(&mut self, layer: usize, kv_head: usize, pos: usize, key: &[f32], value: &[f32]) -> Result<(), EngineError> {
+        if pos >= self.capacity || kv_head >= self.n_kv_heads || layer >= self.keys.len() {
+            return Err(EngineError::ContextOverflow { prompt: pos + 1, max_new: 0, context: self.capacity });
         }
-        self.keys[layer].slice_set(&keys.contiguous()?, 1, start)?;
-        self.values[layer].slice_set(&values.contiguous()?, 1, start)?;
-        let k = self.keys[layer].narrow(1, 0, start + n)?;
-        let v = self.values[layer].narrow(1, 0, start + n)?;
-        Ok((k, v))
+        let (dim, capacity) = (self.head_dim, self.capacity);
+        let at = (kv_head * capacity + pos) * dim;
+        self.values[layer][at..at + dim].copy_from_slice(&value[..dim]);
+        let keys = &mut self.keys[layer][kv_head * dim * capacity..(kv_head + 1) * dim * capacity];
+        for (i, k) in key[..dim].iter().enumerate() {
+            keys[i * capacity + pos] = *k;
+        }
+        Ok(())
+    }
+
+    /// One layer's keys (`[kv_heads, head_dim, capacity]`) and values
+    /// (`[kv_heads, capacity, head_dim]`); positions from the committed length
+    /// on hold whatever was written last.
+    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+        (&self.keys[layer], &self.values[layer])
     }
 
     /// Records that the positions just written by every layer hold `tokens`.

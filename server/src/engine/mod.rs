@@ -10,12 +10,15 @@ mod generate;
 pub mod gguf;
 pub mod kv_cache;
 pub mod model;
+mod ops;
+pub mod quant;
 pub mod sampling;
+pub mod speculate;
 pub mod tokenizer;
 mod worker;
 
 pub use error::EngineError;
-pub use generate::{CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, StopReason};
+pub use generate::{default_threads, CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, StopReason};
 pub use model::{Hyperparams, ModelFamily};
 pub use sampling::SamplingParams;
 pub use tokenizer::{TokenKind, Tokenizer, VocabKind};

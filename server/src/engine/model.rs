@@ -7,16 +7,27 @@
 //! projections, and it rotates the two halves of each head (NeoX order) where
 //! llama.cpp's `llama` rotates adjacent pairs.
 //!
-//! Grouped-query attention is computed without repeating keys and values: the
-//! query heads that share a key/value head are stacked into one matrix product.
+//! The pass runs on the CPU over plain `f32` buffers: the weight products are
+//! cria's own quantized kernels ([`QuantMatrix`]), everything else is in
+//! [`super::ops`]. Candle reads the file and multiplies the tensor types that
+//! have no kernel here. Every step computes a token's row from that row alone,
+//! so logits do not depend on how many tokens run together: a batch of drafted
+//! tokens (speculative decoding) gets exactly the logits that decoding them one
+//! by one would. Work is spread over the current rayon pool.
+//!
+//! Grouped-query attention reads each key/value head once for the query heads
+//! that share it (no repeated keys and values).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
+use super::ops;
+use super::quant::{QuantMatrix, Scratch};
 use super::EngineError;
 
 /// The architectures whose forward pass this module implements.
@@ -129,30 +140,43 @@ impl Hyperparams {
 }
 
 struct Layer {
-    attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    bq: Option<Tensor>,
-    bk: Option<Tensor>,
-    bv: Option<Tensor>,
-    wo: QMatMul,
-    ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    attn_norm: Vec<f32>,
+    /// q, k and v projections stacked: one product per layer instead of three.
+    qkv: QuantMatrix,
+    /// Their biases (qwen2), zeros where a projection has none.
+    qkv_bias: Option<Vec<f32>>,
+    wo: QuantMatrix,
+    ffn_norm: Vec<f32>,
+    /// Gate and up projections stacked.
+    gate_up: QuantMatrix,
+    down: QuantMatrix,
+}
+
+/// Buffers reused across forward passes (sized for the largest batch seen).
+#[derive(Default)]
+struct Workspace {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate_up: Vec<f32>,
+    act: Vec<f32>,
+    scratch: Scratch,
 }
 
 /// The resident network: weights (quantized as stored) and rotary tables.
 pub struct Transformer {
     hp: Hyperparams,
-    embeddings: QMatMul,
+    embeddings: Arc<QuantMatrix>,
     layers: Vec<Layer>,
-    norm: Tensor,
-    output: QMatMul,
-    cos: Tensor,
-    sin: Tensor,
+    norm: Vec<f32>,
+    output: Arc<QuantMatrix>,
+    /// Rotary cosines and sines, `[positions, head_dim / 2]`.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
     device: Device,
+    work: Mutex<Workspace>,
 }
 
 /// Quantization types candle has CPU kernels for.
@@ -165,6 +189,9 @@ impl Transformer {
     /// `max_context` bounds the rotary tables (and so the usable window).
     pub fn load(file: &mut GgufFile, max_context: usize, device: &Device, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         let hp = Hyperparams::from_gguf(file)?;
+        if !device.is_cpu() {
+            return Err(EngineError::Compute(candle_core::Error::Msg("the forward pass runs on the CPU".into())));
+        }
         for name in file.tensor_names().map(str::to_string).collect::<Vec<_>>() {
             if let Some(dtype) = file.tensor_dtype(&name) {
                 if !supported_dtype(dtype) {
@@ -176,61 +203,75 @@ impl Transformer {
                 }
             }
         }
-        let embeddings = Arc::new(file.tensor("token_embd.weight", device)?);
+        let corrupt = |file: &GgufFile, reason: String| EngineError::Corrupt { path: file.path().to_path_buf(), reason };
+        let embeddings = file.tensor("token_embd.weight", device)?;
         let (rows, width) = embeddings.shape().dims2()?;
         if width != hp.n_embd || rows < hp.vocab_size.min(rows) {
-            return Err(EngineError::Corrupt {
-                path: file.path().to_path_buf(),
-                reason: format!("token_embd.weight is {rows}x{width}, expected width {}", hp.n_embd),
-            });
+            return Err(corrupt(file, format!("token_embd.weight is {rows}x{width}, expected width {}", hp.n_embd)));
         }
-        let output = if file.has_tensor("output.weight") {
-            QMatMul::from_qtensor(file.tensor("output.weight", device)?)?
+        // Untied embeddings are only looked up: no need to repack them.
+        let (embeddings, output) = if file.has_tensor("output.weight") {
+            (Arc::new(QuantMatrix::for_lookup(embeddings)?), Arc::new(QuantMatrix::new(file.tensor("output.weight", device)?)?))
         } else {
-            QMatMul::from_arc(embeddings.clone())?
+            let tied = Arc::new(QuantMatrix::new(embeddings)?);
+            (tied.clone(), tied)
         };
-        let norm = dense(file, "output_norm.weight", device)?;
+        if output.cols() != hp.n_embd {
+            return Err(corrupt(file, format!("output.weight has width {}, expected {}", output.cols(), hp.n_embd)));
+        }
+        let norm = dense(file, "output_norm.weight", hp.n_embd, device)?;
+        let (q_width, kv_width) = (hp.n_heads * hp.head_dim, hp.n_kv_heads * hp.head_dim);
         let mut layers = Vec::with_capacity(hp.n_layers);
         for i in 0..hp.n_layers {
             let p = |s: &str| format!("blk.{i}.{s}");
-            let mut matmul = |s: &str| -> Result<QMatMul, EngineError> { Ok(QMatMul::from_qtensor(file.tensor(&p(s), device)?)?) };
-            let wq = matmul("attn_q.weight")?;
-            let wk = matmul("attn_k.weight")?;
-            let wv = matmul("attn_v.weight")?;
-            let wo = matmul("attn_output.weight")?;
-            let w_gate = matmul("ffn_gate.weight")?;
-            let w_up = matmul("ffn_up.weight")?;
-            let w_down = matmul("ffn_down.weight")?;
-            let bias = |file: &mut GgufFile, s: &str| -> Result<Option<Tensor>, EngineError> {
-                if file.has_tensor(&p(s)) {
-                    Ok(Some(dense(file, &p(s), device)?))
-                } else {
-                    Ok(None)
+            // `rows: None` takes the tensor's own (the feed-forward width).
+            let mut matrix = |s: &str, rows: Option<usize>, cols: usize| -> Result<QuantMatrix, EngineError> {
+                let m = QuantMatrix::new(file.tensor(&p(s), device)?)?;
+                if rows.is_some_and(|rows| rows != m.rows()) || m.cols() != cols {
+                    return Err(EngineError::Corrupt {
+                        path: file.path().to_path_buf(),
+                        reason: format!("{} is {}x{}, expected {}x{cols}", p(s), m.rows(), m.cols(), rows.map_or("?".into(), |r| r.to_string())),
+                    });
                 }
+                Ok(m)
             };
+            let wq = matrix("attn_q.weight", Some(q_width), hp.n_embd)?;
+            let wk = matrix("attn_k.weight", Some(kv_width), hp.n_embd)?;
+            let wv = matrix("attn_v.weight", Some(kv_width), hp.n_embd)?;
+            let wo = matrix("attn_output.weight", Some(hp.n_embd), q_width)?;
+            let w_gate = matrix("ffn_gate.weight", None, hp.n_embd)?;
+            let n_ff = w_gate.rows();
+            let w_up = matrix("ffn_up.weight", Some(n_ff), hp.n_embd)?;
+            let down = matrix("ffn_down.weight", Some(hp.n_embd), n_ff)?;
+            let mut biases = Vec::new();
+            let mut any_bias = false;
+            for (s, width) in [("attn_q.bias", q_width), ("attn_k.bias", kv_width), ("attn_v.bias", kv_width)] {
+                if file.has_tensor(&p(s)) {
+                    biases.extend(dense(file, &p(s), width, device)?);
+                    any_bias = true;
+                } else {
+                    biases.extend(std::iter::repeat_n(0.0, width));
+                }
+            }
             layers.push(Layer {
-                attn_norm: dense(file, &p("attn_norm.weight"), device)?,
-                bq: bias(file, "attn_q.bias")?,
-                bk: bias(file, "attn_k.bias")?,
-                bv: bias(file, "attn_v.bias")?,
-                ffn_norm: dense(file, &p("ffn_norm.weight"), device)?,
-                wq,
-                wk,
-                wv,
+                attn_norm: dense(file, &p("attn_norm.weight"), hp.n_embd, device)?,
+                qkv: QuantMatrix::stack(vec![wq, wk, wv])?,
+                qkv_bias: any_bias.then_some(biases),
                 wo,
-                w_gate,
-                w_up,
-                w_down,
+                ffn_norm: dense(file, &p("ffn_norm.weight"), hp.n_embd, device)?,
+                gate_up: QuantMatrix::stack(vec![w_gate, w_up])?,
+                down,
             });
             progress((i + 1) as f32 / hp.n_layers as f32);
         }
         let freq_factors = if file.has_tensor("rope_freqs.weight") {
-            Some(dense(file, "rope_freqs.weight", device)?.to_vec1::<f32>()?)
+            let q = file.tensor("rope_freqs.weight", device)?;
+            Some(q.dequantize(device)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
         } else {
             None
         };
-        let (cos, sin) = rotary_tables(&hp, max_context, freq_factors.as_deref(), device)?;
-        Ok(Self { hp, embeddings: QMatMul::from_arc(embeddings)?, layers, norm, output, cos, sin, device: device.clone() })
+        let (cos, sin) = rotary_tables(&hp, max_context, freq_factors.as_deref());
+        Ok(Self { hp, embeddings, layers, norm, output, cos, sin, device: device.clone(), work: Mutex::new(Workspace::default()) })
     }
 
     /// The network's shape.
@@ -240,7 +281,19 @@ impl Transformer {
 
     /// Positions the rotary tables cover: the largest usable context.
     pub fn max_context(&self) -> usize {
-        self.cos.dims()[0]
+        self.cos.len() / (self.hp.head_dim / 2).max(1)
+    }
+
+    /// Width of a row of logits.
+    pub fn vocab(&self) -> usize {
+        self.output.rows()
+    }
+
+    /// Whether a token's logits are the same bits whatever else is in its
+    /// batch: true unless some weight type went to candle's products.
+    pub fn batch_invariant(&self) -> bool {
+        let matrices = self.layers.iter().flat_map(|l| [&l.qkv, &l.wo, &l.gate_up, &l.down]);
+        matrices.chain([&*self.output]).all(|m| !m.has_fallback())
     }
 
     /// A KV cache sized for this network and `capacity` positions.
@@ -251,117 +304,142 @@ impl Transformer {
     /// Runs `tokens` after what `cache` holds, appends their keys and values,
     /// and returns the logits of the last token (`[vocab]`).
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, EngineError> {
-        let hidden = self.forward_hidden(tokens, cache)?;
-        let seq = tokens.len();
-        let last = hidden.narrow(0, seq - 1, 1)?;
-        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.hp.rms_eps)?;
-        Ok(self.output.forward(&last)?.squeeze(0)?)
+        let logits = self.run(tokens, cache, false)?;
+        let vocab = logits.len();
+        Ok(Tensor::from_vec(logits, vocab, &self.device)?)
     }
 
-    fn forward_hidden(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, EngineError> {
+    /// Like [`Self::forward`], but returns the logits of every token,
+    /// `[tokens.len() * vocab]` row by row: what verifying drafted tokens needs.
+    pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
+        self.run(tokens, cache, true)
+    }
+
+    fn run(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>, EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.hp.vocab_size) {
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.hp.vocab_size.min(self.embeddings.rows())) {
             return Err(EngineError::Tokenizer(format!("token id {bad} is outside the model's vocabulary")));
         }
         let pos = cache.len();
-        let seq = tokens.len();
-        if pos + seq > cache.capacity() {
-            return Err(EngineError::ContextOverflow { prompt: pos + seq, max_new: 0, context: cache.capacity() });
+        let m = tokens.len();
+        if pos + m > cache.capacity() || pos + m > self.max_context() {
+            return Err(EngineError::ContextOverflow { prompt: pos + m, max_new: 0, context: cache.capacity() });
         }
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embeddings.embedding(&ids)?;
-        let mask = if seq > 1 { Some(causal_mask(seq, pos, &self.device)?) } else { None };
-        let cos = self.cos.narrow(0, pos, seq)?;
-        let sin = self.sin.narrow(0, pos, seq)?;
+        // A panic elsewhere cannot leave the buffers inconsistent: they are
+        // fully rewritten before use.
+        let mut guard = self.work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ws = &mut *guard;
+        let d = self.hp.n_embd;
+        ws.x.resize(m * d, 0.0);
+        for (row, &t) in ws.x.chunks_exact_mut(d).zip(tokens) {
+            self.embeddings.dequantize_row(t as usize, row)?;
+        }
         for (index, layer) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.hp.rms_eps)?;
-            let attn = self.attention(index, layer, &h, cache, mask.as_ref(), &cos, &sin)?;
-            x = (x + attn)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.hp.rms_eps)?;
-            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
-            let up = layer.w_up.forward(&h)?;
-            x = (x + layer.w_down.forward(&(gate * up)?)?)?;
+            self.attention_block(index, layer, pos, m, cache, ws)?;
+            self.feed_forward_block(layer, m, ws)?;
         }
         cache.commit(tokens);
-        Ok(x)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        index: usize,
-        layer: &Layer,
-        h: &Tensor,
-        cache: &mut KvCache,
-        mask: Option<&Tensor>,
-        cos: &Tensor,
-        sin: &Tensor,
-    ) -> Result<Tensor, EngineError> {
-        let hp = &self.hp;
-        let seq = h.dim(0)?;
-        let project = |w: &QMatMul, b: &Option<Tensor>| -> Result<Tensor, EngineError> {
-            let y = w.forward(h)?;
-            Ok(match b {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            })
-        };
-        // [seq, heads*dim] -> [1, heads, seq, dim], the layout the rope kernels take.
-        let heads = |t: Tensor, n: usize| -> Result<Tensor, EngineError> {
-            Ok(t.reshape((1, seq, n, hp.head_dim))?.transpose(1, 2)?.contiguous()?)
-        };
-        let q = heads(project(&layer.wq, &layer.bq)?, hp.n_heads)?;
-        let k = heads(project(&layer.wk, &layer.bk)?, hp.n_kv_heads)?;
-        let v = heads(project(&layer.wv, &layer.bv)?, hp.n_kv_heads)?;
-        let (q, k) = match hp.family {
-            ModelFamily::Qwen2 => (candle_nn::rotary_emb::rope(&q, cos, sin)?, candle_nn::rotary_emb::rope(&k, cos, sin)?),
-            ModelFamily::Llama => (candle_nn::rotary_emb::rope_i(&q, cos, sin)?, candle_nn::rotary_emb::rope_i(&k, cos, sin)?),
-        };
-        let (keys, values) = cache.append(index, &k.squeeze(0)?, &v.squeeze(0)?)?;
-        let total = keys.dim(1)?;
-        let group = hp.n_heads / hp.n_kv_heads;
-        // Query heads sharing a key/value head are adjacent: stack them.
-        let q = q.reshape((hp.n_kv_heads, group * seq, hp.head_dim))?;
-        let scale = 1.0 / (hp.head_dim as f64).sqrt();
-        let scores = (q.matmul(&keys.t()?)? * scale)?;
-        let scores = match mask {
-            Some(mask) => scores
-                .reshape((hp.n_kv_heads, group, seq, total))?
-                .broadcast_add(mask)?
-                .reshape((hp.n_kv_heads, group * seq, total))?,
-            None => scores,
-        };
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let y = weights.matmul(&values)?;
-        let y = y
-            .reshape((hp.n_heads, seq, hp.head_dim))?
-            .transpose(0, 1)?
-            .contiguous()?
-            .reshape((seq, hp.n_embd))?;
-        Ok(layer.wo.forward(&y)?)
-    }
-}
-
-fn dense(file: &mut GgufFile, name: &str, device: &Device) -> Result<Tensor, EngineError> {
-    let q: QTensor = file.tensor(name, device)?;
-    Ok(q.dequantize(device)?.to_dtype(DType::F32)?)
-}
-
-/// Additive causal mask for `seq` new positions after `past` cached ones.
-fn causal_mask(seq: usize, past: usize, device: &Device) -> Result<Tensor, EngineError> {
-    let total = past + seq;
-    let mut data = vec![0f32; seq * total];
-    for i in 0..seq {
-        for j in (past + i + 1)..total {
-            data[i * total + j] = f32::NEG_INFINITY;
+        let first = if all_logits { 0 } else { m - 1 };
+        let rows = m - first;
+        ws.h.resize(rows * d, 0.0);
+        for (x, h) in ws.x[first * d..].chunks_exact(d).zip(ws.h.chunks_exact_mut(d)) {
+            ops::rms_norm(x, &self.norm, self.hp.rms_eps, h);
         }
+        let mut logits = vec![0f32; rows * self.output.rows()];
+        self.output.matmul(&ws.h, rows, &mut logits, &mut ws.scratch)?;
+        Ok(logits)
     }
-    Ok(Tensor::from_vec(data, (seq, total), device)?)
+
+    fn attention_block(&self, index: usize, layer: &Layer, pos: usize, m: usize, cache: &mut KvCache, ws: &mut Workspace) -> Result<(), EngineError> {
+        let hp = &self.hp;
+        let (d, hd) = (hp.n_embd, hp.head_dim);
+        let (q_width, kv_width) = (hp.n_heads * hd, hp.n_kv_heads * hd);
+        let width = q_width + 2 * kv_width;
+        norm_rows(&ws.x, &layer.attn_norm, hp.rms_eps, d, &mut ws.h);
+        ws.qkv.resize(m * width, 0.0);
+        layer.qkv.matmul(&ws.h[..m * d], m, &mut ws.qkv, &mut ws.scratch)?;
+        let halves = hp.family == ModelFamily::Qwen2;
+        let half = hd / 2;
+        for (i, row) in ws.qkv.chunks_exact_mut(width).enumerate() {
+            if let Some(bias) = &layer.qkv_bias {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+            let p = pos + i;
+            let (cos, sin) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
+            for head in row[..q_width + kv_width].chunks_exact_mut(hd) {
+                ops::rope(head, cos, sin, halves);
+            }
+            let (k, v) = row[q_width..].split_at(kv_width);
+            for h in 0..hp.n_kv_heads {
+                cache.write(index, h, p, &k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd])?;
+            }
+        }
+        let (keys, values) = cache.layer(index);
+        let capacity = cache.capacity();
+        let group = hp.n_heads / hp.n_kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        ws.attn.resize(m * q_width, 0.0);
+        let qkv = &ws.qkv;
+        // One task per (token, query head); query head h reads key/value head h / group.
+        ws.attn.par_chunks_mut(hd).enumerate().for_each_init(Vec::new, |scores, (task, out)| {
+            let (i, h) = (task / hp.n_heads, task % hp.n_heads);
+            let q = &qkv[i * width + h * hd..i * width + (h + 1) * hd];
+            let kv = h / group;
+            let span = kv * capacity * hd..(kv + 1) * capacity * hd;
+            ops::attend(q, &keys[span.clone()], capacity, &values[span], pos + i + 1, scale, scores, out);
+        });
+        ws.proj.resize(m * d, 0.0);
+        layer.wo.matmul(&ws.attn, m, &mut ws.proj, &mut ws.scratch)?;
+        ws.x.iter_mut().zip(&ws.proj).for_each(|(x, p)| *x += p);
+        Ok(())
+    }
+
+    fn feed_forward_block(&self, layer: &Layer, m: usize, ws: &mut Workspace) -> Result<(), EngineError> {
+        let d = self.hp.n_embd;
+        let n_ff = layer.down.cols();
+        norm_rows(&ws.x, &layer.ffn_norm, self.hp.rms_eps, d, &mut ws.h);
+        ws.gate_up.resize(m * 2 * n_ff, 0.0);
+        layer.gate_up.matmul(&ws.h[..m * d], m, &mut ws.gate_up, &mut ws.scratch)?;
+        ws.act.resize(m * n_ff, 0.0);
+        let gate_up = &ws.gate_up;
+        let gated = |(row, act): (usize, &mut [f32])| {
+            let (gate, up) = gate_up[row * 2 * n_ff..(row + 1) * 2 * n_ff].split_at(n_ff);
+            act.copy_from_slice(gate);
+            ops::silu_mul(act, up);
+        };
+        if m > 1 {
+            ws.act.par_chunks_mut(n_ff).enumerate().for_each(gated);
+        } else {
+            ws.act.chunks_mut(n_ff).enumerate().for_each(gated);
+        }
+        ws.proj.resize(m * d, 0.0);
+        layer.down.matmul(&ws.act, m, &mut ws.proj, &mut ws.scratch)?;
+        ws.x.iter_mut().zip(&ws.proj).for_each(|(x, p)| *x += p);
+        Ok(())
+    }
 }
 
-fn rotary_tables(hp: &Hyperparams, positions: usize, freq_factors: Option<&[f32]>, device: &Device) -> Result<(Tensor, Tensor), EngineError> {
+/// RMSNorm of every `d`-wide row of `x` into `out` (resized to match).
+fn norm_rows(x: &[f32], weight: &[f32], eps: f32, d: usize, out: &mut Vec<f32>) {
+    out.resize(x.len(), 0.0);
+    for (x, h) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        ops::rms_norm(x, weight, eps, h);
+    }
+}
+
+/// A small f32 tensor (norm weights, biases) of exactly `len` values.
+fn dense(file: &mut GgufFile, name: &str, len: usize, device: &Device) -> Result<Vec<f32>, EngineError> {
+    let q: QTensor = file.tensor(name, device)?;
+    let v = q.dequantize(device)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    if v.len() != len {
+        return Err(EngineError::Corrupt { path: file.path().to_path_buf(), reason: format!("{name} has {} values, expected {len}", v.len()) });
+    }
+    Ok(v)
+}
+
+fn rotary_tables(hp: &Hyperparams, positions: usize, freq_factors: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
     let half = hp.head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
         .map(|i| {
@@ -372,16 +450,19 @@ fn rotary_tables(hp: &Hyperparams, positions: usize, freq_factors: Option<&[f32]
             }
         })
         .collect();
-    let mut angles = Vec::with_capacity(positions * half);
+    let mut cos = Vec::with_capacity(positions * half);
+    let mut sin = Vec::with_capacity(positions * half);
     for p in 0..positions {
         let p = p as f32 / hp.rope_linear_factor;
-        angles.extend(inv_freq.iter().map(|f| p * f));
+        for f in &inv_freq {
+            cos.push((p * f).cos());
+            sin.push((p * f).sin());
+        }
     }
-    let angles = Tensor::from_vec(angles, (positions, half), device)?;
-    Ok((angles.cos()?, angles.sin()?))
+    (cos, sin)
 }
 
 /// Index of the largest logit: greedy decoding's choice.
 pub fn argmax(logits: &Tensor) -> Result<u32, EngineError> {
-    Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
+    Ok(super::sampling::greedy(&logits.flatten_all()?.to_vec1::<f32>()?))
 }

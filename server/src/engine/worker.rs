@@ -139,5 +139,7 @@ fn cancelled(request: &GenerationRequest) -> Completion {
         reused_tokens: 0,
         prefill: Default::default(),
         decode: Default::default(),
+        drafted_tokens: 0,
+        accepted_tokens: 0,
     }
 }

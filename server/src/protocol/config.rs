@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub context_share: f32,
     /// Context window allocated for the model (KV cache size).
     pub context_length: usize,
+    /// Threads for the model; 0 = the physical cores the server may use.
+    pub threads: usize,
     /// Languages (LSP ids) to complete in; `None` = all.
     pub enabled_languages: Option<Vec<String>>,
     /// Languages explicitly turned off.
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             suffix_share: 0.25,
             context_share: 0.15,
             context_length: 4096,
+            threads: 0,
             enabled_languages: None,
             disabled_languages: Vec::new(),
             temperature: 0.0,
@@ -104,6 +107,7 @@ impl ServerConfig {
                 "suffixShare" => fraction(value).map(|v| self.suffix_share = v),
                 "contextShare" => fraction(value).map(|v| self.context_share = v),
                 "contextLength" => integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize),
+                "threads" => integer(value, 0, 1024).map(|v| self.threads = v as usize),
                 "enabledLanguages" => languages(value).map(|(on, off)| {
                     self.enabled_languages = on;
                     self.disabled_languages = off;
@@ -255,6 +259,16 @@ mod tests {
         assert_eq!(problems.len(), 2);
         assert!(problems.contains(&ConfigProblem::UnknownKey("colour".into())));
         assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }, _] | [_, ConfigProblem::BadValue { key, .. }] if key == "latencyBudgetMs"));
+    }
+
+    #[test]
+    fn threads_take_a_count_or_zero_for_the_default() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.threads, 0);
+        assert!(c.apply(&json!({"threads": 3})).is_empty());
+        assert_eq!(c.threads, 3);
+        assert_eq!(c.apply(&json!({"threads": -1})).len(), 1);
+        assert_eq!(c.threads, 3);
     }
 
     #[test]

@@ -313,6 +313,8 @@ impl RemoteClient {
             reused_tokens: answer.cached_tokens.unwrap_or(0).min(request.prompt.len()),
             prefill: first - started,
             decode: now - first,
+            drafted_tokens: 0,
+            accepted_tokens: 0,
         }
     }
 }

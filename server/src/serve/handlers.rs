@@ -106,6 +106,7 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
         stop_strings,
         deadline: None,
         cancel: CancelFlag::new(),
+        speculative: true,
     };
     let client = parsed.user.filter(|u| !u.is_empty()).unwrap_or_else(|| peer.ip().to_string());
     let include_usage = parsed.stream_options.is_some_and(|o| o.include_usage);

@@ -1,0 +1,468 @@
+//! AVX2/FMA kernels: a tile of `R` weight rows times `C` activation rows per
+//! call, over the whole row length.
+//!
+//! Weights are unpacked to unsigned bytes (`0..=63`) once per block and row and
+//! reused for the `C` activation rows; `maddubs` multiplies them with the signed
+//! 8-bit activations and `madd` sums pairs to 32-bit lanes. A format's offset
+//! (8 for Q4_0, 16 for Q5_0, 32 for Q6_K) is taken off in integers with the
+//! activations' sums, so the integer result per block is exact. Q8_0 weights are
+//! signed: they go through the sign trick (`|w|` times `a` with `w`'s sign).
+//!
+//! Every (row, activation) pair sees the same sequence of floating-point
+//! operations whatever the tile shape, so a product's value does not depend on
+//! how many activation rows are multiplied together: decoding one token and
+//! verifying a batch of drafted tokens give bit-identical logits.
+
+use std::arch::x86_64::*;
+
+use super::blocks::{finish_q8_block, q4k_scale_min, Format, Q8Block, Q8KBlock};
+use super::{Acts, Strides};
+
+/// Weight rows per tile.
+pub const TILE_R: usize = 4;
+/// Activation rows per tile.
+pub const TILE_C: usize = 3;
+
+/// Whether this CPU runs these kernels.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+/// Computes `out[r * st.row + c * st.col]` = dot(weight row `r`, activation row `c`)
+/// for `rows <= TILE_R` rows of `w` (each `row_bytes` long) and `cols <= TILE_C`
+/// activation rows of `a` (each `nb` blocks long).
+///
+/// The caller checked [`available`] and that `w`, `a` and `out` are long enough;
+/// out-of-range indexing panics rather than reading out of bounds.
+#[allow(clippy::too_many_arguments)]
+pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides) {
+    macro_rules! shapes {
+        ($f:ident, $a:expr) => {{
+            // SAFETY: `available()` was checked by the caller (the kernels are
+            // only selected after it returned true); every memory access inside
+            // goes through bounds-checked slices.
+            unsafe {
+                if rows == TILE_R && cols == TILE_C {
+                    $f::<TILE_R, TILE_C>(w, row_bytes, $a, nb, out, st)
+                } else if rows == TILE_R {
+                    for c in 0..cols {
+                        $f::<TILE_R, 1>(w, row_bytes, &$a[c * nb..], nb, &mut out[c * st.col..], st)
+                    }
+                } else {
+                    for r in 0..rows {
+                        let w = &w[r * row_bytes..];
+                        let out = &mut out[r * st.row..];
+                        if cols == TILE_C {
+                            $f::<1, TILE_C>(w, row_bytes, $a, nb, out, st)
+                        } else {
+                            for c in 0..cols {
+                                $f::<1, 1>(w, row_bytes, &$a[c * nb..], nb, &mut out[c * st.col..], st)
+                            }
+                        }
+                    }
+                }
+            }
+        }};
+    }
+    match (format, a) {
+        (Format::Q4_0, Acts::Q8(a)) => shapes!(tile_q4_0, a),
+        (Format::Q4_1, Acts::Q8(a)) => shapes!(tile_q4_1, a),
+        (Format::Q5_0, Acts::Q8(a)) => shapes!(tile_q5_0, a),
+        (Format::Q5_1, Acts::Q8(a)) => shapes!(tile_q5_1, a),
+        (Format::Q8_0, Acts::Q8(a)) => shapes!(tile_q8_0, a),
+        (Format::Q4K, Acts::Q8K(a)) => shapes!(tile_q4k, a),
+        (Format::Q6K, Acts::Q8K(a)) => shapes!(tile_q6k, a),
+        // Activations of the wrong kind: a bug upstream, answered with zeros.
+        _ => {
+            for r in 0..rows {
+                for c in 0..cols {
+                    out[r * st.row + c * st.col] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// An f16 at `bytes[at..at + 2]`, converted with F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    let bits = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Sums of products of unsigned `w` and signed `a` bytes, four per 32-bit lane.
+/// Exact while `w <= 63` and `|a| <= 127` (pairs stay within i16).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_u8_i8(w: __m256i, a: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
+}
+
+/// 32 bytes at `bytes[0..32]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32(bytes: &[u8]) -> __m256i {
+    let bytes = &bytes[..32];
+    // SAFETY: `bytes` is 32 long (checked above); loadu has no alignment need.
+    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+}
+
+/// 32 signed activation bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32_i8(q: &[i8]) -> __m256i {
+    let q = &q[..32];
+    // SAFETY: `q` is 32 long (checked above).
+    unsafe { _mm256_loadu_si256(q.as_ptr().cast()) }
+}
+
+/// 16 bytes of packed nibbles to 32 bytes: low nibbles first, then high ones.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(qs: &[u8]) -> __m256i {
+    let qs = &qs[..16];
+    // SAFETY: `qs` is 16 long (checked above).
+    let q = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// Bit `j` of `qh` to byte `j`: 0x10 where set, 0 elsewhere (Q5's fifth bit).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fifth_bits(qh: &[u8]) -> __m256i {
+    let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    // Byte j takes byte j / 8 of qh; then every bit but bit j % 8 is set and
+    // compared with all ones.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh as i32),
+        _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),
+    );
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// How one 32-value format's block turns into unsigned bytes.
+trait Small {
+    const BYTES: usize;
+    /// Subtracted from every unpacked value (0 for the formats with a minimum).
+    const OFFSET: i8;
+    /// Whether the block has an f16 minimum at byte 2.
+    const MIN: bool;
+    /// Values as unsigned bytes, `0..=31`.
+    fn unpack(block: &[u8]) -> __m256i;
+}
+
+struct Q4_0;
+struct Q4_1;
+struct Q5_0;
+struct Q5_1;
+
+impl Small for Q4_0 {
+    const BYTES: usize = 18;
+    const OFFSET: i8 = 8;
+    const MIN: bool = false;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> __m256i {
+        // SAFETY: only reached from the target-feature kernels below.
+        unsafe { nibbles(&b[2..18]) }
+    }
+}
+
+impl Small for Q4_1 {
+    const BYTES: usize = 20;
+    const OFFSET: i8 = 0;
+    const MIN: bool = true;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> __m256i {
+        // SAFETY: only reached from the target-feature kernels below.
+        unsafe { nibbles(&b[4..20]) }
+    }
+}
+
+impl Small for Q5_0 {
+    const BYTES: usize = 22;
+    const OFFSET: i8 = 16;
+    const MIN: bool = false;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> __m256i {
+        // SAFETY: only reached from the target-feature kernels below.
+        unsafe { _mm256_or_si256(nibbles(&b[6..22]), fifth_bits(&b[2..6])) }
+    }
+}
+
+impl Small for Q5_1 {
+    const BYTES: usize = 24;
+    const OFFSET: i8 = 0;
+    const MIN: bool = true;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> __m256i {
+        // SAFETY: only reached from the target-feature kernels below.
+        unsafe { _mm256_or_si256(nibbles(&b[8..24]), fifth_bits(&b[4..8])) }
+    }
+}
+
+/// The 32-value formats with unsigned values: `acc += d_w * d_a * Σ(w - offset) a`,
+/// plus `m_w * s_a` for the formats with a minimum.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_small<F: Small, const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    let mut acc_min = [[0f32; C]; R];
+    for b in 0..nb {
+        let mut av = [_mm256_setzero_si256(); C];
+        let mut ad = [_mm256_setzero_ps(); C];
+        let mut off = [_mm256_setzero_si256(); C];
+        for c in 0..C {
+            let blk = &a[c * nb + b];
+            av[c] = load32_i8(&blk.qs);
+            ad[c] = _mm256_set1_ps(blk.d);
+            if F::OFFSET != 0 {
+                off[c] = dot_u8_i8(_mm256_set1_epi8(F::OFFSET), av[c]);
+            }
+        }
+        for r in 0..R {
+            let blk = &w[r * row_bytes + b * F::BYTES..][..F::BYTES];
+            let wv = F::unpack(blk);
+            let dw = _mm256_set1_ps(f16_at(blk, 0));
+            let mw = if F::MIN { f16_at(blk, 2) } else { 0.0 };
+            for c in 0..C {
+                let mut p = dot_u8_i8(wv, av[c]);
+                if F::OFFSET != 0 {
+                    p = _mm256_sub_epi32(p, off[c]);
+                }
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
+                if F::MIN {
+                    acc_min[r][c] += mw * a[c * nb + b].s;
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * st.row + c * st.col] = hsum(acc[r][c]) + acc_min[r][c];
+        }
+    }
+}
+
+macro_rules! small_kernel {
+    ($name:ident, $fmt:ty) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $name<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
+            tile_small::<$fmt, R, C>(w, row_bytes, a, nb, out, st)
+        }
+    };
+}
+
+small_kernel!(tile_q4_0, Q4_0);
+small_kernel!(tile_q4_1, Q4_1);
+small_kernel!(tile_q5_0, Q5_0);
+small_kernel!(tile_q5_1, Q5_1);
+
+/// Q8_0: signed weights, multiplied with the sign trick.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q8_0<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
+    const BYTES: usize = 34;
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    for b in 0..nb {
+        let mut av = [_mm256_setzero_si256(); C];
+        let mut ad = [_mm256_setzero_ps(); C];
+        for c in 0..C {
+            let blk = &a[c * nb + b];
+            av[c] = load32_i8(&blk.qs);
+            ad[c] = _mm256_set1_ps(blk.d);
+        }
+        for r in 0..R {
+            let blk = &w[r * row_bytes + b * BYTES..][..BYTES];
+            let wv = load32(&blk[2..]);
+            let w_abs = _mm256_sign_epi8(wv, wv);
+            let dw = _mm256_set1_ps(f16_at(blk, 0));
+            for c in 0..C {
+                // |w| * (a with w's sign): unsigned times signed, exact for |w| <= 128.
+                let p = dot_u8_i8(w_abs, _mm256_sign_epi8(av[c], wv));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * st.row + c * st.col] = hsum(acc[r][c]);
+        }
+    }
+}
+
+/// 16 i16 from the activation block's sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_bsums(a: &Q8KBlock) -> __m256i {
+    // SAFETY: `bsums` is 16 i16, 32 bytes.
+    unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) }
+}
+
+/// Q4_K: `acc += d d_a Σ_j sc_j Σ n a - dmin d_a Σ_j m_j Σ a`, sub-block
+/// scales applied in integers, one conversion per super-block.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q4k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
+    const BYTES: usize = 144;
+    let mask = _mm256_set1_epi8(0x0F);
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    for b in 0..nb {
+        for r in 0..R {
+            let blk = &w[r * row_bytes + b * BYTES..][..BYTES];
+            let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+            let mut sc = [0i16; 8];
+            let mut mins = [0i16; 16];
+            for j in 0..8 {
+                let (s, m) = q4k_scale_min(j, &blk[4..16]);
+                sc[j] = s as i16;
+                mins[2 * j] = m as i16;
+                mins[2 * j + 1] = m as i16;
+            }
+            // SAFETY: `mins` is 16 i16, 32 bytes.
+            let mins = unsafe { _mm256_loadu_si256(mins.as_ptr().cast()) };
+            let mut isum = [_mm256_setzero_si256(); C];
+            for chunk in 0..4 {
+                let q = load32(&blk[16 + 32 * chunk..]);
+                let lo = _mm256_and_si256(q, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+                let (s_lo, s_hi) = (_mm256_set1_epi16(sc[2 * chunk]), _mm256_set1_epi16(sc[2 * chunk + 1]));
+                for c in 0..C {
+                    let qs = &a[c * nb + b].qs[64 * chunk..];
+                    let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32_i8(qs)), s_lo);
+                    let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32_i8(&qs[32..])), s_hi);
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(p_lo, p_hi));
+                }
+            }
+            for c in 0..C {
+                let blk_a = &a[c * nb + b];
+                let msum = _mm256_madd_epi16(load_bsums(blk_a), mins);
+                let scale = _mm256_set1_ps(d * blk_a.d);
+                let scale_min = _mm256_set1_ps(dmin * blk_a.d);
+                acc[r][c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum[c]), acc[r][c]);
+                acc[r][c] = _mm256_fnmadd_ps(scale_min, _mm256_cvtepi32_ps(msum), acc[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * st.row + c * st.col] = hsum(acc[r][c]);
+        }
+    }
+}
+
+/// Q6_K: `acc += d d_a Σ_s sc_s (Σ v a - 32 Σ a)`, all in integers per super-block.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q6k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
+    const BYTES: usize = 210;
+    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    for b in 0..nb {
+        for r in 0..R {
+            let blk = &w[r * row_bytes + b * BYTES..][..BYTES];
+            let d = f16_at(blk, 208);
+            let scales = &blk[192..208];
+            // SAFETY: `scales` is 16 bytes.
+            let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(scales.as_ptr().cast()) });
+            let mut isum = [_mm256_setzero_si256(); C];
+            for half in 0..2 {
+                let ql0 = load32(&blk[64 * half..]);
+                let ql1 = load32(&blk[64 * half + 32..]);
+                let qh = load32(&blk[128 + 32 * half..]);
+                let v = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), _mm256_and_si256(qh, m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2)),
+                ];
+                for (t, v) in v.iter().enumerate() {
+                    let s = 8 * half + 2 * t;
+                    let st = _mm256_set_m128i(_mm_set1_epi16(scales[s + 1] as i8 as i16), _mm_set1_epi16(scales[s] as i8 as i16));
+                    for c in 0..C {
+                        let qs = &a[c * nb + b].qs[128 * half + 32 * t..];
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(*v, load32_i8(qs)), st);
+                        isum[c] = _mm256_add_epi32(isum[c], p);
+                    }
+                }
+            }
+            for c in 0..C {
+                let blk_a = &a[c * nb + b];
+                let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load_bsums(blk_a), sc16));
+                let isum = _mm256_sub_epi32(isum[c], offset);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * blk_a.d), _mm256_cvtepi32_ps(isum), acc[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * st.row + c * st.col] = hsum(acc[r][c]);
+        }
+    }
+}
+
+/// [`super::blocks::quantize_q8_block`] with AVX2, bit for bit: the largest
+/// magnitude, then `x / d` rounded half away from zero. Returns false, having
+/// written nothing, for a block with a value that is not finite (the portable
+/// version then decides what it becomes).
+pub fn quantize_q8_block(x: &[f32], block: &mut Q8Block) -> bool {
+    let x: &[f32; 32] = match x.try_into() {
+        Ok(x) => x,
+        Err(_) => return false,
+    };
+    // SAFETY: the caller checked `available()`.
+    unsafe { quantize_q8_avx2(x, block) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_q8_avx2(x: &[f32; 32], block: &mut Q8Block) -> bool {
+    // SAFETY (loads): `x` is 32 floats.
+    let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
+    let sign = _mm256_set1_ps(-0.0);
+    let abs: [__m256; 4] = std::array::from_fn(|i| _mm256_andnot_ps(sign, v[i]));
+    // Not finite: |x| > MAX, or NaN (unordered).
+    let limit = _mm256_set1_ps(f32::MAX);
+    let mut bad = _mm256_setzero_ps();
+    for a in abs {
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps::<_CMP_NLE_UQ>(a, limit));
+    }
+    if _mm256_movemask_ps(bad) != 0 {
+        return false;
+    }
+    let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    let q: [__m256i; 4] = std::array::from_fn(|i| {
+        let y = _mm256_mul_ps(v[i], id);
+        // Round half away from zero: truncate, then step away by one where
+        // the (exact) remainder is at least a half.
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+        let rem = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
+        let step = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(rem, half), _mm256_or_ps(one, _mm256_and_ps(sign, y)));
+        _mm256_cvttps_epi32(_mm256_add_ps(t, step))
+    });
+    // 32-bit to 8-bit; the packs interleave 128-bit lanes, the permute undoes it.
+    let q16a = _mm256_packs_epi32(q[0], q[1]);
+    let q16b = _mm256_packs_epi32(q[2], q[3]);
+    let q8 = _mm256_packs_epi16(q16a, q16b);
+    let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `qs` is 32 bytes.
+    unsafe { _mm256_storeu_si256(block.qs.as_mut_ptr().cast(), q8) };
+    finish_q8_block(d, block);
+    true
+}
