@@ -50,6 +50,10 @@ pub fn completion_mode(text: &str, cursor: usize, tree: Option<&Tree>, skip_mid_
             node = n.parent();
         }
     }
+    if line_before.is_empty() && !rest.trim().is_empty() {
+        // Column 0 in front of code: new lines go in above it.
+        return CompletionMode::MultiLine;
+    }
     if !closing_only(rest) {
         return CompletionMode::SingleLine;
     }
@@ -97,6 +101,12 @@ mod tests {
     fn closing_characters_after_the_cursor_do_not_make_it_mid_line() {
         assert_eq!(mode("print($0)\n"), CompletionMode::MultiLine);
         assert_eq!(mode("x = [1, $0]\n"), CompletionMode::SingleLine);
+    }
+
+    #[test]
+    fn column_zero_in_front_of_code_inserts_lines_above() {
+        assert_eq!(mode("def f(x):\n$0    return x\n"), CompletionMode::MultiLine);
+        assert_eq!(mode("$0import os\n"), CompletionMode::MultiLine);
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub struct Context<'a> {
     pub(crate) rest_of_line: &'a str,
     /// The suffix window after the cursor's line.
     pub(crate) next_lines: &'a str,
+    /// The cursor is at column 0 in front of code: the suggestion is whole
+    /// lines inserted above that line, so it ends with a line break.
+    pub(crate) inserts_lines_above: bool,
     /// The file's indentation style.
     pub(crate) style: IndentStyle,
     /// The lexer's state at the cursor.
@@ -111,6 +114,15 @@ impl<'a> Context<'a> {
             .nth(1)
             .and_then(|l| suffix.get(l.start..))
             .unwrap_or("");
+        // At column 0 in front of code, the suggestion goes in as whole lines
+        // above that code: the rules see a blank cursor line with the code as
+        // the first of the next lines.
+        let inserts_lines_above = cursor_line.is_empty() && !rest_of_line.trim().is_empty();
+        let (rest_of_line, next_lines) = if inserts_lines_above {
+            ("", suffix)
+        } else {
+            (rest_of_line, next_lines)
+        };
 
         let mut stats = IndentStats::default();
         stats.add(prefix, true);
@@ -134,6 +146,7 @@ impl<'a> Context<'a> {
             cursor_line,
             rest_of_line,
             next_lines,
+            inserts_lines_above,
             style,
             lexer,
             open,

@@ -40,6 +40,11 @@
 //! 8. [`rules::trim_whitespace`]: trailing whitespace goes, and a suggestion
 //!    of only whitespace becomes nothing. Last, because every cut above may
 //!    leave a dangling line break or indentation.
+//!
+//! At column 0 in front of code (the cursor before an existing line's first
+//! character) the suggestion is lines inserted above that line: the rules
+//! treat the cursor's line as blank, and a non-empty result gets a final
+//! line break so the existing line moves down intact.
 
 #![warn(missing_docs)]
 
@@ -105,5 +110,13 @@ pub fn postprocess(input: &PostprocessInput) -> String {
     let text = rules::stop_at_block_end(text, &context);
     let text = rules::drop_suffix_overlap(text, &context);
     let text = rules::balance_brackets(text, &context);
-    rules::trim_whitespace(text, &context).to_owned()
+    let mut shown = rules::trim_whitespace(text, &context).to_owned();
+    if context.inserts_lines_above && input.mode == Mode::MultiLine && !shown.is_empty() {
+        // The code at the cursor moves down below the inserted lines, with the
+        // line break that file uses there.
+        let rest = lines::first_line(input.suffix);
+        let crlf = input.suffix.get(rest.len()..).is_some_and(|after| after.starts_with("\r\n"));
+        shown.push_str(if crlf { "\r\n" } else { "\n" });
+    }
+    shown
 }

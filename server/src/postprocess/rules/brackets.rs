@@ -11,14 +11,18 @@
 //!   that ends inside a bracket it opened (`if ready {\n    start();`, cut off
 //!   by the deadline or by an earlier rule) would leave the user's code
 //!   unbalanced. It is cut back to the end of its last line that ended with
-//!   none of its own brackets open, or to nothing. A single-line suggestion
+//!   none of its own brackets open, or to nothing, unless the text after the
+//!   cursor closes exactly those brackets and still closes the ones it closed
+//!   before (`value_map = {` + entries, with the `}` already below the
+//!   cursor). A single-line suggestion
 //!   may leave its bracket open (`if ready {`, `foo(`): that is how a line
 //!   opening a block reads, and the user is typing on that line anyway.
 //!
 //! A bracket open at the cursor may stay open: the suffix closes it, or the
 //! user will.
 
-use crate::postprocess::lexer::Token;
+use crate::postprocess::context::Fate;
+use crate::postprocess::lexer::{Lexer, Token};
 use crate::postprocess::Context;
 
 /// Cuts `completion` before its first closer that matches nothing, and cuts
@@ -33,6 +37,7 @@ pub fn balance_brackets<'c>(completion: &'c str, context: &Context) -> &'c str {
     let mut end = completion.len();
     let mut multi_line = false;
     let mut last_balanced_break: Option<usize> = None;
+    let mut interrupted = false;
     for token in lexer.tokens(completion) {
         match token {
             Token::Open { kind, .. } => own.push(kind),
@@ -40,6 +45,7 @@ pub fn balance_brackets<'c>(completion: &'c str, context: &Context) -> &'c str {
                 if let Some(&top) = own.last() {
                     if top != kind {
                         end = at;
+                        interrupted = true;
                         break;
                     }
                     own.pop();
@@ -49,6 +55,7 @@ pub fn balance_brackets<'c>(completion: &'c str, context: &Context) -> &'c str {
                     Some(bracket) if bracket.kind == kind => outer -= 1,
                     _ => {
                         end = at;
+                        interrupted = true;
                         break;
                     }
                 }
@@ -63,10 +70,43 @@ pub fn balance_brackets<'c>(completion: &'c str, context: &Context) -> &'c str {
     }
     let end = if own.is_empty() || !multi_line {
         end
+    } else if !interrupted && suffix_closes(&own, outer, lexer, context) {
+        end
     } else {
         last_balanced_break.unwrap_or(0)
     };
     completion.get(..end).unwrap_or(completion)
+}
+
+/// Whether the text after the cursor, read from `lexer` (the state at the end
+/// of the suggestion), closes the suggestion's own open brackets `own` in
+/// order and then still closes every bracket open at the cursor that it
+/// closed without the suggestion. Then the suggestion is the first part of a
+/// bracket the user already finished below the cursor. `outer` is how many of
+/// the brackets open at the cursor are still open after the suggestion.
+fn suffix_closes(own: &[u8], outer: usize, mut lexer: Lexer, context: &Context) -> bool {
+    let outer = &context.open[..outer.min(context.open.len())];
+    let must_close = outer.iter().filter(|b| b.fate == Fate::ClosedBySuffix).count();
+    let floor = outer.len() - must_close;
+    let mut stack: Vec<u8> = outer.iter().map(|b| b.kind).chain(own.iter().copied()).collect();
+    for piece in [context.rest_of_line, "\n", context.next_lines] {
+        for token in lexer.tokens(piece) {
+            match token {
+                Token::Open { kind, .. } => stack.push(kind),
+                Token::Close { kind, .. } => {
+                    if stack.last() != Some(&kind) {
+                        return false;
+                    }
+                    stack.pop();
+                    if stack.len() <= floor {
+                        return true;
+                    }
+                }
+                Token::LineBreak { .. } => {}
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -116,6 +156,33 @@ mod tests {
             expect![[r#"
                 |let ready = check();
             "#]],
+        );
+    }
+
+    #[test]
+    fn python_dict_closed_by_the_suffix_is_kept() {
+        // HumanEval/19: the hole is the dict's opening and entries; its `}` is
+        // already below the cursor.
+        check(
+            "python",
+            "def f(numbers):\n$0\n    }\n    return value_map\n",
+            "    value_map = {\n        'zero': 0,\n        'one': 1,",
+            expect![[r#"
+                |    value_map = {
+                |        'zero': 0,
+                |        'one': 1,
+            "#]],
+        );
+    }
+
+    #[test]
+    fn rust_block_is_not_closed_by_the_enclosing_functions_brace() {
+        // The `}` below the cursor closes `fn main`, not the suggestion's `if`.
+        check(
+            "rust",
+            "fn main() {\n    $0\n}\n",
+            "if ready {\n        start();\n        stop();",
+            expect![[r#"(empty)"#]],
         );
     }
 

@@ -27,6 +27,15 @@
 //!   is no better). A line without letters or digits (`}`, `);`) matches only
 //!   at the same indentation, so that the end of the suggestion's own block
 //!   is not taken for the end of the document's.
+//! - **Reworded next lines.** The model sometimes re-types the next lines in
+//!   its own words and then goes on verbatim: after `for c in s:` it writes
+//!   `if c == '7': ans += 1` for the suffix's `ans += (c == '7')`, then the
+//!   suffix's `return ans`. When the suggestion's last lines equal the
+//!   suffix's lines from its second, third or fourth non-blank line on (at the
+//!   same indentation, one of them holding a letter or digit), and the lines
+//!   just before them stand where the skipped suffix lines stand (one for
+//!   one, each at the same indentation), all of those lines are a copy: the
+//!   suggestion is cut before the reworded ones.
 
 use crate::postprocess::lexer::Token;
 use crate::postprocess::lines::{indent_width, lines, Line};
@@ -137,6 +146,53 @@ fn drop_next_lines<'c>(completion: &'c str, context: &Context) -> &'c str {
             return completion.get(..end).unwrap_or(completion);
         }
     }
+    drop_reworded_lines(completion, &suffix, first, tab)
+}
+
+/// Suffix lines that may be reworded before the verbatim copy starts.
+const MAX_REWORDED: usize = 3;
+
+/// Cuts before a reworded copy of the suffix's first lines that goes on as a
+/// verbatim copy of the following ones to the end (see the module docs).
+fn drop_reworded_lines<'c>(completion: &'c str, suffix: &[Line], first: usize, tab: usize) -> &'c str {
+    let ours: Vec<(usize, Line)> = lines(completion)
+        .enumerate()
+        .filter(|(_, l)| !l.is_blank())
+        .collect();
+    let indent = |l: &Line| indent_width(l.text, tab);
+    for skipped in 1..=MAX_REWORDED.min(suffix.len().saturating_sub(1)) {
+        // The verbatim tail: our last lines against suffix[skipped..].
+        for tail in (1..=ours.len()).rev() {
+            let start = ours.len() - tail;
+            let Some(theirs) = suffix.get(skipped..skipped + tail) else {
+                continue;
+            };
+            let verbatim = ours[start..].iter().zip(theirs).all(|((_, o), t)| {
+                o.text.trim() == t.text.trim() && indent(o) == indent(t)
+            });
+            if !verbatim || !ours[start..].iter().any(|(_, l)| has_alphanumeric(l.text)) {
+                continue;
+            }
+            // The reworded part: the `skipped` lines before the tail, one for
+            // each skipped suffix line, at the same indentation.
+            let Some(reworded_start) = start.checked_sub(skipped) else {
+                continue;
+            };
+            let aligned = ours[reworded_start..start]
+                .iter()
+                .zip(&suffix[..skipped])
+                .all(|((_, o), t)| indent(o) == indent(t));
+            let (line_index, _) = ours[reworded_start];
+            if !aligned || line_index < first {
+                continue;
+            }
+            let end = line_index
+                .checked_sub(1)
+                .and_then(|j| lines(completion).nth(j))
+                .map_or(0, |l| l.end);
+            return completion.get(..end).unwrap_or(completion);
+        }
+    }
     completion
 }
 
@@ -163,6 +219,32 @@ mod tests {
             expect![[r#"
                 |for x in xs:
                 |        s += x
+            "#]],
+        );
+    }
+
+    #[test]
+    fn python_reworded_next_line_then_verbatim_copy() {
+        // HumanEval/36: the hole is `for c in s:`.
+        check(
+            "python",
+            "def f(s):\n    ans = 0\n$0\n        ans += (c == '7')\n    return ans\n",
+            "    for c in s:\n        if c == '7': ans += 1\n    return ans",
+            expect![[r#"
+                |    for c in s:
+            "#]],
+        );
+    }
+
+    #[test]
+    fn python_own_return_differently_indented_is_kept() {
+        check(
+            "python",
+            "def f(xs):\n    $0\n    log(xs)\n    return None\n",
+            "if not xs:\n        return None",
+            expect![[r#"
+                |if not xs:
+                |        return None
             "#]],
         );
     }
