@@ -639,6 +639,46 @@ mod tests {
     }
 
     #[test]
+    fn q5k_products_match_dequantized_f32_math() {
+        let (rows, k) = (40, 512);
+        // Weights as candle's quantizer encodes them (a zero row and an outlier included).
+        let w = random_acts(rows, k, 31);
+        let wt = Tensor::from_slice(&w, (rows, k), &Device::Cpu).unwrap();
+        let quantize = || QTensor::quantize(&wt, GgmlDType::Q5K).unwrap();
+        let deq: Vec<f32> = quantize().dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        // One row (decoding), a few (drafted tokens), more than a tile, and a prefill panel.
+        for m in [1, 3, 17, 128] {
+            let x = random_acts(m, k, 100 + m as u64);
+            for isa in isas() {
+                let mat = QuantMatrix::with_isa(quantize(), isa).unwrap();
+                assert!(!mat.has_fallback());
+                let mut out = vec![0f32; m * rows];
+                pool.install(|| mat.matmul(&x, m, &mut out, &mut Scratch::default())).unwrap();
+                for c in 0..m {
+                    let x = &x[c * k..(c + 1) * k];
+                    for r in 0..rows {
+                        let w = &deq[r * k..(r + 1) * k];
+                        let exact: f64 = w.iter().zip(x).map(|(&w, &x)| w as f64 * x as f64).sum();
+                        // The activations' 8-bit rounding: at most ~half a step
+                        // (amax / 127 of their 256-value block, a little more
+                        // with the f16 scales of 32-value blocks) per value.
+                        let mut tol = 1e-5;
+                        for (w, x) in w.chunks_exact(QK_K).zip(x.chunks_exact(QK_K)) {
+                            let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) as f64 / 127.0;
+                            let mag: f64 = w.iter().map(|&w| w.abs() as f64).sum();
+                            let abs: f64 = w.iter().zip(x).map(|(&w, &x)| (w as f64 * x as f64).abs()).sum();
+                            tol += 0.6 * step * mag + 1e-4 * abs;
+                        }
+                        let got = out[c * rows + r] as f64;
+                        assert!((got - exact).abs() <= tol, "{isa:?} m={m} [{c}, {r}]: {got} vs {exact} (tolerance {tol})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn stacked_and_candle_parts_match_candle() {
         let k = 256;
         // No outliers: they make the activations' quantization (in 256-value
@@ -647,7 +687,8 @@ mod tests {
         let x: Vec<f32> = random_acts(3, k, 9).into_iter().map(|v| v.clamp(-2.0, 2.0)).collect();
         let mut tensors = Vec::new();
         let mut expected = Vec::new();
-        for (i, dtype) in [GgmlDType::Q4_1, GgmlDType::Q5K, GgmlDType::Q6K, GgmlDType::F32].into_iter().enumerate() {
+        // Q3_K and F32 have no kernels here: they are the candle parts.
+        for (i, dtype) in [GgmlDType::Q4_1, GgmlDType::Q5K, GgmlDType::Q3K, GgmlDType::Q6K, GgmlDType::F32].into_iter().enumerate() {
             let w = Tensor::randn(0f32, 1.0, (5 + i, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let xt = Tensor::from_slice(&x, (3, k), &Device::Cpu).unwrap();
@@ -655,6 +696,7 @@ mod tests {
             tensors.push(QuantMatrix::new(q).unwrap());
         }
         let mat = QuantMatrix::stack(tensors).unwrap();
+        assert!(mat.has_fallback());
         let expected: Vec<f32> = Tensor::cat(&expected, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let mut out = vec![0f32; 3 * mat.rows()];
         mat.matmul(&x, 3, &mut out, &mut Scratch::default()).unwrap();
