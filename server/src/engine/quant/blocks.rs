@@ -266,8 +266,9 @@ impl Default for Q8KBlock {
 /// `quantize_row_q8_0`/`q8_1` and candle do: scale `max|x| / 127`, values
 /// rounded half away from zero.
 pub fn quantize_q8(x: &[f32], out: &mut [Q8Block]) {
+    // AVX2 unless `CRIA_CPU` asks for portable code (the result is the same).
     #[cfg(target_arch = "x86_64")]
-    let simd = super::avx2::available();
+    let simd = super::Isa::detect() != super::Isa::Scalar && super::avx2::available();
     for (x, block) in x.chunks_exact(QK).zip(out.iter_mut()) {
         #[cfg(target_arch = "x86_64")]
         if simd && super::avx2::quantize_q8_block(x, block) {

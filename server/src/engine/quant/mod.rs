@@ -71,11 +71,83 @@ pub enum Isa {
     Avx512,
 }
 
+/// A ceiling on the instruction set, from the `CRIA_CPU` environment
+/// variable: benchmarks measure the AVX2 kernels (what most laptops run) on a
+/// machine with AVX-512, and a user can step around a kernel bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CpuCap {
+    /// Portable code only.
+    Scalar,
+    /// At most AVX2.
+    Avx2,
+    /// At most AVX-512 (no ceiling today).
+    Avx512,
+}
+
+/// A `CRIA_CPU` value that names no instruction set; it is ignored (with a
+/// warning) rather than fatal, since the kernels work without it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown CRIA_CPU value {0:?} (expected scalar, avx2 or avx512)")]
+pub struct UnknownCpuCap(pub String);
+
+impl std::str::FromStr for CpuCap {
+    type Err = UnknownCpuCap;
+
+    /// `scalar`, `avx2` or `avx512`, in any case, surrounding spaces ignored.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Self::Scalar),
+            "avx2" => Ok(Self::Avx2),
+            "avx512" => Ok(Self::Avx512),
+            _ => Err(UnknownCpuCap(value.to_string())),
+        }
+    }
+}
+
+/// The environment variable read by [`Isa::detect`].
+pub const CPU_CAP_VAR: &str = "CRIA_CPU";
+
 impl Isa {
-    /// The best one this CPU supports (checked once).
+    /// The best one this CPU supports, at most what `CRIA_CPU` allows
+    /// (checked once: every matrix of a process uses the same kernels).
     pub fn detect() -> Self {
         static ISA: OnceLock<Isa> = OnceLock::new();
-        *ISA.get_or_init(|| Self::available().pop().unwrap_or(Isa::Scalar))
+        *ISA.get_or_init(|| {
+            let cap = match std::env::var(CPU_CAP_VAR) {
+                Ok(value) if !value.trim().is_empty() => match value.parse::<CpuCap>() {
+                    Ok(cap) => Some(cap),
+                    Err(e) => {
+                        tracing::warn!("{e}; using the best instruction set this CPU has");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let isa = Self::best_within(&Self::available(), cap);
+            if let Some(cap) = cap {
+                tracing::info!("{CPU_CAP_VAR}={cap:?}: quantized kernels use {isa:?}");
+            }
+            isa
+        })
+    }
+
+    /// The best of `available` (best last) at or below `cap`; portable code
+    /// when nothing is. Apart from [`Self::detect`] so that it is tested
+    /// without touching the environment.
+    pub fn best_within(available: &[Isa], cap: Option<CpuCap>) -> Self {
+        let cap = cap.unwrap_or(CpuCap::Avx512);
+        available.iter().rev().copied().find(|isa| isa.level() <= cap).unwrap_or(Isa::Scalar)
+    }
+
+    /// The [`CpuCap`] this instruction set is, to compare it with a cap.
+    pub fn level(self) -> CpuCap {
+        match self {
+            Self::Scalar => CpuCap::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => CpuCap::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => CpuCap::Avx512,
+        }
     }
 
     /// Every instruction set this CPU runs, best last.
@@ -704,6 +776,29 @@ mod tests {
         // rounding alone moves them by about 0.1; a misplaced column by ~16.
         for (a, b) in out.iter().zip(&expected) {
             assert!((a - b).abs() <= 0.5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn cpu_caps_parse_and_never_raise_the_instruction_set() {
+        assert_eq!("scalar".parse::<CpuCap>(), Ok(CpuCap::Scalar));
+        assert_eq!(" AVX2 ".parse::<CpuCap>(), Ok(CpuCap::Avx2));
+        assert_eq!("avx512".parse::<CpuCap>(), Ok(CpuCap::Avx512));
+        assert_eq!("sse4".parse::<CpuCap>(), Err(UnknownCpuCap("sse4".into())));
+        assert!("".parse::<CpuCap>().is_err());
+        let all = Isa::available();
+        let best = *all.last().unwrap();
+        assert_eq!(Isa::best_within(&all, None), best);
+        assert_eq!(Isa::best_within(&all, Some(CpuCap::Scalar)), Isa::Scalar);
+        assert_eq!(Isa::best_within(&all, Some(CpuCap::Avx512)), best);
+        assert!(Isa::best_within(&all, Some(CpuCap::Avx2)).level() <= CpuCap::Avx2);
+        // A CPU without AVX-512 stays at what it has.
+        assert_eq!(Isa::best_within(&[Isa::Scalar], Some(CpuCap::Avx512)), Isa::Scalar);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let three = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+            assert_eq!(Isa::best_within(&three, Some(CpuCap::Avx2)), Isa::Avx2);
+            assert_eq!(Isa::best_within(&[Isa::Scalar, Isa::Avx2], Some(CpuCap::Avx512)), Isa::Avx2);
         }
     }
 
