@@ -86,6 +86,7 @@ pub fn group(format: Format, group: &[u8], next: &[u8], blocks: usize, rows: usi
         Format::Q5_1 => run!(Q5_1),
         Format::Q8_0 => run!(Q8_0),
         Format::Q4K => run!(Q4K),
+        Format::Q5K => run!(Q5K),
         Format::Q6K => run!(Q6K),
     }
 }
@@ -190,6 +191,7 @@ struct Q5_0;
 struct Q5_1;
 struct Q8_0;
 struct Q4K;
+struct Q5K;
 struct Q6K;
 
 impl Kind for Q4_0 {
@@ -302,6 +304,32 @@ impl Kind for Q4K {
             let scale = _mm512_mul_ps(d, u8x16(blk, 256));
             // value = d sc q - dmin m: the minimum enters negated.
             let min = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, u8x16(blk, 272)));
+            (scale, scale, min)
+        }
+    }
+}
+
+impl Kind for Q5K {
+    const OFFSET: i32 = 0;
+    const HALVES: bool = false;
+    const MIN: bool = true;
+    #[inline(always)]
+    unsafe fn values(blk: &[u8]) -> [__m512i; 8] {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let mut w = nibbles(blk);
+            fifth_bits(blk, &mut w);
+            w
+        }
+    }
+    #[inline(always)]
+    unsafe fn scales(header: &[u8], blk: &[u8]) -> (__m512, __m512, __m512) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let (d, dmin) = (f16x16(header, 0), f16x16(header, 32));
+            let scale = _mm512_mul_ps(d, u8x16(blk, 320));
+            // value = d sc q - dmin m: the minimum enters negated.
+            let min = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, u8x16(blk, 336)));
             (scale, scale, min)
         }
     }

@@ -30,6 +30,9 @@ pub enum Format {
     Q8_0,
     /// 4-bit k-quant: 256 values, 6-bit scales and minimums per 32.
     Q4K,
+    /// 5-bit k-quant: Q4_K's layout plus a plane of fifth bits (most tensors
+    /// of the common `Q5_K_M` files).
+    Q5K,
     /// 6-bit k-quant: 256 values, 8-bit scales per 16.
     Q6K,
 }
@@ -45,7 +48,7 @@ pub enum ActKind {
 
 impl Format {
     /// Every format, for tests.
-    pub const ALL: [Format; 7] = [Self::Q4_0, Self::Q4_1, Self::Q5_0, Self::Q5_1, Self::Q8_0, Self::Q4K, Self::Q6K];
+    pub const ALL: [Format; 8] = [Self::Q4_0, Self::Q4_1, Self::Q5_0, Self::Q5_1, Self::Q8_0, Self::Q4K, Self::Q5K, Self::Q6K];
 
     /// The format of a GGML type, if cria has kernels for it.
     pub fn from_ggml(dtype: candle_core::quantized::GgmlDType) -> Option<Self> {
@@ -57,6 +60,7 @@ impl Format {
             G::Q5_1 => Self::Q5_1,
             G::Q8_0 => Self::Q8_0,
             G::Q4K => Self::Q4K,
+            G::Q5K => Self::Q5K,
             G::Q6K => Self::Q6K,
             _ => return None,
         })
@@ -65,7 +69,7 @@ impl Format {
     /// Values per block.
     pub fn block_elems(self) -> usize {
         match self {
-            Self::Q4K | Self::Q6K => QK_K,
+            Self::Q4K | Self::Q5K | Self::Q6K => QK_K,
             _ => QK,
         }
     }
@@ -79,6 +83,7 @@ impl Format {
             Self::Q5_1 => 24,
             Self::Q8_0 => 34,
             Self::Q4K => 144,
+            Self::Q5K => 176,
             Self::Q6K => 210,
         }
     }
@@ -86,7 +91,7 @@ impl Format {
     /// The activation blocks this format's kernels take.
     pub fn act_kind(self) -> ActKind {
         match self {
-            Self::Q4K | Self::Q6K => ActKind::Q8K,
+            Self::Q4K | Self::Q5K | Self::Q6K => ActKind::Q8K,
             _ => ActKind::Q8,
         }
     }
@@ -103,8 +108,8 @@ pub fn f16_at(bytes: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
 
-/// The 6-bit scale and minimum of sub-block `j` of a Q4_K super-block
-/// (GGML's `get_scale_min_k4`).
+/// The 6-bit scale and minimum of sub-block `j` of a Q4_K or Q5_K
+/// super-block (GGML's `get_scale_min_k4`).
 #[inline]
 pub fn q4k_scale_min(j: usize, scales: &[u8]) -> (u8, u8) {
     if j < 4 {
@@ -112,6 +117,18 @@ pub fn q4k_scale_min(j: usize, scales: &[u8]) -> (u8, u8) {
     } else {
         ((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4))
     }
+}
+
+/// Value `l` (`0..32`, unsigned `0..=31`) of sub-block `j` (`0..8`) of a
+/// Q5_K super-block with nibbles `qs` (128 bytes) and high bits `qh` (32
+/// bytes): sub-blocks `2c` and `2c + 1` share the 32 bytes `qs[32c..]` (low,
+/// then high nibbles), and sub-block `j` takes its fifth bits from bit `j` of
+/// `qh[l]`.
+#[inline]
+pub fn q5k_value(qs: &[u8], qh: &[u8], j: usize, l: usize) -> u8 {
+    let q = qs[32 * (j / 2) + l];
+    let nibble = if j.is_multiple_of(2) { q & 0xF } else { q >> 4 };
+    nibble | (((qh[l] >> j) & 1) << 4)
 }
 
 /// Dequantizes one block (`format.block_bytes()` bytes) into
@@ -166,6 +183,17 @@ pub fn dequantize_block(format: Format, b: &[u8], out: &mut [f32]) {
                     let q = qs[32 * chunk + l];
                     out[64 * chunk + l] = d1 * (q & 0xF) as f32 - m1;
                     out[64 * chunk + 32 + l] = d2 * (q >> 4) as f32 - m2;
+                }
+            }
+        }
+        Format::Q5K => {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
+            for j in 0..8 {
+                let (sc, m) = q4k_scale_min(j, scales);
+                let (d1, m1) = (d * sc as f32, dmin * m as f32);
+                for l in 0..32 {
+                    out[32 * j + l] = d1 * q5k_value(qs, qh, j, l) as f32 - m1;
                 }
             }
         }
@@ -238,8 +266,9 @@ impl Default for Q8KBlock {
 /// `quantize_row_q8_0`/`q8_1` and candle do: scale `max|x| / 127`, values
 /// rounded half away from zero.
 pub fn quantize_q8(x: &[f32], out: &mut [Q8Block]) {
+    // AVX2 unless `CRIA_CPU` asks for portable code (the result is the same).
     #[cfg(target_arch = "x86_64")]
-    let simd = super::avx2::available();
+    let simd = super::Isa::detect() != super::Isa::Scalar && super::avx2::available();
     for (x, block) in x.chunks_exact(QK).zip(out.iter_mut()) {
         #[cfg(target_arch = "x86_64")]
         if simd && super::avx2::quantize_q8_block(x, block) {
@@ -316,7 +345,7 @@ pub(crate) mod testing {
         for block in data.chunks_exact_mut(format.block_bytes()) {
             match format {
                 Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => block[0..2].copy_from_slice(&scale(&mut rng)),
-                Format::Q4_1 | Format::Q5_1 | Format::Q4K => {
+                Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K => {
                     block[0..2].copy_from_slice(&scale(&mut rng));
                     block[2..4].copy_from_slice(&scale(&mut rng));
                 }
@@ -355,6 +384,7 @@ mod tests {
             Format::Q5_1 => GgmlDType::Q5_1,
             Format::Q8_0 => GgmlDType::Q8_0,
             Format::Q4K => GgmlDType::Q4K,
+            Format::Q5K => GgmlDType::Q5K,
             Format::Q6K => GgmlDType::Q6K,
         }
     }
@@ -374,6 +404,27 @@ mod tests {
                 dequantize_row(format, row, out);
             }
             assert_eq!(ours, theirs, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn dequantization_of_candle_quantized_weights_matches_candle() {
+        // Real encodings (scales chosen by candle's quantizer), not random bytes.
+        let (rows, k) = (5, 768);
+        let w = random_acts(rows, k, 21);
+        let t = candle_core::Tensor::from_slice(&w, (rows, k), &Device::Cpu).unwrap();
+        for format in Format::ALL {
+            let q = QTensor::quantize(&t, ggml(format)).unwrap();
+            let data = q.data().unwrap();
+            let theirs: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let mut ours = vec![0f32; rows * k];
+            for (row, out) in data.chunks_exact(format.row_bytes(k).unwrap()).zip(ours.chunks_exact_mut(k)) {
+                dequantize_row(format, row, out);
+            }
+            assert_eq!(ours, theirs, "{format:?}");
+            // And the encoding is a sane one: close to the original weights.
+            let err = ours.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(err < 3.0, "{format:?}: {err}");
         }
     }
 

@@ -71,11 +71,83 @@ pub enum Isa {
     Avx512,
 }
 
+/// A ceiling on the instruction set, from the `CRIA_CPU` environment
+/// variable: benchmarks measure the AVX2 kernels (what most laptops run) on a
+/// machine with AVX-512, and a user can step around a kernel bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CpuCap {
+    /// Portable code only.
+    Scalar,
+    /// At most AVX2.
+    Avx2,
+    /// At most AVX-512 (no ceiling today).
+    Avx512,
+}
+
+/// A `CRIA_CPU` value that names no instruction set; it is ignored (with a
+/// warning) rather than fatal, since the kernels work without it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown CRIA_CPU value {0:?} (expected scalar, avx2 or avx512)")]
+pub struct UnknownCpuCap(pub String);
+
+impl std::str::FromStr for CpuCap {
+    type Err = UnknownCpuCap;
+
+    /// `scalar`, `avx2` or `avx512`, in any case, surrounding spaces ignored.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Self::Scalar),
+            "avx2" => Ok(Self::Avx2),
+            "avx512" => Ok(Self::Avx512),
+            _ => Err(UnknownCpuCap(value.to_string())),
+        }
+    }
+}
+
+/// The environment variable read by [`Isa::detect`].
+pub const CPU_CAP_VAR: &str = "CRIA_CPU";
+
 impl Isa {
-    /// The best one this CPU supports (checked once).
+    /// The best one this CPU supports, at most what `CRIA_CPU` allows
+    /// (checked once: every matrix of a process uses the same kernels).
     pub fn detect() -> Self {
         static ISA: OnceLock<Isa> = OnceLock::new();
-        *ISA.get_or_init(|| Self::available().pop().unwrap_or(Isa::Scalar))
+        *ISA.get_or_init(|| {
+            let cap = match std::env::var(CPU_CAP_VAR) {
+                Ok(value) if !value.trim().is_empty() => match value.parse::<CpuCap>() {
+                    Ok(cap) => Some(cap),
+                    Err(e) => {
+                        tracing::warn!("{e}; using the best instruction set this CPU has");
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let isa = Self::best_within(&Self::available(), cap);
+            if let Some(cap) = cap {
+                tracing::info!("{CPU_CAP_VAR}={cap:?}: quantized kernels use {isa:?}");
+            }
+            isa
+        })
+    }
+
+    /// The best of `available` (best last) at or below `cap`; portable code
+    /// when nothing is. Apart from [`Self::detect`] so that it is tested
+    /// without touching the environment.
+    pub fn best_within(available: &[Isa], cap: Option<CpuCap>) -> Self {
+        let cap = cap.unwrap_or(CpuCap::Avx512);
+        available.iter().rev().copied().find(|isa| isa.level() <= cap).unwrap_or(Isa::Scalar)
+    }
+
+    /// The [`CpuCap`] this instruction set is, to compare it with a cap.
+    pub fn level(self) -> CpuCap {
+        match self {
+            Self::Scalar => CpuCap::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => CpuCap::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => CpuCap::Avx512,
+        }
     }
 
     /// Every instruction set this CPU runs, best last.
@@ -639,6 +711,46 @@ mod tests {
     }
 
     #[test]
+    fn q5k_products_match_dequantized_f32_math() {
+        let (rows, k) = (40, 512);
+        // Weights as candle's quantizer encodes them (a zero row and an outlier included).
+        let w = random_acts(rows, k, 31);
+        let wt = Tensor::from_slice(&w, (rows, k), &Device::Cpu).unwrap();
+        let quantize = || QTensor::quantize(&wt, GgmlDType::Q5K).unwrap();
+        let deq: Vec<f32> = quantize().dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        // One row (decoding), a few (drafted tokens), more than a tile, and a prefill panel.
+        for m in [1, 3, 17, 128] {
+            let x = random_acts(m, k, 100 + m as u64);
+            for isa in isas() {
+                let mat = QuantMatrix::with_isa(quantize(), isa).unwrap();
+                assert!(!mat.has_fallback());
+                let mut out = vec![0f32; m * rows];
+                pool.install(|| mat.matmul(&x, m, &mut out, &mut Scratch::default())).unwrap();
+                for c in 0..m {
+                    let x = &x[c * k..(c + 1) * k];
+                    for r in 0..rows {
+                        let w = &deq[r * k..(r + 1) * k];
+                        let exact: f64 = w.iter().zip(x).map(|(&w, &x)| w as f64 * x as f64).sum();
+                        // The activations' 8-bit rounding: at most ~half a step
+                        // (amax / 127 of their 256-value block, a little more
+                        // with the f16 scales of 32-value blocks) per value.
+                        let mut tol = 1e-5;
+                        for (w, x) in w.chunks_exact(QK_K).zip(x.chunks_exact(QK_K)) {
+                            let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) as f64 / 127.0;
+                            let mag: f64 = w.iter().map(|&w| w.abs() as f64).sum();
+                            let abs: f64 = w.iter().zip(x).map(|(&w, &x)| (w as f64 * x as f64).abs()).sum();
+                            tol += 0.6 * step * mag + 1e-4 * abs;
+                        }
+                        let got = out[c * rows + r] as f64;
+                        assert!((got - exact).abs() <= tol, "{isa:?} m={m} [{c}, {r}]: {got} vs {exact} (tolerance {tol})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn stacked_and_candle_parts_match_candle() {
         let k = 256;
         // No outliers: they make the activations' quantization (in 256-value
@@ -647,7 +759,8 @@ mod tests {
         let x: Vec<f32> = random_acts(3, k, 9).into_iter().map(|v| v.clamp(-2.0, 2.0)).collect();
         let mut tensors = Vec::new();
         let mut expected = Vec::new();
-        for (i, dtype) in [GgmlDType::Q4_1, GgmlDType::Q5K, GgmlDType::Q6K, GgmlDType::F32].into_iter().enumerate() {
+        // Q3_K and F32 have no kernels here: they are the candle parts.
+        for (i, dtype) in [GgmlDType::Q4_1, GgmlDType::Q5K, GgmlDType::Q3K, GgmlDType::Q6K, GgmlDType::F32].into_iter().enumerate() {
             let w = Tensor::randn(0f32, 1.0, (5 + i, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let xt = Tensor::from_slice(&x, (3, k), &Device::Cpu).unwrap();
@@ -655,6 +768,7 @@ mod tests {
             tensors.push(QuantMatrix::new(q).unwrap());
         }
         let mat = QuantMatrix::stack(tensors).unwrap();
+        assert!(mat.has_fallback());
         let expected: Vec<f32> = Tensor::cat(&expected, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let mut out = vec![0f32; 3 * mat.rows()];
         mat.matmul(&x, 3, &mut out, &mut Scratch::default()).unwrap();
@@ -662,6 +776,29 @@ mod tests {
         // rounding alone moves them by about 0.1; a misplaced column by ~16.
         for (a, b) in out.iter().zip(&expected) {
             assert!((a - b).abs() <= 0.5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn cpu_caps_parse_and_never_raise_the_instruction_set() {
+        assert_eq!("scalar".parse::<CpuCap>(), Ok(CpuCap::Scalar));
+        assert_eq!(" AVX2 ".parse::<CpuCap>(), Ok(CpuCap::Avx2));
+        assert_eq!("avx512".parse::<CpuCap>(), Ok(CpuCap::Avx512));
+        assert_eq!("sse4".parse::<CpuCap>(), Err(UnknownCpuCap("sse4".into())));
+        assert!("".parse::<CpuCap>().is_err());
+        let all = Isa::available();
+        let best = *all.last().unwrap();
+        assert_eq!(Isa::best_within(&all, None), best);
+        assert_eq!(Isa::best_within(&all, Some(CpuCap::Scalar)), Isa::Scalar);
+        assert_eq!(Isa::best_within(&all, Some(CpuCap::Avx512)), best);
+        assert!(Isa::best_within(&all, Some(CpuCap::Avx2)).level() <= CpuCap::Avx2);
+        // A CPU without AVX-512 stays at what it has.
+        assert_eq!(Isa::best_within(&[Isa::Scalar], Some(CpuCap::Avx512)), Isa::Scalar);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let three = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+            assert_eq!(Isa::best_within(&three, Some(CpuCap::Avx2)), Isa::Avx2);
+            assert_eq!(Isa::best_within(&[Isa::Scalar, Isa::Avx2], Some(CpuCap::Avx512)), Isa::Avx2);
         }
     }
 

@@ -2,7 +2,7 @@
 //! activation row: the fallback for CPUs without AVX2, and the model the SIMD
 //! kernels follow (same integer sums, same scale arithmetic per block).
 
-use super::blocks::{f16_at, q4k_scale_min, Format, Q8Block, Q8KBlock, QK};
+use super::blocks::{f16_at, q4k_scale_min, q5k_value, Format, Q8Block, Q8KBlock, QK};
 use super::Acts;
 
 /// Dot product of weight row `w` (whole blocks of `format`) with activation
@@ -10,6 +10,7 @@ use super::Acts;
 pub fn dot(format: Format, w: &[u8], a: Acts<'_>) -> f32 {
     match (format, a) {
         (Format::Q4K, Acts::Q8K(a)) => dot_q4k(w, a),
+        (Format::Q5K, Acts::Q8K(a)) => dot_q5k(w, a),
         (Format::Q6K, Acts::Q8K(a)) => dot_q6k(w, a),
         (_, Acts::Q8(a)) => dot_small(format, w, a),
         // The caller quantizes activations for the format; a mismatch is a bug
@@ -30,7 +31,7 @@ fn dot_small(format: Format, w: &[u8], a: &[Q8Block]) -> f32 {
             Format::Q5_0 => (five_bits(&b[2..6], &b[6..22], a, 16), 0.0),
             Format::Q5_1 => (five_bits(&b[4..8], &b[8..24], a, 0), f16_at(b, 2) * a.s),
             Format::Q8_0 => (b[2..34].iter().zip(&a.qs).map(|(&w, &q)| w as i8 as i32 * q as i32).sum(), 0.0),
-            Format::Q4K | Format::Q6K => (0, 0.0),
+            Format::Q4K | Format::Q5K | Format::Q6K => (0, 0.0),
         };
         acc += d * a.d * isum as f32 + min_term;
     }
@@ -78,6 +79,24 @@ fn dot_q4k(w: &[u8], a: &[Q8KBlock]) -> f32 {
                 let sub = 2 * chunk + half;
                 msum += m as i32 * (a.bsums[2 * sub] as i32 + a.bsums[2 * sub + 1] as i32);
             }
+        }
+        acc += d * a.d * isum as f32 - dmin * a.d * msum as f32;
+    }
+    acc
+}
+
+/// Q5_K: as Q4_K, with values `0..=31`: `d d_a Σ_j sc_j Σ v a - dmin d_a Σ_j m_j Σ a`.
+fn dot_q5k(w: &[u8], a: &[Q8KBlock]) -> f32 {
+    let mut acc = 0f32;
+    for (b, a) in w.chunks_exact(Format::Q5K.block_bytes()).zip(a) {
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
+        let (mut isum, mut msum) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = q4k_scale_min(j, scales);
+            let s: i32 = (0..32).map(|l| q5k_value(qs, qh, j, l) as i32 * a.qs[32 * j + l] as i32).sum();
+            isum += sc as i32 * s;
+            msum += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
         }
         acc += d * a.d * isum as f32 - dmin * a.d * msum as f32;
     }

@@ -9,7 +9,8 @@
 //! plane (eight vectors per 64 bytes) for 5-bit values or a 2-bit plane for
 //! 6-bit values, or whole bytes for Q8_0. Scales stay in their GGUF precision (f16 and the k-quants'
 //! small integers), so a packed matrix is as big as the file's tensor (Q4_K
-//! grows 3% by unpacking its 6-bit scales), and decoding reads no more memory.
+//! grows 3% and Q5_K 2% by unpacking their 6-bit scales), and decoding reads
+//! no more memory.
 //!
 //! Every 32-value block of every format becomes the same shape; only the
 //! value planes and the scales differ. The k-quants keep a header per
@@ -20,7 +21,7 @@
 
 use rayon::prelude::*;
 
-use super::blocks::{f16_at, q4k_scale_min, Format, QK};
+use super::blocks::{f16_at, q4k_scale_min, q5k_value, Format, QK};
 
 /// Rows per group.
 pub const ROWS: usize = 16;
@@ -53,6 +54,8 @@ impl Layout {
             Format::Q8_0 => simple(512 + 32),
             // header d f16[16], dmin f16[16]; block: nibbles 256 + sc u8[16] + m u8[16]
             Format::Q4K => Layout { header: 64, per_super: 8, block: 256 + 32 },
+            // as Q4_K, with the fifth-bit plane 64 after the nibbles
+            Format::Q5K => Layout { header: 64, per_super: 8, block: 256 + 64 + 32 },
             // header d f16[16]; block: nibbles 256 + 2-bit plane 128 + sc i8[16] x 2 halves
             Format::Q6K => Layout { header: 32, per_super: 8, block: 256 + 128 + 32 },
         }
@@ -92,9 +95,9 @@ struct RowBlock {
     values: [u8; QK],
     /// f16 bits of d (or the k-quant super-scale d).
     d: [u8; 2],
-    /// f16 bits of the minimum (Q4_1, Q5_1) or dmin (Q4_K).
+    /// f16 bits of the minimum (Q4_1, Q5_1) or dmin (Q4_K, Q5_K).
     m: [u8; 2],
-    /// k-quants: sub-block scales (Q4_K: scale and min; Q6_K: two scales).
+    /// k-quants: sub-block scales (Q4_K, Q5_K: scale and min; Q6_K: two scales).
     sc: [u8; 2],
 }
 
@@ -147,6 +150,17 @@ fn row_block(format: Format, row: &[u8], b: usize) -> RowBlock {
             for l in 0..32 {
                 let q = sb[16 + 32 * chunk + l];
                 values[l] = if half == 0 { q & 0xF } else { q >> 4 };
+            }
+        }
+        Format::Q5K => {
+            let sb = &row[(b / 8) * 176..(b / 8 + 1) * 176];
+            let sub = b % 8;
+            d.copy_from_slice(&sb[0..2]);
+            m.copy_from_slice(&sb[2..4]);
+            let (s, mn) = q4k_scale_min(sub, &sb[4..16]);
+            sc = [s, mn];
+            for (l, value) in values.iter_mut().enumerate() {
+                *value = q5k_value(&sb[48..176], &sb[16..48], sub, l);
             }
         }
         Format::Q6K => {
@@ -211,7 +225,7 @@ impl Packed {
                 }
                 let mut rest = 256;
                 match format {
-                    Format::Q5_0 | Format::Q5_1 => {
+                    Format::Q5_0 | Format::Q5_1 | Format::Q5K => {
                         // Byte 4r + i, bit t: the fifth bit of value 4t + i of row r.
                         for r in 0..ROWS {
                             for i in 0..4 {
@@ -252,7 +266,7 @@ impl Packed {
                 }
                 for (r, x) in rb.iter().enumerate() {
                     match format {
-                        Format::Q4K => {
+                        Format::Q4K | Format::Q5K => {
                             blk[rest + r] = x.sc[0];
                             blk[rest + 16 + r] = x.sc[1];
                         }
@@ -272,7 +286,7 @@ impl Packed {
                     let header = &mut group[header_at..header_at + layout.header];
                     for (r, x) in rb.iter().enumerate() {
                         header[2 * r..2 * r + 2].copy_from_slice(&x.d);
-                        if format == Format::Q4K {
+                        if matches!(format, Format::Q4K | Format::Q5K) {
                             header[32 + 2 * r..32 + 2 * r + 2].copy_from_slice(&x.m);
                         }
                     }
@@ -309,7 +323,7 @@ impl Packed {
                     _ => {
                         let nib = (blk[64 * (t / 2) + lane] >> (4 * (t % 2))) & 0xF;
                         let high = match self.format {
-                            Format::Q5_0 | Format::Q5_1 => ((blk[256 + lane] >> t) & 1) << 4,
+                            Format::Q5_0 | Format::Q5_1 | Format::Q5K => ((blk[256 + lane] >> t) & 1) << 4,
                             Format::Q6K => ((blk[256 + 64 * (t / 4) + lane] >> (2 * (t % 4))) & 3) << 4,
                             _ => 0,
                         };
@@ -342,9 +356,10 @@ impl Packed {
                         *o = value(i) as f32 * d + m;
                     }
                 }
-                Format::Q4K => {
+                Format::Q4K | Format::Q5K => {
+                    let rest = if self.format == Format::Q4K { 256 } else { 320 };
                     let (d, dmin) = (f16_at(header, 2 * r), f16_at(header, 32 + 2 * r));
-                    let (sc, m) = (blk[256 + r], blk[256 + 16 + r]);
+                    let (sc, m) = (blk[rest + r], blk[rest + 16 + r]);
                     let (d1, m1) = (d * sc as f32, dmin * m as f32);
                     for (i, o) in out.iter_mut().enumerate() {
                         *o = d1 * value(i) as f32 - m1;
