@@ -48,9 +48,8 @@ SYSTEMS = ("cria", "llamacpp")
 SYSTEM_TITLES = {"cria": "cria (LSP inlineCompletion)", "llamacpp": "llama.cpp /infill (raw)"}
 # Qwen2.5-Coder's prefix-suffix-middle template: <|fim_prefix|>, <|fim_suffix|>, <|fim_middle|>.
 FIM_CONTROL_TOKENS = 3
-# cria caps the suffix window of PSM prompts at this many tokens
-# (server/src/protocol/state.rs, PSM_SUFFIX_CAP).
-CRIA_PSM_SUFFIX_CAP = 128
+# cria caps the suffix window of PSM prompts at `maxSuffixTokens` tokens
+# (server/src/protocol/config.rs, DEFAULT_MAX_SUFFIX_TOKENS): --max-suffix-tokens.
 
 
 def log(message: str) -> None:
@@ -354,7 +353,8 @@ class Cria:
         self.layout = args.layout
         self.count = 0
         options = {"model": args.model, "latencyBudgetMs": args.latency_budget_ms, "maxTokens": args.max_tokens,
-                   "promptTokens": args.prompt_tokens, "contextLength": args.ctx}
+                   "promptTokens": args.prompt_tokens, "contextLength": args.ctx,
+                   "suffixShare": args.suffix_share, "maxSuffixTokens": args.max_suffix_tokens}
         started = time.monotonic()
         self.client.request("initialize", {
             "processId": os.getpid(), "rootUri": None, "clientInfo": {"name": "humaneval-infill"},
@@ -438,7 +438,7 @@ class LlamaCpp:
 
     Same budget as cria: the prompt windows are cut here, before the
     request, to what cria gives itself for a prefix-suffix-middle template
-    (the suffix's first min(promptTokens * suffixShare, 128) tokens, the
+    (the suffix's first min(promptTokens * suffixShare, maxSuffixTokens) tokens, the
     prefix's last promptTokens - 3 - that), with llama-server's own
     tokenizer (/tokenize, /detokenize); llama-server's own cut (prefix 3/4 of
     n_batch = 1,536 tokens, suffix 1/4 = 510) then leaves them alone.
@@ -464,7 +464,7 @@ class LlamaCpp:
         self.max_tokens = args.max_tokens
         self.layout = args.layout_llamacpp
         room = args.prompt_tokens - FIM_CONTROL_TOKENS
-        self.suffix_tokens = min(int(room * args.suffix_share), CRIA_PSM_SUFFIX_CAP)
+        self.suffix_tokens = min(int(room * args.suffix_share), args.max_suffix_tokens)
         self.prefix_tokens = room - self.suffix_tokens
         started = time.monotonic()
         while True:
@@ -644,6 +644,8 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=128, help="generation budget, both ways (cria maxTokens, llama.cpp n_predict)")
     ap.add_argument("--prompt-tokens", type=int, default=1536, help="prompt budget, both ways (cria promptTokens)")
     ap.add_argument("--suffix-share", type=float, default=0.25, help="cria's suffixShare, used to size llama.cpp's suffix window")
+    ap.add_argument("--max-suffix-tokens", type=int, default=128,
+                    help="cria's maxSuffixTokens (cap on the suffix of prefix-suffix-middle prompts), used to size llama.cpp's suffix window too")
     ap.add_argument("--latency-budget-ms", type=int, default=600000,
                     help="cria latencyBudgetMs (cria's maximum, 10 minutes: quality, not latency, is measured)")
     ap.add_argument("--ctx", type=int, default=4096, help="context size, both ways (cria contextLength, llama-server -c)")

@@ -352,6 +352,7 @@ def _replay_cria(args, client: LspClient, run: Run, initial: str, cursor, keys: 
         "latencyBudgetMs": max(args.budget_ms, WARMUP_BUDGET_MS) if args.warmup else args.budget_ms,
         "promptTokens": args.prompt_tokens,
         "contextLength": args.context,
+        "maxSuffixTokens": args.max_suffix_tokens,
     }
     capabilities = {
         "general": {"positionEncodings": ["utf-8"]},
@@ -895,6 +896,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=32, help="cria maxTokens and llama n_predict (default 32)")
     parser.add_argument("--budget-ms", type=int, default=5000, help="cria latencyBudgetMs (default 5000)")
     parser.add_argument("--prompt-tokens", type=int, default=1536, help="cria promptTokens (default 1536)")
+    parser.add_argument("--max-suffix-tokens", type=int, default=128, help="cria maxSuffixTokens (default 128)")
     parser.add_argument("--context", type=int, default=4096, help="cria contextLength and llama-server -c (default 4096)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama-server -t (default: all cores)")
     parser.add_argument("--n-prefix", type=int, default=256, help="llama.vim n_prefix: lines before the cursor (256)")

@@ -23,6 +23,7 @@ export interface ServerSettings {
     latencyBudgetMs?: number;
     promptTokens?: number;
     suffixShare?: number;
+    maxSuffixTokens?: number;
     contextLength?: number;
     temperature?: number;
     enabledLanguages?: LanguageSwitches;
@@ -36,6 +37,7 @@ export const SERVER_KEYS = [
     'latencyBudgetMs',
     'promptTokens',
     'suffixShare',
+    'maxSuffixTokens',
     'contextLength',
     'temperature',
     'enabledLanguages',
@@ -48,7 +50,7 @@ export const RESTART_KEYS = ['serverPath', 'serverEnv'] as const;
 /** Settings only the extension reads, applied without a restart. */
 export const CLIENT_KEYS = ['enable', 'trace.server'] as const;
 
-const NUMBER_KEYS = new Set<string>(['maxTokens', 'latencyBudgetMs', 'promptTokens', 'suffixShare', 'contextLength', 'temperature']);
+const NUMBER_KEYS = new Set<string>(['maxTokens', 'latencyBudgetMs', 'promptTokens', 'suffixShare', 'maxSuffixTokens', 'contextLength', 'temperature']);
 
 /** Expands a leading `~` to the home folder (the server does not). */
 export function expandHome(value: string, home: string): string {

@@ -41,6 +41,12 @@
 //!    of only whitespace becomes nothing. Last, because every cut above may
 //!    leave a dangling line break or indentation.
 //!
+//! 9. [`rules::cut_to_parsable`]: a multi-line suggestion may not add syntax
+//!    errors to the file (tree-sitter); otherwise it is cut back to the
+//!    shortest line cut with the fewest, or dropped. Last, on the finished
+//!    text, since it parses the file with the suggestion in place; then the
+//!    whitespace rule once more for the cut's line break.
+//!
 //! At column 0 in front of code (the cursor before an existing line's first
 //! character) the suggestion is lines inserted above that line: the rules
 //! treat the cursor's line as blank, and a non-empty result gets a final
@@ -110,13 +116,20 @@ pub fn postprocess(input: &PostprocessInput) -> String {
     let text = rules::stop_at_block_end(text, &context);
     let text = rules::drop_suffix_overlap(text, &context);
     let text = rules::balance_brackets(text, &context);
-    let mut shown = rules::trim_whitespace(text, &context).to_owned();
-    if context.inserts_lines_above && input.mode == Mode::MultiLine && !shown.is_empty() {
-        // The code at the cursor moves down below the inserted lines, with the
-        // line break that file uses there.
+    let text = rules::trim_whitespace(text, &context);
+    // The code at the cursor moves down below lines inserted above it, with
+    // the line break that file uses there.
+    let line_break = if context.inserts_lines_above && input.mode == Mode::MultiLine {
         let rest = lines::first_line(input.suffix);
         let crlf = input.suffix.get(rest.len()..).is_some_and(|after| after.starts_with("\r\n"));
-        shown.push_str(if crlf { "\r\n" } else { "\n" });
+        if crlf { "\r\n" } else { "\n" }
+    } else {
+        ""
+    };
+    let text = rules::cut_to_parsable(text, input, line_break);
+    let mut shown = rules::trim_whitespace(text, &context).to_owned();
+    if !shown.is_empty() {
+        shown.push_str(line_break);
     }
     shown
 }

@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub prompt_tokens: usize,
     /// Share of the prompt for the text after the cursor.
     pub suffix_share: f32,
+    /// Most suffix tokens in prefix-suffix-middle prompts, where the whole
+    /// suffix comes after the cursor in token order and is recomputed on
+    /// every keystroke (see README, "Latency").
+    pub max_suffix_tokens: usize,
     /// Share of the prompt for snippets from other files (0 turns it off).
     pub context_share: f32,
     /// Context window allocated for the model (KV cache size).
@@ -49,6 +53,12 @@ pub struct ServerConfig {
 /// before a user gives up on it. See README ("Latency").
 pub const DEFAULT_LATENCY_BUDGET_MS: u64 = 2000;
 
+/// The default cap on suffix tokens in prefix-suffix-middle prompts: long
+/// enough for the model to see where the hole ends (the next statements of
+/// the block), short enough that recomputing it on each keystroke stays a
+/// small part of the latency. Measured trade-off: README, "Latency".
+pub const DEFAULT_MAX_SUFFIX_TOKENS: usize = 128;
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -57,6 +67,7 @@ impl Default for ServerConfig {
             latency_budget_ms: DEFAULT_LATENCY_BUDGET_MS,
             prompt_tokens: 1536,
             suffix_share: 0.25,
+            max_suffix_tokens: DEFAULT_MAX_SUFFIX_TOKENS,
             context_share: 0.15,
             context_length: 4096,
             threads: 0,
@@ -105,6 +116,7 @@ impl ServerConfig {
                 "latencyBudgetMs" => integer(value, 50, 600_000).map(|v| self.latency_budget_ms = v),
                 "promptTokens" => integer(value, 16, 1 << 20).map(|v| self.prompt_tokens = v as usize),
                 "suffixShare" => fraction(value).map(|v| self.suffix_share = v),
+                "maxSuffixTokens" => integer(value, 0, 1 << 20).map(|v| self.max_suffix_tokens = v as usize),
                 "contextShare" => fraction(value).map(|v| self.context_share = v),
                 "contextLength" => integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize),
                 "threads" => integer(value, 0, 1024).map(|v| self.threads = v as usize),
@@ -269,6 +281,16 @@ mod tests {
         assert_eq!(c.threads, 3);
         assert_eq!(c.apply(&json!({"threads": -1})).len(), 1);
         assert_eq!(c.threads, 3);
+    }
+
+    #[test]
+    fn the_suffix_cap_takes_a_token_count() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.max_suffix_tokens, DEFAULT_MAX_SUFFIX_TOKENS);
+        assert!(c.apply(&json!({"maxSuffixTokens": 0})).is_empty());
+        assert_eq!(c.max_suffix_tokens, 0);
+        assert_eq!(c.apply(&json!({"maxSuffixTokens": 1.5})).len(), 1);
+        assert_eq!(c.max_suffix_tokens, 0);
     }
 
     #[test]

@@ -503,11 +503,6 @@ fn around_cursor(text: &str, offset: usize) -> (String, String) {
     (rest_of_line, word)
 }
 
-/// With prefix-suffix-middle prompts the suffix comes after the cursor in
-/// token order, so all of it is recomputed on every keystroke: it is capped
-/// at this many tokens (see README, "Latency").
-const PSM_SUFFIX_CAP: usize = 128;
-
 /// The text windows around the cursor and the settings for this request.
 fn prompt_text(model: &Model, config: &ServerConfig, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
     let tokenizer = &model.loaded.tokenizer;
@@ -517,7 +512,9 @@ fn prompt_text(model: &Model, config: &ServerConfig, text: &str, cursor: usize, 
     let share = (room as f32 * config.suffix_share) as usize;
     let suffix_tokens = match template.order {
         _ if !template.uses_suffix() => 0,
-        FimOrder::Psm => share.min(PSM_SUFFIX_CAP),
+        // The suffix follows the cursor in token order: all of it is
+        // recomputed on every keystroke, so it is capped.
+        FimOrder::Psm => share.min(config.max_suffix_tokens),
         _ => share,
     };
     let context_tokens = (room as f32 * config.context_share) as usize;
