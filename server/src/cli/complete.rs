@@ -81,6 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         context_length: args.context_length,
         threads: args.threads.map_or(0, usize::from),
         speculative: !args.no_speculation,
+        ..EngineOptions::default()
     };
     let model = start(resolved, options, order, Box::new(|_| {}))?.finish_blocking()?;
 

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 
 use super::kv_cache::KvCache;
-use super::model::Transformer;
+use super::network::Network;
 use super::EngineError;
 
 /// Longest n-gram looked up (tried first: longer matches guess better).
@@ -79,7 +79,7 @@ impl Speculator {
     /// `next` and fresh guesses. `cached` is how many tokens precede `next`
     /// (prompt and earlier generated tokens); `room` bounds the tokens that may
     /// still be generated after `next`.
-    pub fn step(&mut self, model: &Transformer, cache: &mut KvCache, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
+    pub fn step(&mut self, model: &Network, cache: &mut KvCache, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
         if let Some((guess, logits)) = self.ahead.pop_front() {
             if guess == next {
                 self.accepted += 1;
