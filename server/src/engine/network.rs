@@ -115,8 +115,9 @@ impl ComputeDevice {
 
 /// The resident network, on the CPU or on a candle device.
 pub enum Network {
-    /// cria's own forward pass on the CPU.
-    Cpu(Transformer),
+    /// cria's own forward pass on the CPU (boxed: its buffers make it the
+    /// larger variant by far).
+    Cpu(Box<Transformer>),
     /// The forward pass of candle operations, on a GPU (or the CPU in tests).
     Device(DeviceTransformer),
 }
@@ -129,7 +130,7 @@ impl Network {
             let device = device.open()?;
             Ok(Self::Device(DeviceTransformer::load(file, max_context, &device, progress)?))
         } else {
-            Ok(Self::Cpu(Transformer::load(file, max_context, &Device::Cpu, progress)?))
+            Ok(Self::Cpu(Box::new(Transformer::load(file, max_context, &Device::Cpu, progress)?)))
         }
     }
 
