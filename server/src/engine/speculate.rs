@@ -10,6 +10,8 @@
 //! a fraction of its price. Because the forward pass computes each row
 //! independently of the others in its batch, the kept logits are bit for bit
 //! the ones token-by-token decoding would compute, and the output is the same.
+//! That holds for cria's CPU pass only: the engine never speculates on the
+//! device pass (candle's products), whose rows may differ in a batch.
 //! Rejected guesses are forgotten by truncating the KV cache.
 
 use std::collections::VecDeque;
