@@ -4,13 +4,16 @@
 //! keystroke case, with KV reuse), on real GGUF files. Prints one JSON object
 //! per model on stdout; `benches/engine-vs-llama-cpp` runs it beside
 //! llama.cpp's llama-bench and prints the table. Speeds are medians of several
-//! runs. `--threads N` sets the engine's threads (default: its own choice).
+//! runs. `--threads N` sets the engine's threads (default: its own choice);
+//! `--device D` where the forward pass runs (`cpu`, the default; `cuda`,
+//! `cuda:N` or `metal` with a build with that feature; `candle-cpu`), which
+//! `benches/gpu-engine` uses.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cria::engine::{Engine, EngineOptions, GenerationRequest};
+use cria::engine::{ComputeDevice, Engine, EngineOptions, GenerationRequest};
 
 const RUNS: usize = 3;
 
@@ -105,8 +108,11 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cria"))
         .join("models");
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let threads = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)).map(|t| t.parse::<usize>().expect("--threads N"));
-    let files: Vec<String> = args.iter().enumerate().filter(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--threads")).map(|(_, a)| a.clone()).collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let threads = value("--threads").map(|t| t.parse::<usize>().expect("--threads N"));
+    let device: ComputeDevice = value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| panic!("--device: {e}")));
+    let takes_value = |flag: &str| flag == "--threads" || flag == "--device";
+    let files: Vec<String> = args.iter().enumerate().filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !takes_value(&args[i - 1]))).map(|(_, a)| a.clone()).collect();
     let files = if files.is_empty() {
         vec!["SmolLM2-135M-Instruct.Q4_1.gguf".to_string(), "qwen2.5-coder-0.5b-instruct-q5_0.gguf".to_string()]
     } else {
@@ -115,8 +121,8 @@ fn main() {
     for file in files {
         let path = models_dir.join(&file);
         let started = Instant::now();
-        let options = EngineOptions { context_length: 2048, threads: threads.unwrap_or(0), ..Default::default() };
-        let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap();
+        let options = EngineOptions { context_length: 2048, threads: threads.unwrap_or(0), device, ..Default::default() };
+        let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         let pp512 = prefill_tps(&mut engine, 512);
         let pp1536 = prefill_tps(&mut engine, 1536);
@@ -128,7 +134,8 @@ fn main() {
         println!(
             "{}",
             serde_json::json!({
-                "model": file, "threads": engine.threads(), "load_ms": load_ms,
+                "model": file, "device": engine.device().to_string(), "threads": engine.threads(),
+                "speculative": engine.speculative(), "load_ms": load_ms,
                 "prefill_512_tps": pp512, "prefill_1536_tps": pp1536, "decode_tps": tg,
                 "decode_repeating_tps": plain_repeating, "decode_repeating_speculative_tps": speculative_repeating,
                 "speculation_accepted_share": accepted,

@@ -1,5 +1,7 @@
 //! The forward pass against candle-transformers' reference models on both real
-//! GGUF files, and KV-cache reuse against a cold cache.
+//! GGUF files, and KV-cache reuse against a cold cache: for cria's own CPU
+//! pass, and for the device pass (candle operations, what a GPU runs) on the
+//! CPU.
 
 mod support;
 
@@ -7,12 +9,16 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
-use cria::engine::{Engine, EngineOptions, GenerationRequest};
+use cria::engine::{ComputeDevice, Engine, EngineOptions, GenerationRequest};
 
 const PROGRAM: &str = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\ndef main():\n    for i in range(10):\n        print(i, fibonacci(i))\n";
 
 fn load(path: &Path) -> Engine {
-    Engine::load(path, &EngineOptions::default(), &mut |_| {}).expect("model loads")
+    load_on(path, ComputeDevice::Cpu)
+}
+
+fn load_on(path: &Path, device: ComputeDevice) -> Engine {
+    Engine::load(path, &EngineOptions { device, ..EngineOptions::default() }, &mut |_| {}).expect("model loads")
 }
 
 fn reference_logits(path: &Path, tokens: &[u32]) -> Vec<f32> {
@@ -43,8 +49,8 @@ fn reference_logits(path: &Path, tokens: &[u32]) -> Vec<f32> {
 /// the distribution (and the exact arithmetic is pinned down by the F32 tests
 /// below): the same top token, the reference's top 3 among ours top 5, a small KL divergence, and logits
 /// within a few percent of their scale.
-fn assert_logits_match(path: &Path) {
-    let mut engine = load(path);
+fn assert_logits_match(path: &Path, device: ComputeDevice) {
+    let mut engine = load_on(path, device);
     let tokens = engine.tokenizer().encode(PROGRAM).unwrap();
     assert!(tokens.len() > 40);
     let ours = engine.prompt_logits(&tokens).unwrap();
@@ -52,7 +58,7 @@ fn assert_logits_match(path: &Path) {
     assert_eq!(ours.len(), reference.len());
     let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
     let worst = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(worst <= 0.05 * scale.max(1.0), "max |Δlogit| = {worst} (logit scale {scale})");
+    assert!(worst <= 0.05 * scale.max(1.0), "{device}: max |Δlogit| = {worst} (logit scale {scale})");
     let softmax = |v: &[f32]| {
         let max = v.iter().cloned().fold(f32::MIN, f32::max);
         let e: Vec<f64> = v.iter().map(|x| ((x - max) as f64).exp()).collect();
@@ -61,7 +67,7 @@ fn assert_logits_match(path: &Path) {
     };
     let (p, q) = (softmax(&reference), softmax(&ours));
     let kl: f64 = p.iter().zip(&q).filter(|(a, _)| **a > 0.0).map(|(a, b)| a * (a / b.max(1e-300)).ln()).sum();
-    assert!(kl < 1e-2, "KL(reference || ours) = {kl}");
+    assert!(kl < 1e-2, "{device}: KL(reference || ours) = {kl}");
     let top = |v: &[f32], n: usize| {
         let mut ids: Vec<usize> = (0..v.len()).collect();
         ids.sort_by(|a, b| v[*b].total_cmp(&v[*a]));
@@ -69,26 +75,36 @@ fn assert_logits_match(path: &Path) {
         ids
     };
     let (theirs, mine) = (top(&reference, 3), top(&ours, 5));
-    assert_eq!(mine[0], theirs[0], "top token");
-    assert!(theirs.iter().all(|t| mine.contains(t)), "reference top 3 {theirs:?} within our top 5 {mine:?}");
+    assert_eq!(mine[0], theirs[0], "{device}: top token");
+    assert!(theirs.iter().all(|t| mine.contains(t)), "{device}: reference top 3 {theirs:?} within our top 5 {mine:?}");
 }
 
 #[test]
 fn llama_logits_match_candle_transformers_on_smollm2() {
-    assert_logits_match(&support::smollm2());
+    assert_logits_match(&support::smollm2(), ComputeDevice::Cpu);
 }
 
 #[test]
 fn qwen2_logits_match_candle_transformers_on_qwen_coder() {
-    assert_logits_match(&support::qwen());
+    assert_logits_match(&support::qwen(), ComputeDevice::Cpu);
+}
+
+#[test]
+fn device_pass_on_the_cpu_matches_candle_transformers_on_smollm2() {
+    assert_logits_match(&support::smollm2(), ComputeDevice::CandleCpu);
+}
+
+#[test]
+fn device_pass_on_the_cpu_matches_candle_transformers_on_qwen_coder() {
+    assert_logits_match(&support::qwen(), ComputeDevice::CandleCpu);
 }
 
 fn greedy(engine: &mut Engine, prompt: &[u32], n: usize) -> cria::engine::Completion {
     engine.generate(&GenerationRequest::new(prompt.to_vec(), n, vec![])).unwrap()
 }
 
-fn assert_reuse_matches_cold(path: &Path) {
-    let mut warm = load(path);
+fn assert_reuse_matches_cold(path: &Path, device: ComputeDevice) {
+    let mut warm = load_on(path, device);
     let tok = warm.tokenizer();
     let first = tok.encode(PROGRAM).unwrap();
     let edited_text = PROGRAM.replace("print(i, fibonacci(i))", "print(\"fib\", i, fibonacci(i))");
@@ -101,7 +117,7 @@ fn assert_reuse_matches_cold(path: &Path) {
     assert_eq!(reused.reused_tokens, common);
     assert_eq!(reused.computed_tokens(), edited.len() - common, "only the tokens after the common prefix run");
 
-    let mut cold = load(path);
+    let mut cold = load_on(path, device);
     let fresh = greedy(&mut cold, &edited, 12);
     assert_eq!(fresh.reused_tokens, 0);
     assert_eq!(reused.tokens, fresh.tokens, "reuse changes nothing in greedy output");
@@ -111,16 +127,32 @@ fn assert_reuse_matches_cold(path: &Path) {
     let again = greedy(&mut warm, &edited, 12);
     assert_eq!(again.reused_tokens, edited.len() - 1);
     assert_eq!(again.tokens, fresh.tokens);
+
+    if device.uses_candle() {
+        // Candle's batched products are not bit-identical row by row.
+        assert!(!warm.speculative(), "no speculative decoding on the device pass");
+        assert_eq!(reused.drafted_tokens + fresh.drafted_tokens + again.drafted_tokens, 0);
+    }
 }
 
 #[test]
 fn kv_reuse_after_an_edit_matches_a_cold_cache_on_smollm2() {
-    assert_reuse_matches_cold(&support::smollm2());
+    assert_reuse_matches_cold(&support::smollm2(), ComputeDevice::Cpu);
 }
 
 #[test]
 fn kv_reuse_after_an_edit_matches_a_cold_cache_on_qwen_coder() {
-    assert_reuse_matches_cold(&support::qwen());
+    assert_reuse_matches_cold(&support::qwen(), ComputeDevice::Cpu);
+}
+
+#[test]
+fn device_pass_kv_reuse_after_an_edit_matches_a_cold_cache_on_smollm2() {
+    assert_reuse_matches_cold(&support::smollm2(), ComputeDevice::CandleCpu);
+}
+
+#[test]
+fn device_pass_kv_reuse_after_an_edit_matches_a_cold_cache_on_qwen_coder() {
+    assert_reuse_matches_cold(&support::qwen(), ComputeDevice::CandleCpu);
 }
 
 /// A tiny random model with F32 weights: without 8-bit activations (whose
@@ -192,14 +224,15 @@ fn tiny_f32_model(arch: &str, dest: &Path) {
     gguf_file::write(&mut std::fs::File::create(dest).unwrap(), &metadata_refs, &tensor_refs).unwrap();
 }
 
-fn assert_exact_math(arch: &str) {
+fn assert_exact_math(arch: &str, device: ComputeDevice) {
     use cria::engine::gguf::GgufFile;
-    use cria::engine::model::Transformer;
+    use cria::engine::network::Network;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("tiny-{arch}.gguf"));
     tiny_f32_model(arch, &path);
     let mut file = GgufFile::open(&path).unwrap();
-    let model = Transformer::load(&mut file, 256, &Device::Cpu, &mut |_| {}).unwrap();
+    let model = Network::load(&mut file, 256, device, &mut |_| {}).unwrap();
+    assert_eq!(matches!(model, Network::Device(_)), device.uses_candle());
     let tokens: Vec<u32> = (0..40).map(|i| (i * 37 + 11) % 97).collect();
     for len in [1, 2, 7, 40] {
         let mut cache = model.new_cache(256).unwrap();
@@ -208,18 +241,28 @@ fn assert_exact_math(arch: &str) {
         assert_eq!(ours.len(), reference.len());
         let worst = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
-        assert!(worst <= 1e-5 * scale.max(1.0), "{arch}, {len} tokens: max |Δlogit| = {worst} (scale {scale})");
+        assert!(worst <= 1e-5 * scale.max(1.0), "{arch} on {device}, {len} tokens: max |Δlogit| = {worst} (scale {scale})");
     }
 }
 
 #[test]
 fn llama_forward_matches_candle_transformers_exactly_with_f32_weights() {
-    assert_exact_math("llama");
+    assert_exact_math("llama", ComputeDevice::Cpu);
 }
 
 #[test]
 fn qwen2_forward_matches_candle_transformers_exactly_with_f32_weights() {
-    assert_exact_math("qwen2");
+    assert_exact_math("qwen2", ComputeDevice::Cpu);
+}
+
+#[test]
+fn llama_device_pass_matches_candle_transformers_exactly_with_f32_weights() {
+    assert_exact_math("llama", ComputeDevice::CandleCpu);
+}
+
+#[test]
+fn qwen2_device_pass_matches_candle_transformers_exactly_with_f32_weights() {
+    assert_exact_math("qwen2", ComputeDevice::CandleCpu);
 }
 
 /// Code that repeats itself: the case prompt-lookup speculation is for.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use cria::completion::{resolve_model, start, CompletionInput, Settings};
 use cria::context::{line_comment, split_at_line_column};
-use cria::engine::{CancelFlag, EngineOptions, SamplingParams};
+use cria::engine::{CancelFlag, ComputeDevice, EngineOptions, SamplingParams};
 use cria::models::{CriaHome, FimOrder};
 
 /// Arguments of `cria complete`.
@@ -35,6 +35,10 @@ pub struct Args {
     /// Threads for the model (default: the physical cores cria may use).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
+    /// Where the model runs: cpu, cuda, cuda:N, metal (GPUs need a build
+    /// with `--features cuda` or `--features metal`), or candle-cpu.
+    #[arg(long, default_value = "cpu")]
+    device: ComputeDevice,
     /// Decode token by token, without verifying guessed tokens in batches
     /// (the output is the same; for measuring).
     #[arg(long)]
@@ -81,6 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         context_length: args.context_length,
         threads: args.threads.map_or(0, usize::from),
         speculative: !args.no_speculation,
+        device: args.device,
     };
     let model = start(resolved, options, order, Box::new(|_| {}))?.finish_blocking()?;
 

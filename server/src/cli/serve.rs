@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
 use cria::completion::{resolve_model, start_with_slots};
-use cria::engine::EngineOptions;
+use cria::engine::{ComputeDevice, EngineOptions};
 use cria::models::CriaHome;
 use cria::serve::{serve, ServeOptions};
 
@@ -33,6 +33,10 @@ pub struct Args {
     /// process may use).
     #[arg(long)]
     threads: Option<std::num::NonZeroUsize>,
+    /// Where the model runs: cpu, cuda, cuda:N, metal (GPUs need a build
+    /// with `--features cuda` or `--features metal`), or candle-cpu.
+    #[arg(long, default_value = "cpu")]
+    device: ComputeDevice,
 }
 
 /// Runs the server until the process is stopped.
@@ -54,7 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let home = CriaHome::from_env()?;
     let resolved = resolve_model(&args.model, &home)?;
-    let options = EngineOptions { context_length: args.context_length, threads: args.threads.map_or(0, usize::from), ..EngineOptions::default() };
+    let options = EngineOptions {
+        context_length: args.context_length,
+        threads: args.threads.map_or(0, usize::from),
+        device: args.device,
+        ..EngineOptions::default()
+    };
     let model = start_with_slots(resolved, options, args.slots, None, Box::new(|_| {}))?.finish_blocking()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -74,6 +74,23 @@ pub enum EngineError {
         /// How many slots there are.
         slots: usize,
     },
+    /// The device the model was asked to run on cannot be used: this build
+    /// lacks its support (a Cargo feature), or the device cannot be opened.
+    #[error("cannot run the model on {device}: {reason}")]
+    DeviceUnavailable {
+        /// The device asked for, as the `device` setting spells it.
+        device: String,
+        /// Why, and what to do about it.
+        reason: String,
+    },
+    /// A KV cache was handed to a forward pass that keeps its keys and
+    /// values elsewhere. Caches come from the model's own `new_cache`, so this
+    /// is a bug in the caller, reported instead of a panic.
+    #[error("internal error: the {expected} forward pass was given a KV cache made for another device")]
+    CacheMismatch {
+        /// The kind of cache the forward pass needs.
+        expected: &'static str,
+    },
     /// The prompt is empty: there is nothing to condition the model on.
     #[error("empty prompt")]
     EmptyPrompt,

@@ -16,11 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
-
 use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
-use super::model::{Hyperparams, Transformer};
+use super::model::Hyperparams;
+use super::network::{ComputeDevice, Network};
 use super::sampling::{Sampler, SamplingParams};
 use super::speculate::Speculator;
 use super::tokenizer::Tokenizer;
@@ -157,14 +156,18 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Whether greedy requests may use speculative decoding (see
     /// [`GenerationRequest::speculative`]); models with a weight type that
-    /// has no kernel of cria's own never do, as candle's products could give
-    /// a batch different bits.
+    /// has no kernel of cria's own never do, nor does any device but
+    /// [`ComputeDevice::Cpu`], as candle's products could give a batch
+    /// different bits.
     pub speculative: bool,
+    /// Where the forward pass runs: the CPU (cria's own kernels, the
+    /// default) or a GPU.
+    pub device: ComputeDevice,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { context_length: 4096, threads: 0, speculative: true }
+        Self { context_length: 4096, threads: 0, speculative: true, device: ComputeDevice::Cpu }
     }
 }
 
@@ -178,7 +181,7 @@ pub fn default_threads() -> usize {
 /// A loaded model with its tokenizer and KV caches. Lives on one thread (the
 /// worker); the tokenizer is shared with the rest of the server.
 pub struct Engine {
-    model: Transformer,
+    model: Network,
     tokenizer: Arc<Tokenizer>,
     /// One KV cache per slot; slot 0 always exists.
     caches: Vec<KvCache>,
@@ -186,6 +189,8 @@ pub struct Engine {
     pool: Arc<rayon::ThreadPool>,
     /// Whether this model may decode speculatively (see [`EngineOptions::speculative`]).
     speculative: bool,
+    /// Where the forward pass runs.
+    device: ComputeDevice,
 }
 
 impl Engine {
@@ -202,17 +207,29 @@ impl Engine {
             .thread_name(|i| format!("cria-compute-{i}"))
             .build()
             .map_err(|e| EngineError::Compute(candle_core::Error::Msg(format!("cannot start {threads} compute threads: {e}"))))?;
-        let model = Transformer::load(&mut file, context, &Device::Cpu, progress)?;
+        let model = Network::load(&mut file, context, options.device, progress)?;
         let cache = model.new_cache(context)?;
         // Speculation must not change the output: only with products that give
-        // a row the same bits whatever the batch (not candle's fallback ones).
+        // a row the same bits whatever the batch (cria's own CPU kernels, not
+        // candle's products on any device).
         let speculative = options.speculative && model.batch_invariant();
-        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache], pool: Arc::new(pool), speculative })
+        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache], pool: Arc::new(pool), speculative, device: options.device })
     }
 
-    /// Threads the forward pass runs on.
+    /// Threads the forward pass runs on (on a GPU, the host's share of it).
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
+    }
+
+    /// Where the forward pass runs.
+    pub fn device(&self) -> ComputeDevice {
+        self.device
+    }
+
+    /// Whether greedy requests may decode speculatively with this model on
+    /// this device.
+    pub fn speculative(&self) -> bool {
+        self.speculative
     }
 
     /// Allocates KV caches until there are `slots` (at least one), each the
@@ -279,7 +296,7 @@ impl Engine {
     /// completion's text). The result is the same whichever slot runs it.
     pub fn generate_in(&mut self, slot: usize, request: &GenerationRequest, on_text: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, EngineError> {
         let slots = self.caches.len();
-        let Self { model, tokenizer, caches, pool, speculative } = self;
+        let Self { model, tokenizer, caches, pool, speculative, .. } = self;
         let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
         let speculative = *speculative;
         pool.install(|| run(model, tokenizer, cache, speculative, request, on_text))
@@ -287,7 +304,7 @@ impl Engine {
 }
 
 fn run(
-    model: &Transformer,
+    model: &Network,
     tokenizer: &Tokenizer,
     cache: &mut KvCache,
     speculative: bool,

@@ -6,42 +6,52 @@
 //! is also what speculative decoding relies on: drafted tokens are written,
 //! and the ones the model rejects are forgotten by truncating.
 //!
-//! Keys and values live in plain `f32` memory, which the CPU forward pass
-//! reads directly: values as `[kv_heads, capacity, head_dim]` per layer, keys
-//! transposed, `[kv_heads, head_dim, capacity]`, so that a query's scores
-//! against consecutive positions are computed a vector at a time. The memory
-//! is allocated zeroed, so the operating system only backs what is used.
+//! The bookkeeping (which tokens are held, how many fit) is one interface,
+//! [`KvCache`], whatever forward pass fills it; generation reuses prefixes
+//! and rewinds without knowing where the keys and values live. They live
+//! where the forward pass that reads them runs:
+//!
+//! - [`HostKv`], for the CPU pass: plain `f32` memory, values as
+//!   `[kv_heads, capacity, head_dim]` per layer, keys transposed,
+//!   `[kv_heads, head_dim, capacity]`, so that a query's scores against
+//!   consecutive positions are computed a vector at a time. The memory is
+//!   allocated zeroed, so the operating system only backs what is used.
+//! - [`DeviceKv`], for the pass on a candle device (a GPU, or the CPU in
+//!   tests): one `[kv_heads, capacity, head_dim]` tensor each for keys and
+//!   values per layer, in the device's memory. New positions are written in
+//!   place (`slice_set`) and attention reads a narrowed view: nothing is
+//!   copied per token.
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 
 use super::EngineError;
 
 /// Keys and values for every layer, plus the token ids they were computed for.
 pub struct KvCache {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
     tokens: Vec<u32>,
-    n_kv_heads: usize,
-    head_dim: usize,
     capacity: usize,
+    store: KvStore,
+}
+
+/// Where a cache's keys and values are kept.
+enum KvStore {
+    Host(HostKv),
+    Device(DeviceKv),
 }
 
 impl KvCache {
-    /// Allocates `n_layers` pairs of `n_kv_heads * capacity * head_dim` arrays.
-    /// The forward pass runs on the CPU, so `device` must be the CPU.
-    pub fn new(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self, EngineError> {
-        if !device.is_cpu() {
-            return Err(EngineError::Compute(candle_core::Error::Msg("the KV cache lives in CPU memory".into())));
-        }
-        let size = n_kv_heads * capacity * head_dim;
-        Ok(Self {
-            keys: (0..n_layers).map(|_| vec![0f32; size]).collect(),
-            values: (0..n_layers).map(|_| vec![0f32; size]).collect(),
-            tokens: Vec::new(),
-            n_kv_heads,
-            head_dim,
-            capacity,
-        })
+    /// A cache in CPU memory for the CPU forward pass: `n_layers` pairs of
+    /// `n_kv_heads * capacity * head_dim` arrays.
+    pub fn on_host(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
+        let store = KvStore::Host(HostKv::new(n_layers, n_kv_heads, head_dim, capacity));
+        Self { tokens: Vec::new(), capacity, store }
+    }
+
+    /// A cache in `device`'s memory for the forward pass on that device:
+    /// `n_layers` pairs of `[n_kv_heads, capacity, head_dim]` tensors.
+    pub fn on_device(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self, EngineError> {
+        let store = KvStore::Device(DeviceKv::new(n_layers, n_kv_heads, head_dim, capacity, device)?);
+        Ok(Self { tokens: Vec::new(), capacity, store })
     }
 
     /// Number of positions currently held.
@@ -74,9 +84,54 @@ impl KvCache {
         self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count()
     }
 
+    /// Records that the positions just written by every layer hold `tokens`.
+    pub fn commit(&mut self, tokens: &[u32]) {
+        self.tokens.extend_from_slice(tokens);
+    }
+
+    /// The CPU-memory storage, for the CPU forward pass; an error for a
+    /// cache made for a device (caches come from the model's `new_cache`, so
+    /// this is a caller's bug, reported rather than a panic).
+    pub fn host_mut(&mut self) -> Result<&mut HostKv, EngineError> {
+        match &mut self.store {
+            KvStore::Host(kv) => Ok(kv),
+            KvStore::Device(_) => Err(EngineError::CacheMismatch { expected: "CPU" }),
+        }
+    }
+
+    /// The device storage, for the forward pass on a candle device.
+    pub fn device_mut(&mut self) -> Result<&mut DeviceKv, EngineError> {
+        match &mut self.store {
+            KvStore::Device(kv) => Ok(kv),
+            KvStore::Host(_) => Err(EngineError::CacheMismatch { expected: "candle device" }),
+        }
+    }
+}
+
+/// Keys and values in CPU memory, laid out for the CPU forward pass.
+pub struct HostKv {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    n_kv_heads: usize,
+    head_dim: usize,
+    capacity: usize,
+}
+
+impl HostKv {
+    fn new(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
+        let size = n_kv_heads * capacity * head_dim;
+        Self {
+            keys: (0..n_layers).map(|_| vec![0f32; size]).collect(),
+            values: (0..n_layers).map(|_| vec![0f32; size]).collect(),
+            n_kv_heads,
+            head_dim,
+            capacity,
+        }
+    }
+
     /// Writes the key and value (`head_dim` each) of one key/value head at
     /// position `pos` of `layer`. Positions past the committed length may be
-    /// written before [`Self::commit`].
+    /// written before [`KvCache::commit`].
     pub fn write(&mut self, layer: usize, kv_head: usize, pos: usize, key: &[f32], value: &[f32]) -> Result<(), EngineError> {
         if pos >= self.capacity || kv_head >= self.n_kv_heads || layer >= self.keys.len() {
             return Err(EngineError::ContextOverflow { prompt: pos + 1, max_new: 0, context: self.capacity });
@@ -91,15 +146,85 @@ impl KvCache {
         Ok(())
     }
 
+    /// Positions each layer's arrays hold (the stride between heads).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// One layer's keys (`[kv_heads, head_dim, capacity]`) and values
     /// (`[kv_heads, capacity, head_dim]`); positions from the committed length
     /// on hold whatever was written last.
     pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
         (&self.keys[layer], &self.values[layer])
     }
+}
 
-    /// Records that the positions just written by every layer hold `tokens`.
-    pub fn commit(&mut self, tokens: &[u32]) {
-        self.tokens.extend_from_slice(tokens);
+/// Keys and values as tensors on a candle device, `[kv_heads, capacity,
+/// head_dim]` per layer.
+pub struct DeviceKv {
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    capacity: usize,
+}
+
+impl DeviceKv {
+    fn new(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self, EngineError> {
+        let mut keys = Vec::with_capacity(n_layers);
+        let mut values = Vec::with_capacity(n_layers);
+        for _ in 0..n_layers {
+            keys.push(Tensor::zeros((n_kv_heads, capacity, head_dim), DType::F32, device)?);
+            values.push(Tensor::zeros((n_kv_heads, capacity, head_dim), DType::F32, device)?);
+        }
+        Ok(Self { keys, values, capacity })
+    }
+
+    /// Writes one layer's new keys and values (`[n_kv_heads, n, head_dim]`)
+    /// at positions `start..start + n` and returns views over positions
+    /// `0..start + n` of that layer, the new ones included.
+    pub fn append(&mut self, layer: usize, start: usize, keys: &Tensor, values: &Tensor) -> Result<(Tensor, Tensor), EngineError> {
+        let n = keys.dim(1)?;
+        if start + n > self.capacity || layer >= self.keys.len() {
+            return Err(EngineError::ContextOverflow { prompt: start + n, max_new: 0, context: self.capacity });
+        }
+        self.keys[layer].slice_set(&keys.contiguous()?, 1, start)?;
+        self.values[layer].slice_set(&values.contiguous()?, 1, start)?;
+        let k = self.keys[layer].narrow(1, 0, start + n)?;
+        let v = self.values[layer].narrow(1, 0, start + n)?;
+        Ok((k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookkeeping_is_the_same_for_both_stores() {
+        let mut caches = [KvCache::on_host(2, 1, 4, 8), KvCache::on_device(2, 1, 4, 8, &Device::Cpu).unwrap()];
+        for cache in &mut caches {
+            cache.commit(&[1, 2, 3]);
+            assert_eq!((cache.len(), cache.capacity()), (3, 8));
+            assert_eq!(cache.common_prefix(&[1, 2, 9]), 2);
+            cache.truncate(1);
+            assert_eq!(cache.tokens(), &[1]);
+        }
+        assert!(caches[0].host_mut().is_ok() && caches[0].device_mut().is_err());
+        assert!(caches[1].device_mut().is_ok() && caches[1].host_mut().is_err());
+    }
+
+    #[test]
+    fn device_store_writes_in_place_and_returns_what_is_held() {
+        let mut cache = KvCache::on_device(1, 2, 3, 4, &Device::Cpu).unwrap();
+        let kv = cache.device_mut().unwrap();
+        let first = Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 1, 3)).unwrap();
+        let second = Tensor::arange(6f32, 18.0, &Device::Cpu).unwrap().reshape((2, 2, 3)).unwrap();
+        kv.append(0, 0, &first, &first).unwrap();
+        let (k, v) = kv.append(0, 1, &second, &second).unwrap();
+        assert_eq!(k.dims(), &[2, 3, 3]);
+        let k: Vec<Vec<Vec<f32>>> = k.to_vec3().unwrap();
+        assert_eq!(k[0], vec![vec![0., 1., 2.], vec![6., 7., 8.], vec![9., 10., 11.]]);
+        assert_eq!(k[1][0], vec![3., 4., 5.]);
+        assert_eq!(v.to_vec3::<f32>().unwrap(), k);
+        assert!(kv.append(0, 3, &second, &second).is_err(), "past the capacity");
     }
 }

@@ -1,15 +1,18 @@
 //! The resident model: GGUF loading, the tokenizer read from the file, the
-//! transformer forward pass on candle, the rewindable KV cache, sampling, and
-//! the thread the model lives on.
+//! transformer forward pass (on the CPU with cria's own kernels, or on a GPU
+//! with candle's), the rewindable KV cache, sampling, and the thread the
+//! model lives on.
 //!
 //! This layer knows nothing of editors, documents or prompts: it turns token
 //! ids into more token ids, fast, and stops when told.
 
+pub mod device_model;
 mod error;
 mod generate;
 pub mod gguf;
 pub mod kv_cache;
 pub mod model;
+pub mod network;
 mod ops;
 pub mod quant;
 pub mod sampling;
@@ -20,6 +23,7 @@ mod worker;
 pub use error::EngineError;
 pub use generate::{default_threads, CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, StopReason};
 pub use model::{Hyperparams, ModelFamily};
+pub use network::{ComputeDevice, UnknownDevice};
 pub use sampling::SamplingParams;
 pub use tokenizer::{TokenKind, Tokenizer, VocabKind};
 pub use worker::{EngineHandle, LoadReceiver, LoadedModel, TextSink};

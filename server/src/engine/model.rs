@@ -1,5 +1,8 @@
 //! The transformer forward pass for the `llama` and `qwen2` GGUF architectures
-//! on candle, reading keys and values from the project's own [`KvCache`].
+//! on the CPU, reading keys and values from the project's own [`KvCache`]
+//! (its CPU-memory store). The same network on a GPU is
+//! [`super::device_model`]; the hyper-parameters and rotary tables here serve
+//! both.
 //!
 //! Both architectures are pre-norm decoders with RMSNorm, rotary position
 //! embeddings, grouped-query attention and a SwiGLU feed-forward. They differ
@@ -25,7 +28,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use super::gguf::GgufFile;
-use super::kv_cache::KvCache;
+use super::kv_cache::{HostKv, KvCache};
 use super::ops;
 use super::quant::{QuantMatrix, Scratch};
 use super::EngineError;
@@ -179,8 +182,9 @@ pub struct Transformer {
     work: Mutex<Workspace>,
 }
 
-/// Quantization types candle has CPU kernels for.
-fn supported_dtype(dtype: GgmlDType) -> bool {
+/// Quantization types candle has kernels for (the CPU's, and the device
+/// forward pass's on every device).
+pub(super) fn supported_dtype(dtype: GgmlDType) -> bool {
     !matches!(dtype, GgmlDType::Q8_1 | GgmlDType::Q8K)
 }
 
@@ -190,19 +194,11 @@ impl Transformer {
     pub fn load(file: &mut GgufFile, max_context: usize, device: &Device, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         let hp = Hyperparams::from_gguf(file)?;
         if !device.is_cpu() {
-            return Err(EngineError::Compute(candle_core::Error::Msg("the forward pass runs on the CPU".into())));
+            return Err(EngineError::Compute(candle_core::Error::Msg(
+                "cria's own forward pass runs on the CPU; other devices take the device forward pass".into(),
+            )));
         }
-        for name in file.tensor_names().map(str::to_string).collect::<Vec<_>>() {
-            if let Some(dtype) = file.tensor_dtype(&name) {
-                if !supported_dtype(dtype) {
-                    return Err(EngineError::UnsupportedQuantization {
-                        path: file.path().to_path_buf(),
-                        tensor: name,
-                        dtype: format!("{dtype:?}"),
-                    });
-                }
-            }
-        }
+        check_dtypes(file)?;
         let corrupt = |file: &GgufFile, reason: String| EngineError::Corrupt { path: file.path().to_path_buf(), reason };
         let embeddings = file.tensor("token_embd.weight", device)?;
         let (rows, width) = embeddings.shape().dims2()?;
@@ -296,9 +292,9 @@ impl Transformer {
         matrices.chain([&*self.output]).all(|m| !m.has_fallback())
     }
 
-    /// A KV cache sized for this network and `capacity` positions.
+    /// A KV cache in CPU memory sized for this network and `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache, EngineError> {
-        KvCache::new(self.hp.n_layers, self.hp.n_kv_heads, self.hp.head_dim, capacity.min(self.max_context()), &self.device)
+        Ok(KvCache::on_host(self.hp.n_layers, self.hp.n_kv_heads, self.hp.head_dim, capacity.min(self.max_context())))
     }
 
     /// Runs `tokens` after what `cache` holds, appends their keys and values,
@@ -327,6 +323,7 @@ impl Transformer {
         if pos + m > cache.capacity() || pos + m > self.max_context() {
             return Err(EngineError::ContextOverflow { prompt: pos + m, max_new: 0, context: cache.capacity() });
         }
+        let kv = cache.host_mut()?;
         // A panic elsewhere cannot leave the buffers inconsistent: they are
         // fully rewritten before use.
         let mut guard = self.work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -337,7 +334,7 @@ impl Transformer {
             self.embeddings.dequantize_row(t as usize, row)?;
         }
         for (index, layer) in self.layers.iter().enumerate() {
-            self.attention_block(index, layer, pos, m, cache, ws)?;
+            self.attention_block(index, layer, pos, m, kv, ws)?;
             self.feed_forward_block(layer, m, ws)?;
         }
         cache.commit(tokens);
@@ -352,7 +349,7 @@ impl Transformer {
         Ok(logits)
     }
 
-    fn attention_block(&self, index: usize, layer: &Layer, pos: usize, m: usize, cache: &mut KvCache, ws: &mut Workspace) -> Result<(), EngineError> {
+    fn attention_block(&self, index: usize, layer: &Layer, pos: usize, m: usize, cache: &mut HostKv, ws: &mut Workspace) -> Result<(), EngineError> {
         let hp = &self.hp;
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let (q_width, kv_width) = (hp.n_heads * hd, hp.n_kv_heads * hd);
@@ -429,6 +426,22 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f32, d: usize, out: &mut Vec<f32>) 
     }
 }
 
+/// Refuses a file with a tensor type no kernel here multiplies.
+pub(super) fn check_dtypes(file: &GgufFile) -> Result<(), EngineError> {
+    for name in file.tensor_names() {
+        if let Some(dtype) = file.tensor_dtype(name) {
+            if !supported_dtype(dtype) {
+                return Err(EngineError::UnsupportedQuantization {
+                    path: file.path().to_path_buf(),
+                    tensor: name.to_string(),
+                    dtype: format!("{dtype:?}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A small f32 tensor (norm weights, biases) of exactly `len` values.
 fn dense(file: &mut GgufFile, name: &str, len: usize, device: &Device) -> Result<Vec<f32>, EngineError> {
     let q: QTensor = file.tensor(name, device)?;
@@ -439,7 +452,9 @@ fn dense(file: &mut GgufFile, name: &str, len: usize, device: &Device) -> Result
     Ok(v)
 }
 
-fn rotary_tables(hp: &Hyperparams, positions: usize, freq_factors: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+/// Rotary cosines and sines for positions `0..positions`, `[positions,
+/// head_dim / 2]` each: shared by both forward passes.
+pub(super) fn rotary_tables(hp: &Hyperparams, positions: usize, freq_factors: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
     let half = hp.head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
         .map(|i| {

@@ -10,12 +10,14 @@
 //! a fraction of its price. Because the forward pass computes each row
 //! independently of the others in its batch, the kept logits are bit for bit
 //! the ones token-by-token decoding would compute, and the output is the same.
+//! That holds for cria's CPU pass only: the engine never speculates on the
+//! device pass (candle's products), whose rows may differ in a batch.
 //! Rejected guesses are forgotten by truncating the KV cache.
 
 use std::collections::VecDeque;
 
 use super::kv_cache::KvCache;
-use super::model::Transformer;
+use super::network::Network;
 use super::EngineError;
 
 /// Longest n-gram looked up (tried first: longer matches guess better).
@@ -79,7 +81,7 @@ impl Speculator {
     /// `next` and fresh guesses. `cached` is how many tokens precede `next`
     /// (prompt and earlier generated tokens); `room` bounds the tokens that may
     /// still be generated after `next`.
-    pub fn step(&mut self, model: &Transformer, cache: &mut KvCache, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
+    pub fn step(&mut self, model: &Network, cache: &mut KvCache, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
         if let Some((guess, logits)) = self.ahead.pop_front() {
             if guess == next {
                 self.accepted += 1;

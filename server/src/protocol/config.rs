@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::completion::{Backend, Settings};
-use crate::engine::SamplingParams;
+use crate::engine::{ComputeDevice, SamplingParams};
 use crate::remote::{Flavour, PromptFormat, RemoteConfig};
 
 /// Every setting the server understands, with its default.
@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub context_length: usize,
     /// Threads for the model; 0 = the physical cores the server may use.
     pub threads: usize,
+    /// Where the embedded model runs: the CPU, or a GPU (`cuda`, `metal`).
+    pub device: ComputeDevice,
     /// Languages (LSP ids) to complete in; `None` = all.
     pub enabled_languages: Option<Vec<String>>,
     /// Languages explicitly turned off.
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             context_share: 0.15,
             context_length: 4096,
             threads: 0,
+            device: ComputeDevice::Cpu,
             enabled_languages: None,
             disabled_languages: Vec::new(),
             temperature: 0.0,
@@ -120,6 +123,7 @@ impl ServerConfig {
                 "contextShare" => fraction(value).map(|v| self.context_share = v),
                 "contextLength" => integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize),
                 "threads" => integer(value, 0, 1024).map(|v| self.threads = v as usize),
+                "device" => device(value).map(|v| self.device = v),
                 "enabledLanguages" => languages(value).map(|(on, off)| {
                     self.enabled_languages = on;
                     self.disabled_languages = off;
@@ -187,6 +191,15 @@ fn number(value: &Value, min: f64, max: f64) -> Result<f32, String> {
 
 fn fraction(value: &Value) -> Result<f32, String> {
     number(value, 0.0, 1.0)
+}
+
+/// `"cpu"`, `"cuda"`, `"cuda:N"`, `"metal"`, `"metal:N"` (or `"candle-cpu"`).
+/// Whether this build can use it is found out when the model loads.
+fn device(value: &Value) -> Result<ComputeDevice, String> {
+    match value {
+        Value::String(s) => s.parse().map_err(|e: crate::engine::UnknownDevice| e.to_string()),
+        _ => Err(format!("expected a device name such as \"cpu\", \"cuda\" or \"cuda:1\", got {value}")),
+    }
 }
 
 /// `{ "kind": "embedded" }`, or `{ "kind": "remote", "url": ..., "flavour":
@@ -291,6 +304,23 @@ mod tests {
         assert_eq!(c.max_suffix_tokens, 0);
         assert_eq!(c.apply(&json!({"maxSuffixTokens": 1.5})).len(), 1);
         assert_eq!(c.max_suffix_tokens, 0);
+    }
+
+    #[test]
+    fn device_takes_a_known_name_and_refuses_others() {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.device, ComputeDevice::Cpu);
+        assert!(c.apply(&json!({"device": "cuda:1"})).is_empty());
+        assert_eq!(c.device, ComputeDevice::Cuda(1));
+        assert!(c.apply(&json!({"device": "metal"})).is_empty());
+        assert_eq!(c.device, ComputeDevice::Metal(0));
+        for bad in [json!("gpu"), json!("cuda:x"), json!(1), json!(null)] {
+            let problems = c.apply(&json!({ "device": bad }));
+            assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "device"), "{bad}: {problems:?}");
+            assert_eq!(c.device, ComputeDevice::Metal(0), "a bad device keeps the previous one");
+        }
+        assert!(c.apply(&json!({"device": "cpu"})).is_empty());
+        assert_eq!(c.device, ComputeDevice::Cpu);
     }
 
     #[test]

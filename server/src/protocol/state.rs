@@ -214,14 +214,14 @@ impl State {
     /// Applies settings; returns the problems and whether the model changed.
     pub fn apply_settings(&self, settings: &serde_json::Value) -> (Vec<ConfigProblem>, bool) {
         let mut config = lock(&self.config);
-        let before = (config.model.clone(), config.context_length, config.threads, config.backend.clone());
+        let before = (config.model.clone(), config.context_length, config.threads, config.device, config.backend.clone());
         let problems = config.apply(settings);
         if let Some(control) = &self.log_control {
             if let Err(e) = control(&config.log_level) {
                 tracing::warn!("logLevel: {e}");
             }
         }
-        let changed = before != (config.model.clone(), config.context_length, config.threads, config.backend.clone());
+        let changed = before != (config.model.clone(), config.context_length, config.threads, config.device, config.backend.clone());
         (problems, changed)
     }
 
@@ -297,7 +297,7 @@ impl State {
         report(json!({"kind": "begin", "title": "cria: loading model", "message": config.model, "percentage": 0, "cancellable": false})).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
         let spec = config.model.clone();
-        let options = EngineOptions { context_length: config.context_length, threads: config.threads, ..EngineOptions::default() };
+        let options = EngineOptions { context_length: config.context_length, threads: config.threads, device: config.device, ..EngineOptions::default() };
         let backend = config.backend.clone();
         let starting = tokio::task::spawn_blocking(move || {
             let home = CriaHome::from_env().map_err(|e| e.to_string())?;
