@@ -25,6 +25,8 @@ export interface ServerSettings {
     suffixShare?: number;
     maxSuffixTokens?: number;
     contextLength?: number;
+    threads?: number;
+    device?: string;
     temperature?: number;
     enabledLanguages?: LanguageSwitches;
     logLevel?: string;
@@ -39,6 +41,8 @@ export const SERVER_KEYS = [
     'suffixShare',
     'maxSuffixTokens',
     'contextLength',
+    'threads',
+    'device',
     'temperature',
     'enabledLanguages',
     'logLevel',
@@ -50,7 +54,7 @@ export const RESTART_KEYS = ['serverPath', 'serverEnv'] as const;
 /** Settings only the extension reads, applied without a restart. */
 export const CLIENT_KEYS = ['enable', 'trace.server'] as const;
 
-const NUMBER_KEYS = new Set<string>(['maxTokens', 'latencyBudgetMs', 'promptTokens', 'suffixShare', 'maxSuffixTokens', 'contextLength', 'temperature']);
+const NUMBER_KEYS = new Set<string>(['maxTokens', 'latencyBudgetMs', 'promptTokens', 'suffixShare', 'maxSuffixTokens', 'contextLength', 'threads', 'temperature']);
 
 /** Expands a leading `~` to the home folder (the server does not). */
 export function expandHome(value: string, home: string): string {
