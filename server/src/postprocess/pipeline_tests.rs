@@ -168,3 +168,35 @@ fn python_extra_closing_paren_before_the_users_paren() {
         "#]],
     );
 }
+
+#[test]
+fn python_column_zero_in_front_of_the_body_inserts_the_header_above_it() {
+    // HumanEval/36 in the dataset's own layout: the cursor is at column 0 of
+    // the loop body's line; the model writes the header, a reworded body and
+    // the return again.
+    multi(
+        "python",
+        "def fizz(s):\n    ans = 0\n$0        ans += (c == '7')\n    return ans\n",
+        "    for c in s:\n        if c == '7': ans += 1\n    return ans",
+        expect![[r#"
+            |    for c in s:
+            |
+        "#]],
+    );
+}
+
+#[test]
+fn python_dict_opened_by_the_suggestion_and_closed_below_is_kept() {
+    // HumanEval/19: the dict's `}` is already below the cursor.
+    multi(
+        "python",
+        "def sort_numbers(numbers):\n    $0\n    }\n    return value_map\n",
+        "value_map = {\n        'zero': 0,\n        'one': 1,\n        'two': 2,",
+        expect![[r#"
+            |value_map = {
+            |        'zero': 0,
+            |        'one': 1,
+            |        'two': 2,
+        "#]],
+    );
+}
