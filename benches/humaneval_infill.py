@@ -634,6 +634,7 @@ def main() -> int:
     ap.add_argument("--sets", default="single,multi", help="comma-separated: single, multi")
     ap.add_argument("--only", choices=SYSTEMS, help="run one system only")
     ap.add_argument("--limit", type=int, help="at most N tasks per set (see --sample)")
+    ap.add_argument("--tasks", help="comma-separated task ids to run (e.g. MultiLineInfilling/HumanEval/9/L0_L11), instead of --limit's sample")
     ap.add_argument("--sample", choices=("stride", "first"), default="stride",
                     help="with --limit: N tasks evenly spread over the set, or its first N")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per test run in the sandbox")
@@ -680,6 +681,9 @@ def main() -> int:
         if n not in SETS:
             ap.error(f"unknown set {n!r} (single, multi)")
     sets = {n: sample(load_tasks(folder, n), args.limit, args.sample) for n in names}
+    if args.tasks:
+        wanted = {t.strip() for t in args.tasks.split(",") if t.strip()}
+        sets = {n: [t for t in load_tasks(folder, n) if t.task_id in wanted] for n in names}
     sample_note = "all" if args.limit is None else (f"stride sample" if args.sample == "stride" else "first tasks")
     sandbox = Sandbox(args.timeout, args.python, not args.no_unshare)
     log(f"sandbox: {sandbox.describe()}")

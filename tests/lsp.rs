@@ -189,7 +189,8 @@ fn utf16_edits_with_emoji_and_crlf_keep_the_text_exact() {
     let uri = "file:///work/emoji.rs";
     let mut text = String::from("fn main() {\r\n    let crab = \"🦀🦀\"; // 𝄞 clef\r\n    println!(\"{crab}\");\r\n}\r\n");
     c.open(uri, "rust", &text);
-    let edits: [((u32, u32, u32, u32), &str); 6] = [
+    type Edit<'a> = ((u32, u32, u32, u32), &'a str);
+    let edits: [Edit; 6] = [
         ((1, 16, 1, 18), ""),           // delete the second crab (2 UTF-16 units)
         ((1, 16, 1, 16), "🐍é"),        // insert after the first crab
         ((1, 27, 1, 29), "G"),          // replace the clef (a surrogate pair)

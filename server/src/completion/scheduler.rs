@@ -13,10 +13,14 @@ use tokio::sync::Notify;
 
 use crate::engine::CancelFlag;
 
+/// The request in flight for a document: its id, the flag that stops its
+/// generation, and the notify that wakes its waiter when it is superseded.
+type InFlight = (u64, CancelFlag, Arc<Notify>);
+
 /// Tracks the request in flight for each document.
 #[derive(Default)]
 pub struct Scheduler {
-    inflight: Mutex<HashMap<String, (u64, CancelFlag, Arc<Notify>)>>,
+    inflight: Mutex<HashMap<String, InFlight>>,
     next_id: AtomicU64,
     superseded: AtomicU64,
 }

@@ -459,6 +459,7 @@ impl State {
             return None;
         }
         let shown = shown_text(&completion, &cursor, &language, mode);
+        tracing::debug!(raw = ?completion.text, shown = ?shown, "postprocessed");
         if matches!(completion.stop_reason, StopReason::Eos | StopReason::Stop | StopReason::Length) {
             lock(&self.lru).put(key, shown.clone());
         }

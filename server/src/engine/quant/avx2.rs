@@ -84,6 +84,24 @@ pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>
     }
 }
 
+/// How far ahead in a weight row the next cache lines are asked for, so they
+/// arrive while the blocks before them are computed. Decoding streams every
+/// weight from memory once per token, and the hardware prefetcher alone does
+/// not keep up with a tile's interleaved rows: on Qwen2.5-Coder-0.5B (2
+/// threads, AVX2) decoding went from 24 to 35 tokens/s with 1 KiB (512 B:
+/// 29, 2 KiB: 34).
+const PREFETCH_AHEAD: usize = 1024;
+
+/// Asks for the cache line holding `bytes[at]`, if `at` is inside `bytes`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch(bytes: &[u8], at: usize) {
+    if let Some(byte) = bytes.get(at) {
+        // A prefetch never faults; the address is inside `bytes` anyway.
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast());
+    }
+}
+
 /// An f16 at `bytes[at..at + 2]`, converted with F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -235,7 +253,9 @@ fn tile_small<F: Small, const R: usize, const C: usize>(w: &[u8], row_bytes: usi
             }
         }
         for r in 0..R {
-            let blk = &w[r * row_bytes + b * F::BYTES..][..F::BYTES];
+            let at = r * row_bytes + b * F::BYTES;
+            prefetch(w, at + PREFETCH_AHEAD);
+            let blk = &w[at..][..F::BYTES];
             let wv = F::unpack(blk);
             let dw = _mm256_set1_ps(f16_at(blk, 0));
             let mw = if F::MIN { f16_at(blk, 2) } else { 0.0 };
@@ -273,6 +293,7 @@ small_kernel!(tile_q5_0, Q5_0);
 small_kernel!(tile_q5_1, Q5_1);
 
 /// Q8_0: signed weights, multiplied with the sign trick.
+#[allow(clippy::needless_range_loop)] // `r` also places the row in `w`
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q8_0<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
     const BYTES: usize = 34;
@@ -286,7 +307,9 @@ fn tile_q8_0<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8
             ad[c] = _mm256_set1_ps(blk.d);
         }
         for r in 0..R {
-            let blk = &w[r * row_bytes + b * BYTES..][..BYTES];
+            let at = r * row_bytes + b * BYTES;
+            prefetch(w, at + PREFETCH_AHEAD);
+            let blk = &w[at..][..BYTES];
             let wv = load32(&blk[2..]);
             let w_abs = _mm256_sign_epi8(wv, wv);
             let dw = _mm256_set1_ps(f16_at(blk, 0));

@@ -68,9 +68,8 @@ pub fn balance_brackets<'c>(completion: &'c str, context: &Context) -> &'c str {
             }
         }
     }
-    let end = if own.is_empty() || !multi_line {
-        end
-    } else if !interrupted && suffix_closes(&own, outer, lexer, context) {
+    let closed_below = || !interrupted && suffix_closes(&own, outer, lexer, context);
+    let end = if own.is_empty() || !multi_line || closed_below() {
         end
     } else {
         last_balanced_break.unwrap_or(0)

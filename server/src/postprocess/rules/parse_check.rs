@@ -87,13 +87,8 @@ pub fn cut_to_parsable<'c>(completion: &'c str, input: &PostprocessInput, after:
         }
     }
     match best {
-        Some((fewest, cut)) if fewest < whole => {
-            if fewest <= baseline {
-                cut
-            } else {
-                ""
-            }
-        }
+        Some((fewest, cut)) if fewest < whole && fewest <= baseline => cut,
+        Some((fewest, _)) if fewest < whole => "",
         _ if whole <= baseline => completion,
         _ => "",
     }
