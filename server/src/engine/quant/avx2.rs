@@ -339,67 +339,31 @@ fn load_bsums(a: &Q8KBlock) -> __m256i {
 /// scales applied in integers, one conversion per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q4k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
-    const BYTES: usize = 144;
-    let mask = _mm256_set1_epi8(0x0F);
-    let mut acc = [[_mm256_setzero_ps(); C]; R];
-    for b in 0..nb {
-        for r in 0..R {
-            let blk = &w[r * row_bytes + b * BYTES..][..BYTES];
-            let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
-            let mut sc = [0i16; 8];
-            let mut mins = [0i16; 16];
-            for j in 0..8 {
-                let (s, m) = q4k_scale_min(j, &blk[4..16]);
-                sc[j] = s as i16;
-                mins[2 * j] = m as i16;
-                mins[2 * j + 1] = m as i16;
-            }
-            // SAFETY: `mins` is 16 i16, 32 bytes.
-            let mins = unsafe { _mm256_loadu_si256(mins.as_ptr().cast()) };
-            let mut isum = [_mm256_setzero_si256(); C];
-            for chunk in 0..4 {
-                let q = load32(&blk[16 + 32 * chunk..]);
-                let lo = _mm256_and_si256(q, mask);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
-                let (s_lo, s_hi) = (_mm256_set1_epi16(sc[2 * chunk]), _mm256_set1_epi16(sc[2 * chunk + 1]));
-                for c in 0..C {
-                    let qs = &a[c * nb + b].qs[64 * chunk..];
-                    let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32_i8(qs)), s_lo);
-                    let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32_i8(&qs[32..])), s_hi);
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(p_lo, p_hi));
-                }
-            }
-            for c in 0..C {
-                let blk_a = &a[c * nb + b];
-                let msum = _mm256_madd_epi16(load_bsums(blk_a), mins);
-                let scale = _mm256_set1_ps(d * blk_a.d);
-                let scale_min = _mm256_set1_ps(dmin * blk_a.d);
-                acc[r][c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum[c]), acc[r][c]);
-                acc[r][c] = _mm256_fnmadd_ps(scale_min, _mm256_cvtepi32_ps(msum), acc[r][c]);
-            }
-        }
-    }
-    for r in 0..R {
-        for c in 0..C {
-            out[r * st.row + c * st.col] = hsum(acc[r][c]);
-        }
-    }
+    tile_q45k::<false, R, C>(w, row_bytes, a, nb, out, st)
 }
 
-/// Q5_K: Q4_K with a fifth bit per value. Sub-block `j` takes bit `j` of
-/// each of the 32 `qh` bytes. `qh` is shifted right by two per 64 values, so
-/// that the pair's bits are bits 0 and 1 of every byte (the shifts are of
-/// 16-bit lanes: bits crossing from a high byte land in bits 6 and 7 of the
-/// low one, which are never used), and shifts left by 4 and 3 put them at
-/// 0x10.
+/// Q5_K: Q4_K with a fifth bit per value (see [`tile_q45k`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q5k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
-    const BYTES: usize = 176;
+    tile_q45k::<true, R, C>(w, row_bytes, a, nb, out, st)
+}
+
+/// Q4_K, or Q5_K with `FIFTH`: the same scales, minimums and nibbles; Q5_K
+/// adds 32 bytes of high bits before the nibbles. Sub-block `j` takes bit
+/// `j` of each of the 32 `qh` bytes. `qh` is shifted right by two per 64
+/// values, so that the pair's bits are bits 0 and 1 of every byte (the shifts
+/// are of 16-bit lanes: bits crossing from a high byte land in bits 6 and 7
+/// of the low one, which are never used), and shifts left by 4 and 3 put them
+/// at 0x10.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_q45k<const FIFTH: bool, const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
+    let (bytes, nibbles_at) = if FIFTH { (176, 48) } else { (144, 16) };
     let (mask, bit) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for b in 0..nb {
         for r in 0..R {
-            let blk = &w[r * row_bytes + b * BYTES..][..BYTES];
+            let blk = &w[r * row_bytes + b * bytes..][..bytes];
             let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
             let mut sc = [0i16; 8];
             let mut mins = [0i16; 16];
@@ -411,16 +375,17 @@ fn tile_q5k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8K
             }
             // SAFETY: `mins` is 16 i16, 32 bytes.
             let mins = unsafe { _mm256_loadu_si256(mins.as_ptr().cast()) };
-            let mut qh = load32(&blk[16..]);
+            let mut qh = if FIFTH { load32(&blk[16..]) } else { _mm256_setzero_si256() };
             let mut isum = [_mm256_setzero_si256(); C];
             for chunk in 0..4 {
-                let q = load32(&blk[48 + 32 * chunk..]);
-                let lo = _mm256_or_si256(_mm256_and_si256(q, mask), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit));
-                let hi = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask),
-                    _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit),
-                );
-                qh = _mm256_srli_epi16::<2>(qh);
+                let q = load32(&blk[nibbles_at + 32 * chunk..]);
+                let mut lo = _mm256_and_si256(q, mask);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+                if FIFTH {
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit));
+                    qh = _mm256_srli_epi16::<2>(qh);
+                }
                 let (s_lo, s_hi) = (_mm256_set1_epi16(sc[2 * chunk]), _mm256_set1_epi16(sc[2 * chunk + 1]));
                 for c in 0..C {
                     let qs = &a[c * nb + b].qs[64 * chunk..];
