@@ -30,24 +30,23 @@ pub fn available() -> bool {
 
 /// Computes `out[r * st.row + c * st.col]` = dot(weight row `r`, activation row `c`)
 /// for `rows <= TILE_R` rows of `w` (each `row_bytes` long) and `cols <= TILE_C`
-/// activation rows of `a` (each `nb` blocks long).
+/// activation rows of `a` (each `nb` blocks long). With `streaming` (few
+/// activation rows: the product is bound by reading the weights), or when the
+/// tile is not full, the rows are taken one at a time: one stream through
+/// memory, which the prefetchers follow best.
 ///
 /// The caller checked [`available`] and that `w`, `a` and `out` are long enough;
 /// out-of-range indexing panics rather than reading out of bounds.
 #[allow(clippy::too_many_arguments)]
-pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides) {
+pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides, streaming: bool) {
     macro_rules! shapes {
         ($f:ident, $a:expr) => {{
             // SAFETY: `available()` was checked by the caller (the kernels are
             // only selected after it returned true); every memory access inside
             // goes through bounds-checked slices.
             unsafe {
-                if rows == TILE_R && cols == TILE_C {
+                if rows == TILE_R && cols == TILE_C && !streaming {
                     $f::<TILE_R, TILE_C>(w, row_bytes, $a, nb, out, st)
-                } else if rows == TILE_R {
-                    for c in 0..cols {
-                        $f::<TILE_R, 1>(w, row_bytes, &$a[c * nb..], nb, &mut out[c * st.col..], st)
-                    }
                 } else {
                     for r in 0..rows {
                         let w = &w[r * row_bytes..];
@@ -86,10 +85,10 @@ pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>
 
 /// How far ahead in a weight row the next cache lines are asked for, so they
 /// arrive while the blocks before them are computed. Decoding streams every
-/// weight from memory once per token, and the hardware prefetcher alone does
-/// not keep up with a tile's interleaved rows: on Qwen2.5-Coder-0.5B (2
-/// threads, AVX2) decoding went from 24 to 35 tokens/s with 1 KiB (512 B:
-/// 29, 2 KiB: 34).
+/// weight from memory once per token and the hardware prefetcher alone lags:
+/// on Qwen2.5-Coder-0.5B (2 threads, AVX2) decoding with four interleaved
+/// rows per tile went from 24 to 35 tokens/s with 1 KiB (512 B: 29, 2 KiB:
+/// 34); one row at a time (as decoding now runs) from about 52 to 55.
 const PREFETCH_AHEAD: usize = 1024;
 
 /// Asks for the cache line holding `bytes[at]`, if `at` is inside `bytes`.
