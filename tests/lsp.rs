@@ -15,15 +15,6 @@ use support::lsp_client::LspClient;
 
 const LONG: Duration = Duration::from_secs(420);
 
-/// A CRIA_HOME whose models folder links the real fetched files.
-fn home() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("models")).unwrap();
-    for file in [support::smollm2(), support::qwen()] {
-        std::os::unix::fs::symlink(&file, dir.path().join("models").join(file.file_name().unwrap())).unwrap();
-    }
-    dir
-}
 
 fn utf16_caps() -> Value {
     json!({"window": {"workDoneProgress": true}, "textDocument": {"inlineCompletion": {}}})
@@ -43,7 +34,7 @@ fn ready_server(home: &Path, model: &str, extra: Value) -> LspClient {
 
 #[test]
 fn handshake_negotiates_encoding_and_announces_capabilities() {
-    let home = home();
+    let home = support::linked_home();
     let mut c = LspClient::start(home.path(), &[]);
     let result = c.initialize(json!({"general": {"positionEncodings": ["utf-32", "utf-8", "utf-16"]}}), json!({"model": "/nonexistent.gguf"}));
     let caps = &result["capabilities"];
@@ -62,7 +53,7 @@ fn handshake_negotiates_encoding_and_announces_capabilities() {
 
 #[test]
 fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
-    let home = home();
+    let home = support::linked_home();
     let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({}));
     // Loading was reported as work-done progress, begin to end.
     let kinds: Vec<String> = c
@@ -110,7 +101,7 @@ fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
 
 #[test]
 fn accepting_a_suggestion_computes_the_next_one_ahead_of_the_request() {
-    let home = home();
+    let home = support::linked_home();
     let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({}));
     let uri = "file:///work/accept.py";
     c.open(uri, "python", "def add(a, b):\n    ");
@@ -129,7 +120,7 @@ fn accepting_a_suggestion_computes_the_next_one_ahead_of_the_request() {
 
 #[test]
 fn fim_completion_on_qwen_coder_uses_the_text_after_the_cursor() {
-    let home = home();
+    let home = support::linked_home();
     let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"maxTokens": 24}));
     let uri = "file:///work/shapes.py";
     let text = "import math\n\n\ndef circle_area(radius):\n    return \n\n\nprint(circle_area(2.0))\n";
@@ -183,7 +174,7 @@ fn change(c: &mut LspClient, uri: &str, version: i64, range: (u32, u32, u32, u32
 
 #[test]
 fn utf16_edits_with_emoji_and_crlf_keep_the_text_exact() {
-    let home = home();
+    let home = support::linked_home();
     let mut c = LspClient::start(home.path(), &[]);
     c.initialize(json!({}), json!({"model": "/nonexistent.gguf"}));
     let uri = "file:///work/emoji.rs";
@@ -208,7 +199,7 @@ fn utf16_edits_with_emoji_and_crlf_keep_the_text_exact() {
 
 #[test]
 fn random_edit_sequences_keep_the_text_exact_in_utf8_and_utf16() {
-    let home = home();
+    let home = support::linked_home();
     for (utf16, caps) in [(false, json!({"general": {"positionEncodings": ["utf-8"]}})), (true, json!({}))] {
         let mut c = LspClient::start(home.path(), &[]);
         c.initialize(caps, json!({"model": "/nonexistent.gguf"}));
@@ -237,7 +228,7 @@ fn random_edit_sequences_keep_the_text_exact_in_utf8_and_utf16() {
 
 #[test]
 fn a_storm_of_edits_and_requests_is_answered_without_deadlock() {
-    let home = home();
+    let home = support::linked_home();
     let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 8, "latencyBudgetMs": 3000}));
     let uri = "file:///work/storm.py";
     let mut text = String::from("def storm():\n    ");
@@ -275,7 +266,7 @@ fn a_storm_of_edits_and_requests_is_answered_without_deadlock() {
 
 #[test]
 fn bad_input_gets_errors_or_empty_answers_and_the_server_keeps_serving() {
-    let home = home();
+    let home = support::linked_home();
     let mut c = LspClient::start(home.path(), &[]);
     c.initialize(json!({}), json!({"model": "/nonexistent.gguf"}));
     let error_code = |c: &mut LspClient| c.wait_for(Duration::from_secs(30), "error reply", |m| m.get("error").is_some() && m["id"].is_null())["error"]["code"].clone();
@@ -306,7 +297,7 @@ fn bad_input_gets_errors_or_empty_answers_and_the_server_keeps_serving() {
 
 #[test]
 fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
-    let home = home();
+    let home = support::linked_home();
     let mut c = LspClient::start(home.path(), &[]);
     c.initialize(utf16_caps(), json!({"model": "/models/missing.gguf"}));
     let shown = c.wait_for(LONG, "showMessage", |m| m["method"] == "window/showMessage");

@@ -25,15 +25,6 @@ const LONG: Duration = Duration::from_secs(120);
 const SMOLLM2: &str = "smollm2-135m-instruct";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
 
-/// A CRIA_HOME whose models folder links the real fetched files.
-fn home() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("models")).unwrap();
-    for file in [support::smollm2(), support::qwen()] {
-        std::os::unix::fs::symlink(&file, dir.path().join("models").join(file.file_name().unwrap())).unwrap();
-    }
-    dir
-}
 
 /// A child process killed when the test ends, pass or fail.
 struct Running(Child);
@@ -128,7 +119,7 @@ const FIM_DOC: &str = "import math\n\n\ndef circle_area(radius):\n    return \n\
 
 #[test]
 fn cria_serve_speaks_the_openai_api_with_a_token_streaming_and_a_slot_per_client() {
-    let home = home();
+    let home = support::linked_home();
     let token = "serve-secret";
     let (_serve, addr) = cria_serve(home.path(), SMOLLM2, &["--slots", "2", "--token-env", "CRIA_TEST_SERVE_TOKEN"], &[("CRIA_TEST_SERVE_TOKEN", token)]);
 
@@ -197,7 +188,7 @@ fn cria_serve_speaks_the_openai_api_with_a_token_streaming_and_a_slot_per_client
 
 #[test]
 fn the_language_server_gives_the_same_suggestion_through_cria_serve_as_embedded() {
-    let home = home();
+    let home = support::linked_home();
     let (_serve, addr) = cria_serve(home.path(), SMOLLM2, &["--slots", "2"], &[]);
     let uri = "file:///work/numbers.py";
     let text = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    ";
@@ -231,7 +222,7 @@ fn the_language_server_gives_the_same_suggestion_through_cria_serve_as_embedded(
 
 #[test]
 fn the_language_server_completes_through_llama_server_in_every_flavour() {
-    let home = home();
+    let home = support::linked_home();
     let key = "llama-secret";
     let (_llama, addr) = llama_server(&support::qwen(), &["--api-key", key]);
     let env = [("CRIA_TEST_LLAMA_KEY", key)];
@@ -273,7 +264,7 @@ fn the_language_server_completes_through_llama_server_in_every_flavour() {
 
 #[test]
 fn engine_failures_give_empty_completions_an_error_status_and_a_server_that_keeps_serving() {
-    let home = home();
+    let home = support::linked_home();
     let good = json!({"choices": [{"text": "a * b", "index": 0, "finish_reason": null}]}).to_string();
     let done = json!({"choices": [{"text": "", "index": 0, "finish_reason": "stop"}], "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12, "prompt_tokens_details": {"cached_tokens": 5}}}).to_string();
     let fake = FakeEngine::start(vec![

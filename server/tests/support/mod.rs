@@ -45,6 +45,19 @@ pub fn vocab(name: &str) -> PathBuf {
     require(&format!("vocab/ggml-vocab-{name}.gguf"))
 }
 
+/// A fresh CRIA_HOME whose models folder links the real fetched SmolLM2 and
+/// Qwen files, so a test can resolve them by name without touching the
+/// user's own home.
+pub fn linked_home() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::create_dir_all(dir.path().join("models")).expect("a models folder");
+    for file in [smollm2(), qwen()] {
+        let name = file.file_name().expect("a file name");
+        std::os::unix::fs::symlink(&file, dir.path().join("models").join(name)).expect("a symlink");
+    }
+    dir
+}
+
 /// The tiny Code Llama-shaped model builder.
 pub mod tiny_codellama;
 

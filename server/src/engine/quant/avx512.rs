@@ -287,6 +287,23 @@ impl Kind for Q8_0 {
     }
 }
 
+/// The scales of a Q4_K or Q5_K group: `d sc` and `-dmin m` per row, with the
+/// repacked sub-block scales at `blk[at..]` and minimums at `blk[at + 16..]`.
+///
+/// # Safety
+/// The CPU has AVX-512 F and BW, and `header` and `blk` are a whole group.
+#[inline(always)]
+unsafe fn k_scales(header: &[u8], blk: &[u8], at: usize) -> (__m512, __m512, __m512) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let (d, dmin) = (f16x16(header, 0), f16x16(header, 32));
+        let scale = _mm512_mul_ps(d, u8x16(blk, at));
+        // value = d sc q - dmin m: the minimum enters negated.
+        let min = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, u8x16(blk, at + 16)));
+        (scale, scale, min)
+    }
+}
+
 impl Kind for Q4K {
     const OFFSET: i32 = 0;
     const HALVES: bool = false;
@@ -299,13 +316,7 @@ impl Kind for Q4K {
     #[inline(always)]
     unsafe fn scales(header: &[u8], blk: &[u8]) -> (__m512, __m512, __m512) {
         // SAFETY: forwarded from the caller.
-        unsafe {
-            let (d, dmin) = (f16x16(header, 0), f16x16(header, 32));
-            let scale = _mm512_mul_ps(d, u8x16(blk, 256));
-            // value = d sc q - dmin m: the minimum enters negated.
-            let min = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, u8x16(blk, 272)));
-            (scale, scale, min)
-        }
+        unsafe { k_scales(header, blk, 256) }
     }
 }
 
@@ -325,13 +336,7 @@ impl Kind for Q5K {
     #[inline(always)]
     unsafe fn scales(header: &[u8], blk: &[u8]) -> (__m512, __m512, __m512) {
         // SAFETY: forwarded from the caller.
-        unsafe {
-            let (d, dmin) = (f16x16(header, 0), f16x16(header, 32));
-            let scale = _mm512_mul_ps(d, u8x16(blk, 320));
-            // value = d sc q - dmin m: the minimum enters negated.
-            let min = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, u8x16(blk, 336)));
-            (scale, scale, min)
-        }
+        unsafe { k_scales(header, blk, 320) }
     }
 }
 

@@ -60,41 +60,29 @@ fn five_bits(qh: &[u8], qs: &[u8], a: &Q8Block, offset: i32) -> i32 {
     sum
 }
 
+/// Q4_K: `d d_a Σ_j sc_j Σ n a - dmin d_a Σ_j m_j Σ a` over the 8 sub-blocks.
 fn dot_q4k(w: &[u8], a: &[Q8KBlock]) -> f32 {
-    let mut acc = 0f32;
-    for (b, a) in w.chunks_exact(Format::Q4K.block_bytes()).zip(a) {
-        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        let (scales, qs) = (&b[4..16], &b[16..144]);
-        let (mut isum, mut msum) = (0i32, 0i32);
-        for chunk in 0..4 {
-            for half in 0..2 {
-                let (sc, m) = q4k_scale_min(2 * chunk + half, scales);
-                let mut s = 0i32;
-                for l in 0..32 {
-                    let q = qs[32 * chunk + l];
-                    let n = if half == 0 { q & 0xF } else { q >> 4 };
-                    s += n as i32 * a.qs[64 * chunk + 32 * half + l] as i32;
-                }
-                isum += sc as i32 * s;
-                let sub = 2 * chunk + half;
-                msum += m as i32 * (a.bsums[2 * sub] as i32 + a.bsums[2 * sub + 1] as i32);
-            }
-        }
-        acc += d * a.d * isum as f32 - dmin * a.d * msum as f32;
-    }
-    acc
+    dot_q45k(w, a, Format::Q4K, |b, j, l| {
+        let q = b[16 + 32 * (j / 2) + l];
+        if j.is_multiple_of(2) { q & 0xF } else { q >> 4 }
+    })
 }
 
-/// Q5_K: as Q4_K, with values `0..=31`: `d d_a Σ_j sc_j Σ v a - dmin d_a Σ_j m_j Σ a`.
+/// Q5_K: as Q4_K, with values `0..=31`.
 fn dot_q5k(w: &[u8], a: &[Q8KBlock]) -> f32 {
+    dot_q45k(w, a, Format::Q5K, |b, j, l| q5k_value(&b[48..176], &b[16..48], j, l))
+}
+
+/// The sum Q4_K and Q5_K share: `value(block, j, l)` is value `l` of
+/// sub-block `j` of a super-block.
+fn dot_q45k(w: &[u8], a: &[Q8KBlock], format: Format, value: impl Fn(&[u8], usize, usize) -> u8) -> f32 {
     let mut acc = 0f32;
-    for (b, a) in w.chunks_exact(Format::Q5K.block_bytes()).zip(a) {
+    for (b, a) in w.chunks_exact(format.block_bytes()).zip(a) {
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
         let (mut isum, mut msum) = (0i32, 0i32);
         for j in 0..8 {
-            let (sc, m) = q4k_scale_min(j, scales);
-            let s: i32 = (0..32).map(|l| q5k_value(qs, qh, j, l) as i32 * a.qs[32 * j + l] as i32).sum();
+            let (sc, m) = q4k_scale_min(j, &b[4..16]);
+            let s: i32 = (0..32).map(|l| value(b, j, l) as i32 * a.qs[32 * j + l] as i32).sum();
             isum += sc as i32 * s;
             msum += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
         }

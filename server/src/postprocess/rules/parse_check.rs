@@ -84,6 +84,10 @@ pub fn cut_to_parsable<'c>(completion: &'c str, input: &PostprocessInput, after:
             if best.is_none_or(|(fewest, _)| e < fewest) {
                 best = Some((e, cut));
             }
+            if e == 0 {
+                // Nothing has fewer, and longer cuts only tie: stop parsing.
+                break;
+            }
         }
     }
     match best {
