@@ -7,7 +7,8 @@
 //! runs. `--threads N` sets the engine's threads (default: its own choice);
 //! `--device D` where the forward pass runs (`cpu`, the default; `cuda`,
 //! `cuda:N` or `metal` with a build with that feature; `candle-cpu`), which
-//! `benches/gpu-engine` uses.
+//! `benches/gpu-engine` uses. `--quick` measures only 512-token prefill and
+//! decode (for trying a kernel change).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
@@ -111,6 +112,7 @@ fn main() {
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
     let threads = value("--threads").map(|t| t.parse::<usize>().expect("--threads N"));
     let device: ComputeDevice = value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| panic!("--device: {e}")));
+    let quick = args.iter().any(|a| a == "--quick");
     let takes_value = |flag: &str| flag == "--threads" || flag == "--device";
     let files: Vec<String> = args.iter().enumerate().filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !takes_value(&args[i - 1]))).map(|(_, a)| a.clone()).collect();
     let files = if files.is_empty() {
@@ -125,6 +127,11 @@ fn main() {
         let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         let pp512 = prefill_tps(&mut engine, 512);
+        if quick {
+            let tg = decode_tps(&mut engine, 32);
+            println!("{}", serde_json::json!({ "model": file, "threads": engine.threads(), "prefill_512_tps": pp512, "decode_tps": tg }));
+            continue;
+        }
         let pp1536 = prefill_tps(&mut engine, 1536);
         let tg = decode_tps(&mut engine, 32);
         let repeating = engine.tokenizer().encode(REPEATING).unwrap();

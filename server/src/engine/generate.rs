@@ -21,7 +21,7 @@ use super::kv_cache::KvCache;
 use super::model::Hyperparams;
 use super::network::{ComputeDevice, Network};
 use super::sampling::{Sampler, SamplingParams};
-use super::speculate::Speculator;
+use super::speculate::{PassCosts, Speculator};
 use super::tokenizer::Tokenizer;
 use super::EngineError;
 
@@ -191,6 +191,8 @@ pub struct Engine {
     speculative: bool,
     /// Where the forward pass runs.
     device: ComputeDevice,
+    /// What forward passes cost here, for deciding when guessing pays.
+    pass_costs: PassCosts,
 }
 
 impl Engine {
@@ -213,7 +215,7 @@ impl Engine {
         // a row the same bits whatever the batch (cria's own CPU kernels, not
         // candle's products on any device).
         let speculative = options.speculative && model.batch_invariant();
-        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache], pool: Arc::new(pool), speculative, device: options.device })
+        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache], pool: Arc::new(pool), speculative, device: options.device, pass_costs: PassCosts::default() })
     }
 
     /// Threads the forward pass runs on (on a GPU, the host's share of it).
@@ -274,6 +276,13 @@ impl Engine {
         self.caches.get(slot).map(KvCache::tokens).unwrap_or(&[])
     }
 
+    /// Replaces what the engine has learnt about its passes' costs: tests
+    /// that check speculation's output make guessing always look worth it,
+    /// whatever this machine's speed.
+    pub fn set_pass_costs(&mut self, costs: PassCosts) {
+        self.pass_costs = costs;
+    }
+
     /// Logits of the last prompt token, computed from scratch (no reuse). For
     /// tests that compare against a reference implementation.
     pub fn prompt_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
@@ -296,9 +305,9 @@ impl Engine {
     /// completion's text). The result is the same whichever slot runs it.
     pub fn generate_in(&mut self, slot: usize, request: &GenerationRequest, on_text: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, EngineError> {
         let slots = self.caches.len();
-        let Self { model, tokenizer, caches, pool, speculative, .. } = self;
+        let Self { model, tokenizer, caches, pool, speculative, pass_costs, .. } = self;
         let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
-        let speculative = *speculative;
+        let speculative = speculative.then_some(pass_costs);
         pool.install(|| run(model, tokenizer, cache, speculative, request, on_text))
     }
 }
@@ -307,7 +316,7 @@ fn run(
     model: &Network,
     tokenizer: &Tokenizer,
     cache: &mut KvCache,
-    speculative: bool,
+    speculative: Option<&mut PassCosts>,
     request: &GenerationRequest,
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Completion, EngineError> {
@@ -340,7 +349,11 @@ fn run(
     let max_new = request.max_new_tokens.min(context - cache.len());
     let mut text = StreamingText::new(&request.stop_strings);
     let greedy = request.sampling.temperature <= 0.0;
-    let mut speculator = Speculator::new(speculative && request.speculative && greedy);
+    // Timings are kept only where speculation may run (so never on the device pass).
+    let mut unused = PassCosts::default();
+    let enabled = speculative.is_some() && request.speculative && greedy;
+    let costs = speculative.unwrap_or(&mut unused);
+    let mut speculator = Speculator::new(enabled);
     loop {
         if outcome.tokens.len() >= max_new {
             outcome.text = text.finish(on_text);
@@ -366,7 +379,7 @@ fn run(
             continue;
         }
         let cached = prompt.len() + outcome.tokens.len() - 1;
-        logits = speculator.step(model, cache, next, cached, max_new - outcome.tokens.len())?;
+        logits = speculator.step(model, cache, costs, next, cached, max_new - outcome.tokens.len())?;
         (outcome.drafted, outcome.accepted) = (speculator.drafted, speculator.accepted);
     }
 }

@@ -13,8 +13,17 @@
 //! That holds for cria's CPU pass only: the engine never speculates on the
 //! device pass (candle's products), whose rows may differ in a batch.
 //! Rejected guesses are forgotten by truncating the KV cache.
+//!
+//! Whether guessing pays depends on the machine: a batch costs little more
+//! than one token where the products are memory-bound (AVX-512 kernels), and
+//! noticeably more where they are not (AVX2 on Qwen2.5-Coder, whose output
+//! projection dominates). So the engine learns what passes cost
+//! ([`PassCosts`]) and each generation how often guesses come true (counting
+//! guesses it did not run too); a guess is run only when the expected tokens
+//! per second beat plain decoding.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use super::kv_cache::KvCache;
 use super::network::Network;
@@ -53,6 +62,61 @@ pub fn prompt_lookup(history: &[u32], max: usize) -> &[u32] {
     &[]
 }
 
+/// Weight of a new timing in the running averages of [`PassCosts`].
+const COST_WEIGHT: f64 = 0.2;
+
+/// What forward passes cost on this machine with this model, learnt while
+/// decoding (kept by the engine across generations): seconds for a pass of
+/// one token, and for each further token of a batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassCosts {
+    single: Option<f64>,
+    per_extra: Option<f64>,
+    /// Set by hand: timings are not taken in.
+    pinned: bool,
+}
+
+impl PassCosts {
+    /// Costs set by hand and kept whatever the timings (tests that must
+    /// speculate, or must not, whatever this machine's speed).
+    pub fn known(single: f64, per_extra: f64) -> Self {
+        Self { single: Some(single), per_extra: Some(per_extra), pinned: true }
+    }
+
+    /// Takes in one pass of `tokens` tokens that took `seconds`.
+    pub fn record(&mut self, tokens: usize, seconds: f64) {
+        if self.pinned {
+            return;
+        }
+        let average = |old: Option<f64>, new: f64| Some(old.map_or(new, |old| old + COST_WEIGHT * (new - old)));
+        if tokens <= 1 {
+            self.single = average(self.single, seconds);
+        } else if let Some(single) = self.single {
+            self.per_extra = average(self.per_extra, ((seconds - single) / (tokens - 1) as f64).max(0.0));
+        }
+    }
+
+    /// The number of guesses (at most `max`) that gives the most tokens per
+    /// second when each guess comes true with probability `p` given the ones
+    /// before it did: `Σ_{i≤n} p^i` tokens for `single + n · per_extra`
+    /// seconds. Zero when guessing does not pay; `None` while the costs are
+    /// not known yet.
+    pub fn best_draft(&self, p: f64, max: usize) -> Option<usize> {
+        let (single, per_extra) = (self.single?, self.per_extra?);
+        let (mut best, mut best_rate) = (0, 1.0 / single);
+        let (mut tokens, mut chance) = (1.0, 1.0);
+        for n in 1..=max {
+            chance *= p;
+            tokens += chance;
+            let rate = tokens / (single + n as f64 * per_extra);
+            if rate > best_rate {
+                (best, best_rate) = (n, rate);
+            }
+        }
+        Some(best)
+    }
+}
+
 /// One generation's speculation state: guesses already run through the model,
 /// the adaptive guess length, and counts for logs and benchmarks.
 pub struct Speculator {
@@ -60,7 +124,13 @@ pub struct Speculator {
     /// Guessed tokens whose keys and values are in the cache, each with the
     /// logits that follow it.
     ahead: VecDeque<(u32, Vec<f32>)>,
-    /// How many tokens to guess next time.
+    /// Guesses not run (not worth it at the time), checked against the tokens
+    /// that come, to learn how often guesses are right.
+    shadow: VecDeque<u32>,
+    /// Guesses checked (run or not) that were right, and wrong.
+    hits: usize,
+    misses: usize,
+    /// How many tokens to guess next time while the costs are unknown.
     draft_len: usize,
     /// Tokens guessed in all.
     pub drafted: usize,
@@ -73,7 +143,18 @@ pub struct Speculator {
 impl Speculator {
     /// A speculator that guesses only when `enabled`.
     pub fn new(enabled: bool) -> Self {
-        Self { enabled, ahead: VecDeque::new(), draft_len: FIRST_DRAFT, drafted: 0, accepted: 0, passes: 0 }
+        Self { enabled, ahead: VecDeque::new(), shadow: VecDeque::new(), hits: 0, misses: 0, draft_len: FIRST_DRAFT, drafted: 0, accepted: 0, passes: 0 }
+    }
+
+    /// How likely the next guess is right, given this generation's guesses
+    /// so far (one right and one wrong assumed before the first).
+    fn hit_rate(&self) -> f64 {
+        (self.hits + 1) as f64 / (self.hits + self.misses + 2) as f64
+    }
+
+    /// How many tokens to guess now.
+    fn draft_len(&self, costs: &PassCosts) -> usize {
+        costs.best_draft(self.hit_rate(), MAX_DRAFT).unwrap_or(self.draft_len)
     }
 
     /// The logits that follow `next`, the token just chosen: from a batch run
@@ -81,10 +162,20 @@ impl Speculator {
     /// `next` and fresh guesses. `cached` is how many tokens precede `next`
     /// (prompt and earlier generated tokens); `room` bounds the tokens that may
     /// still be generated after `next`.
-    pub fn step(&mut self, model: &Network, cache: &mut KvCache, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
+    /// `costs` are the engine's timings, updated here.
+    pub fn step(&mut self, model: &Network, cache: &mut KvCache, costs: &mut PassCosts, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
+        if let Some(guess) = self.shadow.pop_front() {
+            if guess == next {
+                self.hits += 1;
+            } else {
+                self.misses += 1;
+                self.shadow.clear();
+            }
+        }
         if let Some((guess, logits)) = self.ahead.pop_front() {
             if guess == next {
                 self.accepted += 1;
+                self.hits += 1;
                 if self.ahead.is_empty() {
                     // Every guess was right: guess further next time.
                     self.draft_len = (self.draft_len * 2).min(MAX_DRAFT);
@@ -92,6 +183,7 @@ impl Speculator {
                 return Ok(logits);
             }
             // Wrong from here on: guess less next time.
+            self.misses += 1;
             self.draft_len = (self.draft_len / 2).max(1);
             self.ahead.clear();
         }
@@ -99,20 +191,26 @@ impl Speculator {
         cache.truncate(cached);
         self.passes += 1;
         let room = room.min(cache.capacity().saturating_sub(cached + 1));
-        let drafts: Vec<u32> = if self.enabled {
+        let mut drafts = Vec::new();
+        if self.enabled && self.shadow.is_empty() {
             let mut history = cache.tokens().to_vec();
             history.push(next);
-            prompt_lookup(&history, room.min(self.draft_len)).to_vec()
-        } else {
-            Vec::new()
-        };
+            let guesses = prompt_lookup(&history, room.min(MAX_DRAFT));
+            let run = self.draft_len(costs).min(guesses.len());
+            drafts = guesses[..run].to_vec();
+            self.shadow = guesses[run..].iter().copied().take(if run == 0 { MAX_DRAFT } else { 0 }).collect();
+        }
+        let started = Instant::now();
         if drafts.is_empty() {
-            return Ok(model.forward(&[next], cache)?.to_vec1::<f32>()?);
+            let logits = model.forward(&[next], cache)?.to_vec1::<f32>()?;
+            costs.record(1, started.elapsed().as_secs_f64());
+            return Ok(logits);
         }
         let mut batch = Vec::with_capacity(drafts.len() + 1);
         batch.push(next);
         batch.extend(&drafts);
         let logits = model.forward_all(&batch, cache)?;
+        costs.record(batch.len(), started.elapsed().as_secs_f64());
         let vocab = model.vocab();
         let mut rows = logits.chunks_exact(vocab);
         let first = rows.next().map(<[f32]>::to_vec).unwrap_or_default();
@@ -142,6 +240,37 @@ mod tests {
         assert_eq!(prompt_lookup(&history, 10), &[7, 5, 6]);
         assert_eq!(prompt_lookup(&history, 1), &[7]);
         assert_eq!(prompt_lookup(&history, 0), &[] as &[u32]);
+    }
+
+    #[test]
+    fn guessing_runs_only_where_it_pays() {
+        // Unknown costs: no opinion (the caller explores).
+        assert_eq!(PassCosts::default().best_draft(0.9, 12), None);
+        // A batch costs almost nothing more (memory-bound products): guess
+        // long when guesses come true, and a little even when they rarely do.
+        let cheap = PassCosts::known(0.010, 0.0002);
+        assert_eq!(cheap.best_draft(0.9, 12), Some(12));
+        assert!(cheap.best_draft(0.2, 12).unwrap() >= 1);
+        // Each extra token costs half a token: only very likely guesses pay.
+        let dear = PassCosts::known(0.010, 0.005);
+        assert_eq!(dear.best_draft(0.3, 12), Some(0));
+        assert!(dear.best_draft(0.95, 12).unwrap() >= 2);
+    }
+
+    #[test]
+    fn costs_are_learnt_from_timings() {
+        let mut costs = PassCosts::default();
+        costs.record(4, 0.04);
+        assert_eq!(costs.best_draft(0.5, 4), None, "a batch before any single pass teaches nothing");
+        costs.record(1, 0.010);
+        costs.record(5, 0.014);
+        // 1 ms per extra token: at p = 0.5, a few guesses pay.
+        assert!(costs.best_draft(0.5, 12).unwrap() >= 1);
+        // A batch slower than its tokens one by one makes guessing stop.
+        for _ in 0..30 {
+            costs.record(5, 0.060);
+        }
+        assert_eq!(costs.best_draft(0.9, 12), Some(0));
     }
 
     #[test]

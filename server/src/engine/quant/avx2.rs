@@ -514,3 +514,321 @@ fn quantize_q8_avx2(x: &[f32; 32], block: &mut Q8Block) -> bool {
     finish_q8_block(d, block);
     true
 }
+
+/// Weight rows unpacked together for prefill, before a panel of activation rows.
+const PANEL_R: usize = 4;
+/// Activation rows per tile of the prefill kernels.
+const PANEL_C: usize = 2;
+
+/// Prefill (many activation rows): each group of [`PANEL_R`] weight rows is
+/// unpacked once, to bytes and f32 scales in a small buffer that stays in
+/// cache, and then multiplied with every activation row of the panel, so
+/// unpacking (a third of the work of a Q5_0 tile) is paid once per panel
+/// rather than once per tile. Offsets are taken off in floats, once per
+/// pair, as a dot product of per-block minimums (`-offset * d`) with the
+/// activations' block sums. Returns false, having done nothing, for a
+/// format without such a kernel; the caller then uses [`tile`].
+///
+/// A pair's value differs in its last bits from [`tile`]'s (the offsets are
+/// summed separately), so products of fewer rows (decoding, drafted tokens)
+/// never use this path and stay bit-identical among themselves.
+#[allow(clippy::too_many_arguments)]
+pub fn panel(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides) -> bool {
+    // SAFETY: `available()` was checked by the caller; memory goes through slices.
+    unsafe {
+        match (format, a) {
+            (Format::Q4_0, Acts::Q8(a)) => panel_small::<Q4_0>(w, row_bytes, rows, a, nb, cols, out, st),
+            (Format::Q4_1, Acts::Q8(a)) => panel_small::<Q4_1>(w, row_bytes, rows, a, nb, cols, out, st),
+            (Format::Q5_0, Acts::Q8(a)) => panel_small::<Q5_0>(w, row_bytes, rows, a, nb, cols, out, st),
+            (Format::Q5_1, Acts::Q8(a)) => panel_small::<Q5_1>(w, row_bytes, rows, a, nb, cols, out, st),
+            (Format::Q4K | Format::Q5K | Format::Q6K, Acts::Q8K(a)) => panel_k(format, w, row_bytes, rows, a, nb, cols, out, st),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Weight rows unpacked for [`panel`]: row `r`, block `b` at `r * nb + b`.
+struct Unpacked {
+    /// 32 unsigned values per block.
+    values: Vec<u8>,
+    /// The block's scale.
+    d: Vec<f32>,
+    /// Added per unit of the activations' block sum: the minimum, or `-offset * d`.
+    m: Vec<f32>,
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn panel_small<F: Small>(w: &[u8], row_bytes: usize, rows: usize, a: &[Q8Block], nb: usize, cols: usize, out: &mut [f32], st: Strides) {
+    // Block sums of the activations, contiguous per row for the minimum term:
+    // GGML's f16-rounded `s` for the formats with a minimum (as the row
+    // kernels), the exact `d * Σq` for offsets.
+    let sums: Vec<f32> = a[..cols * nb]
+        .iter()
+        .map(|b| if F::MIN { b.s } else { b.d * (b.sums[0] as i32 + b.sums[1] as i32) as f32 })
+        .collect();
+    let mut u = Unpacked { values: vec![0; PANEL_R * nb * 32], d: vec![0.0; PANEL_R * nb], m: vec![0.0; PANEL_R * nb] };
+    for r0 in (0..rows).step_by(PANEL_R) {
+        let rr = PANEL_R.min(rows - r0);
+        for r in 0..rr {
+            let row = &w[(r0 + r) * row_bytes..][..row_bytes];
+            for b in 0..nb {
+                let blk = &row[b * F::BYTES..][..F::BYTES];
+                let v = F::unpack(blk);
+                let at = &mut u.values[(r * nb + b) * 32..][..32];
+                // SAFETY: `at` is 32 bytes.
+                unsafe { _mm256_storeu_si256(at.as_mut_ptr().cast(), v) };
+                let d = f16_at(blk, 0);
+                u.d[r * nb + b] = d;
+                u.m[r * nb + b] = if F::MIN { f16_at(blk, 2) } else { -(F::OFFSET as f32) * d };
+            }
+        }
+        let out = &mut out[r0 * st.row..];
+        for c0 in (0..cols).step_by(PANEL_C) {
+            let cc = PANEL_C.min(cols - c0);
+            let out = &mut out[c0 * st.col..];
+            let (a, sums) = (&a[c0 * nb..], &sums[c0 * nb..]);
+            if rr == PANEL_R && cc == PANEL_C {
+                unpacked_tile::<PANEL_R, PANEL_C>(&u, 0, a, sums, nb, out, st);
+            } else {
+                for r in 0..rr {
+                    for c in 0..cc {
+                        unpacked_tile::<1, 1>(&u, r, &a[c * nb..], &sums[c * nb..], nb, &mut out[r * st.row + c * st.col..], st);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Unpacked weight rows `r0..r0 + R` × `C` activation rows: per block, an
+/// integer dot product scaled by both block scales; then the minimum terms,
+/// eight blocks at a time.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpacked_tile<const R: usize, const C: usize>(u: &Unpacked, r0: usize, a: &[Q8Block], sums: &[f32], nb: usize, out: &mut [f32], st: Strides) {
+    let values = &u.values[r0 * nb * 32..][..R * nb * 32];
+    let (d, m) = (&u.d[r0 * nb..][..R * nb], &u.m[r0 * nb..][..R * nb]);
+    let a = &a[..C * nb];
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    for b in 0..nb {
+        let mut av = [_mm256_setzero_si256(); C];
+        let mut ad = [_mm256_setzero_ps(); C];
+        for c in 0..C {
+            let blk = &a[c * nb + b];
+            av[c] = load32_i8(&blk.qs);
+            ad[c] = _mm256_set1_ps(blk.d);
+        }
+        for r in 0..R {
+            let wv = load32(&values[(r * nb + b) * 32..]);
+            let dw = _mm256_set1_ps(d[r * nb + b]);
+            for c in 0..C {
+                let p = dot_u8_i8(wv, av[c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
+            }
+        }
+    }
+    let whole = nb / 8 * 8;
+    for r in 0..R {
+        let m = &m[r * nb..][..nb];
+        for c in 0..C {
+            let s = &sums[c * nb..][..nb];
+            let mut macc = _mm256_setzero_ps();
+            for b in (0..whole).step_by(8) {
+                // SAFETY: `b + 8 <= nb`, the length of both slices.
+                let (mv, sv) = unsafe { (_mm256_loadu_ps(m[b..].as_ptr()), _mm256_loadu_ps(s[b..].as_ptr())) };
+                macc = _mm256_fmadd_ps(mv, sv, macc);
+            }
+            let mut tail = 0f32;
+            for b in whole..nb {
+                tail += m[b] * s[b];
+            }
+            out[r * st.row + c * st.col] = hsum(acc[r][c]) + (hsum(macc) + tail);
+        }
+    }
+}
+
+/// One 256-value super-block of a k-quant row, unpacked for [`panel`]: the
+/// values in the activations' order and the sub-block scales as the vectors
+/// the integer products are multiplied with, so the tile kernel does no
+/// unpacking at all.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct SuperRow {
+    /// Unsigned values (`0..=31`, or `0..=63` for Q6_K).
+    values: [u8; 256],
+    /// Per 32 values: the multipliers of their 16 byte-pair sums.
+    scales: [[i16; 16]; 8],
+    /// Per 16 values: the multipliers of the activations' sums (Q4_K and
+    /// Q5_K: the sub-block minimums; Q6_K: the scales, for its offset of 32).
+    mins: [i16; 16],
+    /// The super-block scale.
+    d: f32,
+    /// The minimums' super-block scale (Q4_K, Q5_K).
+    dmin: f32,
+}
+
+const EMPTY_SUPER_ROW: SuperRow = SuperRow { values: [0; 256], scales: [[0; 16]; 8], mins: [0; 16], d: 0.0, dmin: 0.0 };
+
+/// Stores 32 bytes at `out[0..32]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store32(out: &mut [u8], v: __m256i) {
+    let out = &mut out[..32];
+    // SAFETY: `out` is 32 long (checked above).
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) }
+}
+
+/// Unpacks one Q4_K/Q5_K (`fifth`) or Q6_K super-block.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unpack_super(format: Format, blk: &[u8], into: &mut SuperRow) {
+    let m4 = _mm256_set1_epi8(0x0F);
+    match format {
+        Format::Q4K | Format::Q5K => {
+            let fifth = format == Format::Q5K;
+            let nibbles_at = if fifth { 48 } else { 16 };
+            into.d = f16_at(blk, 0);
+            into.dmin = f16_at(blk, 2);
+            for j in 0..8 {
+                let (sc, m) = q4k_scale_min(j, &blk[4..16]);
+                into.scales[j] = [sc as i16; 16];
+                into.mins[2 * j] = m as i16;
+                into.mins[2 * j + 1] = m as i16;
+            }
+            let bit = _mm256_set1_epi8(0x10);
+            let mut qh = if fifth { load32(&blk[16..]) } else { _mm256_setzero_si256() };
+            for chunk in 0..4 {
+                let q = load32(&blk[nibbles_at + 32 * chunk..]);
+                let mut lo = _mm256_and_si256(q, m4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                if fifth {
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit));
+                    qh = _mm256_srli_epi16::<2>(qh);
+                }
+                store32(&mut into.values[64 * chunk..], lo);
+                store32(&mut into.values[64 * chunk + 32..], hi);
+            }
+        }
+        _ => {
+            // Q6_K: 16 signed scales, one per 16 values.
+            let m2 = _mm256_set1_epi8(0x30);
+            into.d = f16_at(blk, 208);
+            into.dmin = 0.0;
+            let scales = &blk[192..208];
+            for (i, &s) in scales.iter().enumerate() {
+                into.mins[i] = s as i8 as i16;
+            }
+            for ch in 0..8 {
+                let (lo, hi) = (scales[2 * ch] as i8 as i16, scales[2 * ch + 1] as i8 as i16);
+                into.scales[ch] = std::array::from_fn(|l| if l < 8 { lo } else { hi });
+            }
+            for half in 0..2 {
+                let ql0 = load32(&blk[64 * half..]);
+                let ql1 = load32(&blk[64 * half + 32..]);
+                let qh = load32(&blk[128 + 32 * half..]);
+                let v = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), _mm256_and_si256(qh, m2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2)),
+                ];
+                for (t, v) in v.into_iter().enumerate() {
+                    store32(&mut into.values[128 * half + 32 * t..], v);
+                }
+            }
+        }
+    }
+}
+
+/// [`panel`] for the k-quants: `nb` super-blocks per row.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn panel_k(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: &[Q8KBlock], nb: usize, cols: usize, out: &mut [f32], st: Strides) {
+    let bytes = format.block_bytes();
+    let mut u = vec![EMPTY_SUPER_ROW; PANEL_R * nb];
+    for r0 in (0..rows).step_by(PANEL_R) {
+        let rr = PANEL_R.min(rows - r0);
+        for r in 0..rr {
+            let row = &w[(r0 + r) * row_bytes..][..row_bytes];
+            for b in 0..nb {
+                unpack_super(format, &row[b * bytes..][..bytes], &mut u[r * nb + b]);
+            }
+        }
+        let out = &mut out[r0 * st.row..];
+        for c0 in (0..cols).step_by(PANEL_C) {
+            let cc = PANEL_C.min(cols - c0);
+            let out = &mut out[c0 * st.col..];
+            let a = &a[c0 * nb..];
+            match (format == Format::Q6K, rr == PANEL_R && cc == PANEL_C) {
+                (false, true) => super_tile::<false, PANEL_R, PANEL_C>(&u, a, nb, out, st),
+                (true, true) => super_tile::<true, PANEL_R, PANEL_C>(&u, a, nb, out, st),
+                (q6k, false) => {
+                    for r in 0..rr {
+                        for c in 0..cc {
+                            let (u, a, out) = (&u[r * nb..], &a[c * nb..], &mut out[r * st.row + c * st.col..]);
+                            if q6k {
+                                super_tile::<true, 1, 1>(u, a, nb, out, st)
+                            } else {
+                                super_tile::<false, 1, 1>(u, a, nb, out, st)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Unpacked super-block rows `R` × `C` activation rows. Q4_K/Q5_K:
+/// `d d_a Σ sc (Σ v a) - dmin d_a Σ m Σ a`; Q6_K (`OFFSET`):
+/// `d d_a (Σ sc Σ v a - 32 Σ sc Σ a)`, integers until the super-block's end.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn super_tile<const OFFSET: bool, const R: usize, const C: usize>(u: &[SuperRow], a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
+    let u = &u[..R * nb];
+    let a = &a[..C * nb];
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    for b in 0..nb {
+        let mut isum = [[_mm256_setzero_si256(); C]; R];
+        for ch in 0..8 {
+            let mut av = [_mm256_setzero_si256(); C];
+            for c in 0..C {
+                av[c] = load32_i8(&a[c * nb + b].qs[32 * ch..]);
+            }
+            for r in 0..R {
+                let sr = &u[r * nb + b];
+                let v = load32(&sr.values[32 * ch..]);
+                // SAFETY: a row of `scales` is 16 i16, 32 bytes.
+                let sc = unsafe { _mm256_loadu_si256(sr.scales[ch].as_ptr().cast()) };
+                for c in 0..C {
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(v, av[c]), sc);
+                    isum[r][c] = _mm256_add_epi32(isum[r][c], p);
+                }
+            }
+        }
+        for r in 0..R {
+            let sr = &u[r * nb + b];
+            // SAFETY: `mins` is 16 i16, 32 bytes.
+            let mins = unsafe { _mm256_loadu_si256(sr.mins.as_ptr().cast()) };
+            for c in 0..C {
+                let blk_a = &a[c * nb + b];
+                let msum = _mm256_madd_epi16(load_bsums(blk_a), mins);
+                if OFFSET {
+                    let isum = _mm256_sub_epi32(isum[r][c], _mm256_slli_epi32::<5>(msum));
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(sr.d * blk_a.d), _mm256_cvtepi32_ps(isum), acc[r][c]);
+                } else {
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(sr.d * blk_a.d), _mm256_cvtepi32_ps(isum[r][c]), acc[r][c]);
+                    acc[r][c] = _mm256_fnmadd_ps(_mm256_set1_ps(sr.dmin * blk_a.d), _mm256_cvtepi32_ps(msum), acc[r][c]);
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * st.row + c * st.col] = hsum(acc[r][c]);
+        }
+    }
+}

@@ -20,6 +20,8 @@
 //! A row's result never depends on the other activation rows in the product:
 //! the kernels treat each one the same whatever the tile. Speculative
 //! decoding relies on it (a verified batch reproduces token-by-token logits).
+//! Prefill may use other kernels (on AVX2, weights unpacked once per panel),
+//! whose last bits differ from decoding's; within each split the rule holds.
 
 pub mod blocks;
 pub mod scalar;
@@ -558,6 +560,10 @@ fn run_part(isa: Isa, quant: &Quantized, first: usize, count: usize, acts: AllAc
                 ActKind::Q8K => (Acts::Q8K(acts.q8k), acts.k / blocks::QK_K),
             };
             let w = &data[first * row_bytes..(first + count) * row_bytes];
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx2 && !streaming && avx2::panel(format, w, *row_bytes, count, all.skip_rows(c0, nb), nb, cols, out, st) {
+                return;
+            }
             let (tile_r, tile_c) = isa.tile_shape();
             for r0 in (0..count).step_by(tile_r) {
                 let rr = tile_r.min(count - r0);
@@ -700,18 +706,36 @@ mod tests {
     #[test]
     fn a_row_gets_the_same_bits_alone_or_in_a_batch() {
         for format in Format::ALL {
-            // 11 rows take the split by weight rows, 35 the split by activation rows.
-            for (rows, k, m) in [(19, 512, 11), (21, 256, 35)] {
-                let x = random_acts(m, k, 4);
-                for isa in isas() {
-                    let (mat, _) = matrix(format, rows, k, 3, isa);
-                    let mut batch = vec![0f32; m * rows];
-                    mat.matmul(&x, m, &mut batch, &mut Scratch::default()).unwrap();
-                    for c in 0..m {
-                        let mut one = vec![0f32; rows];
-                        mat.matmul(&x[c * k..(c + 1) * k], 1, &mut one, &mut Scratch::default()).unwrap();
-                        assert_eq!(one, batch[c * rows..(c + 1) * rows], "{format:?} {isa:?} row {c}");
-                    }
+            // 11 rows take the split by weight rows: each row as alone.
+            let (rows, k, m) = (19, 512, 11);
+            let x = random_acts(m, k, 4);
+            for isa in isas() {
+                let (mat, _) = matrix(format, rows, k, 3, isa);
+                let mut batch = vec![0f32; m * rows];
+                mat.matmul(&x, m, &mut batch, &mut Scratch::default()).unwrap();
+                for c in 0..m {
+                    let mut one = vec![0f32; rows];
+                    mat.matmul(&x[c * k..(c + 1) * k], 1, &mut one, &mut Scratch::default()).unwrap();
+                    assert_eq!(one, batch[c * rows..(c + 1) * rows], "{format:?} {isa:?} row {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_prefill_row_does_not_depend_on_its_neighbours() {
+        // Split by activation rows (prefill): a row's bits are the same
+        // wherever it sits in the batch and whatever surrounds it.
+        for format in Format::ALL {
+            let (rows, k, m) = (21, 256, 35);
+            let x = random_acts(m + 1, k, 4);
+            for isa in isas() {
+                let (mat, _) = matrix(format, rows, k, 3, isa);
+                let (mut first, mut shifted) = (vec![0f32; m * rows], vec![0f32; m * rows]);
+                mat.matmul(&x[..m * k], m, &mut first, &mut Scratch::default()).unwrap();
+                mat.matmul(&x[k..], m, &mut shifted, &mut Scratch::default()).unwrap();
+                for c in 1..m {
+                    assert_eq!(first[c * rows..(c + 1) * rows], shifted[(c - 1) * rows..c * rows], "{format:?} {isa:?} row {c}");
                 }
             }
         }
