@@ -6,12 +6,13 @@
 //! operations whatever else is in the batch, so that a token's hidden state
 //! does not depend on how many tokens were run with it (speculative decoding
 //! verifies drafts in a batch and must reproduce token-by-token decoding
-//! exactly). AVX2/FMA code is chosen at run time; the portable versions are the
-//! reference the tests compare with.
+//! exactly). AVX2/FMA code (x86-64) or NEON code (aarch64) is chosen at run
+//! time; the portable versions are the reference the tests compare with.
 
 use std::sync::OnceLock;
 
-/// Whether the AVX2/FMA paths run on this CPU (checked once).
+/// Whether the vector paths run on this CPU (checked once): AVX2 and FMA on
+/// x86-64, NEON on aarch64.
 #[inline]
 fn simd() -> bool {
     static SIMD: OnceLock<bool> = OnceLock::new();
@@ -20,7 +21,11 @@ fn simd() -> bool {
         {
             is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            std::arch::is_aarch64_feature_detected!("neon")
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             false
         }
@@ -37,6 +42,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: AVX2 and FMA were detected.
         return unsafe { x86::dot(a, b) };
     }
+    #[cfg(target_arch = "aarch64")]
+    if simd() {
+        // SAFETY: NEON was detected.
+        return unsafe { arm::dot(a, b) };
+    }
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
@@ -50,6 +60,11 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
         // SAFETY: AVX2 and FMA were detected.
         return unsafe { x86::axpy(y, alpha, x) };
     }
+    #[cfg(target_arch = "aarch64")]
+    if simd() {
+        // SAFETY: NEON was detected.
+        return unsafe { arm::axpy(y, alpha, x) };
+    }
     y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
 }
 
@@ -60,6 +75,11 @@ pub fn exp_in_place(x: &mut [f32]) {
     if simd() {
         // SAFETY: AVX2 and FMA were detected.
         return unsafe { x86::exp_in_place(x) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if simd() {
+        // SAFETY: NEON was detected.
+        return unsafe { arm::exp_in_place(x) };
     }
     x.iter_mut().for_each(|v| *v = v.exp());
 }
@@ -79,6 +99,11 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     if simd() {
         // SAFETY: AVX2 and FMA were detected.
         return unsafe { x86::silu_mul(gate, up) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if simd() {
+        // SAFETY: NEON was detected.
+        return unsafe { arm::silu_mul(gate, up) };
     }
     for (g, u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
@@ -135,6 +160,11 @@ pub fn weighted_rows(weights: &[f32], rows: &[f32], out: &mut [f32]) {
     if simd() {
         // SAFETY: AVX2 and FMA were detected.
         return unsafe { x86::weighted_rows(weights, rows, out) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if simd() {
+        // SAFETY: NEON was detected.
+        return unsafe { arm::weighted_rows(weights, rows, out) };
     }
     let dim = out.len();
     out.fill(0.0);
@@ -288,6 +318,143 @@ mod x86 {
                 _mm256_storeu_ps(p, _mm256_mul_ps(s, _mm256_loadu_ps(up.as_ptr().add(i))));
             }
             i += 8;
+        }
+        for j in i..n {
+            let g = gate[j];
+            gate[j] = g / (1.0 + (-g).exp()) * up[j];
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    //! The NEON versions, following the AVX2 ones four lanes at a time. Callers
+    //! check the feature first.
+    use std::arch::aarch64::*;
+
+    /// Equal-length slices.
+    #[target_feature(enable = "neon")]
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            for (u, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 16 <= n, within both slices.
+                *acc = unsafe { vfmaq_f32(*acc, vld1q_f32(a.as_ptr().add(i + 4 * u)), vld1q_f32(b.as_ptr().add(i + 4 * u))) };
+            }
+            i += 16;
+        }
+        while i + 4 <= n {
+            // SAFETY: i + 4 <= n, within both slices.
+            acc[0] = unsafe { vfmaq_f32(acc[0], vld1q_f32(a.as_ptr().add(i)), vld1q_f32(b.as_ptr().add(i))) };
+            i += 4;
+        }
+        let mut sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+        for j in i..n {
+            sum += a[j] * b[j];
+        }
+        sum
+    }
+
+    /// 32 outputs at a time kept in registers across all rows.
+    #[target_feature(enable = "neon")]
+    pub fn weighted_rows(weights: &[f32], rows: &[f32], out: &mut [f32]) {
+        let dim = out.len();
+        if weights.len() * dim > rows.len() {
+            return;
+        }
+        let mut i = 0;
+        while i + 32 <= dim {
+            let mut acc = [vdupq_n_f32(0.0); 8];
+            for (j, &w) in weights.iter().enumerate() {
+                let row = &rows[j * dim + i..j * dim + i + 32];
+                for (u, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: `row` is 32 floats.
+                    *acc = vfmaq_n_f32(*acc, unsafe { vld1q_f32(row.as_ptr().add(4 * u)) }, w);
+                }
+            }
+            for (u, acc) in acc.iter().enumerate() {
+                // SAFETY: i + 32 <= dim.
+                unsafe { vst1q_f32(out.as_mut_ptr().add(i + 4 * u), *acc) };
+            }
+            i += 32;
+        }
+        for (ii, o) in out.iter_mut().enumerate().skip(i) {
+            let mut acc = 0f32;
+            for (j, &w) in weights.iter().enumerate() {
+                acc = w.mul_add(rows[j * dim + ii], acc);
+            }
+            *o = acc;
+        }
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+        let n = y.len().min(x.len());
+        let mut i = 0;
+        while i + 4 <= n {
+            // SAFETY: i + 4 <= n, within both slices.
+            unsafe {
+                let p = y.as_mut_ptr().add(i);
+                vst1q_f32(p, vfmaq_n_f32(vld1q_f32(p), vld1q_f32(x.as_ptr().add(i)), alpha));
+            }
+            i += 4;
+        }
+        for j in i..n {
+            y[j] += alpha * x[j];
+        }
+    }
+
+    /// `exp` of 4 lanes, as `x86::exp8`: 2ⁿ · e^r with r = x - n ln 2 and the
+    /// same degree-6 polynomial for e^r on [-ln2/2, ln2/2].
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn exp4(x: float32x4_t) -> float32x4_t {
+        let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3)), vdupq_n_f32(88.0));
+        let n = vrndnq_f32(vmulq_n_f32(x, std::f32::consts::LOG2_E));
+        let r = vfmsq_n_f32(x, n, 0.693_359_4);
+        let r = vfmsq_n_f32(r, n, -2.121_944_4e-4);
+        let mut p = vdupq_n_f32(1.987_569_1e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+            p = vfmaq_f32(vdupq_n_f32(c), p, r);
+        }
+        let p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0)), p, vmulq_f32(r, r));
+        let pow2 = vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)));
+        vmulq_f32(p, vreinterpretq_f32_s32(pow2))
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn exp_in_place(x: &mut [f32]) {
+        let mut chunks = x.chunks_exact_mut(4);
+        for c in &mut chunks {
+            // SAFETY: `c` is 4 floats.
+            unsafe { vst1q_f32(c.as_mut_ptr(), exp4(vld1q_f32(c.as_ptr()))) };
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let mut buf = [0f32; 4];
+            buf[..rest.len()].copy_from_slice(rest);
+            // SAFETY: `buf` is 4 floats.
+            unsafe { vst1q_f32(buf.as_mut_ptr(), exp4(vld1q_f32(buf.as_ptr()))) };
+            let n = rest.len();
+            rest.copy_from_slice(&buf[..n]);
+        }
+    }
+
+    #[target_feature(enable = "neon")]
+    pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+        let n = gate.len().min(up.len());
+        let mut i = 0;
+        while i + 4 <= n {
+            // SAFETY: i + 4 <= n, within both slices.
+            unsafe {
+                let p = gate.as_mut_ptr().add(i);
+                let g = vld1q_f32(p);
+                let s = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0), exp4(vnegq_f32(g))));
+                vst1q_f32(p, vmulq_f32(s, vld1q_f32(up.as_ptr().add(i))));
+            }
+            i += 4;
         }
         for j in i..n {
             let g = gate[j];

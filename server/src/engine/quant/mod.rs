@@ -2,7 +2,8 @@
 //! encoding, activations are quantized once per product to 8-bit blocks, and
 //! integer dot products do the work, with the best instructions this CPU has
 //! (chosen at run time): AVX-512 VNNI on weights repacked in 16-row groups
-//! (`x16`), AVX2 on the file's own row layout, or portable code.
+//! (`x16`), AVX2 on the file's own row layout, NEON on it on aarch64, or
+//! portable code.
 //!
 //! [`QuantMatrix`] replaces candle's `QMatMul` for the formats in
 //! [`Format`]; any other tensor type is kept as a candle `QMatMul` inside it.
@@ -30,6 +31,8 @@ pub mod x16;
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 
 use std::sync::OnceLock;
 
@@ -71,6 +74,10 @@ pub enum Isa {
     /// AVX-512 F/BW/VNNI, on 16-row groups.
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// NEON on aarch64, on the file's row layout, with `sdot` where the CPU
+    /// has it (chosen inside `neon.rs`, per call).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 /// A ceiling on the instruction set, from the `CRIA_CPU` environment
@@ -80,6 +87,10 @@ pub enum Isa {
 pub enum CpuCap {
     /// Portable code only.
     Scalar,
+    /// At most NEON (aarch64). Below AVX2 only so that one order serves both
+    /// architectures: on x86 it leaves portable code, and on aarch64 `avx2`
+    /// and `avx512` set no ceiling.
+    Neon,
     /// At most AVX2.
     Avx2,
     /// At most AVX-512 (no ceiling today).
@@ -89,16 +100,17 @@ pub enum CpuCap {
 /// A `CRIA_CPU` value that names no instruction set; it is ignored (with a
 /// warning) rather than fatal, since the kernels work without it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown CRIA_CPU value {0:?} (expected scalar, avx2 or avx512)")]
+#[error("unknown CRIA_CPU value {0:?} (expected scalar, neon, avx2 or avx512)")]
 pub struct UnknownCpuCap(pub String);
 
 impl std::str::FromStr for CpuCap {
     type Err = UnknownCpuCap;
 
-    /// `scalar`, `avx2` or `avx512`, in any case, surrounding spaces ignored.
+    /// `scalar`, `neon`, `avx2` or `avx512`, in any case, surrounding spaces ignored.
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         match value.trim().to_ascii_lowercase().as_str() {
             "scalar" => Ok(Self::Scalar),
+            "neon" => Ok(Self::Neon),
             "avx2" => Ok(Self::Avx2),
             "avx512" => Ok(Self::Avx512),
             _ => Err(UnknownCpuCap(value.to_string())),
@@ -149,6 +161,8 @@ impl Isa {
             Self::Avx2 => CpuCap::Avx2,
             #[cfg(target_arch = "x86_64")]
             Self::Avx512 => CpuCap::Avx512,
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon => CpuCap::Neon,
         }
     }
 
@@ -165,6 +179,10 @@ impl Isa {
                 isas.push(Isa::Avx512);
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if neon::available() {
+            isas.push(Isa::Neon);
+        }
         isas
     }
 
@@ -173,6 +191,8 @@ impl Isa {
         match self {
             #[cfg(target_arch = "x86_64")]
             Self::Avx2 => (avx2::TILE_R, avx2::TILE_C),
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon => (neon::TILE_R, neon::TILE_C),
             _ => (1, 1),
         }
     }
@@ -184,6 +204,8 @@ impl Isa {
         match self {
             #[cfg(target_arch = "x86_64")]
             Self::Avx2 => avx2::tile(format, w, row_bytes, rows, a, nb, cols, out, st, streaming),
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon => neon::tile(format, w, row_bytes, rows, a, nb, cols, out, st, streaming),
             _ => {
                 for r in 0..rows {
                     let w = &w[r * row_bytes..(r + 1) * row_bytes];
@@ -215,6 +237,7 @@ enum Storage {
     /// As in the file: `rows` rows of `row_bytes`.
     Rows { row_bytes: usize, data: Vec<u8> },
     /// In 16-row groups for AVX-512.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Packed(x16::Packed),
 }
 
@@ -814,6 +837,7 @@ mod tests {
     fn cpu_caps_parse_and_never_raise_the_instruction_set() {
         assert_eq!("scalar".parse::<CpuCap>(), Ok(CpuCap::Scalar));
         assert_eq!(" AVX2 ".parse::<CpuCap>(), Ok(CpuCap::Avx2));
+        assert_eq!("Neon".parse::<CpuCap>(), Ok(CpuCap::Neon));
         assert_eq!("avx512".parse::<CpuCap>(), Ok(CpuCap::Avx512));
         assert_eq!("sse4".parse::<CpuCap>(), Err(UnknownCpuCap("sse4".into())));
         assert!("".parse::<CpuCap>().is_err());
@@ -830,6 +854,16 @@ mod tests {
             let three = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
             assert_eq!(Isa::best_within(&three, Some(CpuCap::Avx2)), Isa::Avx2);
             assert_eq!(Isa::best_within(&[Isa::Scalar, Isa::Avx2], Some(CpuCap::Avx512)), Isa::Avx2);
+            assert_eq!(Isa::best_within(&three, Some(CpuCap::Neon)), Isa::Scalar);
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            assert_eq!(best, Isa::Neon);
+            let two = [Isa::Scalar, Isa::Neon];
+            assert_eq!(Isa::best_within(&two, None), Isa::Neon);
+            assert_eq!(Isa::best_within(&two, Some(CpuCap::Neon)), Isa::Neon);
+            assert_eq!(Isa::best_within(&two, Some(CpuCap::Avx2)), Isa::Neon);
+            assert_eq!(Isa::best_within(&two, Some(CpuCap::Scalar)), Isa::Scalar);
         }
     }
 
