@@ -354,6 +354,7 @@ fn run(
     let enabled = speculative.is_some() && request.speculative && greedy;
     let costs = speculative.unwrap_or(&mut unused);
     let mut speculator = Speculator::new(enabled);
+    tracing::debug!(?costs, enabled, "speculation: pass costs so far");
     loop {
         if outcome.tokens.len() >= max_new {
             outcome.text = text.finish(on_text);

@@ -64,6 +64,12 @@ pub fn prompt_lookup(history: &[u32], max: usize) -> &[u32] {
 
 /// Weight of a new timing in the running averages of [`PassCosts`].
 const COST_WEIGHT: f64 = 0.2;
+/// Batches timed before their cost is trusted (one can be an outlier: the
+/// first after a prefill, or one slowed by another process).
+const TRUSTED_AFTER: usize = 3;
+/// One-token passes after which a batch is tried again even when guessing
+/// did not pay, so that one bad timing does not stop it for good.
+const EXPLORE_EVERY: usize = 64;
 
 /// What forward passes cost on this machine with this model, learnt while
 /// decoding (kept by the engine across generations): seconds for a pass of
@@ -72,6 +78,10 @@ const COST_WEIGHT: f64 = 0.2;
 pub struct PassCosts {
     single: Option<f64>,
     per_extra: Option<f64>,
+    /// Batches timed so far.
+    batches: usize,
+    /// One-token passes since the last batch.
+    since_batch: usize,
     /// Set by hand: timings are not taken in.
     pinned: bool,
 }
@@ -80,7 +90,7 @@ impl PassCosts {
     /// Costs set by hand and kept whatever the timings (tests that must
     /// speculate, or must not, whatever this machine's speed).
     pub fn known(single: f64, per_extra: f64) -> Self {
-        Self { single: Some(single), per_extra: Some(per_extra), pinned: true }
+        Self { single: Some(single), per_extra: Some(per_extra), batches: TRUSTED_AFTER, since_batch: 0, pinned: true }
     }
 
     /// Takes in one pass of `tokens` tokens that took `seconds`.
@@ -91,8 +101,13 @@ impl PassCosts {
         let average = |old: Option<f64>, new: f64| Some(old.map_or(new, |old| old + COST_WEIGHT * (new - old)));
         if tokens <= 1 {
             self.single = average(self.single, seconds);
-        } else if let Some(single) = self.single {
-            self.per_extra = average(self.per_extra, ((seconds - single) / (tokens - 1) as f64).max(0.0));
+            self.since_batch += 1;
+        } else {
+            self.since_batch = 0;
+            if let Some(single) = self.single {
+                self.per_extra = average(self.per_extra, ((seconds - single) / (tokens - 1) as f64).max(0.0));
+                self.batches += 1;
+            }
         }
     }
 
@@ -100,9 +115,12 @@ impl PassCosts {
     /// second when each guess comes true with probability `p` given the ones
     /// before it did: `Σ_{i≤n} p^i` tokens for `single + n · per_extra`
     /// seconds. Zero when guessing does not pay; `None` while the costs are
-    /// not known yet.
+    /// not known well enough yet, or when it is time to time a batch again.
     pub fn best_draft(&self, p: f64, max: usize) -> Option<usize> {
         let (single, per_extra) = (self.single?, self.per_extra?);
+        if self.batches < TRUSTED_AFTER {
+            return None;
+        }
         let (mut best, mut best_rate) = (0, 1.0 / single);
         let (mut tokens, mut chance) = (1.0, 1.0);
         for n in 1..=max {
@@ -112,6 +130,9 @@ impl PassCosts {
             if rate > best_rate {
                 (best, best_rate) = (n, rate);
             }
+        }
+        if best == 0 && self.since_batch >= EXPLORE_EVERY {
+            return None;
         }
         Some(best)
     }
@@ -264,12 +285,22 @@ mod tests {
         assert_eq!(costs.best_draft(0.5, 4), None, "a batch before any single pass teaches nothing");
         costs.record(1, 0.010);
         costs.record(5, 0.014);
+        assert_eq!(costs.best_draft(0.5, 12), None, "one batch is not trusted yet");
+        costs.record(5, 0.014);
+        costs.record(5, 0.014);
         // 1 ms per extra token: at p = 0.5, a few guesses pay.
         assert!(costs.best_draft(0.5, 12).unwrap() >= 1);
-        // A batch slower than its tokens one by one makes guessing stop.
+        // A batch slower than its tokens one by one makes guessing stop...
         for _ in 0..30 {
             costs.record(5, 0.060);
         }
+        assert_eq!(costs.best_draft(0.9, 12), Some(0));
+        // ... until enough plain passes have gone by to try a batch again.
+        for _ in 0..EXPLORE_EVERY {
+            costs.record(1, 0.010);
+        }
+        assert_eq!(costs.best_draft(0.9, 12), None);
+        costs.record(5, 0.060);
         assert_eq!(costs.best_draft(0.9, 12), Some(0));
     }
 
