@@ -72,12 +72,15 @@ const TRUSTED_AFTER: usize = 3;
 const EXPLORE_EVERY: usize = 64;
 
 /// What forward passes cost on this machine with this model, learnt while
-/// decoding (kept by the engine across generations): seconds for a pass of
-/// one token, and for each further token of a batch.
+/// decoding (kept by the engine across generations): the running average of
+/// seconds per pass for each batch size. Sizes not timed yet are
+/// interpolated between timed ones, or extended along the line from one
+/// token to the largest timed batch: the cost is not linear (the kernels'
+/// tiles make a batch of three cheaper per token than one of two).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassCosts {
-    single: Option<f64>,
-    per_extra: Option<f64>,
+    /// Seconds per pass, by tokens in the pass (index 0 unused).
+    seconds: [Option<f64>; MAX_DRAFT + 2],
     /// Batches timed so far.
     batches: usize,
     /// One-token passes since the last batch.
@@ -87,46 +90,69 @@ pub struct PassCosts {
 }
 
 impl PassCosts {
-    /// Costs set by hand and kept whatever the timings (tests that must
-    /// speculate, or must not, whatever this machine's speed).
+    /// Costs set by hand, `single + (tokens - 1) * per_extra`, and kept
+    /// whatever the timings (tests that must speculate, or must not,
+    /// whatever this machine's speed).
     pub fn known(single: f64, per_extra: f64) -> Self {
-        Self { single: Some(single), per_extra: Some(per_extra), batches: TRUSTED_AFTER, since_batch: 0, pinned: true }
+        let mut seconds = [None; MAX_DRAFT + 2];
+        for (tokens, s) in seconds.iter_mut().enumerate().skip(1) {
+            *s = Some(single + (tokens - 1) as f64 * per_extra);
+        }
+        Self { seconds, batches: TRUSTED_AFTER, since_batch: 0, pinned: true }
     }
 
     /// Takes in one pass of `tokens` tokens that took `seconds`.
     pub fn record(&mut self, tokens: usize, seconds: f64) {
-        if self.pinned {
+        if self.pinned || tokens == 0 || tokens >= self.seconds.len() {
             return;
         }
-        let average = |old: Option<f64>, new: f64| Some(old.map_or(new, |old| old + COST_WEIGHT * (new - old)));
-        if tokens <= 1 {
-            self.single = average(self.single, seconds);
+        let old = &mut self.seconds[tokens];
+        *old = Some(old.map_or(seconds, |old| old + COST_WEIGHT * (seconds - old)));
+        if tokens == 1 {
             self.since_batch += 1;
         } else {
             self.since_batch = 0;
-            if let Some(single) = self.single {
-                self.per_extra = average(self.per_extra, ((seconds - single) / (tokens - 1) as f64).max(0.0));
-                self.batches += 1;
-            }
+            self.batches += 1;
         }
+    }
+
+    /// Seconds for a pass of `tokens` tokens, timed or estimated; `None`
+    /// until one token and some batch have been timed.
+    fn cost(&self, tokens: usize) -> Option<f64> {
+        let timed = |n: usize| self.seconds.get(n).copied().flatten();
+        if let Some(s) = timed(tokens) {
+            return Some(s);
+        }
+        let single = timed(1)?;
+        let below = (1..tokens).rev().find(|&n| timed(n).is_some())?;
+        let above = (tokens + 1..self.seconds.len()).find(|&n| timed(n).is_some());
+        let (from, to) = match above {
+            Some(above) => (below, above),
+            None => {
+                let largest = (2..self.seconds.len()).rev().find(|&n| timed(n).is_some())?;
+                let slope = (timed(largest)? - single) / (largest - 1) as f64;
+                return Some(timed(largest)? + slope.max(0.0) * (tokens - largest) as f64);
+            }
+        };
+        let (t0, t1) = (timed(from)?, timed(to)?);
+        Some(t0 + (t1 - t0) * (tokens - from) as f64 / (to - from) as f64)
     }
 
     /// The number of guesses (at most `max`) that gives the most tokens per
     /// second when each guess comes true with probability `p` given the ones
-    /// before it did: `Σ_{i≤n} p^i` tokens for `single + n · per_extra`
-    /// seconds. Zero when guessing does not pay; `None` while the costs are
-    /// not known well enough yet, or when it is time to time a batch again.
+    /// before it did: `Σ_{i≤n} p^i` tokens for a pass of `n + 1` tokens.
+    /// Zero when guessing does not pay; `None` while the costs are not known
+    /// well enough yet, or when it is time to time a batch again.
     pub fn best_draft(&self, p: f64, max: usize) -> Option<usize> {
-        let (single, per_extra) = (self.single?, self.per_extra?);
         if self.batches < TRUSTED_AFTER {
             return None;
         }
-        let (mut best, mut best_rate) = (0, 1.0 / single);
+        let (mut best, mut best_rate) = (0, 1.0 / self.cost(1)?);
         let (mut tokens, mut chance) = (1.0, 1.0);
-        for n in 1..=max {
+        for n in 1..=max.min(MAX_DRAFT) {
             chance *= p;
             tokens += chance;
-            let rate = tokens / (single + n as f64 * per_extra);
+            let rate = tokens / self.cost(n + 1)?;
             if rate > best_rate {
                 (best, best_rate) = (n, rate);
             }
@@ -282,10 +308,10 @@ mod tests {
     fn costs_are_learnt_from_timings() {
         let mut costs = PassCosts::default();
         costs.record(4, 0.04);
-        assert_eq!(costs.best_draft(0.5, 4), None, "a batch before any single pass teaches nothing");
+        assert_eq!(costs.best_draft(0.5, 4), None, "one batch timed: not trusted yet");
         costs.record(1, 0.010);
         costs.record(5, 0.014);
-        assert_eq!(costs.best_draft(0.5, 12), None, "one batch is not trusted yet");
+        assert_eq!(costs.best_draft(0.5, 12), None, "two batches timed: not trusted yet");
         costs.record(5, 0.014);
         costs.record(5, 0.014);
         // 1 ms per extra token: at p = 0.5, a few guesses pay.
@@ -302,6 +328,21 @@ mod tests {
         assert_eq!(costs.best_draft(0.9, 12), None);
         costs.record(5, 0.060);
         assert_eq!(costs.best_draft(0.9, 12), Some(0));
+    }
+
+    #[test]
+    fn untimed_batch_sizes_are_estimated_from_timed_ones() {
+        let mut costs = PassCosts::default();
+        costs.record(1, 0.010);
+        assert_eq!(costs.cost(4), None, "nothing to go on without a batch");
+        costs.record(3, 0.012);
+        costs.record(7, 0.020);
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-12;
+        assert!(close(costs.cost(3), 0.012));
+        assert!(close(costs.cost(5), 0.016), "between two timed sizes");
+        assert!(close(costs.cost(2), 0.011));
+        // Past the largest timed batch: along the line from one token to it.
+        assert!(close(costs.cost(9), 0.020 + 2.0 * 0.010 / 6.0));
     }
 
     #[test]
