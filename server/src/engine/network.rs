@@ -86,7 +86,9 @@ impl ComputeDevice {
             Self::Cuda(ordinal) => {
                 #[cfg(feature = "cuda")]
                 {
-                    Device::new_cuda(ordinal).map_err(|e| unavailable(format!("{e} (is the NVIDIA driver installed, and is there a GPU {ordinal}?)")))
+                    Device::new_cuda(ordinal).map_err(|e| {
+                        unavailable(format!("{} (is the NVIDIA driver installed, and is there a GPU {ordinal}?)", without_backtrace(e)))
+                    })
                 }
                 #[cfg(not(feature = "cuda"))]
                 {
@@ -99,7 +101,7 @@ impl ComputeDevice {
             Self::Metal(ordinal) => {
                 #[cfg(feature = "metal")]
                 {
-                    Device::new_metal(ordinal).map_err(|e| unavailable(format!("{e} (is there a Metal GPU {ordinal}?)")))
+                    Device::new_metal(ordinal).map_err(|e| unavailable(format!("{} (is there a Metal GPU {ordinal}?)", without_backtrace(e))))
                 }
                 #[cfg(not(feature = "metal"))]
                 {
@@ -110,6 +112,17 @@ impl ComputeDevice {
                 }
             }
         }
+    }
+}
+
+/// The error without the backtrace candle attaches when `RUST_BACKTRACE` is
+/// set: a device that cannot be opened is a message for the user ("no
+/// CUDA-capable device is detected"), not twenty frames of candle's stack.
+#[cfg(any(feature = "cuda", feature = "metal"))]
+fn without_backtrace(error: candle_core::Error) -> candle_core::Error {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        other => other,
     }
 }
 
@@ -228,6 +241,30 @@ mod tests {
         let err = ComputeDevice::Cuda(0).open().unwrap_err();
         assert!(matches!(&err, EngineError::DeviceUnavailable { device, .. } if device == "cuda:0"));
         assert!(err.to_string().contains("--features cuda"), "{err}");
+    }
+
+    /// Runs wherever a cuda build's tests can start (the driver library is
+    /// linked dynamically): with a GPU, ordinal 999 does not exist; without
+    /// one, no ordinal does.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn a_missing_cuda_gpu_is_an_error_that_names_it() {
+        let err = ComputeDevice::Cuda(999).open().unwrap_err();
+        assert!(matches!(&err, EngineError::DeviceUnavailable { device, .. } if device == "cuda:999"), "{err}");
+        assert!(err.to_string().contains("is there a GPU 999?"), "{err}");
+    }
+
+    #[cfg(any(feature = "cuda", feature = "metal"))]
+    #[test]
+    fn a_device_error_reads_without_candles_backtrace() {
+        let error = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::WithBacktrace {
+                inner: Box::new(candle_core::Error::Msg("no CUDA-capable device is detected".into())),
+                backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+            }),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(without_backtrace(error).to_string(), "no CUDA-capable device is detected");
     }
 
     #[cfg(not(feature = "metal"))]
