@@ -2,10 +2,10 @@
 # (SC2034: the constants and status variables here are read by the scripts
 # that source this file.)
 #
-# scripts/lib.sh -- helpers shared by scripts/fetch-models and
-# scripts/build-llama-cpp.
+# scripts/lib.sh -- helpers shared by scripts/fetch-models,
+# scripts/build-llama-cpp and scripts/check-cuda.
 #
-# Why this exists: both scripts need the same idea of where cria keeps its
+# Why this exists: these scripts need the same idea of where cria keeps its
 # large, machine-local artefacts ($CRIA_HOME, outside the repository), the
 # same sha256 checks, the same stderr logging, and the same pinned
 # llama-cpp-python source distribution (the models' vocab files and the

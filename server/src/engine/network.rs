@@ -86,7 +86,9 @@ impl ComputeDevice {
             Self::Cuda(ordinal) => {
                 #[cfg(feature = "cuda")]
                 {
-                    Device::new_cuda(ordinal).map_err(|e| unavailable(format!("{e} (is the NVIDIA driver installed, and is there a GPU {ordinal}?)")))
+                    Device::new_cuda(ordinal).map_err(|e| {
+                        unavailable(format!("{} (is the NVIDIA driver installed, and is there a GPU {ordinal}?)", without_backtrace(e)))
+                    })
                 }
                 #[cfg(not(feature = "cuda"))]
                 {
@@ -99,7 +101,7 @@ impl ComputeDevice {
             Self::Metal(ordinal) => {
                 #[cfg(feature = "metal")]
                 {
-                    Device::new_metal(ordinal).map_err(|e| unavailable(format!("{e} (is there a Metal GPU {ordinal}?)")))
+                    Device::new_metal(ordinal).map_err(|e| unavailable(format!("{} (is there a Metal GPU {ordinal}?)", without_backtrace(e))))
                 }
                 #[cfg(not(feature = "metal"))]
                 {
@@ -113,13 +115,25 @@ impl ComputeDevice {
     }
 }
 
+/// The error without the backtrace candle attaches when `RUST_BACKTRACE` is
+/// set: a device that cannot be opened is a message for the user ("no
+/// CUDA-capable device is detected"), not twenty frames of candle's stack.
+#[cfg(any(feature = "cuda", feature = "metal"))]
+fn without_backtrace(error: candle_core::Error) -> candle_core::Error {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        other => other,
+    }
+}
+
 /// The resident network, on the CPU or on a candle device.
 pub enum Network {
     /// cria's own forward pass on the CPU (boxed: its buffers make it the
     /// larger variant by far).
     Cpu(Box<Transformer>),
-    /// The forward pass of candle operations, on a GPU (or the CPU in tests).
-    Device(DeviceTransformer),
+    /// The forward pass of candle operations, on a GPU (or the CPU in tests);
+    /// boxed too, as the CUDA build makes it large.
+    Device(Box<DeviceTransformer>),
 }
 
 impl Network {
@@ -128,7 +142,7 @@ impl Network {
     pub fn load(file: &mut GgufFile, max_context: usize, device: ComputeDevice, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         if device.uses_candle() {
             let device = device.open()?;
-            Ok(Self::Device(DeviceTransformer::load(file, max_context, &device, progress)?))
+            Ok(Self::Device(Box::new(DeviceTransformer::load(file, max_context, &device, progress)?)))
         } else {
             Ok(Self::Cpu(Box::new(Transformer::load(file, max_context, &Device::Cpu, progress)?)))
         }
@@ -228,6 +242,30 @@ mod tests {
         let err = ComputeDevice::Cuda(0).open().unwrap_err();
         assert!(matches!(&err, EngineError::DeviceUnavailable { device, .. } if device == "cuda:0"));
         assert!(err.to_string().contains("--features cuda"), "{err}");
+    }
+
+    /// Runs wherever a cuda build's tests can start (the driver library is
+    /// linked dynamically): with a GPU, ordinal 999 does not exist; without
+    /// one, no ordinal does.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn a_missing_cuda_gpu_is_an_error_that_names_it() {
+        let err = ComputeDevice::Cuda(999).open().unwrap_err();
+        assert!(matches!(&err, EngineError::DeviceUnavailable { device, .. } if device == "cuda:999"), "{err}");
+        assert!(err.to_string().contains("is there a GPU 999?"), "{err}");
+    }
+
+    #[cfg(any(feature = "cuda", feature = "metal"))]
+    #[test]
+    fn a_device_error_reads_without_candles_backtrace() {
+        let error = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::WithBacktrace {
+                inner: Box::new(candle_core::Error::Msg("no CUDA-capable device is detected".into())),
+                backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+            }),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(without_backtrace(error).to_string(), "no CUDA-capable device is detected");
     }
 
     #[cfg(not(feature = "metal"))]
