@@ -245,7 +245,10 @@ impl Speculator {
             let guesses = prompt_lookup(&history, room.min(MAX_DRAFT));
             let run = self.draft_len(costs).min(guesses.len());
             drafts = guesses[..run].to_vec();
-            self.shadow = guesses[run..].iter().copied().take(if run == 0 { MAX_DRAFT } else { 0 }).collect();
+            if run == 0 {
+                // Not run, but checked against the tokens to come.
+                self.shadow = guesses.iter().copied().collect();
+            }
         }
         let started = Instant::now();
         if drafts.is_empty() {
