@@ -357,8 +357,7 @@ fn tile_q5k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8K
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q45k<const FIFTH: bool, const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
-    let (bytes, nibbles_at) = if FIFTH { (176, 48) } else { (144, 16) };
-    let (mask, bit) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+    let bytes = if FIFTH { 176 } else { 144 };
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for b in 0..nb {
         for r in 0..R {
@@ -377,14 +376,7 @@ fn tile_q45k<const FIFTH: bool, const R: usize, const C: usize>(w: &[u8], row_by
             let mut qh = if FIFTH { load32(&blk[16..]) } else { _mm256_setzero_si256() };
             let mut isum = [_mm256_setzero_si256(); C];
             for chunk in 0..4 {
-                let q = load32(&blk[nibbles_at + 32 * chunk..]);
-                let mut lo = _mm256_and_si256(q, mask);
-                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
-                if FIFTH {
-                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit));
-                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit));
-                    qh = _mm256_srli_epi16::<2>(qh);
-                }
+                let (lo, hi) = q45k_chunk::<FIFTH>(blk, chunk, &mut qh);
                 let (s_lo, s_hi) = (_mm256_set1_epi16(sc[2 * chunk]), _mm256_set1_epi16(sc[2 * chunk + 1]));
                 for c in 0..C {
                     let qs = &a[c * nb + b].qs[64 * chunk..];
@@ -410,11 +402,47 @@ fn tile_q45k<const FIFTH: bool, const R: usize, const C: usize>(w: &[u8], row_by
     }
 }
 
+/// Values `64 chunk..64 chunk + 64` of a Q4_K (or, with `FIFTH`, Q5_K)
+/// super-block as unsigned bytes: sub-block `2 chunk`, then `2 chunk + 1`.
+/// `qh` holds the fifth bits not used yet (loaded from `blk[16..48]` before
+/// chunk 0); it is shifted on for the next chunk.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q45k_chunk<const FIFTH: bool>(blk: &[u8], chunk: usize, qh: &mut __m256i) -> (__m256i, __m256i) {
+    let nibbles_at = if FIFTH { 48 } else { 16 };
+    let (mask, bit) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+    let q = load32(&blk[nibbles_at + 32 * chunk..]);
+    let mut lo = _mm256_and_si256(q, mask);
+    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+    if FIFTH {
+        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16::<4>(*qh), bit));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16::<3>(*qh), bit));
+        *qh = _mm256_srli_epi16::<2>(*qh);
+    }
+    (lo, hi)
+}
+
+/// Values `128 half..128 half + 128` of a Q6_K super-block as unsigned bytes
+/// (`0..=63`), 32 per vector, in the activations' order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6k_half(blk: &[u8], half: usize) -> [__m256i; 4] {
+    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    let ql0 = load32(&blk[64 * half..]);
+    let ql1 = load32(&blk[64 * half + 32..]);
+    let qh = load32(&blk[128 + 32 * half..]);
+    [
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2)),
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), _mm256_and_si256(qh, m2)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2)),
+    ]
+}
+
 /// Q6_K: `acc += d d_a Σ_s sc_s (Σ v a - 32 Σ a)`, all in integers per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_q6k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     const BYTES: usize = 210;
-    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for b in 0..nb {
         for r in 0..R {
@@ -425,15 +453,7 @@ fn tile_q6k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8K
             let sc16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(scales.as_ptr().cast()) });
             let mut isum = [_mm256_setzero_si256(); C];
             for half in 0..2 {
-                let ql0 = load32(&blk[64 * half..]);
-                let ql1 = load32(&blk[64 * half + 32..]);
-                let qh = load32(&blk[128 + 32 * half..]);
-                let v = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), _mm256_and_si256(qh, m2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2)),
-                ];
+                let v = q6k_half(blk, half);
                 for (t, v) in v.iter().enumerate() {
                     let s = 8 * half + 2 * t;
                     let st = _mm256_set_m128i(_mm_set1_epi16(scales[s + 1] as i8 as i16), _mm_set1_epi16(scales[s] as i8 as i16));
@@ -688,11 +708,9 @@ fn store32(out: &mut [u8], v: __m256i) {
 /// Unpacks one Q4_K/Q5_K (`fifth`) or Q6_K super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn unpack_super(format: Format, blk: &[u8], into: &mut SuperRow) {
-    let m4 = _mm256_set1_epi8(0x0F);
     match format {
         Format::Q4K | Format::Q5K => {
             let fifth = format == Format::Q5K;
-            let nibbles_at = if fifth { 48 } else { 16 };
             into.d = f16_at(blk, 0);
             into.dmin = f16_at(blk, 2);
             for j in 0..8 {
@@ -701,24 +719,15 @@ fn unpack_super(format: Format, blk: &[u8], into: &mut SuperRow) {
                 into.mins[2 * j] = m as i16;
                 into.mins[2 * j + 1] = m as i16;
             }
-            let bit = _mm256_set1_epi8(0x10);
             let mut qh = if fifth { load32(&blk[16..]) } else { _mm256_setzero_si256() };
             for chunk in 0..4 {
-                let q = load32(&blk[nibbles_at + 32 * chunk..]);
-                let mut lo = _mm256_and_si256(q, m4);
-                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
-                if fifth {
-                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16::<4>(qh), bit));
-                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16::<3>(qh), bit));
-                    qh = _mm256_srli_epi16::<2>(qh);
-                }
+                let (lo, hi) = if fifth { q45k_chunk::<true>(blk, chunk, &mut qh) } else { q45k_chunk::<false>(blk, chunk, &mut qh) };
                 store32(&mut into.values[64 * chunk..], lo);
                 store32(&mut into.values[64 * chunk + 32..], hi);
             }
         }
         _ => {
             // Q6_K: 16 signed scales, one per 16 values.
-            let m2 = _mm256_set1_epi8(0x30);
             into.d = f16_at(blk, 208);
             into.dmin = 0.0;
             let scales = &blk[192..208];
@@ -730,16 +739,7 @@ fn unpack_super(format: Format, blk: &[u8], into: &mut SuperRow) {
                 into.scales[ch] = std::array::from_fn(|l| if l < 8 { lo } else { hi });
             }
             for half in 0..2 {
-                let ql0 = load32(&blk[64 * half..]);
-                let ql1 = load32(&blk[64 * half + 32..]);
-                let qh = load32(&blk[128 + 32 * half..]);
-                let v = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), _mm256_and_si256(qh, m2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2)),
-                ];
-                for (t, v) in v.into_iter().enumerate() {
+                for (t, v) in q6k_half(blk, half).into_iter().enumerate() {
                     store32(&mut into.values[128 * half + 32 * t..], v);
                 }
             }
