@@ -307,8 +307,8 @@ impl Engine {
         let slots = self.caches.len();
         let Self { model, tokenizer, caches, pool, speculative, pass_costs, .. } = self;
         let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
-        let speculative = speculative.then_some(pass_costs);
-        pool.install(|| run(model, tokenizer, cache, speculative, request, on_text))
+        let speculative = *speculative;
+        pool.install(|| run(model, tokenizer, cache, speculative, pass_costs, request, on_text))
     }
 }
 
@@ -316,7 +316,8 @@ fn run(
     model: &Network,
     tokenizer: &Tokenizer,
     cache: &mut KvCache,
-    speculative: Option<&mut PassCosts>,
+    speculative: bool,
+    costs: &mut PassCosts,
     request: &GenerationRequest,
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Completion, EngineError> {
@@ -349,10 +350,7 @@ fn run(
     let max_new = request.max_new_tokens.min(context - cache.len());
     let mut text = StreamingText::new(&request.stop_strings);
     let greedy = request.sampling.temperature <= 0.0;
-    // Timings are kept only where speculation may run (so never on the device pass).
-    let mut unused = PassCosts::default();
-    let enabled = speculative.is_some() && request.speculative && greedy;
-    let costs = speculative.unwrap_or(&mut unused);
+    let enabled = speculative && request.speculative && greedy;
     let mut speculator = Speculator::new(enabled);
     tracing::debug!(?costs, enabled, "speculation: pass costs so far");
     loop {
