@@ -137,6 +137,8 @@ fn main() {
         let repeating = engine.tokenizer().encode(REPEATING).unwrap();
         let (plain_repeating, _) = decode_speed(&mut engine, &repeating, 64, false);
         let (speculative_repeating, accepted) = decode_speed(&mut engine, &repeating, 64, true);
+        let stats = engine.speculation_stats();
+        let pass_ms: Vec<(usize, f64)> = stats.timed().into_iter().map(|(n, s)| (n, s * 1e3)).collect();
         let (edit_ms, computed) = edit_latency_ms(&mut engine);
         println!(
             "{}",
@@ -145,7 +147,7 @@ fn main() {
                 "speculative": engine.speculative(), "load_ms": load_ms,
                 "prefill_512_tps": pp512, "prefill_1536_tps": pp1536, "decode_tps": tg,
                 "decode_repeating_tps": plain_repeating, "decode_repeating_speculative_tps": speculative_repeating,
-                "speculation_accepted_share": accepted,
+                "speculation_accepted_share": accepted, "pass_ms_by_tokens": pass_ms, "guess_rate": stats.guess_rate(),
                 "edit_then_16_ms": edit_ms, "edit_recomputed_tokens": computed,
             })
         );

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
-use cria::engine::{ComputeDevice, Engine, EngineOptions, GenerationRequest, PassCosts};
+use cria::engine::{ComputeDevice, Engine, EngineOptions, GenerationRequest, SpeculationStats};
 
 const PROGRAM: &str = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\ndef main():\n    for i in range(10):\n        print(i, fibonacci(i))\n";
 
@@ -280,7 +280,7 @@ fn assert_speculation_changes_nothing(path: &Path) {
     let plain = run(&mut engine, false);
     // Passes priced so that guessing always pays: this checks the output,
     // whatever the machine's speed makes the engine choose.
-    engine.set_pass_costs(PassCosts::known(1.0, 0.0));
+    engine.set_speculation_stats(SpeculationStats::known(1.0, 0.0));
     let fast = run(&mut engine, true);
     assert_eq!(plain.drafted_tokens, 0);
     assert!(fast.accepted_tokens > 0, "some guesses are right on repeating code ({} drafted)", fast.drafted_tokens);

@@ -21,7 +21,7 @@ use super::kv_cache::KvCache;
 use super::model::Hyperparams;
 use super::network::{ComputeDevice, Network};
 use super::sampling::{Sampler, SamplingParams};
-use super::speculate::{PassCosts, Speculator};
+use super::speculate::{SpeculationStats, Speculator};
 use super::tokenizer::Tokenizer;
 use super::EngineError;
 
@@ -192,7 +192,7 @@ pub struct Engine {
     /// Where the forward pass runs.
     device: ComputeDevice,
     /// What forward passes cost here, for deciding when guessing pays.
-    pass_costs: PassCosts,
+    speculation_stats: SpeculationStats,
 }
 
 impl Engine {
@@ -215,7 +215,7 @@ impl Engine {
         // a row the same bits whatever the batch (cria's own CPU kernels, not
         // candle's products on any device).
         let speculative = options.speculative && model.batch_invariant();
-        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache], pool: Arc::new(pool), speculative, device: options.device, pass_costs: PassCosts::default() })
+        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache], pool: Arc::new(pool), speculative, device: options.device, speculation_stats: SpeculationStats::default() })
     }
 
     /// Threads the forward pass runs on (on a GPU, the host's share of it).
@@ -276,11 +276,17 @@ impl Engine {
         self.caches.get(slot).map(KvCache::tokens).unwrap_or(&[])
     }
 
-    /// Replaces what the engine has learnt about its passes' costs: tests
+    /// What the engine has learnt about speculation so far (for logs and
+    /// benchmarks).
+    pub fn speculation_stats(&self) -> SpeculationStats {
+        self.speculation_stats
+    }
+
+    /// Replaces what the engine has learnt about speculation: tests
     /// that check speculation's output make guessing always look worth it,
     /// whatever this machine's speed.
-    pub fn set_pass_costs(&mut self, costs: PassCosts) {
-        self.pass_costs = costs;
+    pub fn set_speculation_stats(&mut self, stats: SpeculationStats) {
+        self.speculation_stats = stats;
     }
 
     /// Logits of the last prompt token, computed from scratch (no reuse). For
@@ -305,10 +311,10 @@ impl Engine {
     /// completion's text). The result is the same whichever slot runs it.
     pub fn generate_in(&mut self, slot: usize, request: &GenerationRequest, on_text: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, EngineError> {
         let slots = self.caches.len();
-        let Self { model, tokenizer, caches, pool, speculative, pass_costs, .. } = self;
+        let Self { model, tokenizer, caches, pool, speculative, speculation_stats, .. } = self;
         let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
         let speculative = *speculative;
-        pool.install(|| run(model, tokenizer, cache, speculative, pass_costs, request, on_text))
+        pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, request, on_text))
     }
 }
 
@@ -317,7 +323,7 @@ fn run(
     tokenizer: &Tokenizer,
     cache: &mut KvCache,
     speculative: bool,
-    costs: &mut PassCosts,
+    stats: &mut SpeculationStats,
     request: &GenerationRequest,
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Completion, EngineError> {
@@ -352,7 +358,7 @@ fn run(
     let greedy = request.sampling.temperature <= 0.0;
     let enabled = speculative && request.speculative && greedy;
     let mut speculator = Speculator::new(enabled);
-    tracing::debug!(?costs, enabled, "speculation: pass costs so far");
+    tracing::debug!(?stats, enabled, "speculation: learnt so far");
     loop {
         if outcome.tokens.len() >= max_new {
             outcome.text = text.finish(on_text);
@@ -378,7 +384,7 @@ fn run(
             continue;
         }
         let cached = prompt.len() + outcome.tokens.len() - 1;
-        logits = speculator.step(model, cache, costs, next, cached, max_new - outcome.tokens.len())?;
+        logits = speculator.step(model, cache, stats, next, cached, max_new - outcome.tokens.len())?;
         (outcome.drafted, outcome.accepted) = (speculator.drafted, speculator.accepted);
     }
 }

@@ -25,6 +25,6 @@ pub use generate::{default_threads, CancelFlag, Completion, Engine, EngineOption
 pub use model::{Hyperparams, ModelFamily};
 pub use network::{ComputeDevice, UnknownDevice};
 pub use sampling::SamplingParams;
-pub use speculate::PassCosts;
+pub use speculate::SpeculationStats;
 pub use tokenizer::{TokenKind, Tokenizer, VocabKind};
 pub use worker::{EngineHandle, LoadReceiver, LoadedModel, TextSink};

@@ -17,10 +17,11 @@
 //! Whether guessing pays depends on the machine: a batch costs little more
 //! than one token where the products are memory-bound (AVX-512 kernels), and
 //! noticeably more where they are not (AVX2 on Qwen2.5-Coder, whose output
-//! projection dominates). So the engine learns what passes cost
-//! ([`PassCosts`]) and each generation how often guesses come true (counting
-//! guesses it did not run too); a guess is run only when the expected tokens
-//! per second beat plain decoding.
+//! projection dominates). So the engine learns what passes cost and how often
+//! guesses come true ([`SpeculationStats`], kept across generations), and each
+//! generation refines that rate with its own guesses (counting guesses it did
+//! not run too); a guess is run only when the expected tokens per second beat
+//! plain decoding.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -62,23 +63,37 @@ pub fn prompt_lookup(history: &[u32], max: usize) -> &[u32] {
     &[]
 }
 
-/// Weight of a new timing in the running averages of [`PassCosts`].
+/// Weight of a new timing in the running averages of [`SpeculationStats`].
 const COST_WEIGHT: f64 = 0.2;
 /// Batches timed before their cost is trusted (one can be an outlier: the
 /// first after a prefill, or one slowed by another process).
 const TRUSTED_AFTER: usize = 3;
-/// One-token passes after which a batch is tried again even when guessing
-/// did not pay, so that one bad timing does not stop it for good.
+/// One-token passes after which a batch (of one guess, the cheapest) is
+/// tried again even when guessing did not pay, so that one bad timing does
+/// not stop it for good.
 const EXPLORE_EVERY: usize = 64;
+/// Weight of one checked guess in the running guess rate of
+/// [`SpeculationStats`] (about the last 32 guesses count).
+const GUESS_WEIGHT: f64 = 1.0 / 32.0;
+/// How many of a generation's own guesses the carried rate counts as, before
+/// the generation has checked any: a new generation starts from what earlier
+/// ones saw instead of a blind even chance, and its own guesses soon outweigh
+/// that (a file that repeats itself more, or less, than the last one).
+const PRIOR_GUESSES: f64 = 3.0;
 
-/// What forward passes cost on this machine with this model, learnt while
-/// decoding (kept by the engine across generations): the running average of
-/// seconds per pass for each batch size. Sizes not timed yet are
-/// interpolated between timed ones, or extended along the line from one
-/// token to the largest timed batch: the cost is not linear (the kernels'
-/// tiles make a batch of three cheaper per token than one of two).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PassCosts {
+/// What speculation costs and yields on this machine with this model, learnt
+/// while decoding and kept by the engine across generations.
+///
+/// Costs: the running average of seconds per pass for each batch size. Sizes
+/// not timed yet are interpolated between timed ones, or extended along the
+/// line from one token to the largest timed batch: the cost is not linear
+/// (the kernels' tiles make a batch of three cheaper per token than one of
+/// two). Yield: the running share of guesses that came true, the starting
+/// point of each generation's own estimate; without it every generation
+/// would start from an even chance and pay for a few wrong guesses before
+/// learning that, here, guessing does not pay.
+#[derive(Debug, Clone, Copy)]
+pub struct SpeculationStats {
     /// Seconds per pass, by tokens in the pass (index 0 unused).
     seconds: [Option<f64>; MAX_DRAFT + 2],
     /// Batches timed so far.
@@ -87,9 +102,17 @@ pub struct PassCosts {
     since_batch: usize,
     /// Set by hand: timings are not taken in.
     pinned: bool,
+    /// Running share of checked guesses that were right.
+    guess_rate: f64,
 }
 
-impl PassCosts {
+impl Default for SpeculationStats {
+    fn default() -> Self {
+        Self { seconds: [None; MAX_DRAFT + 2], batches: 0, since_batch: 0, pinned: false, guess_rate: 0.5 }
+    }
+}
+
+impl SpeculationStats {
     /// Costs set by hand, `single + (tokens - 1) * per_extra`, and kept
     /// whatever the timings (tests that must speculate, or must not,
     /// whatever this machine's speed).
@@ -98,7 +121,23 @@ impl PassCosts {
         for (tokens, s) in seconds.iter_mut().enumerate().skip(1) {
             *s = Some(single + (tokens - 1) as f64 * per_extra);
         }
-        Self { seconds, batches: TRUSTED_AFTER, since_batch: 0, pinned: true }
+        Self { seconds, batches: TRUSTED_AFTER, since_batch: 0, pinned: true, guess_rate: 0.5 }
+    }
+
+    /// Takes in one checked guess (run or not).
+    pub fn record_guess(&mut self, right: bool) {
+        self.guess_rate += GUESS_WEIGHT * (f64::from(u8::from(right)) - self.guess_rate);
+    }
+
+    /// Running share of guesses that came true, over recent generations.
+    pub fn guess_rate(&self) -> f64 {
+        self.guess_rate
+    }
+
+    /// Seconds per pass for the batch sizes timed so far, for logs and
+    /// benchmarks: `(tokens, seconds)`.
+    pub fn timed(&self) -> Vec<(usize, f64)> {
+        self.seconds.iter().enumerate().filter_map(|(n, s)| s.map(|s| (n, s))).collect()
     }
 
     /// Takes in one pass of `tokens` tokens that took `seconds`.
@@ -141,8 +180,8 @@ impl PassCosts {
     /// The number of guesses (at most `max`) that gives the most tokens per
     /// second when each guess comes true with probability `p` given the ones
     /// before it did: `Σ_{i≤n} p^i` tokens for a pass of `n + 1` tokens.
-    /// Zero when guessing does not pay; `None` while the costs are not known
-    /// well enough yet, or when it is time to time a batch again.
+    /// Zero when guessing does not pay, and one when it is time to time a
+    /// batch again; `None` while the costs are not known well enough yet.
     pub fn best_draft(&self, p: f64, max: usize) -> Option<usize> {
         if self.batches < TRUSTED_AFTER {
             return None;
@@ -158,7 +197,7 @@ impl PassCosts {
             }
         }
         if best == 0 && self.since_batch >= EXPLORE_EVERY {
-            return None;
+            return Some(1);
         }
         Some(best)
     }
@@ -194,14 +233,24 @@ impl Speculator {
     }
 
     /// How likely the next guess is right, given this generation's guesses
-    /// so far (one right and one wrong assumed before the first).
-    fn hit_rate(&self) -> f64 {
-        (self.hits + 1) as f64 / (self.hits + self.misses + 2) as f64
+    /// so far, starting from the rate earlier generations saw.
+    fn hit_rate(&self, stats: &SpeculationStats) -> f64 {
+        (self.hits as f64 + PRIOR_GUESSES * stats.guess_rate()) / ((self.hits + self.misses) as f64 + PRIOR_GUESSES)
     }
 
     /// How many tokens to guess now.
-    fn draft_len(&self, costs: &PassCosts) -> usize {
-        costs.best_draft(self.hit_rate(), MAX_DRAFT).unwrap_or(self.draft_len)
+    fn draft_len(&self, stats: &SpeculationStats) -> usize {
+        stats.best_draft(self.hit_rate(stats), MAX_DRAFT).unwrap_or(self.draft_len)
+    }
+
+    /// Counts one checked guess, here and in the engine's running rate.
+    fn checked(&mut self, stats: &mut SpeculationStats, right: bool) {
+        if right {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+        stats.record_guess(right);
     }
 
     /// The logits that follow `next`, the token just chosen: from a batch run
@@ -209,20 +258,18 @@ impl Speculator {
     /// `next` and fresh guesses. `cached` is how many tokens precede `next`
     /// (prompt and earlier generated tokens); `room` bounds the tokens that may
     /// still be generated after `next`.
-    /// `costs` are the engine's timings, updated here.
-    pub fn step(&mut self, model: &Network, cache: &mut KvCache, costs: &mut PassCosts, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
+    /// `stats` are the engine's, updated here.
+    pub fn step(&mut self, model: &Network, cache: &mut KvCache, stats: &mut SpeculationStats, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
         if let Some(guess) = self.shadow.pop_front() {
-            if guess == next {
-                self.hits += 1;
-            } else {
-                self.misses += 1;
+            self.checked(stats, guess == next);
+            if guess != next {
                 self.shadow.clear();
             }
         }
         if let Some((guess, logits)) = self.ahead.pop_front() {
+            self.checked(stats, guess == next);
             if guess == next {
                 self.accepted += 1;
-                self.hits += 1;
                 if self.ahead.is_empty() {
                     // Every guess was right: guess further next time.
                     self.draft_len = (self.draft_len * 2).min(MAX_DRAFT);
@@ -230,7 +277,6 @@ impl Speculator {
                 return Ok(logits);
             }
             // Wrong from here on: guess less next time.
-            self.misses += 1;
             self.draft_len = (self.draft_len / 2).max(1);
             self.ahead.clear();
         }
@@ -243,7 +289,7 @@ impl Speculator {
             let mut history = cache.tokens().to_vec();
             history.push(next);
             let guesses = prompt_lookup(&history, room.min(MAX_DRAFT));
-            let run = self.draft_len(costs).min(guesses.len());
+            let run = self.draft_len(stats).min(guesses.len());
             drafts = guesses[..run].to_vec();
             if run == 0 {
                 // Not run, but checked against the tokens to come.
@@ -253,14 +299,14 @@ impl Speculator {
         let started = Instant::now();
         if drafts.is_empty() {
             let logits = model.forward(&[next], cache)?.to_vec1::<f32>()?;
-            costs.record(1, started.elapsed().as_secs_f64());
+            stats.record(1, started.elapsed().as_secs_f64());
             return Ok(logits);
         }
         let mut batch = Vec::with_capacity(drafts.len() + 1);
         batch.push(next);
         batch.extend(&drafts);
         let logits = model.forward_all(&batch, cache)?;
-        costs.record(batch.len(), started.elapsed().as_secs_f64());
+        stats.record(batch.len(), started.elapsed().as_secs_f64());
         let vocab = model.vocab();
         let mut rows = logits.chunks_exact(vocab);
         let first = rows.next().map(<[f32]>::to_vec).unwrap_or_default();
@@ -295,21 +341,21 @@ mod tests {
     #[test]
     fn guessing_runs_only_where_it_pays() {
         // Unknown costs: no opinion (the caller explores).
-        assert_eq!(PassCosts::default().best_draft(0.9, 12), None);
+        assert_eq!(SpeculationStats::default().best_draft(0.9, 12), None);
         // A batch costs almost nothing more (memory-bound products): guess
         // long when guesses come true, and a little even when they rarely do.
-        let cheap = PassCosts::known(0.010, 0.0002);
+        let cheap = SpeculationStats::known(0.010, 0.0002);
         assert_eq!(cheap.best_draft(0.9, 12), Some(12));
         assert!(cheap.best_draft(0.2, 12).unwrap() >= 1);
         // Each extra token costs half a token: only very likely guesses pay.
-        let dear = PassCosts::known(0.010, 0.005);
+        let dear = SpeculationStats::known(0.010, 0.005);
         assert_eq!(dear.best_draft(0.3, 12), Some(0));
         assert!(dear.best_draft(0.95, 12).unwrap() >= 2);
     }
 
     #[test]
     fn costs_are_learnt_from_timings() {
-        let mut costs = PassCosts::default();
+        let mut costs = SpeculationStats::default();
         costs.record(4, 0.04);
         assert_eq!(costs.best_draft(0.5, 4), None, "one batch timed: not trusted yet");
         costs.record(1, 0.010);
@@ -324,18 +370,38 @@ mod tests {
             costs.record(5, 0.060);
         }
         assert_eq!(costs.best_draft(0.9, 12), Some(0));
-        // ... until enough plain passes have gone by to try a batch again.
+        // ... until enough plain passes have gone by to time the cheapest
+        // batch again.
         for _ in 0..EXPLORE_EVERY {
             costs.record(1, 0.010);
         }
-        assert_eq!(costs.best_draft(0.9, 12), None);
-        costs.record(5, 0.060);
+        assert_eq!(costs.best_draft(0.9, 12), Some(1));
+        costs.record(2, 0.030);
         assert_eq!(costs.best_draft(0.9, 12), Some(0));
     }
 
     #[test]
+    fn generations_start_from_the_guess_rate_earlier_ones_saw() {
+        let mut stats = SpeculationStats::default();
+        let fresh = Speculator::new(true);
+        assert!((fresh.hit_rate(&stats) - 0.5).abs() < 1e-12, "nothing seen yet: an even chance");
+        for _ in 0..64 {
+            stats.record_guess(false);
+        }
+        assert!(stats.guess_rate() < 0.1);
+        // A new generation starts from that, and its own guesses soon count more.
+        let mut speculator = Speculator::new(true);
+        assert!(speculator.hit_rate(&stats) < 0.1);
+        for _ in 0..6 {
+            speculator.checked(&mut stats, true);
+        }
+        assert!(speculator.hit_rate(&stats) > 0.6);
+        assert!(stats.guess_rate() > 0.15, "and the carried rate follows");
+    }
+
+    #[test]
     fn untimed_batch_sizes_are_estimated_from_timed_ones() {
-        let mut costs = PassCosts::default();
+        let mut costs = SpeculationStats::default();
         costs.record(1, 0.010);
         assert_eq!(costs.cost(4), None, "nothing to go on without a batch");
         costs.record(3, 0.012);

@@ -22,6 +22,12 @@ use super::{Acts, Strides};
 pub const TILE_R: usize = 4;
 /// Activation rows per tile.
 pub const TILE_C: usize = 3;
+/// Activation rows per call for one weight row at a time (decoding and
+/// drafted tokens): with one weight row only the accumulators stay in
+/// registers, so more activation rows fit, and every weight block is
+/// unpacked once for all of them (on Qwen2.5-Coder-0.5B a batch of four cost
+/// 2.8 times one token as three plus one).
+pub const STREAM_C: usize = 8;
 
 /// Whether this CPU runs these kernels.
 pub fn available() -> bool {
@@ -51,12 +57,23 @@ pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>
                     for r in 0..rows {
                         let w = &w[r * row_bytes..];
                         let out = &mut out[r * st.row..];
-                        if cols == TILE_C {
-                            $f::<1, TILE_C>(w, row_bytes, $a, nb, out, st)
-                        } else {
-                            for c in 0..cols {
-                                $f::<1, 1>(w, row_bytes, &$a[c * nb..], nb, &mut out[c * st.col..], st)
+                        // One weight row against up to STREAM_C activation
+                        // rows: each weight block is unpacked once for all.
+                        let mut c0 = 0;
+                        while c0 < cols {
+                            let (a, out) = (&$a[c0 * nb..], &mut out[c0 * st.col..]);
+                            let n = (cols - c0).min(STREAM_C);
+                            match n {
+                                1 => $f::<1, 1>(w, row_bytes, a, nb, out, st),
+                                2 => $f::<1, 2>(w, row_bytes, a, nb, out, st),
+                                3 => $f::<1, 3>(w, row_bytes, a, nb, out, st),
+                                4 => $f::<1, 4>(w, row_bytes, a, nb, out, st),
+                                5 => $f::<1, 5>(w, row_bytes, a, nb, out, st),
+                                6 => $f::<1, 6>(w, row_bytes, a, nb, out, st),
+                                7 => $f::<1, 7>(w, row_bytes, a, nb, out, st),
+                                _ => $f::<1, 8>(w, row_bytes, a, nb, out, st),
                             }
+                            c0 += n;
                         }
                     }
                 }
@@ -106,7 +123,18 @@ fn prefetch(bytes: &[u8], at: usize) {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
     let bits = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    let v: __m128;
+    // SAFETY: F16C is enabled for this function; register-only instructions.
+    unsafe {
+        std::arch::asm!(
+            "vmovd {v}, {b:e}",
+            "vcvtph2ps {v}, {v}",
+            b = in(reg) u32::from(bits),
+            v = out(xmm_reg) v,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    _mm_cvtss_f32(v)
 }
 
 /// Sum of the 8 lanes.

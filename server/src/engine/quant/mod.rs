@@ -186,9 +186,14 @@ impl Isa {
         isas
     }
 
-    /// (weight rows, activation rows) per tile on the row layout.
-    fn tile_shape(self) -> (usize, usize) {
+    /// (weight rows, activation rows) per tile on the row layout; with
+    /// `streaming` (one weight row at a time) the activation rows one call
+    /// takes.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    fn tile_shape(self, streaming: bool) -> (usize, usize) {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 if streaming => (avx2::TILE_R, avx2::STREAM_C),
             #[cfg(target_arch = "x86_64")]
             Self::Avx2 => (avx2::TILE_R, avx2::TILE_C),
             #[cfg(target_arch = "aarch64")]
@@ -523,7 +528,7 @@ impl QuantMatrix {
     /// groups), each with its own slice of `out` (`m` values per row).
     fn tasks<'s, 'o>(&'s self, m: usize, mut out: &'o mut [f32]) -> Vec<Task<'s, 'o>> {
         let threads = rayon::current_num_threads().max(1);
-        let (tile_r, _) = self.isa.tile_shape();
+        let (tile_r, _) = self.isa.tile_shape(true);
         let mut tasks = Vec::new();
         let mut part_row0 = 0;
         for part in &self.parts {
@@ -587,7 +592,7 @@ fn run_part(isa: Isa, quant: &Quantized, first: usize, count: usize, acts: AllAc
             if isa == Isa::Avx2 && !streaming && avx2::panel(format, w, *row_bytes, count, all.skip_rows(c0, nb), nb, cols, out, st) {
                 return;
             }
-            let (tile_r, tile_c) = isa.tile_shape();
+            let (tile_r, tile_c) = isa.tile_shape(streaming);
             for r0 in (0..count).step_by(tile_r) {
                 let rr = tile_r.min(count - r0);
                 for cc0 in (0..cols).step_by(tile_c) {
@@ -728,9 +733,10 @@ mod tests {
 
     #[test]
     fn a_row_gets_the_same_bits_alone_or_in_a_batch() {
-        for format in Format::ALL {
-            // 11 rows take the split by weight rows: each row as alone.
-            let (rows, k, m) = (19, 512, 11);
+        // Batches under 32 rows take the split by weight rows: each row as
+        // alone, whether its tile holds one, two or three activation rows.
+        for (format, m) in Format::ALL.into_iter().flat_map(|f| [(f, 2), (f, 5), (f, 11)]) {
+            let (rows, k) = (19, 512);
             let x = random_acts(m, k, 4);
             for isa in isas() {
                 let (mat, _) = matrix(format, rows, k, 3, isa);
@@ -739,7 +745,7 @@ mod tests {
                 for c in 0..m {
                     let mut one = vec![0f32; rows];
                     mat.matmul(&x[c * k..(c + 1) * k], 1, &mut one, &mut Scratch::default()).unwrap();
-                    assert_eq!(one, batch[c * rows..(c + 1) * rows], "{format:?} {isa:?} row {c}");
+                    assert_eq!(one, batch[c * rows..(c + 1) * rows], "{format:?} {isa:?} row {c} of {m}");
                 }
             }
         }

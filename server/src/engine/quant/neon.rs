@@ -155,6 +155,9 @@ fn tile_with<const SDOT: bool>(neon: Neon<SDOT>, format: Format, w: &[u8], row_b
                         let out = &mut out[r * st.row..];
                         if cols == TILE_C {
                             $f::<SDOT, 1, TILE_C>(neon, w, row_bytes, $a, nb, out, st)
+                        } else if cols == 2 {
+                            // Two rows share each weight block's unpacking.
+                            $f::<SDOT, 1, 2>(neon, w, row_bytes, $a, nb, out, st)
                         } else {
                             for c in 0..cols {
                                 $f::<SDOT, 1, 1>(neon, w, row_bytes, &$a[c * nb..], nb, &mut out[c * st.col..], st)
