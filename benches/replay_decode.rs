@@ -15,7 +15,9 @@
 //!   server wants one line also decode long enough to be timed.
 //!
 //! Each is generated token by token and with speculation (alternating which
-//! goes first), on one engine whose pass costs persist as in the server. The
+//! goes first), on one engine whose speculation statistics persist as in the
+//! server; all "as served" positions run first, then all multi-line ones, so
+//! the guess rate the engine carries is each case's own. The
 //! greedy outputs must be identical (asserted). Tokens/s = decoded tokens over
 //! decode time, summed over positions; the first token of each answer comes
 //! from the prompt's pass and is not counted.
@@ -210,15 +212,21 @@ fn main() {
         let options = EngineOptions { context_length: config.context_length, threads, speculative: true, ..Default::default() };
         let starting = start(resolved, options, None, Box::new(|_| {})).unwrap_or_else(|e| panic!("{name}: {e}"));
         let model = starting.finish_blocking().unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Each case in a pass of its own, as a server sees one kind of
+        // request: the engine's learnt guess rate follows that case only.
         let (mut served, mut long) = (Totals::default(), Totals::default());
         let started = Instant::now();
-        for (i, (text, cursor)) in states.iter().enumerate().skip(every - 1).step_by(every) {
-            let tree = parser.parse(text, None).expect("parse");
-            let Some(request) = served_request(&model, &config, text, *cursor, &tree) else { continue };
-            let first = i % 2 == 0;
-            measure(&model, &request, first, &mut served);
-            let request = GenerationRequest { max_new_tokens: LONG_TOKENS, stop_strings: Vec::new(), ..request };
-            measure(&model, &request, !first, &mut long);
+        for multi_line in [false, true] {
+            for (i, (text, cursor)) in states.iter().enumerate().skip(every - 1).step_by(every) {
+                let tree = parser.parse(text, None).expect("parse");
+                let Some(request) = served_request(&model, &config, text, *cursor, &tree) else { continue };
+                if multi_line {
+                    let request = GenerationRequest { max_new_tokens: LONG_TOKENS, stop_strings: Vec::new(), ..request };
+                    measure(&model, &request, i % 2 == 0, &mut long);
+                } else {
+                    measure(&model, &request, i % 2 == 0, &mut served);
+                }
+            }
         }
         println!(
             "{}",

@@ -36,8 +36,11 @@ const MAX_NGRAM: usize = 4;
 const MIN_NGRAM: usize = 2;
 /// Most tokens guessed in one batch.
 const MAX_DRAFT: usize = 12;
-/// Guesses in the first batch of a generation.
-const FIRST_DRAFT: usize = 6;
+/// Guesses in the first batch of a generation while the engine has not
+/// timed enough batches to trust its costs (the first few generations after
+/// loading): small, since on some machines a batch costs nearly a token per
+/// guess; the length doubles while every guess comes true.
+const FIRST_DRAFT: usize = 2;
 
 /// The tokens that followed the most recent earlier occurrence of the
 /// longest n-gram (`MAX_NGRAM` down to `MIN_NGRAM` tokens) that ends `history`,
