@@ -8,13 +8,17 @@
 //! `--device D` where the forward pass runs (`cpu`, the default; `cuda`,
 //! `cuda:N` or `metal` with a build with that feature; `candle-cpu`), which
 //! `benches/gpu-engine` uses. `--quick` measures only 512-token prefill and
-//! decode (for trying a kernel change).
+//! decode (for trying a kernel change). `--passes` measures only what one
+//! forward pass of 1 to 8 tokens costs after 1,000 cached ones (what
+//! speculation weighs guesses against).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cria::engine::{ComputeDevice, Engine, EngineOptions, GenerationRequest};
+use cria::engine::gguf::GgufFile;
+use cria::engine::network::Network;
+use cria::engine::{default_threads, ComputeDevice, Engine, EngineOptions, GenerationRequest};
 
 const RUNS: usize = 3;
 
@@ -99,6 +103,31 @@ fn edit_latency_ms(engine: &mut Engine) -> (f64, usize) {
     (ms, computed)
 }
 
+/// Milliseconds for one forward pass of 1..=8 tokens after 1,000 cached
+/// ones: the fastest of 25 rounds that run the sizes in turn (the fastest,
+/// because what slows a pass down on a shared machine only ever adds).
+fn pass_ms_by_batch(path: &Path, threads: usize) -> Vec<(usize, f64)> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let mut file = GgufFile::open(path).unwrap();
+        let network = Network::load(&mut file, 2048, ComputeDevice::Cpu, &mut |_| {}).unwrap();
+        let mut cache = network.new_cache(2048).unwrap();
+        let context: Vec<u32> = (0..1000u32).map(|i| 100 + (i * 7919) % 5000).collect();
+        network.forward(&context, &mut cache).unwrap();
+        let mut fastest = [f64::MAX; 9];
+        for _ in 0..25 {
+            for (m, best) in fastest.iter_mut().enumerate().skip(1) {
+                let batch: Vec<u32> = (0..m as u32).map(|i| 300 + i).collect();
+                cache.truncate(context.len());
+                let started = Instant::now();
+                network.forward_all(&batch, &mut cache).unwrap();
+                *best = best.min(started.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        fastest.iter().enumerate().skip(1).map(|(m, &ms)| (m, ms)).collect()
+    })
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("engine benchmark: run it with `cargo bench --bench engine` (skipped in test mode)");
@@ -113,6 +142,7 @@ fn main() {
     let threads = value("--threads").map(|t| t.parse::<usize>().expect("--threads N"));
     let device: ComputeDevice = value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| panic!("--device: {e}")));
     let quick = args.iter().any(|a| a == "--quick");
+    let passes = args.iter().any(|a| a == "--passes");
     let takes_value = |flag: &str| flag == "--threads" || flag == "--device";
     let files: Vec<String> = args.iter().enumerate().filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !takes_value(&args[i - 1]))).map(|(_, a)| a.clone()).collect();
     let files = if files.is_empty() {
@@ -122,6 +152,11 @@ fn main() {
     };
     for file in files {
         let path = models_dir.join(&file);
+        if passes {
+            let ms = pass_ms_by_batch(&path, threads.unwrap_or_else(default_threads));
+            println!("{}", serde_json::json!({ "model": file, "pass_ms_by_batch": ms }));
+            continue;
+        }
         let started = Instant::now();
         let options = EngineOptions { context_length: 2048, threads: threads.unwrap_or(0), device, ..Default::default() };
         let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
