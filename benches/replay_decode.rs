@@ -33,10 +33,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cria::completion::{resolve_model, start, CompletionInput, Model};
-use cria::context::{completion_mode, cursor_windows, CompletionMode, WindowBudget};
+use cria::context::{completion_mode, CompletionMode};
 use cria::documents::Language;
 use cria::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, StopReason};
-use cria::models::{CriaHome, FimOrder};
+use cria::models::CriaHome;
 use cria::protocol::ServerConfig;
 
 const MARKER: &str = "# keystroke-replay: cursor";
@@ -96,32 +96,15 @@ fn typing_session(source: &str, body: &str) -> Vec<(String, usize)> {
     states
 }
 
-/// The server's request at a cursor (see `prompt_text` in
-/// `protocol/state.rs`), or `None` where it asks for nothing.
+/// The server's request at a cursor (`ServerConfig::prompt_text`, as
+/// `cria lsp` builds it, without other files' snippets), or `None` where it
+/// asks for nothing.
 fn served_request(model: &Model, config: &ServerConfig, text: &str, cursor: usize, tree: &tree_sitter::Tree) -> Option<GenerationRequest> {
     let mode = completion_mode(text, cursor, Some(tree), true);
     if mode == CompletionMode::Skip {
         return None;
     }
-    let tokenizer = &model.loaded.tokenizer;
-    let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
-    let template = &model.template;
-    let room = config.prompt_tokens.saturating_sub(template.control_token_count());
-    let share = (room as f32 * config.suffix_share) as usize;
-    let suffix_tokens = match template.order {
-        _ if !template.uses_suffix() => 0,
-        FimOrder::Psm => share.min(config.max_suffix_tokens),
-        _ => share,
-    };
-    let context_tokens = (room as f32 * config.context_share) as usize;
-    let budget = WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens };
-    let cursor_text = cursor_windows(text, cursor, Some(tree), budget, &count);
-    let mut settings = config.settings();
-    settings.suffix_share = 1.0;
-    if mode == CompletionMode::SingleLine {
-        settings.max_new_tokens = settings.max_new_tokens.min(48);
-        settings.stop_strings.push("\n".into());
-    }
+    let (cursor_text, settings) = config.prompt_text(model, text, cursor, Some(tree), mode);
     let input = CompletionInput { cursor: &cursor_text, context: &[], line_comment: "#", path: Some("ledger.py") };
     Some(model.request(&input, &settings, None, CancelFlag::new()).expect("prompt").0)
 }

@@ -7,8 +7,10 @@
 
 use serde_json::Value;
 
-use crate::completion::{Backend, Settings};
+use crate::completion::{Backend, Model, Settings};
+use crate::context::{cursor_windows, CompletionMode, CursorText, WindowBudget};
 use crate::engine::{ComputeDevice, SamplingParams};
+use crate::models::FimOrder;
 use crate::remote::{Flavour, PromptFormat, RemoteConfig};
 
 /// Every setting the server understands, with its default.
@@ -165,6 +167,36 @@ impl ServerConfig {
             stop_strings: Vec::new(),
             cursor_line_after_middle: true,
         }
+    }
+
+    /// The text windows around the cursor (byte offset `cursor` of `text`)
+    /// and the settings for one request in `mode`: the token budget split
+    /// between prefix and suffix for this model's layout, and single-line
+    /// stops. Public so that benchmarks build the server's very prompts.
+    pub fn prompt_text(&self, model: &Model, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
+        let tokenizer = &model.loaded.tokenizer;
+        let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
+        let template = &model.template;
+        let room = self.prompt_tokens.saturating_sub(template.control_token_count());
+        let share = (room as f32 * self.suffix_share) as usize;
+        let suffix_tokens = match template.order {
+            _ if !template.uses_suffix() => 0,
+            // The suffix follows the cursor in token order: all of it is
+            // recomputed on every keystroke, so it is capped.
+            FimOrder::Psm => share.min(self.max_suffix_tokens),
+            _ => share,
+        };
+        let context_tokens = (room as f32 * self.context_share) as usize;
+        let budget = WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens };
+        let cursor_text = cursor_windows(text, cursor, tree, budget, &count);
+        let mut settings = self.settings();
+        // The windows already fit; the prompt builder only guards the budget.
+        settings.suffix_share = 1.0;
+        if mode == CompletionMode::SingleLine {
+            settings.max_new_tokens = settings.max_new_tokens.min(48);
+            settings.stop_strings.push("\n".into());
+        }
+        (cursor_text, settings)
     }
 }
 

@@ -18,14 +18,12 @@ use tower_lsp_server::Client;
 use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification};
 use crate::completion::{resolve_model, start_backend, CompletionInput, Generator, Model, Scheduler, Shown, SuggestionLru};
-use crate::completion::Settings;
 use crate::context::{
-    completion_mode, cursor_windows, definitions, line_comment, neighbourhood, relevant_definitions, similar_chunks, CompletionMode,
-    CursorText, Definition, SourceFile, WindowBudget,
+    completion_mode, definitions, line_comment, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText,
+    Definition, SourceFile,
 };
 use crate::documents::DocumentSnapshot;
 use crate::prompt::ContextChunk;
-use crate::models::FimOrder;
 use crate::documents::encoding::{byte_to_position, position_to_byte};
 use crate::documents::{DocumentLimits, DocumentStore, Language, Position, PositionEncoding};
 use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
@@ -406,7 +404,7 @@ impl State {
         let roots = lock(&self.workspace_roots).clone();
         let path = display_path(uri, &roots);
         let built = tokio::task::spawn_blocking(move || {
-            let (cursor, settings) = prompt_text(&model, &config, &job_text, offset, tree.as_ref(), mode);
+            let (cursor, settings) = config.prompt_text(&model, &job_text, offset, tree.as_ref(), mode);
             let context = if config.context_share > 0.0 { gather_context(&cursor, &path, &others, &recent, &index, &roots) } else { Vec::new() };
             let input = CompletionInput { cursor: &cursor, context: &context, line_comment: line_comment(job_language.id()), path: Some(&path) };
             model.request(&input, &settings, Some(deadline), cancel).map(|(request, _)| (model, request, cursor))
@@ -502,33 +500,6 @@ fn around_cursor(text: &str, offset: usize) -> (String, String) {
         tail.into_iter().rev().collect()
     };
     (rest_of_line, word)
-}
-
-/// The text windows around the cursor and the settings for this request.
-fn prompt_text(model: &Model, config: &ServerConfig, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
-    let tokenizer = &model.loaded.tokenizer;
-    let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
-    let template = &model.template;
-    let room = config.prompt_tokens.saturating_sub(template.control_token_count());
-    let share = (room as f32 * config.suffix_share) as usize;
-    let suffix_tokens = match template.order {
-        _ if !template.uses_suffix() => 0,
-        // The suffix follows the cursor in token order: all of it is
-        // recomputed on every keystroke, so it is capped.
-        FimOrder::Psm => share.min(config.max_suffix_tokens),
-        _ => share,
-    };
-    let context_tokens = (room as f32 * config.context_share) as usize;
-    let budget = WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens };
-    let cursor_text = cursor_windows(text, cursor, tree, budget, &count);
-    let mut settings = config.settings();
-    // The windows already fit; the prompt builder only guards the budget.
-    settings.suffix_share = 1.0;
-    if mode == CompletionMode::SingleLine {
-        settings.max_new_tokens = settings.max_new_tokens.min(48);
-        settings.stop_strings.push("\n".into());
-    }
-    (cursor_text, settings)
 }
 
 /// What is shown of a completion: post-processed against the text around
