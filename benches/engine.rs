@@ -128,6 +128,13 @@ fn pass_ms_by_batch(path: &Path, threads: usize) -> Vec<(usize, f64)> {
     })
 }
 
+/// Stops with the message and a failing status: a model that cannot be
+/// loaded (a missing file, no GPU) is an answer, not a crash.
+fn fail(message: String) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("engine benchmark: run it with `cargo bench --bench engine` (skipped in test mode)");
@@ -140,7 +147,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
     let threads = value("--threads").map(|t| t.parse::<usize>().expect("--threads N"));
-    let device: ComputeDevice = value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| panic!("--device: {e}")));
+    let device: ComputeDevice = value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| fail(format!("--device: {e}"))));
     let quick = args.iter().any(|a| a == "--quick");
     let passes = args.iter().any(|a| a == "--passes");
     let takes_value = |flag: &str| flag == "--threads" || flag == "--device";
@@ -159,7 +166,7 @@ fn main() {
         }
         let started = Instant::now();
         let options = EngineOptions { context_length: 2048, threads: threads.unwrap_or(0), device, ..Default::default() };
-        let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         let pp512 = prefill_tps(&mut engine, 512);
         if quick {

@@ -168,6 +168,13 @@ fn measure(model: &Model, request: &GenerationRequest, speculative_first: bool, 
     totals.prompt_tokens.push(plain.prompt_tokens);
 }
 
+/// Stops with the message and a failing status: a model that cannot be
+/// loaded (a missing file, no GPU) is an answer, not a crash.
+fn fail(message: String) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("replay decode benchmark: run it with `cargo bench --bench replay_decode` (skipped in test mode)");
@@ -191,10 +198,10 @@ fn main() {
     let home = CriaHome::from_env().expect("CRIA_HOME");
 
     for name in names {
-        let resolved = resolve_model(&name, &home).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let resolved = resolve_model(&name, &home).unwrap_or_else(|e| fail(format!("{name}: {e}")));
         let options = EngineOptions { context_length: config.context_length, threads, speculative: true, ..Default::default() };
-        let starting = start(resolved, options, None, Box::new(|_| {})).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let model = starting.finish_blocking().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let starting = start(resolved, options, None, Box::new(|_| {})).unwrap_or_else(|e| fail(format!("{name}: {e}")));
+        let model = starting.finish_blocking().unwrap_or_else(|e| fail(format!("{name}: {e}")));
         // Each case in a pass of its own, as a server sees one kind of
         // request: the engine's learnt guess rate follows that case only.
         let (mut served, mut long) = (Totals::default(), Totals::default());
