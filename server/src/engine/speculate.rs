@@ -89,9 +89,9 @@ const PRIOR_GUESSES: f64 = 3.0;
 ///
 /// Costs: the running average of seconds per pass for each batch size. Sizes
 /// not timed yet are interpolated between timed ones, or extended along the
-/// line from one token to the largest timed batch: the cost is not linear
-/// (the kernels' tiles make a batch of three cheaper per token than one of
-/// two). Yield: the running share of guesses that came true, the starting
+/// line from one token to the largest timed batch: the cost need not be a
+/// straight line (how the kernels split a batch into calls, caches).
+/// Yield: the running share of guesses that came true, the starting
 /// point of each generation's own estimate; without it every generation
 /// would start from an even chance and pay for a few wrong guesses before
 /// learning that, here, guessing does not pay.

@@ -734,7 +734,7 @@ mod tests {
     #[test]
     fn a_row_gets_the_same_bits_alone_or_in_a_batch() {
         // Batches under 32 rows take the split by weight rows: each row as
-        // alone, whether its tile holds one, two or three activation rows.
+        // alone, however many activation rows its kernel call takes.
         for (format, m) in Format::ALL.into_iter().flat_map(|f| [(f, 2), (f, 5), (f, 11)]) {
             let (rows, k) = (19, 512);
             let x = random_acts(m, k, 4);
