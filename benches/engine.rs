@@ -20,12 +20,10 @@ use cria::engine::gguf::GgufFile;
 use cria::engine::network::Network;
 use cria::engine::{default_threads, ComputeDevice, Engine, EngineOptions, GenerationRequest};
 
-const RUNS: usize = 3;
+mod common;
+use common::{fail, median, BenchArgs};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+const RUNS: usize = 3;
 
 /// Real source text for prompts: cria's own engine code, repeated as needed.
 fn corpus() -> String {
@@ -128,35 +126,17 @@ fn pass_ms_by_batch(path: &Path, threads: usize) -> Vec<(usize, f64)> {
     })
 }
 
-/// Stops with the message and a failing status: a model that cannot be
-/// loaded (a missing file, no GPU) is an answer, not a crash.
-fn fail(message: String) -> ! {
-    eprintln!("error: {message}");
-    std::process::exit(1)
-}
-
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("engine benchmark: run it with `cargo bench --bench engine` (skipped in test mode)");
-        return;
-    }
+    let Some(args) = BenchArgs::from_env("engine", &["--threads", "--device"]) else { return };
     let models_dir = std::env::var_os("CRIA_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cria"))
         .join("models");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
-    let threads = value("--threads").map(|t| t.parse::<usize>().expect("--threads N"));
-    let device: ComputeDevice = value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| fail(format!("--device: {e}"))));
-    let quick = args.iter().any(|a| a == "--quick");
-    let passes = args.iter().any(|a| a == "--passes");
-    let takes_value = |flag: &str| flag == "--threads" || flag == "--device";
-    let files: Vec<String> = args.iter().enumerate().filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !takes_value(&args[i - 1]))).map(|(_, a)| a.clone()).collect();
-    let files = if files.is_empty() {
-        vec!["SmolLM2-135M-Instruct.Q4_1.gguf".to_string(), "qwen2.5-coder-0.5b-instruct-q5_0.gguf".to_string()]
-    } else {
-        files
-    };
+    let threads = args.value("--threads").map(|_| args.number("--threads", 0));
+    let device: ComputeDevice = args.value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| fail(format!("--device: {e}"))));
+    let quick = args.switch("--quick");
+    let passes = args.switch("--passes");
+    let files = args.positional(&["SmolLM2-135M-Instruct.Q4_1.gguf", "qwen2.5-coder-0.5b-instruct-q5_0.gguf"]);
     for file in files {
         let path = models_dir.join(&file);
         if passes {

@@ -13,10 +13,8 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use cria::engine::quant::{QuantMatrix, Scratch};
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+mod common;
+use common::{median, BenchArgs};
 
 fn time(mut f: impl FnMut()) -> f64 {
     f();
@@ -32,12 +30,8 @@ fn time(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("prefill GEMM benchmark: run it with `cargo bench --bench prefill_gemm` (skipped in test mode)");
-        return;
-    }
-    let args: Vec<String> = std::env::args().collect();
-    let threads = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)).map_or(2, |t| t.parse().expect("--threads N"));
+    let Some(args) = BenchArgs::from_env("prefill_gemm", &["--threads"]) else { return };
+    let threads = args.number("--threads", 2);
     // candle's GEMM sizes its own thread pool from RAYON_NUM_THREADS.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();

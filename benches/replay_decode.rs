@@ -39,6 +39,9 @@ use cria::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, Sto
 use cria::models::CriaHome;
 use cria::protocol::ServerConfig;
 
+mod common;
+use common::{fail, BenchArgs};
+
 const MARKER: &str = "# keystroke-replay: cursor";
 const INDENT_UNIT: usize = 4;
 /// Most tokens per answer in the "multi-line" case.
@@ -168,25 +171,11 @@ fn measure(model: &Model, request: &GenerationRequest, speculative_first: bool, 
     totals.prompt_tokens.push(plain.prompt_tokens);
 }
 
-/// Stops with the message and a failing status: a model that cannot be
-/// loaded (a missing file, no GPU) is an answer, not a crash.
-fn fail(message: String) -> ! {
-    eprintln!("error: {message}");
-    std::process::exit(1)
-}
-
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("replay decode benchmark: run it with `cargo bench --bench replay_decode` (skipped in test mode)");
-        return;
-    }
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
-    let threads = value("--threads").map_or(0, |t| t.parse::<usize>().expect("--threads N"));
-    let every = value("--every").map_or(8, |t| t.parse::<usize>().expect("--every N")).max(1);
-    let takes_value = |flag: &str| flag == "--threads" || flag == "--every";
-    let names: Vec<String> = args.iter().enumerate().filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !takes_value(&args[i - 1]))).map(|(_, a)| a.clone()).collect();
-    let names = if names.is_empty() { vec!["qwen2.5-coder-0.5b-instruct".to_string()] } else { names };
+    let Some(args) = BenchArgs::from_env("replay_decode", &["--threads", "--every"]) else { return };
+    let threads = args.number("--threads", 0);
+    let every = args.number("--every", 8).max(1);
+    let names = args.positional(&["qwen2.5-coder-0.5b-instruct"]);
 
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/data");
     let source = std::fs::read_to_string(data.join("ledger.py")).expect("benches/data/ledger.py");
