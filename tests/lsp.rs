@@ -320,3 +320,82 @@ fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
     assert_eq!(status["params"]["model"], "smollm2-135m-instruct");
     c.shutdown();
 }
+
+// ---- never cold: warm-up, late answers, several KV caches ----
+
+/// `benches/data/ledger.py` (about 1,400 Qwen tokens) with its marked line
+/// emptied: the cursor goes there, after the indentation.
+fn ledger() -> (String, u32, u32) {
+    let text = include_str!("../benches/data/ledger.py");
+    let line = text.lines().position(|l| l.contains("# keystroke-replay: cursor")).expect("marked line") as u32;
+    let text = text.replace("# keystroke-replay: cursor", "");
+    (text, line, 8)
+}
+
+fn status_of(m: &Value) -> Option<&Value> {
+    (m["method"] == "cria/status").then(|| &m["params"])
+}
+
+#[test]
+fn a_request_that_outlives_its_budget_is_finished_in_the_background_and_served_on_the_re_ask() {
+    let home = support::linked_home();
+    // A budget far too short for any prefill: the first answer must be late.
+    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"latencyBudgetMs": 50, "maxTokens": 24}));
+    let (text, line, _) = ledger();
+    // A loop header being typed: a one-line answer even from a small prompt.
+    let text = text.replacen("\n        \n", "\n        for tx in \n", 1);
+    let character = 18;
+    let uri = "file:///work/late/ledger.py";
+    c.open(uri, "python", &text);
+    let first = c.inline_completion(uri, line, character, LONG);
+    assert_eq!(first["result"], json!([]), "nothing is ready within 50 ms: {first}");
+    // The editor is told the server is warming, then that the answer is ready.
+    c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri));
+    c.wait_for(LONG, "ready after warming", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));
+    let again = c.inline_completion(uri, line, character, LONG);
+    let insert = again["result"][0]["insertText"].as_str().unwrap_or_default();
+    assert!(!insert.trim().is_empty(), "the re-ask gets the finished answer from the cache: {again}");
+    c.shutdown();
+}
+
+#[test]
+fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
+    let home = support::linked_home();
+    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"latencyBudgetMs": 5000, "maxTokens": 8}));
+    let (text, line, character) = ledger();
+    let (a, b) = ("file:///work/warm/ledger.py", "file:///work/warm/other.py");
+    let warm = |c: &mut LspClient, uri: &str, line: u32, character: u32| {
+        c.notify("cria/prefetch", json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}));
+        c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri));
+        c.wait_for(LONG, "warm-up done", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));
+    };
+    let numbers = |s: &Value| (s["lastLatencyMs"].clone(), s["promptTokens"].clone(), s["reusedTokens"].clone());
+    let reused = |c: &mut LspClient, uri: &str, line: u32, character: u32| {
+        let before = c.received.iter().rev().find_map(status_of).map(numbers);
+        let answer = c.inline_completion(uri, line, character, LONG);
+        assert!(answer["result"].is_array(), "{answer}");
+        // The status of this completion: the first with new numbers.
+        let status = c.wait_for(LONG, "status of the completion", |m| {
+            status_of(m).is_some_and(|s| s["lastLatencyMs"].is_number() && Some(numbers(s)) != before)
+        });
+        let s = status["params"].clone();
+        (s["reusedTokens"].as_u64().unwrap(), s["promptTokens"].as_u64().unwrap(), s["kvSlots"].as_u64().unwrap_or(0))
+    };
+    c.open(a, "python", &text);
+    warm(&mut c, a, line, character);
+    let (reused_a, prompt_a, _) = reused(&mut c, a, line, character);
+    assert!(prompt_a > 1000 && reused_a + 2 >= prompt_a, "the first request after a prefetch computes almost nothing: {reused_a} of {prompt_a}");
+
+    // Another file, then back: the first file's prompt is still cached.
+    let other = text.replace("Ledger", "Journal").replace("ledger", "journal");
+    c.open(b, "python", &other);
+    warm(&mut c, b, line, character);
+    let (reused_b, prompt_b, slots) = reused(&mut c, b, line, character);
+    assert!(reused_b + 2 >= prompt_b, "{reused_b} of {prompt_b}");
+    assert!(slots >= 2, "each file keeps a KV cache slot: {slots}");
+    // Typing a character makes a new prompt (the same one would come from the suggestion cache).
+    change(&mut c, a, 2, (line, character, line, character), "t");
+    let (back, prompt, _) = reused(&mut c, a, line, character + 1);
+    assert!(back + 8 >= prompt, "switching back computes almost nothing: {back} of {prompt}");
+    c.shutdown();
+}

@@ -86,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         threads: args.threads.map_or(0, usize::from),
         speculative: !args.no_speculation,
         device: args.device,
+        ..EngineOptions::default()
     };
     let model = start(resolved, options, order, Box::new(|_| {}))?.finish_blocking()?;
 

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use crate::engine::{Completion, EngineError, EngineHandle, GenerationRequest};
+use crate::engine::{Completion, EngineError, EngineHandle, GenerationRequest, JobOptions};
 use crate::remote::{RemoteClient, RemoteConfig, RemoteError};
 
 /// Which backend runs the model, as the settings choose it.
@@ -49,6 +49,15 @@ impl Generator {
     pub fn generate(&self, request: GenerationRequest) -> Pending {
         match self {
             Self::Embedded(engine) => Pending(Inner::Engine(engine.generate(request))),
+            Self::Remote(client) => Pending(Inner::Remote(client.generate(request))),
+        }
+    }
+
+    /// Starts a generation with scheduling options (priority, slot choice,
+    /// late finishing); a remote engine schedules by itself and ignores them.
+    pub fn submit(&self, request: GenerationRequest, options: JobOptions) -> Pending {
+        match self {
+            Self::Embedded(engine) => Pending(Inner::Engine(engine.submit(request, options, None))),
             Self::Remote(client) => Pending(Inner::Remote(client.generate(request))),
         }
     }

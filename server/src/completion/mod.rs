@@ -12,10 +12,12 @@
 mod cache;
 mod generator;
 mod scheduler;
+pub mod warm;
 
 pub use cache::{Shown, SuggestionLru};
 pub use generator::{Backend, GenerateError, Generator, Pending};
-pub use scheduler::{Scheduler, Ticket};
+pub use scheduler::{Scheduler, Superseded, Ticket};
+pub use warm::{plan_prompt, PromptPlan};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -76,7 +76,30 @@ impl Scheduler {
     }
 }
 
+/// Resolves when a request is superseded; a waiter's view of a [`Ticket`]
+/// whose owner (a job finishing in the background) lives elsewhere.
+pub struct Superseded {
+    flag: CancelFlag,
+    notify: Arc<Notify>,
+}
+
+impl Superseded {
+    /// Resolves when a newer request (or the document closing) cancels it.
+    pub async fn cancelled(&self) {
+        if self.flag.is_cancelled() {
+            return;
+        }
+        self.notify.notified().await;
+    }
+}
+
 impl Ticket {
+    /// A view that waits for this request to be superseded, for a waiter
+    /// that does not own the ticket.
+    pub fn superseded(&self) -> Superseded {
+        Superseded { flag: self.flag.clone(), notify: self.notify.clone() }
+    }
+
     /// The flag the engine checks between tokens.
     pub fn flag(&self) -> CancelFlag {
         self.flag.clone()

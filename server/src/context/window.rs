@@ -112,9 +112,19 @@ fn last_fitting(ends: &[usize], fits: impl Fn(usize) -> bool) -> Option<usize> {
 }
 
 /// Rounds a window's first line up to the alignment grid, never past the
-/// cursor's line.
+/// cursor's line. A small window (a quick prompt) would lose most of its
+/// lines to a 16-line grid: it takes a finer one that keeps at least two
+/// thirds of the lines that fit.
 fn aligned(line: usize, cursor_line: usize) -> usize {
-    line.div_ceil(ALIGN_LINES).saturating_mul(ALIGN_LINES).min(cursor_line)
+    let fitting = cursor_line - line.min(cursor_line);
+    let mut step = ALIGN_LINES;
+    loop {
+        let start = line.div_ceil(step).saturating_mul(step).min(cursor_line);
+        if step == 1 || (cursor_line - start) * 3 >= fitting * 2 {
+            return start;
+        }
+        step /= 2;
+    }
 }
 
 fn floor_char_boundary(text: &str, mut i: usize) -> usize {

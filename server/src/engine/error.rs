@@ -97,6 +97,9 @@ pub enum EngineError {
     /// A tensor operation failed inside candle.
     #[error("model computation failed: {0}")]
     Compute(#[from] candle_core::Error),
+    /// A job panicked inside the engine: a bug, reported rather than fatal.
+    #[error("the model failed on this request (an internal error: {0}); it was reset and serves the next one")]
+    Panicked(String),
     /// The engine worker thread is gone (it panicked or was shut down).
     #[error("the model worker has stopped")]
     WorkerGone,

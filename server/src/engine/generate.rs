@@ -163,11 +163,19 @@ pub struct EngineOptions {
     /// Where the forward pass runs: the CPU (cria's own kernels, the
     /// default) or a GPU.
     pub device: ComputeDevice,
+    /// Memory for KV caches, in MiB: as many slots as fit (at most
+    /// [`MAX_SLOTS`], at least the slots asked for), so that the prompts of
+    /// several documents stay cached. 0: only the slots asked for.
+    pub kv_cache_mb: usize,
 }
+
+/// The most KV cache slots a memory budget buys: more slots than recent
+/// documents and cursor places a user goes back to only cost memory.
+pub const MAX_SLOTS: usize = 8;
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { context_length: 4096, threads: 0, speculative: true, device: ComputeDevice::Cpu }
+        Self { context_length: 4096, threads: 0, speculative: true, device: ComputeDevice::Cpu, kv_cache_mb: 0 }
     }
 }
 
@@ -193,7 +201,71 @@ pub struct Engine {
     device: ComputeDevice,
     /// What forward passes cost here, for deciding when guessing pays.
     speculation_stats: SpeculationStats,
+    /// When each slot was last used (a counter), for choosing which to reuse.
+    last_used: Vec<u64>,
+    /// Ticks of `last_used`.
+    clock: u64,
+    /// Prompt tokens per second measured on recent prefill chunks (0 until
+    /// the first), so callers can tell what a cold prompt would cost.
+    prefill_rate: f64,
 }
+
+/// Which KV cache a job runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotChoice {
+    /// This slot (`cria serve` keeps one per client).
+    Fixed(usize),
+    /// The slot that already holds the longest start of the prompt, or a
+    /// free or least recently used one (the language server: each document
+    /// and cursor region keeps its prefix in a slot of its own).
+    Auto,
+}
+
+/// How a job runs besides what its request says; set by whoever schedules
+/// jobs (the engine thread).
+pub struct RunControl<'a> {
+    /// A background job gives way: it is asked between prefill chunks and
+    /// between tokens whether a more urgent job waits, and then stops with
+    /// [`Ran::Yielded`] (what it computed stays in the cache, so running it
+    /// again resumes where it stopped).
+    pub background: bool,
+    /// Asked when the job may give way (background, or late): whether a
+    /// more urgent job is waiting.
+    pub should_yield: &'a (dyn Fn() -> bool + Sync),
+    /// When set, a deadline that passes during the prefill does not end the
+    /// job: the prefill goes on at background priority (giving way as above),
+    /// and decoding after a late prefill gets this much time. The answer then
+    /// comes late, for whoever still wants it (the server caches it).
+    pub late_budget: Option<Duration>,
+    /// Called after each prefill chunk with the slot, the tokens in its
+    /// cache and the prompt's length (progress, and what other requests can reuse).
+    pub on_prefill: Option<&'a mut (dyn FnMut(usize, &[u32], usize) + Send)>,
+}
+
+impl RunControl<'_> {
+    /// An interactive job: never gives way, ends at its deadline.
+    pub fn interactive() -> RunControl<'static> {
+        RunControl { background: false, should_yield: &|| false, late_budget: None, on_prefill: None }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Ran {
+    /// It finished (or was cancelled, or ran out of time): the answer.
+    Done(Completion),
+    /// It gave way to a more urgent job; run it again to resume.
+    Yielded,
+}
+
+/// Prompt tokens per forward pass in background prefill: a keystroke's
+/// request waits for at most one such chunk.
+pub const BACKGROUND_PREFILL_CHUNK: usize = 64;
+
+/// A slot is reused for a prompt when it holds at least this share of the
+/// prompt's start; below it the prompt belongs elsewhere (another document,
+/// a far part of the file) and gets a slot of its own.
+const REUSE_SHARE: f32 = 0.5;
 
 impl Engine {
     /// Loads a GGUF file: tokenizer first (cheap, and the most common reason a
@@ -215,7 +287,24 @@ impl Engine {
         // a row the same bits whatever the batch (cria's own CPU kernels, not
         // candle's products on any device).
         let speculative = options.speculative && model.batch_invariant();
-        Ok(Self { model, tokenizer: Arc::new(tokenizer), caches: vec![cache], pool: Arc::new(pool), speculative, device: options.device, speculation_stats: SpeculationStats::default() })
+        let mut engine = Self {
+            model,
+            tokenizer: Arc::new(tokenizer),
+            caches: vec![cache],
+            pool: Arc::new(pool),
+            speculative,
+            device: options.device,
+            speculation_stats: SpeculationStats::default(),
+            last_used: vec![0],
+            clock: 0,
+            prefill_rate: 0.0,
+        };
+        if options.kv_cache_mb > 0 {
+            let slot_bytes = engine.caches[0].bytes_per_position() * context;
+            let fit = (options.kv_cache_mb << 20) / slot_bytes.max(1);
+            engine.set_slots(fit.clamp(1, MAX_SLOTS))?;
+        }
+        Ok(engine)
     }
 
     /// Threads the forward pass runs on (on a GPU, the host's share of it).
@@ -242,7 +331,82 @@ impl Engine {
         while self.caches.len() < slots {
             self.caches.push(self.model.new_cache(capacity)?);
         }
+        self.last_used.resize(self.caches.len(), 0);
         Ok(())
+    }
+
+    /// Forgets what every slot holds (after a failure left them unknown).
+    pub fn clear_caches(&mut self) {
+        for cache in &mut self.caches {
+            cache.truncate(0);
+        }
+    }
+
+    /// Token ids each slot holds, slot by slot.
+    pub fn slot_tokens(&self) -> Vec<Vec<u32>> {
+        self.caches.iter().map(|c| c.tokens().to_vec()).collect()
+    }
+
+    /// Bytes of keys and values one cached position takes.
+    pub fn kv_bytes_per_position(&self) -> usize {
+        self.caches[0].bytes_per_position()
+    }
+
+    /// Prompt tokens per second of recent prefill chunks (`None` before the first).
+    pub fn prefill_rate(&self) -> Option<f64> {
+        (self.prefill_rate > 0.0).then_some(self.prefill_rate)
+    }
+
+    /// The slot a prompt runs in under [`SlotChoice::Auto`]: see [`choose_slot`].
+    /// When the chosen slot is a fresh one and another slot holds a usable
+    /// start of the prompt (the file's head, after a far jump), that start is
+    /// copied over instead of being computed again.
+    fn auto_slot(&mut self, prompt: &[u32]) -> usize {
+        let infos: Vec<SlotInfo> = self
+            .caches
+            .iter()
+            .zip(&self.last_used)
+            .map(|(c, &last_used)| SlotInfo { common: c.common_prefix(prompt), len: c.len(), last_used })
+            .collect();
+        let slot = choose_slot(&infos, prompt.len());
+        let (donor, shared) = infos.iter().enumerate().map(|(i, s)| (i, s.common)).max_by_key(|&(_, c)| c).unwrap_or((slot, 0));
+        if donor != slot && shared > infos[slot].common + BACKGROUND_PREFILL_CHUNK {
+            let (to, from) = if slot < donor {
+                let (a, b) = self.caches.split_at_mut(donor);
+                (&mut a[slot], &b[0])
+            } else {
+                let (a, b) = self.caches.split_at_mut(slot);
+                (&mut b[0], &a[donor])
+            };
+            let copied = to.copy_prefix_from(from, shared);
+            tracing::debug!(slot, donor, copied, "KV prefix copied from another slot");
+        }
+        slot
+    }
+
+    /// Runs one job: the request in the slot `slot` chooses, under `control`
+    /// (see [`RunControl`]), streaming text to `on_text`.
+    pub fn run_job(
+        &mut self,
+        slot: SlotChoice,
+        request: &GenerationRequest,
+        control: &mut RunControl,
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Ran, EngineError> {
+        let slot = match slot {
+            SlotChoice::Fixed(slot) => slot,
+            SlotChoice::Auto if request.prompt.is_empty() => 0,
+            SlotChoice::Auto => self.auto_slot(&request.prompt),
+        };
+        let slots = self.caches.len();
+        self.clock += 1;
+        if let Some(used) = self.last_used.get_mut(slot) {
+            *used = self.clock;
+        }
+        let Self { model, tokenizer, caches, pool, speculative, speculation_stats, prefill_rate, .. } = self;
+        let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
+        let speculative = *speculative;
+        pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, prefill_rate, slot, request, control, on_text))
     }
 
     /// Number of KV cache slots.
@@ -314,19 +478,57 @@ impl Engine {
         let Self { model, tokenizer, caches, pool, speculative, speculation_stats, .. } = self;
         let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
         let speculative = *speculative;
-        pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, request, on_text))
+        let mut control = RunControl::interactive();
+        let mut rate = 0.0;
+        match pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, &mut rate, slot, request, &mut control, on_text))? {
+            Ran::Done(completion) => Ok(completion),
+            // An interactive job never gives way; answered as cancelled if it did.
+            Ran::Yielded => Ok(Outcome::new(request.prompt.len(), 0).finish(StopReason::Cancelled, Instant::now(), None)),
+        }
     }
 }
 
+/// What [`choose_slot`] knows of a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Leading tokens the slot shares with the prompt.
+    pub common: usize,
+    /// Tokens the slot holds.
+    pub len: usize,
+    /// When it was last used (larger is more recent).
+    pub last_used: u64,
+}
+
+/// Picks the slot for a prompt of `prompt_len` tokens: the one sharing the
+/// longest start with it, if that covers at least half the prompt or all of
+/// what the slot holds (typing on, or a warmed prefix being extended); else
+/// an empty slot, else the least recently used one (another document, or a
+/// far part of the same one, gets its own slot and the others stay warm).
+pub fn choose_slot(slots: &[SlotInfo], prompt_len: usize) -> usize {
+    let best = slots.iter().enumerate().max_by_key(|(_, s)| (s.common, s.last_used)).map(|(i, _)| i).unwrap_or(0);
+    let Some(b) = slots.get(best) else { return 0 };
+    if b.common > 0 && (b.common as f32 >= prompt_len as f32 * REUSE_SHARE || b.common == b.len) {
+        return best;
+    }
+    if let Some(empty) = slots.iter().position(|s| s.len == 0) {
+        return empty;
+    }
+    slots.iter().enumerate().min_by_key(|(_, s)| s.last_used).map(|(i, _)| i).unwrap_or(0)
+}
+
+#[allow(clippy::too_many_arguments)] // the engine's parts, borrowed apart
 fn run(
     model: &Network,
     tokenizer: &Tokenizer,
     cache: &mut KvCache,
     speculative: bool,
     stats: &mut SpeculationStats,
+    prefill_rate: &mut f64,
+    slot: usize,
     request: &GenerationRequest,
+    control: &mut RunControl,
     on_text: &mut (dyn FnMut(&str) + Send),
-) -> Result<Completion, EngineError> {
+) -> Result<Ran, EngineError> {
     let prompt = &request.prompt;
     if prompt.is_empty() {
         return Err(EngineError::EmptyPrompt);
@@ -341,17 +543,45 @@ fn run(
     cache.truncate(reused);
     let mut outcome = Outcome::new(prompt.len(), reused);
     let mut logits = None;
-    for chunk in prompt[reused..].chunks(PREFILL_CHUNK) {
-        if let Some(reason) = interrupted(request) {
-            return Ok(outcome.finish(reason, started, None));
+    // Past the deadline a job with a late budget carries on, giving way.
+    let mut deadline = request.deadline;
+    let mut late = false;
+    let chunk_size = if control.background { BACKGROUND_PREFILL_CHUNK } else { PREFILL_CHUNK };
+    for chunk in prompt[reused..].chunks(chunk_size) {
+        if let Some(reason) = interrupted(&request.cancel, deadline) {
+            match (reason, control.late_budget) {
+                (StopReason::Deadline, Some(_)) => {
+                    late = true;
+                    deadline = None;
+                }
+                _ => return Ok(Ran::Done(outcome.finish(reason, started, None))),
+            }
         }
+        if (control.background || late) && (control.should_yield)() {
+            return Ok(Ran::Yielded);
+        }
+        let chunk_started = Instant::now();
         logits = Some(model.forward(chunk, cache)?);
+        if chunk.len() >= 16 {
+            let rate = chunk.len() as f64 / chunk_started.elapsed().as_secs_f64().max(1e-6);
+            *prefill_rate = if *prefill_rate > 0.0 { 0.7 * *prefill_rate + 0.3 * rate } else { rate };
+        }
+        if let Some(on_prefill) = control.on_prefill.as_mut() {
+            on_prefill(slot, cache.tokens(), prompt.len());
+        }
     }
     let prefill_done = Instant::now();
+    if late || request.deadline.is_some_and(|d| prefill_done >= d) {
+        // The answer is late anyway: decoding gets its own budget.
+        if let Some(budget) = control.late_budget {
+            late = true;
+            deadline = Some(prefill_done + budget);
+        }
+    }
     let mut sampler = Sampler::new(request.sampling.clone());
     let mut logits = match logits {
         Some(l) => l.to_vec1::<f32>()?,
-        None => return Ok(outcome.finish(StopReason::Cancelled, started, Some(prefill_done))),
+        None => return Ok(Ran::Done(outcome.finish(StopReason::Cancelled, started, Some(prefill_done)))),
     };
     let max_new = request.max_new_tokens.min(context - cache.len());
     let mut text = StreamingText::new(&request.stop_strings);
@@ -362,23 +592,26 @@ fn run(
     loop {
         if outcome.tokens.len() >= max_new {
             outcome.text = text.finish(on_text);
-            return Ok(outcome.finish(StopReason::Length, started, Some(prefill_done)));
+            return Ok(Ran::Done(outcome.finish(StopReason::Length, started, Some(prefill_done))));
         }
         let next = sampler.sample(&logits);
         if request.stop_tokens.contains(&next) {
             outcome.text = text.finish(on_text);
-            return Ok(outcome.finish(StopReason::Eos, started, Some(prefill_done)));
+            return Ok(Ran::Done(outcome.finish(StopReason::Eos, started, Some(prefill_done))));
         }
         outcome.tokens.push(next);
         text.push(tokenizer.token_bytes(next));
         if let Some(cut) = text.find_stop(&request.stop_strings) {
             outcome.text = text.finish_at(cut, on_text);
-            return Ok(outcome.finish(StopReason::Stop, started, Some(prefill_done)));
+            return Ok(Ran::Done(outcome.finish(StopReason::Stop, started, Some(prefill_done))));
         }
         text.stream(on_text);
-        if let Some(reason) = interrupted(request) {
+        if (control.background || late) && (control.should_yield)() {
+            return Ok(Ran::Yielded);
+        }
+        if let Some(reason) = interrupted(&request.cancel, deadline) {
             outcome.text = text.finish(on_text);
-            return Ok(outcome.finish(reason, started, Some(prefill_done)));
+            return Ok(Ran::Done(outcome.finish(reason, started, Some(prefill_done))));
         }
         if outcome.tokens.len() >= max_new {
             continue;
@@ -389,11 +622,11 @@ fn run(
     }
 }
 
-fn interrupted(request: &GenerationRequest) -> Option<StopReason> {
-    if request.cancel.is_cancelled() {
+fn interrupted(cancel: &CancelFlag, deadline: Option<Instant>) -> Option<StopReason> {
+    if cancel.is_cancelled() {
         return Some(StopReason::Cancelled);
     }
-    match request.deadline {
+    match deadline {
         Some(deadline) if Instant::now() >= deadline => Some(StopReason::Deadline),
         _ => None,
     }
@@ -522,6 +755,28 @@ mod tests {
         assert_eq!(pieces.concat(), text);
         let (text, pieces) = generate(&["a", "b", "c"], &[]);
         assert_eq!((text.as_str(), pieces.len()), ("abc", 3), "without stops every token streams at once");
+    }
+
+    fn slot(common: usize, len: usize, last_used: u64) -> SlotInfo {
+        SlotInfo { common, len, last_used }
+    }
+
+    #[test]
+    fn a_prompt_goes_to_the_slot_holding_most_of_it() {
+        let slots = [slot(10, 1500, 5), slot(1490, 1500, 1), slot(0, 0, 0)];
+        assert_eq!(choose_slot(&slots, 1500), 1, "typing on: the slot with the document");
+        let warmed = [slot(3, 900, 9), slot(600, 600, 2)];
+        assert_eq!(choose_slot(&warmed, 1500), 1, "a warmed start of the prompt is extended even if under half");
+    }
+
+    #[test]
+    fn another_document_gets_a_free_slot_then_the_least_recently_used() {
+        let free = [slot(2, 1500, 5), slot(0, 1400, 3), slot(0, 0, 0)];
+        assert_eq!(choose_slot(&free, 1500), 2, "sharing only the first tokens is not enough");
+        let full = [slot(2, 1500, 5), slot(0, 1400, 3), slot(300, 1500, 9)];
+        assert_eq!(choose_slot(&full, 1500), 1, "the least recently used goes; a far jump keeps the slot it left");
+        assert_eq!(choose_slot(&[slot(0, 0, 0)], 10), 0);
+        assert_eq!(choose_slot(&[], 10), 0);
     }
 
     #[test]

@@ -89,6 +89,45 @@ impl KvCache {
         self.tokens.extend_from_slice(tokens);
     }
 
+    /// Bytes of keys and values one position takes in this cache.
+    pub fn bytes_per_position(&self) -> usize {
+        match &self.store {
+            KvStore::Host(kv) => kv.keys.len() * kv.n_kv_heads * kv.head_dim * 2 * std::mem::size_of::<f32>(),
+            KvStore::Device(kv) => kv.bytes_per_position(),
+        }
+    }
+
+    /// Makes this cache hold the first `n` positions of `other` (keys,
+    /// values and token ids), as if they had been computed here: a prompt
+    /// that shares its start with another slot's skips recomputing it.
+    /// Returns how many positions were copied: 0 when the two caches are not
+    /// both in CPU memory of the same shape (the caller then recomputes).
+    pub fn copy_prefix_from(&mut self, other: &KvCache, n: usize) -> usize {
+        let n = n.min(other.len()).min(self.capacity);
+        let (KvStore::Host(to), KvStore::Host(from)) = (&mut self.store, &other.store) else {
+            return 0;
+        };
+        if (to.keys.len(), to.n_kv_heads, to.head_dim) != (from.keys.len(), from.n_kv_heads, from.head_dim) {
+            return 0;
+        }
+        let (heads, dim) = (to.n_kv_heads, to.head_dim);
+        for layer in 0..to.keys.len() {
+            for row in 0..heads * dim {
+                // Keys: [kv_heads, head_dim, capacity].
+                let (t, f) = (row * to.capacity, row * from.capacity);
+                to.keys[layer][t..t + n].copy_from_slice(&from.keys[layer][f..f + n]);
+            }
+            for head in 0..heads {
+                // Values: [kv_heads, capacity, head_dim].
+                let (t, f) = (head * to.capacity * dim, head * from.capacity * dim);
+                to.values[layer][t..t + n * dim].copy_from_slice(&from.values[layer][f..f + n * dim]);
+            }
+        }
+        self.tokens.clear();
+        self.tokens.extend_from_slice(&other.tokens[..n]);
+        n
+    }
+
     /// The CPU-memory storage, for the CPU forward pass; an error for a
     /// cache made for a device (caches come from the model's `new_cache`, so
     /// this is a caller's bug, reported rather than a panic).
@@ -176,6 +215,12 @@ impl DeviceKv {
             values.push(Tensor::zeros((n_kv_heads, capacity, head_dim), DType::F32, device)?);
         }
         Ok(Self { keys, values, capacity })
+    }
+
+    /// Bytes of keys and values one position takes (every layer).
+    fn bytes_per_position(&self) -> usize {
+        let per_layer = |t: &Tensor| t.dims().first().copied().unwrap_or(0) * t.dims().get(2).copied().unwrap_or(0) * t.dtype().size_in_bytes();
+        self.keys.iter().chain(&self.values).map(per_layer).sum()
     }
 
     /// Writes one layer's new keys and values (`[n_kv_heads, n, head_dim]`)

@@ -21,10 +21,10 @@ pub mod tokenizer;
 mod worker;
 
 pub use error::EngineError;
-pub use generate::{default_threads, CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, StopReason};
+pub use generate::{choose_slot, default_threads, CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, Ran, RunControl, SlotChoice, SlotInfo, StopReason, BACKGROUND_PREFILL_CHUNK, MAX_SLOTS};
 pub use model::{Hyperparams, ModelFamily};
 pub use network::{ComputeDevice, UnknownDevice};
 pub use sampling::SamplingParams;
 pub use speculate::SpeculationStats;
 pub use tokenizer::{TokenKind, Tokenizer, VocabKind};
-pub use worker::{EngineHandle, LoadReceiver, LoadedModel, TextSink};
+pub use worker::{EngineHandle, JobOptions, KvUsage, LoadReceiver, LoadedModel, Priority, TextSink, Warming};

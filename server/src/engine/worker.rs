@@ -3,18 +3,26 @@
 //! (the language server) or block on (the CLI). Nothing here blocks an async
 //! runtime, and no lock is held while the model runs.
 //!
-//! Jobs run one at a time in arrival order, each in the KV cache slot it
-//! names (slot 0 unless a server with several clients chose another), and
-//! may stream their text as it is generated.
+//! Jobs run one at a time, each in the KV cache slot it names or that the
+//! engine chooses, and may stream their text as it is generated. Interactive
+//! jobs (a keystroke's request) run in arrival order, ahead of background
+//! jobs (warming a document's prompt before anyone asks, or finishing a
+//! request that ran out of time); a background job gives way to an
+//! interactive one within one prefill chunk and resumes after it, from what
+//! it had already put in the cache. A panic in a job is caught: the job is
+//! answered with an error, the caches are emptied, and the thread goes on.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
-use tokio::sync::{mpsc as async_mpsc, oneshot};
+use tokio::sync::{mpsc as async_mpsc, oneshot, watch};
 
-use super::generate::{Completion, Engine, EngineOptions, GenerationRequest};
+use super::generate::{Completion, Engine, EngineOptions, GenerationRequest, Ran, RunControl, SlotChoice};
 use super::model::Hyperparams;
 use super::tokenizer::Tokenizer;
 use super::EngineError;
@@ -33,21 +41,112 @@ pub struct LoadedModel {
 /// Where a job's text goes while it is generated, piece by piece.
 pub type TextSink = async_mpsc::UnboundedSender<String>;
 
+/// How urgent a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Someone waits for it: runs before any background job.
+    Interactive,
+    /// Nobody waits yet (warming a prompt): runs when nothing interactive
+    /// is queued, and gives way to interactive jobs.
+    Background,
+}
+
+/// How to run a job, besides its request.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Which KV cache.
+    pub slot: SlotChoice,
+    /// Interactive or background.
+    pub priority: Priority,
+    /// For interactive jobs: finish a prefill that outlives the deadline in
+    /// the background, then decode for this long (see [`RunControl::late_budget`]).
+    pub late_budget: Option<Duration>,
+    /// What the job is for (a document's URI): a newer interactive job with
+    /// the same key drops queued warm-up jobs for it, a newer warm-up job
+    /// replaces the queued one, and warm-up progress names it.
+    pub key: Option<String>,
+}
+
+impl JobOptions {
+    /// An interactive job in a given slot, as jobs always were.
+    pub fn in_slot(slot: usize) -> Self {
+        Self { slot: SlotChoice::Fixed(slot), priority: Priority::Interactive, late_budget: None, key: None }
+    }
+}
+
+/// A warm-up in progress: whose prompt, and how far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warming {
+    /// The job's key (a document's URI).
+    pub key: String,
+    /// Prompt tokens in the cache so far.
+    pub done: usize,
+    /// The prompt's length.
+    pub total: usize,
+}
+
+impl Warming {
+    /// Progress in percent.
+    pub fn percentage(&self) -> u32 {
+        (self.done * 100 / self.total.max(1)).min(100) as u32
+    }
+}
+
 struct Job {
     request: GenerationRequest,
-    slot: usize,
+    options: JobOptions,
     text: Option<TextSink>,
     reply: oneshot::Sender<Result<Completion, EngineError>>,
+}
+
+impl Job {
+    /// A job that only fills the cache (nothing to generate).
+    fn is_warm_up(&self) -> bool {
+        self.options.priority == Priority::Background && self.request.max_new_tokens == 0
+    }
+
+    fn same_key(&self, key: &Option<String>) -> bool {
+        key.is_some() && self.options.key == *key
+    }
+}
+
+/// What the engine thread shares with handles: what the caches hold, how
+/// fast prefill runs, and the warm-up under way.
+struct Shared {
+    /// Interactive jobs sent but not yet taken by the thread.
+    waiting: AtomicUsize,
+    /// Token ids each slot holds, as of the last prefill chunk or job.
+    slots: Mutex<Vec<Vec<u32>>>,
+    /// Prompt tokens per second (`f64` bits; 0 = not measured yet).
+    prefill_rate: std::sync::atomic::AtomicU64,
+    /// Bytes one cached position takes.
+    bytes_per_position: AtomicUsize,
+    /// The warm-up being run, if any.
+    warming: watch::Sender<Option<Warming>>,
+    /// The last panic caught in a job, for status reports.
+    last_panic: Mutex<Option<String>>,
 }
 
 /// A handle to the model thread; cloning it shares the same thread.
 #[derive(Clone)]
 pub struct EngineHandle {
     jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
 }
 
 /// Receives the load result once the model is resident (or failed to load).
 pub type LoadReceiver = oneshot::Receiver<Result<LoadedModel, EngineError>>;
+
+/// What the KV caches hold, for status reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvUsage {
+    /// Slots the engine has.
+    pub slots: usize,
+    /// Slots holding a prompt.
+    pub used: usize,
+    /// Bytes the held positions take.
+    pub bytes: usize,
+}
 
 impl EngineHandle {
     /// Starts the model thread, which loads `path` at once. `progress` is
@@ -66,14 +165,25 @@ impl EngineHandle {
     ) -> Result<(Self, LoadReceiver), EngineError> {
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let (loaded_tx, loaded_rx) = oneshot::channel();
+        let shared = Arc::new(Shared {
+            waiting: AtomicUsize::new(0),
+            slots: Mutex::new(Vec::new()),
+            prefill_rate: std::sync::atomic::AtomicU64::new(0),
+            bytes_per_position: AtomicUsize::new(0),
+            warming: watch::channel(None).0,
+            last_panic: Mutex::new(None),
+        });
+        let thread_shared = shared.clone();
         thread::Builder::new()
             .name("cria-engine".into())
             .spawn(move || {
                 let loaded = Engine::load(&path, &options, &mut *progress).and_then(|mut engine| {
-                    engine.set_slots(slots)?;
+                    if engine.slots() < slots {
+                        engine.set_slots(slots)?;
+                    }
                     Ok(engine)
                 });
-                let mut engine = match loaded {
+                let engine = match loaded {
                     Ok(engine) => engine,
                     Err(err) => {
                         let _ = loaded_tx.send(Err(err));
@@ -84,49 +194,212 @@ impl EngineHandle {
                         return;
                     }
                 };
+                thread_shared.publish(&engine);
                 let _ = loaded_tx.send(Ok(LoadedModel {
                     tokenizer: engine.tokenizer(),
                     hyperparams: engine.hyperparams().clone(),
                     context_length: engine.context_length(),
                 }));
-                for job in jobs_rx {
-                    let Job { request, slot, text, reply } = job;
-                    if reply.is_closed() || request.cancel.is_cancelled() {
-                        let _ = reply.send(Ok(cancelled(&request)));
-                        continue;
-                    }
-                    let mut on_text = |piece: &str| {
-                        if let Some(sink) = &text {
-                            let _ = sink.send(piece.to_string());
-                        }
-                    };
-                    let result = engine.generate_in(slot, &request, &mut on_text);
-                    let _ = reply.send(result);
-                }
+                serve_jobs(engine, &jobs_rx, &thread_shared);
             })
             .map_err(|_| EngineError::WorkerGone)?;
-        Ok((Self { jobs: jobs_tx }, loaded_rx))
+        Ok((Self { jobs: jobs_tx, shared }, loaded_rx))
     }
 
     /// Queues a generation in slot 0; the answer arrives on the returned receiver.
     pub fn generate(&self, request: GenerationRequest) -> oneshot::Receiver<Result<Completion, EngineError>> {
-        self.submit(request, 0, None)
+        self.submit(request, JobOptions::in_slot(0), None)
     }
 
     /// Queues a generation in KV cache `slot`, sending its text to `text`
     /// (if given) piece by piece as it is generated; the full answer arrives
     /// on the receiver. The sink is dropped once the job is done.
     pub fn generate_in(&self, request: GenerationRequest, slot: usize, text: Option<TextSink>) -> oneshot::Receiver<Result<Completion, EngineError>> {
-        self.submit(request, slot, text)
+        self.submit(request, JobOptions::in_slot(slot), text)
     }
 
-    fn submit(&self, request: GenerationRequest, slot: usize, text: Option<TextSink>) -> oneshot::Receiver<Result<Completion, EngineError>> {
+    /// Queues a job with explicit options (priority, slot choice, late
+    /// finishing, key); a request with `max_new_tokens: 0` only warms the
+    /// cache with its prompt.
+    pub fn submit(&self, request: GenerationRequest, options: JobOptions, text: Option<TextSink>) -> oneshot::Receiver<Result<Completion, EngineError>> {
         let (tx, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { request, slot, text, reply: tx }) {
+        let interactive = options.priority == Priority::Interactive;
+        if interactive {
+            self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { request, options, text, reply: tx }) {
+            if interactive {
+                self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
             let _ = job.reply.send(Err(EngineError::WorkerGone));
         }
         rx
     }
+
+    /// How many leading tokens of `prompt` some slot's cache already holds
+    /// (as of the last prefill chunk): what a request with it would not
+    /// have to compute.
+    pub fn cached_prefix(&self, prompt: &[u32]) -> usize {
+        let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.iter().map(|held| held.iter().zip(prompt).take_while(|(a, b)| a == b).count()).max().unwrap_or(0)
+    }
+
+    /// Prompt tokens per second the engine's prefill runs at (`None` until
+    /// it has run a chunk).
+    pub fn prefill_rate(&self) -> Option<f64> {
+        let rate = f64::from_bits(self.shared.prefill_rate.load(Ordering::Relaxed));
+        (rate > 0.0).then_some(rate)
+    }
+
+    /// The KV caches' slots and memory.
+    pub fn kv_usage(&self) -> KvUsage {
+        let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let per = self.shared.bytes_per_position.load(Ordering::Relaxed);
+        KvUsage { slots: slots.len(), used: slots.iter().filter(|s| !s.is_empty()).count(), bytes: slots.iter().map(|s| s.len() * per).sum() }
+    }
+
+    /// The warm-up under way; changes are signalled on the receiver.
+    pub fn warming(&self) -> watch::Receiver<Option<Warming>> {
+        self.shared.warming.subscribe()
+    }
+
+    /// The last panic the engine thread caught in a job, if any.
+    pub fn last_panic(&self) -> Option<String> {
+        self.shared.last_panic.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Shared {
+    fn publish(&self, engine: &Engine) {
+        *self.slots.lock().unwrap_or_else(|p| p.into_inner()) = engine.slot_tokens();
+        self.bytes_per_position.store(engine.kv_bytes_per_position(), Ordering::Relaxed);
+        if let Some(rate) = engine.prefill_rate() {
+            self.prefill_rate.store(rate.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    fn set_warming(&self, warming: Option<Warming>) {
+        self.warming.send_if_modified(|now| {
+            let changed = now.as_ref().map(|w| (&w.key, w.percentage())) != warming.as_ref().map(|w| (&w.key, w.percentage()));
+            *now = warming;
+            changed
+        });
+    }
+}
+
+/// The engine thread's loop: interactive jobs first, in arrival order, then
+/// background jobs, until every handle is gone.
+fn serve_jobs(mut engine: Engine, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
+    let mut interactive: VecDeque<Job> = VecDeque::new();
+    let mut background: VecDeque<Job> = VecDeque::new();
+    let mut open = true;
+    loop {
+        while open {
+            match jobs.try_recv() {
+                Ok(job) => admit(job, &mut interactive, &mut background, shared),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        let job = match interactive.pop_front().or_else(|| background.pop_front()) {
+            Some(job) => job,
+            None if open => match jobs.recv() {
+                Ok(job) => {
+                    admit(job, &mut interactive, &mut background, shared);
+                    continue;
+                }
+                Err(_) => return,
+            },
+            None => return,
+        };
+        if job.request.cancel.is_cancelled() || (job.options.priority == Priority::Interactive && job.reply.is_closed()) {
+            let _ = job.reply.send(Ok(cancelled(&job.request)));
+            continue;
+        }
+        if let Some(job) = run_one(&mut engine, job, shared) {
+            // It gave way: it resumes first among the background jobs.
+            background.push_front(job);
+        }
+        if background.is_empty() {
+            shared.set_warming(None);
+        }
+    }
+}
+
+/// Queues a job that just arrived, applying the key rules of [`JobOptions::key`].
+fn admit(job: Job, interactive: &mut VecDeque<Job>, background: &mut VecDeque<Job>, shared: &Shared) {
+    let stale = |queued: &Job| queued.is_warm_up() && queued.same_key(&job.options.key);
+    let (dropped, kept): (Vec<Job>, Vec<Job>) = background.drain(..).partition(stale);
+    background.extend(kept);
+    for old in dropped {
+        let _ = old.reply.send(Ok(cancelled(&old.request)));
+    }
+    match job.options.priority {
+        Priority::Interactive => {
+            shared.waiting.fetch_sub(1, Ordering::SeqCst);
+            interactive.push_back(job);
+        }
+        Priority::Background => background.push_back(job),
+    }
+}
+
+/// Runs a job; gives it back if it gave way to an interactive one.
+fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
+    let Job { request, options, text, reply } = job;
+    let background = options.priority == Priority::Background;
+    let should_yield = || shared.waiting.load(Ordering::SeqCst) > 0;
+    let warm_key = options.key.clone().filter(|_| background || options.late_budget.is_some());
+    if let (true, Some(key)) = (background, &warm_key) {
+        shared.set_warming(Some(Warming { key: key.clone(), done: 0, total: request.prompt.len() }));
+    }
+    let mut on_prefill = |slot: usize, held: &[u32], total: usize| {
+        if let Some(published) = shared.slots.lock().unwrap_or_else(|p| p.into_inner()).get_mut(slot) {
+            published.clear();
+            published.extend_from_slice(held);
+        }
+        if let Some(key) = &warm_key {
+            if background || held.len() < total {
+                shared.set_warming(Some(Warming { key: key.clone(), done: held.len().min(total), total }));
+            }
+        }
+    };
+    let mut on_text = |piece: &str| {
+        if let Some(sink) = &text {
+            let _ = sink.send(piece.to_string());
+        }
+    };
+    let mut control = RunControl { background, should_yield: &should_yield, late_budget: options.late_budget, on_prefill: Some(&mut on_prefill) };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run_job(options.slot, &request, &mut control, &mut on_text)));
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic_message(&panic);
+            tracing::error!("the model panicked in a job: {message}; its caches were emptied");
+            engine.clear_caches();
+            *shared.last_panic.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+            Err(EngineError::Panicked(message))
+        }
+    };
+    shared.publish(engine);
+    match outcome {
+        Ok(Ran::Yielded) => Some(Job { request, options, text, reply }),
+        Ok(Ran::Done(completion)) => {
+            let _ = reply.send(Ok(completion));
+            None
+        }
+        Err(e) => {
+            let _ = reply.send(Err(e));
+            None
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The answer for a request cancelled before it reached the model.

@@ -48,7 +48,15 @@ pub struct ServerConfig {
     pub log_level: String,
     /// Where the model runs: here, or on a remote serving engine.
     pub backend: Backend,
+    /// MiB of KV caches kept for recent documents and cursor places (each
+    /// keeps its prompt computed, so going back costs nothing); 0 = one.
+    pub kv_cache_mb: usize,
 }
+
+/// The default KV cache memory: about five prompts of Qwen2.5-Coder-0.5B at
+/// a 4,096-token context (each holds ~100 MB of address space, of which a
+/// 1,600-token prompt touches ~40 MB).
+pub const DEFAULT_KV_CACHE_MB: usize = 512;
 
 /// The default latency budget. Measured on a 2-core laptop-class CPU with
 /// Qwen2.5-Coder-0.5B: a keystroke with the prompt prefix cached costs a few
@@ -81,6 +89,7 @@ impl Default for ServerConfig {
             temperature: 0.0,
             log_level: "warn".into(),
             backend: Backend::Embedded,
+            kv_cache_mb: DEFAULT_KV_CACHE_MB,
         }
     }
 }
@@ -133,6 +142,7 @@ impl ServerConfig {
                 "temperature" => number(value, 0.0, 2.0).map(|v| self.temperature = v),
                 "logLevel" => string(value).map(|v| self.log_level = v),
                 "backend" => backend(value).map(|v| self.backend = v),
+                "kvCacheMb" => integer(value, 0, 1 << 16).map(|v| self.kv_cache_mb = v as usize),
                 _ => {
                     problems.push(ConfigProblem::UnknownKey(key.clone()));
                     continue;
@@ -174,10 +184,25 @@ impl ServerConfig {
     /// between prefix and suffix for this model's layout, and single-line
     /// stops. Public so that benchmarks build the server's very prompts.
     pub fn prompt_text(&self, model: &Model, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
+        self.prompt_text_within(self.prompt_tokens, model, text, cursor, tree, mode)
+    }
+
+    /// Like [`Self::prompt_text`], for a prompt of at most `prompt_tokens`:
+    /// a small prompt answers a cold cursor (nothing cached) within the
+    /// budget while the full one is computed in the background. It keeps
+    /// the suffix to a third and leaves out other files' snippets.
+    pub fn quick_prompt_text(&self, prompt_tokens: usize, model: &Model, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
+        let quick = ServerConfig { max_suffix_tokens: self.max_suffix_tokens.min(prompt_tokens / 3), context_share: 0.0, ..self.clone() };
+        let (cursor_text, mut settings) = quick.prompt_text_within(prompt_tokens, model, text, cursor, tree, mode);
+        settings.prompt_budget = Some(prompt_tokens);
+        (cursor_text, settings)
+    }
+
+    fn prompt_text_within(&self, prompt_tokens: usize, model: &Model, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
         let tokenizer = &model.loaded.tokenizer;
         let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
         let template = &model.template;
-        let room = self.prompt_tokens.saturating_sub(template.control_token_count());
+        let room = prompt_tokens.saturating_sub(template.control_token_count());
         let share = (room as f32 * self.suffix_share) as usize;
         let suffix_tokens = match template.order {
             _ if !template.uses_suffix() => 0,

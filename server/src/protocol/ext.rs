@@ -9,6 +9,9 @@
 //! - `cria/documentText` (client → server request, `{ "uri": ... }`): the
 //!   server's copy of a document (`null` if it is not open), for checking
 //!   that it equals the editor's.
+//! - `cria/prefetch` (client → server notification, `{ "textDocument":
+//!   { "uri" }, "position" }`): the user's cursor is here; warm the prompt
+//!   for it in the background, so the first suggestion there is fast.
 
 use serde::{Deserialize, Serialize};
 use tower_lsp_server::gen_lsp_types::{LspNotificationMethod, MessageDirection, Notification};
@@ -21,6 +24,35 @@ pub const DOCUMENT_TEXT_METHOD: &str = "cria/documentText";
 pub struct DocumentTextParams {
     /// The document's URI as the editor sent it in `didOpen`.
     pub uri: String,
+}
+
+/// Method name of the prefetch notification.
+pub const PREFETCH_METHOD: &str = "cria/prefetch";
+
+/// Parameters of `cria/prefetch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefetchParams {
+    /// The document.
+    pub text_document: PrefetchDocument,
+    /// The cursor, in the negotiated position encoding.
+    pub position: PrefetchPosition,
+}
+
+/// The document of a `cria/prefetch`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrefetchDocument {
+    /// The document's URI as the editor sent it in `didOpen`.
+    pub uri: String,
+}
+
+/// A position in a `cria/prefetch` (an LSP position).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PrefetchPosition {
+    /// Zero-based line.
+    pub line: u32,
+    /// Zero-based character, in the negotiated encoding's units.
+    pub character: u32,
 }
 
 /// Method name of the status notification.
@@ -43,8 +75,19 @@ impl Notification for StatusNotification {
 pub struct Status {
     /// Model name (config name or file name).
     pub model: String,
-    /// `loading`, `ready` or `error`.
+    /// `loading`, `ready`, `warming` (ready, and a document's prompt is
+    /// being computed in the background: suggestions for it may come back
+    /// empty until it is done, then the editor may ask again) or `error`.
     pub state: String,
+    /// While `warming`: whose prompt, and how far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warming: Option<WarmingStatus>,
+    /// Memory the KV caches of recent documents hold, in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_cache_mb: Option<f64>,
+    /// KV cache slots holding a prompt (one per recent document or place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_slots: Option<usize>,
     /// The error, when `state` is `error`; the progress text while loading.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -60,4 +103,13 @@ pub struct Status {
     /// Generated tokens per second in the last completion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_per_second: Option<f64>,
+}
+
+/// The warm-up part of [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WarmingStatus {
+    /// The document whose prompt is being computed.
+    pub uri: String,
+    /// How far, in percent.
+    pub percentage: u32,
 }

@@ -14,7 +14,7 @@ mod state;
 mod transport;
 
 pub use config::{ConfigProblem, ServerConfig, DEFAULT_LATENCY_BUDGET_MS};
-pub use ext::{Status, ACCEPTED_COMMAND, DOCUMENT_TEXT_METHOD, STATUS_METHOD};
+pub use ext::{Status, ACCEPTED_COMMAND, DOCUMENT_TEXT_METHOD, PREFETCH_METHOD, STATUS_METHOD};
 pub use state::LogControl;
 
 use std::sync::Arc;
@@ -31,6 +31,7 @@ where
 {
     let (service, socket) = LspService::build(|client| server::Backend { state: Arc::new(state::State::new(client, config, log_control)) })
         .custom_method(ext::DOCUMENT_TEXT_METHOD, server::Backend::document_text)
+        .custom_method(ext::PREFETCH_METHOD, server::Backend::prefetch)
         .finish();
     let (server_in, server_out, pump) = transport::guard(input, output);
     // Many requests may wait on the model at once; keep reading edits and

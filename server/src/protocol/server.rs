@@ -23,6 +23,12 @@ impl Backend {
     pub async fn document_text(&self, params: super::ext::DocumentTextParams) -> Result<Option<String>> {
         Ok(self.state.documents().get(&params.uri).map(|d| d.text()))
     }
+
+    /// `cria/prefetch`: the cursor is here; warm its prompt in the background.
+    pub async fn prefetch(&self, params: super::ext::PrefetchParams) {
+        let position = crate::documents::Position { line: params.position.line, character: params.position.character };
+        self.state.prefetch(&params.text_document.uri, position);
+    }
 }
 
 /// Where the cursor is after `text` was inserted at `start` (positions in
@@ -107,6 +113,7 @@ impl LanguageServer for Backend {
         let item = params.text_document;
         let language = language_id(&item.language_id);
         self.state.documents().open(item.uri.0.as_str(), &language, item.version, &item.text);
+        self.state.document_activity(item.uri.0.as_str());
     }
 
     async fn did_change(&self, params: lsp::DidChangeTextDocumentParams) {
@@ -125,6 +132,7 @@ impl LanguageServer for Backend {
             Ok(_) => {}
             Err(e) => tracing::warn!("didChange: {e}"),
         }
+        self.state.document_activity(&uri);
     }
 
     async fn did_close(&self, params: lsp::DidCloseTextDocumentParams) {

@@ -16,8 +16,8 @@ use tower_lsp_server::gen_lsp_types as lsp;
 use tower_lsp_server::Client;
 
 use super::config::{ConfigProblem, ServerConfig};
-use super::ext::{Status, StatusNotification};
-use crate::completion::{resolve_model, start_backend, CompletionInput, Generator, Model, Scheduler, Shown, SuggestionLru};
+use super::ext::{Status, StatusNotification, WarmingStatus};
+use crate::completion::{plan_prompt, resolve_model, start_backend, CompletionInput, Model, PromptPlan, Scheduler, Shown, SuggestionLru};
 use crate::context::{
     completion_mode, definitions, line_comment, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText,
     Definition, SourceFile,
@@ -27,8 +27,12 @@ use crate::prompt::ContextChunk;
 use crate::documents::encoding::{byte_to_position, position_to_byte};
 use crate::documents::{DocumentLimits, DocumentStore, Language, Position, PositionEncoding};
 use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
-use crate::engine::{Completion, EngineOptions, StopReason};
+use crate::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, JobOptions, Priority, SlotChoice, StopReason};
 use crate::models::CriaHome;
+
+/// The least time a late answer (its prefill outlived the latency budget)
+/// may spend generating: it goes to the cache for the editor's re-ask.
+const LATE_DECODE_BUDGET: Duration = Duration::from_secs(2);
 
 /// Changes the log filter at run time; given by the binary, which owns logging.
 pub type LogControl = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -94,6 +98,19 @@ pub struct State {
     /// Definitions found in the workspace folders' files.
     workspace_definitions: RwLock<Arc<Vec<Definition>>>,
     workspace_roots: Mutex<Vec<PathBuf>>,
+    /// The document the user works in now (the last one edited, asked
+    /// about or prefetched): activity in another one warms that one.
+    active: Mutex<Option<String>>,
+    /// Each open document's last known cursor (requests, prefetches,
+    /// edits), where its prompt is warmed when it becomes active again.
+    cursors: Mutex<HashMap<String, Position>>,
+    /// Stops the warm-up under way for a document when a newer one starts.
+    warm_ups: Mutex<HashMap<String, CancelFlag>>,
+    /// The snippets from other files each document's prompt used, and the
+    /// 16-line block of the cursor they were chosen for: while the cursor
+    /// stays in that block they are used again, so the prompt's start (and
+    /// its KV cache) does not change when other files open or change.
+    context_memo: Mutex<HashMap<String, (usize, Arc<Vec<ContextChunk>>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -120,6 +137,10 @@ impl State {
             last_edit_end: Mutex::new(HashMap::new()),
             workspace_definitions: RwLock::new(Arc::new(Vec::new())),
             workspace_roots: Mutex::new(Vec::new()),
+            active: Mutex::new(None),
+            cursors: Mutex::new(HashMap::new()),
+            warm_ups: Mutex::new(HashMap::new()),
+            context_memo: Mutex::new(HashMap::new()),
         }
     }
 
@@ -143,6 +164,16 @@ impl State {
     pub fn cancel_pending(&self, uri: &str) {
         self.scheduler.cancel(uri);
         lock(&self.shown).remove(uri);
+        lock(&self.last_edit_end).remove(uri);
+        lock(&self.cursors).remove(uri);
+        if let Some(flag) = lock(&self.warm_ups).remove(uri) {
+            flag.cancel();
+        }
+        lock(&self.context_memo).remove(uri);
+        let mut active = lock(&self.active);
+        if active.as_deref() == Some(uri) {
+            *active = None;
+        }
     }
 
     /// Remembers where the user edited, for context from recent edits.
@@ -160,6 +191,80 @@ impl State {
     /// Remembers where a document's last edit ended.
     pub fn record_edit_end(&self, uri: &str, end: Position) {
         lock(&self.last_edit_end).insert(uri.to_string(), end);
+        self.note_cursor(uri, end);
+    }
+
+    fn note_cursor(&self, uri: &str, position: Position) {
+        let mut cursors = lock(&self.cursors);
+        if cursors.len() >= 4096 && !cursors.contains_key(uri) {
+            return; // closed documents leave; this bounds a client that never closes
+        }
+        cursors.insert(uri.to_string(), position);
+    }
+
+    /// Makes `uri` the active document; true when it was not (the user
+    /// switched to it).
+    fn activate(&self, uri: &str) -> bool {
+        let mut active = lock(&self.active);
+        if active.as_deref() == Some(uri) {
+            return false;
+        }
+        *active = Some(uri.to_string());
+        true
+    }
+
+    /// A document was opened or edited: if the user switched to it, warm
+    /// its prompt at its last known cursor (the edit's end, a prefetch, a
+    /// request), so its first suggestion does not pay for the whole prompt.
+    pub fn document_activity(self: &Arc<Self>, uri: &str) {
+        if !self.activate(uri) {
+            return;
+        }
+        let known = lock(&self.cursors).get(uri).copied();
+        if let Some(position) = known {
+            self.prefetch(uri, position);
+        }
+    }
+
+    /// `cria/prefetch`: the user's cursor is at `position` in `uri`. Warms
+    /// the prompt a request there would use, at background priority: if
+    /// computing it would not fit the latency budget, a quick prompt first
+    /// (what the first keystroke there will use), then the full one. A newer
+    /// prefetch for the document replaces this one; any request runs first.
+    pub fn prefetch(self: &Arc<Self>, uri: &str, position: Position) {
+        self.note_cursor(uri, position);
+        self.activate(uri);
+        let Some(built) = self.prepare(uri, position) else {
+            return;
+        };
+        let Some(engine) = built.model.generator.engine().cloned() else {
+            return; // a remote engine keeps its own cache
+        };
+        let flag = CancelFlag::new();
+        if let Some(old) = lock(&self.warm_ups).insert(uri.to_string(), flag.clone()) {
+            old.cancel();
+        }
+        let uri = uri.to_string();
+        let budget = Duration::from_millis(built.config.latency_budget_ms);
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(prepared) = built.build(budget, None, CancelFlag::new()) else { return };
+            state.remember_context(&built, &prepared.full);
+            let full = &prepared.full.request.prompt;
+            if prepared.quick.is_none() && engine.cached_prefix(full) + 1 >= full.len() {
+                return; // already warm
+            }
+            let warm = |request: &GenerationRequest| {
+                let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag.clone(), ..request.clone() };
+                let options = JobOptions { slot: SlotChoice::Auto, priority: Priority::Background, late_budget: None, key: Some(uri.clone()) };
+                drop(engine.submit(request, options, None));
+            };
+            if let Some(quick) = &prepared.quick {
+                warm(&quick.request);
+            }
+            warm(&prepared.full.request);
+            tracing::debug!(%uri, quick = prepared.quick.is_some(), full = prepared.full.request.prompt.len(), "prompt warm-up queued");
+        });
     }
 
     /// After a suggestion was accepted: computes the next suggestion at the
@@ -239,17 +344,51 @@ impl State {
 
     /// The current status, for `cria/status`.
     async fn publish_status(&self) {
+        self.publish_status_as(false).await;
+    }
+
+    /// Sends `cria/status`; with `answer_ready`, as `ready` even while a
+    /// warm-up goes on: an answer that came late is in the cache, and an
+    /// editor that got an empty answer while warming asks again on `ready`.
+    async fn publish_status_as(&self, answer_ready: bool) {
+        self.publish_status_with(answer_ready, None).await;
+    }
+
+    /// Sends `cria/status` as `warming` for `uri`: its request was answered
+    /// empty because its prompt is still being computed.
+    async fn publish_status_late(&self, uri: &str) {
+        self.publish_status_with(false, Some(uri)).await;
+    }
+
+    async fn publish_status_with(&self, answer_ready: bool, late: Option<&str>) {
         let status = {
             let mut last = lock(&self.last);
             let (model, state, message) = match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
                 ModelState::NotStarted => (String::new(), "loading", None),
                 ModelState::Loading { name } => (name.clone(), "loading", None),
-                ModelState::Ready(m) => match lock(&self.generation_error).clone() {
-                    Some(error) => (m.name.clone(), "error", Some(error)),
-                    None => (m.name.clone(), "ready", None),
-                },
+                ModelState::Ready(m) => {
+                    let engine = m.generator.engine();
+                    last.warming = engine.and_then(|e| e.warming().borrow().clone()).map(|w| WarmingStatus { percentage: w.percentage(), uri: w.key });
+                    if let Some(uri) = late {
+                        if last.warming.as_ref().is_none_or(|w| w.uri != uri) {
+                            last.warming = Some(WarmingStatus { uri: uri.to_string(), percentage: 0 });
+                        }
+                    }
+                    if let Some(usage) = engine.map(|e| e.kv_usage()) {
+                        last.kv_cache_mb = Some((usage.bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0);
+                        last.kv_slots = Some(usage.used);
+                    }
+                    match lock(&self.generation_error).clone() {
+                        Some(error) => (m.name.clone(), "error", Some(error)),
+                        None if last.warming.is_some() && !answer_ready => (m.name.clone(), "warming", None),
+                        None => (m.name.clone(), "ready", None),
+                    }
+                }
                 ModelState::Failed { name, message } => (name.clone(), "error", Some(message.clone())),
             };
+            if state != "warming" {
+                last.warming = None;
+            }
             last.model = model;
             last.state = state.into();
             last.message = message;
@@ -295,7 +434,13 @@ impl State {
         report(json!({"kind": "begin", "title": "cria: loading model", "message": config.model, "percentage": 0, "cancellable": false})).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
         let spec = config.model.clone();
-        let options = EngineOptions { context_length: config.context_length, threads: config.threads, device: config.device, ..EngineOptions::default() };
+        let options = EngineOptions {
+            context_length: config.context_length,
+            threads: config.threads,
+            device: config.device,
+            kv_cache_mb: config.kv_cache_mb,
+            ..EngineOptions::default()
+        };
         let backend = config.backend.clone();
         let starting = tokio::task::spawn_blocking(move || {
             let home = CriaHome::from_env().map_err(|e| e.to_string())?;
@@ -329,8 +474,21 @@ impl State {
             Ok(model) => {
                 tracing::info!(model = %model.name, load_ms = model.load_time.as_millis() as u64, "model ready");
                 report(json!({"kind": "end", "message": format!("{} ready", model.name)})).await;
+                let warming = model.generator.engine().map(|e| e.warming());
                 if !self.set_model_state(generation, ModelState::Ready(model)) {
                     return;
+                }
+                if let Some(mut warming) = warming {
+                    // Warm-up progress goes to the editor's status line.
+                    let state = self.clone();
+                    tokio::spawn(async move {
+                        while warming.changed().await.is_ok() {
+                            if state.load_generation.load(Ordering::SeqCst) != generation {
+                                break;
+                            }
+                            state.publish_status().await;
+                        }
+                    });
                 }
             }
             Err(message) => {
@@ -346,13 +504,11 @@ impl State {
         self.publish_status().await;
     }
 
-    /// Computes the suggestion at a cursor, within the latency budget.
-    /// `None` when there is nothing to show (model not ready, document
-    /// unknown or skipped, superseded by a newer request, nothing useful).
-    pub async fn suggest(self: &Arc<Self>, uri: &str, position: Position) -> Option<Suggestion> {
-        let started = Instant::now();
-        // Synchronous part first, so the snapshot is the text as of this
-        // request, ordered with the edits before it.
+    /// The synchronous part of a request at a cursor: the document as of
+    /// now (ordered with the edits before it), the settings and the model.
+    /// `None` when there is nothing to do (model not ready, document unknown
+    /// or skipped, language off, no completion wanted here).
+    fn prepare(&self, uri: &str, position: Position) -> Option<Arc<CursorRequest>> {
         let snapshot = match self.documents().snapshot(uri) {
             Ok(s) => s,
             Err(e) => {
@@ -383,89 +539,184 @@ impl State {
         if mode == CompletionMode::Skip {
             return None;
         }
-        let rope = snapshot.rope().clone();
-        let place = |shown: String| Some(placed(&rope, &text, offset, encoding, shown));
+        let block = position.line as usize / crate::context::ALIGN_LINES;
+        let memo = lock(&self.context_memo).get(uri).filter(|(b, _)| *b == block).map(|(_, chunks)| chunks.clone());
+        let others = if config.context_share > 0.0 && memo.is_none() { self.other_documents(uri) } else { Vec::new() };
+        let roots = lock(&self.workspace_roots).clone();
+        Some(Arc::new(CursorRequest {
+            uri: uri.to_string(),
+            block,
+            memo,
+            rope: snapshot.rope().clone(),
+            language: snapshot.language().clone(),
+            tree: snapshot.tree().cloned(),
+            text,
+            offset,
+            encoding,
+            mode,
+            path: display_path(uri, &roots),
+            others,
+            recent: lock(&self.recent_edits).iter().cloned().collect(),
+            index: self.workspace_definitions.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            roots,
+            config,
+            model,
+        }))
+    }
+
+    /// Keeps the snippets a document's full prompt used, for its next prompts
+    /// in the same block (only for documents still open).
+    fn remember_context(&self, request: &CursorRequest, full: &Built) {
+        if request.memo.is_none() && self.documents().get(&request.uri).is_some() {
+            lock(&self.context_memo).insert(request.uri.clone(), (request.block, full.context.clone()));
+        }
+    }
+
+    /// Queues the warm-up of a document's full prompt (background priority,
+    /// replacing the document's earlier warm-up).
+    fn warm_full_prompt(&self, uri: &str, model: &Model, request: &GenerationRequest) {
+        let Some(engine) = model.generator.engine() else { return };
+        let flag = CancelFlag::new();
+        if let Some(old) = lock(&self.warm_ups).insert(uri.to_string(), flag.clone()) {
+            old.cancel();
+        }
+        let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag, ..request.clone() };
+        let options = JobOptions { slot: SlotChoice::Auto, priority: Priority::Background, late_budget: None, key: Some(uri.to_string()) };
+        drop(engine.submit(request, options, None));
+    }
+
+    /// Computes the suggestion at a cursor, within the latency budget.
+    /// `None` when there is nothing to show (model not ready, document
+    /// unknown or skipped, superseded by a newer request, nothing useful,
+    /// or not ready within the budget).
+    ///
+    /// A cursor whose prompt is not cached (a file just opened, switched
+    /// to, or a far jump) runs a quick, smaller prompt now and warms the
+    /// full one in the background. A request whose prompt still takes
+    /// longer than the budget is answered empty with the status `warming`,
+    /// and finished in the background: its answer is cached, and the status
+    /// returns to `ready` so the editor asks again and gets it at once.
+    pub async fn suggest(self: &Arc<Self>, uri: &str, position: Position) -> Option<Suggestion> {
+        let started = Instant::now();
+        let request = self.prepare(uri, position)?;
+        self.note_cursor(uri, position);
+        self.activate(uri);
+        let place = |shown: String| Some(placed(&request.rope, &request.text, request.offset, request.encoding, shown));
         // Typed-through: the user typed the start of the suggestion shown.
-        let shown = lock(&self.shown).get(uri).and_then(|s| s.typed_through(&text, offset));
+        let shown = lock(&self.shown).get(uri).and_then(|s| s.typed_through(&request.text, request.offset));
         if let Some(rest) = shown {
             self.scheduler.cancel(uri);
             return place(rest);
         }
         let ticket = self.scheduler.begin(uri);
-        let deadline = started + Duration::from_millis(config.latency_budget_ms);
+        let budget = Duration::from_millis(request.config.latency_budget_ms);
+        let deadline = started + budget;
         let cancel = ticket.flag();
-        let language = snapshot.language().clone();
-        let tree = snapshot.tree().cloned();
-        let job_text = text.clone();
-        let job_language = language.clone();
-        let others = if config.context_share > 0.0 { self.other_documents(uri) } else { Vec::new() };
-        let recent: Vec<(String, usize)> = lock(&self.recent_edits).iter().cloned().collect();
-        let index = self.workspace_definitions.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let roots = lock(&self.workspace_roots).clone();
-        let path = display_path(uri, &roots);
-        let built = tokio::task::spawn_blocking(move || {
-            let (cursor, settings) = config.prompt_text(&model, &job_text, offset, tree.as_ref(), mode);
-            let context = if config.context_share > 0.0 { gather_context(&cursor, &path, &others, &recent, &index, &roots) } else { Vec::new() };
-            let input = CompletionInput { cursor: &cursor, context: &context, line_comment: line_comment(job_language.id()), path: Some(&path) };
-            model.request(&input, &settings, Some(deadline), cancel).map(|(request, _)| (model, request, cursor))
-        })
-        .await;
-        let (model, request, cursor) = match built {
-            Ok(Ok(built)) => built,
-            Ok(Err(e)) => {
-                tracing::warn!("prompt for {uri}: {e}");
-                return None;
-            }
+        let builder = request.clone();
+        let prepared = match tokio::task::spawn_blocking(move || builder.build(budget, Some(deadline), cancel)).await {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => return None,
             Err(e) => {
                 tracing::error!("prompt building panicked: {e}");
                 return None;
             }
         };
-        let key = SuggestionLru::key(&request.prompt, if mode == CompletionMode::SingleLine { "single" } else { "multi" });
-        let cached = lock(&self.lru).get(key);
+        let Prepared { full, quick } = prepared;
+        self.remember_context(&request, &full);
+        if quick.is_some() {
+            tracing::debug!(%uri, full = full.request.prompt.len(), "cold cursor: a quick prompt now, the full one warmed");
+        }
+        let cached = [Some(&full), quick.as_ref()].into_iter().flatten().find_map(|b| lock(&self.lru).get(b.key));
         if let Some(hit) = cached {
             tracing::debug!("completion from cache");
-            lock(&self.shown).insert(uri.to_string(), Shown::new(&text, offset, &hit));
+            if quick.is_some() {
+                self.warm_full_prompt(uri, &request.model, &full.request);
+            }
+            lock(&self.shown).insert(uri.to_string(), Shown::new(&request.text, request.offset, &hit));
             return if hit.is_empty() { None } else { place(hit) };
         }
-        let reply = model.generator.generate(request);
-        let answer = tokio::select! {
-            answer = tokio::time::timeout_at((deadline + Duration::from_millis(50)).into(), reply) => answer,
-            () = ticket.cancelled() => return None,
+        let full_request = quick.is_some().then(|| full.request.clone());
+        let chosen = quick.unwrap_or(full);
+        let embedded = request.model.generator.engine().is_some();
+        let options = JobOptions {
+            slot: SlotChoice::Auto,
+            priority: Priority::Interactive,
+            // Nobody waits on a late answer: it gets time enough to finish.
+            late_budget: embedded.then_some(budget.max(LATE_DECODE_BUDGET)),
+            key: Some(uri.to_string()),
         };
+        let pending = request.model.generator.submit(chosen.request.clone(), options);
+        if let Some(full_request) = &full_request {
+            self.warm_full_prompt(uri, &request.model, full_request);
+        }
+        let superseded = ticket.superseded();
+        let (answered, answer) = tokio::sync::oneshot::channel();
+        let state = self.clone();
+        let job_request = request.clone();
+        let job_uri = uri.to_string();
+        tokio::spawn(async move {
+            let shown = state.finish(pending.await, &job_request, &chosen, started).await;
+            drop(ticket);
+            if let Err(Some(_)) = answered.send(shown) {
+                // The request was answered empty meanwhile: the answer is
+                // cached, and the status tells the editor to ask again.
+                tracing::info!(uri = %job_uri, ms = started.elapsed().as_millis() as u64, "late suggestion ready in the cache");
+                state.publish_status_as(true).await;
+            }
+        });
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout_at((deadline + Duration::from_millis(50)).into(), answer) => outcome,
+            () = superseded.cancelled() => return None,
+        };
+        match outcome {
+            Ok(Ok(Some(shown))) => {
+                lock(&self.shown).insert(uri.to_string(), Shown::new(&request.text, request.offset, &shown));
+                place(shown)
+            }
+            Ok(_) => None,
+            Err(_) if embedded => {
+                tracing::info!(%uri, "not ready within the latency budget; finishing in the background");
+                self.publish_status_late(uri).await;
+                None
+            }
+            Err(_) => {
+                tracing::info!(%uri, "no answer from the engine within the latency budget");
+                *lock(&self.generation_error) = Some("the remote engine did not answer within the latency budget".into());
+                self.publish_status().await;
+                None
+            }
+        }
+    }
+
+    /// Turns a generation's answer into what is shown (post-processed,
+    /// cached when complete); `None` when there is nothing to show.
+    async fn finish(
+        &self,
+        answer: Result<Result<Completion, crate::completion::GenerateError>, tokio::sync::oneshot::error::RecvError>,
+        request: &CursorRequest,
+        built: &Built,
+        started: Instant,
+    ) -> Option<String> {
         let completion = match answer {
-            Ok(Ok(Ok(c))) => c,
-            Ok(Ok(Err(e))) => {
-                tracing::warn!("generation for {uri}: {e}");
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::warn!("generation: {e}");
                 *lock(&self.generation_error) = Some(e.to_string());
                 self.publish_status().await;
                 return None;
             }
-            Ok(Err(_)) => return None,
-            Err(_) => {
-                tracing::info!(%uri, "no answer from the engine within the latency budget");
-                if matches!(model.generator, Generator::Remote(_)) {
-                    *lock(&self.generation_error) = Some("the remote engine did not answer within the latency budget".into());
-                    self.publish_status().await;
-                }
-                return None;
-            }
+            Err(_) => return None,
         };
-        drop(ticket);
         self.record(&completion, started.elapsed()).await;
         if completion.stop_reason == StopReason::Cancelled {
             return None;
         }
-        let shown = shown_text(&completion, &cursor, &language, mode);
+        let shown = shown_text(&completion, &built.cursor, &request.language, request.mode);
         tracing::debug!(raw = ?completion.text, shown = ?shown, "postprocessed");
         if matches!(completion.stop_reason, StopReason::Eos | StopReason::Stop | StopReason::Length) {
-            lock(&self.lru).put(key, shown.clone());
+            lock(&self.lru).put(built.key, shown.clone());
         }
-        if shown.trim().is_empty() {
-            return None;
-        }
-        lock(&self.shown).insert(uri.to_string(), Shown::new(&text, offset, &shown));
-        place(shown)
+        (!shown.trim().is_empty()).then_some(shown)
     }
 
     async fn record(&self, completion: &Completion, latency: Duration) {
@@ -488,6 +739,86 @@ impl State {
             "completion"
         );
         self.publish_status().await;
+    }
+}
+
+/// Everything a request at a cursor needs, taken from the server's state at
+/// once, so prompts are built off the async threads.
+struct CursorRequest {
+    uri: String,
+    /// The cursor's 16-line block (see `State::context_memo`).
+    block: usize,
+    /// The snippets chosen earlier for this block.
+    memo: Option<Arc<Vec<ContextChunk>>>,
+    rope: ropey::Rope,
+    language: Language,
+    tree: Option<tree_sitter::Tree>,
+    text: String,
+    offset: usize,
+    encoding: PositionEncoding,
+    mode: CompletionMode,
+    path: String,
+    others: Vec<(String, DocumentSnapshot)>,
+    recent: Vec<(String, usize)>,
+    index: Arc<Vec<Definition>>,
+    roots: Vec<PathBuf>,
+    config: ServerConfig,
+    model: Model,
+}
+
+/// One prompt, ready to run.
+struct Built {
+    request: GenerationRequest,
+    /// The snippets from other files it holds.
+    context: Arc<Vec<ContextChunk>>,
+    cursor: CursorText,
+    /// The suggestion cache's key for it.
+    key: u64,
+}
+
+/// The prompts for a request: the full one, and a quick one when the full
+/// one is not cached and would not fit the budget.
+struct Prepared {
+    full: Built,
+    quick: Option<Built>,
+}
+
+impl CursorRequest {
+    fn build(&self, budget: Duration, deadline: Option<Instant>, cancel: CancelFlag) -> Option<Prepared> {
+        let full = self.build_one(None, deadline, cancel.clone())?;
+        let quick = self.model.generator.engine().and_then(|engine| {
+            let cached = engine.cached_prefix(&full.request.prompt);
+            match plan_prompt(full.request.prompt.len(), cached, engine.prefill_rate(), budget) {
+                PromptPlan::Quick { prompt_tokens } => self.build_one(Some(prompt_tokens), deadline, cancel),
+                PromptPlan::Full => None,
+            }
+        });
+        Some(Prepared { full, quick })
+    }
+
+    fn build_one(&self, quick: Option<usize>, deadline: Option<Instant>, cancel: CancelFlag) -> Option<Built> {
+        let (config, model, text, tree) = (&self.config, &self.model, &self.text, self.tree.as_ref());
+        let (cursor, settings) = match quick {
+            None => config.prompt_text(model, text, self.offset, tree, self.mode),
+            Some(tokens) => config.quick_prompt_text(tokens, model, text, self.offset, tree, self.mode),
+        };
+        let context = match (&self.memo, quick) {
+            (_, Some(_)) => Arc::new(Vec::new()),
+            _ if config.context_share <= 0.0 => Arc::new(Vec::new()),
+            (Some(memo), None) => memo.clone(),
+            (None, None) => Arc::new(gather_context(&cursor, &self.path, &self.others, &self.recent, &self.index, &self.roots)),
+        };
+        let input = CompletionInput { cursor: &cursor, context: &context, line_comment: line_comment(self.language.id()), path: Some(&self.path) };
+        match model.request(&input, &settings, deadline, cancel) {
+            Ok((request, _)) => {
+                let key = SuggestionLru::key(&request.prompt, if self.mode == CompletionMode::SingleLine { "single" } else { "multi" });
+                Some(Built { request, context, cursor, key })
+            }
+            Err(e) => {
+                tracing::warn!("prompt: {e}");
+                None
+            }
+        }
     }
 }
 
