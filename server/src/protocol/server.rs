@@ -1,6 +1,7 @@
 //! The `LanguageServer` implementation: thin handlers that convert LSP
 //! parameters, call into [`State`], and convert the answer back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -11,10 +12,24 @@ use tower_lsp_server::LanguageServer;
 use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
 use super::ext::ACCEPTED_COMMAND;
 use super::state::{State, Suggestion};
+use super::throttle::Throttle;
 
 /// The server object tower-lsp-server drives.
 pub struct Backend {
     pub(super) state: Arc<State>,
+    /// Set by `shutdown`: the session then ends cleanly (exit code 0).
+    pub(super) shutdown_requested: Arc<AtomicBool>,
+}
+
+static REFUSED_CHANGE: Throttle = Throttle::new();
+static CHANGE_PROBLEM: Throttle = Throttle::new();
+static STALE_REQUEST: Throttle = Throttle::new();
+
+/// Parameters of the internal [`super::transport::REFUSED_CHANGE_METHOD`].
+#[derive(Debug, serde::Deserialize)]
+pub struct RefusedChangeParams {
+    uri: String,
+    reason: String,
 }
 
 impl Backend {
@@ -22,6 +37,36 @@ impl Backend {
     /// tests (and curious users) can check it equals the editor's text.
     pub async fn document_text(&self, params: super::ext::DocumentTextParams) -> Result<Option<String>> {
         Ok(self.state.documents().get(&params.uri).map(|d| d.text()))
+    }
+
+    /// A `didChange` the transport refused (its ranges are not ranges):
+    /// the document keeps its text and is marked stale; the log and the
+    /// client's log say so.
+    pub async fn refused_change(&self, params: RefusedChangeParams) {
+        let known = self.state.documents().mark_stale(&params.uri).is_ok();
+        if !known {
+            return;
+        }
+        let uri = super::transport::excerpt(params.uri.as_bytes());
+        let text = format!(
+            "cria: a change to {uri} was refused ({}); no suggestions in it until the editor sends its whole text (reopen the file)",
+            params.reason
+        );
+        if let Some(suppressed) = REFUSED_CHANGE.check() {
+            tracing::warn!(suppressed, "{text}");
+            self.state.client.log_message(lsp::MessageType::Warning, text).await;
+        }
+    }
+
+    /// Says in the log, now and then, that a document gets no suggestions
+    /// because a change to it was refused.
+    fn note_if_stale(&self, uri: &str) {
+        let stale = self.state.documents().get(uri).is_some_and(|d| d.is_stale());
+        if stale {
+            if let Some(suppressed) = STALE_REQUEST.check() {
+                tracing::info!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions: a change to the document was refused; waiting for its whole text");
+            }
+        }
     }
 }
 
@@ -72,6 +117,7 @@ impl LanguageServer for Backend {
     async fn initialize(&self, params: lsp::InitializeParams) -> Result<lsp::InitializeResult> {
         let encoding = negotiate_encoding(&params);
         self.state.set_encoding(encoding);
+        super::progress::set_client_support(&params.capabilities);
         if let Some(options) = &params.initialization_options {
             let (problems, _) = self.state.apply_settings(options);
             for problem in &problems {
@@ -100,6 +146,7 @@ impl LanguageServer for Backend {
     }
 
     async fn shutdown(&self) -> Result<()> {
+        self.shutdown_requested.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -121,9 +168,19 @@ impl LanguageServer for Backend {
         }
         let result = self.state.documents().change(&uri, params.text_document.version, &changes, encoding);
         match result {
-            Ok(report) if !report.clamped.is_empty() => tracing::debug!(%uri, clamped = ?report.clamped, "edit positions clamped"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("didChange: {e}"),
+            Ok(report) => {
+                if !report.clamped.is_empty() {
+                    tracing::debug!(%uri, clamped = ?report.clamped, "edit positions clamped");
+                }
+                if report.ignored_while_stale > 0 {
+                    self.note_if_stale(&uri);
+                }
+            }
+            Err(e) => {
+                if let Some(suppressed) = CHANGE_PROBLEM.check() {
+                    tracing::warn!(suppressed, "didChange: {}", super::transport::excerpt(e.to_string().as_bytes()));
+                }
+            }
         }
     }
 
@@ -131,7 +188,9 @@ impl LanguageServer for Backend {
         let uri = params.text_document.uri.0.as_str();
         self.state.cancel_pending(uri);
         if let Err(e) = self.state.documents().close(uri) {
-            tracing::warn!("didClose: {e}");
+            if let Some(suppressed) = CHANGE_PROBLEM.check() {
+                tracing::warn!(suppressed, "didClose: {}", super::transport::excerpt(e.to_string().as_bytes()));
+            }
         }
     }
 
@@ -145,6 +204,7 @@ impl LanguageServer for Backend {
 
     async fn inline_completion(&self, params: lsp::InlineCompletionParams) -> Result<Option<lsp::InlineCompletionResponse>> {
         let at = params.text_document_position_params;
+        self.note_if_stale(at.text_document.uri.0.as_str());
         let Some(s) = self.state.suggest(at.text_document.uri.0.as_str(), position(at.position)).await else {
             return Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(Vec::new())));
         };
@@ -155,6 +215,7 @@ impl LanguageServer for Backend {
 
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position_params;
+        self.note_if_stale(at.text_document.uri.0.as_str());
         let items = match self.state.suggest(at.text_document.uri.0.as_str(), position(at.position)).await {
             Some(s) => vec![completion_item(&s)],
             None => Vec::new(),
