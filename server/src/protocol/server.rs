@@ -58,15 +58,31 @@ impl Backend {
         }
     }
 
-    /// Says in the log, now and then, that a document gets no suggestions
-    /// because a change to it was refused.
-    fn note_if_stale(&self, uri: &str) {
-        let stale = self.state.documents().get(uri).is_some_and(|d| d.is_stale());
-        if stale {
-            if let Some(suppressed) = STALE_REQUEST.check() {
-                tracing::info!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions: a change to the document was refused; waiting for its whole text");
+    /// Whether a document may get suggestions: it is open, and not stale.
+    /// Says why not in the log, now and then (a client may ask for
+    /// thousands).
+    fn can_suggest(&self, uri: &str) -> bool {
+        let stale = match self.state.documents().get(uri) {
+            Some(doc) => doc.is_stale(),
+            None => {
+                if let Some(suppressed) = CHANGE_PROBLEM.check() {
+                    tracing::warn!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions: the document is not open");
+                }
+                return false;
             }
+        };
+        if stale {
+            note_stale(uri);
         }
+        !stale
+    }
+}
+
+/// Says in the log, now and then, that a document gets no suggestions and
+/// ignores edits because a change to it was refused.
+fn note_stale(uri: &str) {
+    if let Some(suppressed) = STALE_REQUEST.check() {
+        tracing::info!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions and edits ignored: a change to the document was refused; waiting for its whole text");
     }
 }
 
@@ -160,12 +176,6 @@ impl LanguageServer for Backend {
         let uri = params.text_document.text_document_identifier.uri.0.clone();
         let changes: Vec<_> = params.content_changes.into_iter().map(text_change).collect();
         let encoding = self.state.encoding();
-        if let Some(range) = changes.iter().find_map(|c| c.range) {
-            self.state.record_edit(&uri, range.start.line as usize);
-        }
-        if let Some(end) = changes.last().and_then(|c| c.range.map(|r| end_after_insert(r.start, &c.text, encoding))) {
-            self.state.record_edit_end(&uri, end);
-        }
         let result = self.state.documents().change(&uri, params.text_document.version, &changes, encoding);
         match result {
             Ok(report) => {
@@ -173,7 +183,17 @@ impl LanguageServer for Backend {
                     tracing::debug!(%uri, clamped = ?report.clamped, "edit positions clamped");
                 }
                 if report.ignored_while_stale > 0 {
-                    self.note_if_stale(&uri);
+                    note_stale(&uri);
+                    return;
+                }
+                // Only edits that were applied, to documents that are open,
+                // are remembered (per-document state never outgrows the
+                // documents).
+                if let Some(range) = changes.iter().find_map(|c| c.range) {
+                    self.state.record_edit(&uri, range.start.line as usize);
+                }
+                if let Some(end) = changes.last().and_then(|c| c.range.map(|r| end_after_insert(r.start, &c.text, encoding))) {
+                    self.state.record_edit_end(&uri, end);
                 }
             }
             Err(e) => {
@@ -204,8 +224,9 @@ impl LanguageServer for Backend {
 
     async fn inline_completion(&self, params: lsp::InlineCompletionParams) -> Result<Option<lsp::InlineCompletionResponse>> {
         let at = params.text_document_position_params;
-        self.note_if_stale(at.text_document.uri.0.as_str());
-        let Some(s) = self.state.suggest(at.text_document.uri.0.as_str(), position(at.position)).await else {
+        let uri = at.text_document.uri.0.as_str();
+        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position)).await } else { None };
+        let Some(s) = suggestion else {
             return Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(Vec::new())));
         };
         let range = s.replace_end.map(|end| json!({ "start": to_lsp_position(s.cursor), "end": to_lsp_position(end) }));
@@ -215,11 +236,9 @@ impl LanguageServer for Backend {
 
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position_params;
-        self.note_if_stale(at.text_document.uri.0.as_str());
-        let items = match self.state.suggest(at.text_document.uri.0.as_str(), position(at.position)).await {
-            Some(s) => vec![completion_item(&s)],
-            None => Vec::new(),
-        };
+        let uri = at.text_document.uri.0.as_str();
+        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position)).await } else { None };
+        let items = suggestion.map(|s| vec![completion_item(&s)]).unwrap_or_default();
         Ok(Some(lsp::CompletionResponse::CompletionList(lsp::CompletionList {
             is_incomplete: true,
             item_defaults: None,
