@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use cria::completion::{resolve_model, start_with_slots};
 use cria::engine::{ComputeDevice, EngineOptions};
 use cria::models::CriaHome;
-use cria::serve::{serve, ServeOptions};
+use cria::serve::{serve, Limits, ServeOptions};
 
 /// Arguments of `cria serve`.
 #[derive(clap::Args)]
@@ -37,6 +37,10 @@ pub struct Args {
     /// with `--features cuda` or `--features metal`), or candle-cpu.
     #[arg(long, default_value = "cpu")]
     device: ComputeDevice,
+    /// Connections open at once; past it the one idle the longest is closed
+    /// (or, when all are busy, the new one refused).
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
 }
 
 /// Runs the server until the process is stopped.
@@ -45,6 +49,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(1..=64).contains(&args.slots) {
         bail!("--slots must be from 1 to 64, got {}", args.slots);
     }
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    let limits = Limits { max_connections: args.max_connections, ..Limits::default() };
     let token = match &args.token_env {
         Some(name) => match std::env::var(name) {
             Ok(token) if !token.trim().is_empty() => Some(token.trim().to_string()),
@@ -72,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         // The one line on stdout: where to point clients (tests read it).
         println!("cria serve: {} on http://{address} ({} slots, load {} ms)", model.name, args.slots, model.load_time.as_millis());
-        serve(model, listener, ServeOptions { token, slots: args.slots }).await?;
+        serve(model, listener, ServeOptions { token, slots: args.slots, limits }).await?;
         anyhow::Ok(())
     })
 }

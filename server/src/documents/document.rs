@@ -40,6 +40,9 @@ impl Default for DocumentLimits {
 /// regardless.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SkipReason {
+    /// A change was refused ([`Document::mark_stale`]): the text may differ
+    /// from the editor's until a whole-text change or a re-open.
+    Stale,
     /// The text contains a NUL byte: probably not source code.
     Binary,
     /// The text is larger than the configured limit.
@@ -94,6 +97,9 @@ pub struct ClampedChange {
 pub struct ChangeReport {
     /// Changes whose ranges were out of range or inside a character.
     pub clamped: Vec<ClampedChange>,
+    /// Ranged changes left out because the document is stale: their
+    /// ranges refer to a text this document does not have.
+    pub ignored_while_stale: usize,
 }
 
 /// An open document, owned by the store and mutated by the protocol layer's
@@ -116,6 +122,8 @@ pub struct Document {
     lone_crs: usize,
     /// NUL bytes in the text; non-zero marks the document binary.
     nuls: usize,
+    /// A change was refused: the text may not be the editor's.
+    stale: bool,
 }
 
 impl Document {
@@ -146,6 +154,7 @@ impl Document {
             limits,
             syntax,
             syntax_error,
+            stale: false,
         };
         doc.refresh_syntax();
         doc
@@ -172,6 +181,14 @@ impl Document {
     ) -> ChangeReport {
         let mut report = ChangeReport::default();
         for (index, change) in changes.iter().enumerate() {
+            match change.range {
+                Some(_) if self.stale => {
+                    report.ignored_while_stale += 1;
+                    continue;
+                }
+                None => self.stale = false,
+                Some(_) => {}
+            }
             let clamp = self.apply_one(change, enc);
             if !clamp.is_exact() {
                 report.clamped.push(ClampedChange { index, clamp });
@@ -209,12 +226,28 @@ impl Document {
 
     /// Why completion should be skipped here, if it should (see the module docs).
     pub fn skip_reason(&self) -> Option<SkipReason> {
+        if self.stale {
+            return Some(SkipReason::Stale);
+        }
         skip_reason(&self.rope, self.nuls, self.limits)
+    }
+
+    /// Marks the document out of step with the editor: a change to it was
+    /// refused. Its text stays as it was; ranged changes are left out (they
+    /// refer to a text it does not have) until a whole-text change, or a
+    /// re-open, brings it back in step.
+    pub fn mark_stale(&mut self) {
+        self.stale = true;
+    }
+
+    /// True after a refused change, until a whole-text change.
+    pub fn is_stale(&self) -> bool {
+        self.stale
     }
 
     /// True when the document exceeds the size limit.
     pub fn too_large_for_context(&self) -> bool {
-        matches!(self.skip_reason(), Some(SkipReason::TooLarge { .. }))
+        matches!(skip_reason(&self.rope, self.nuls, self.limits), Some(SkipReason::TooLarge { .. }))
     }
 
     /// True when the document contains a NUL byte.
@@ -347,7 +380,7 @@ impl Document {
 
     /// Reparses, or drops the tree when the size rule now skips the document.
     fn refresh_syntax(&mut self) {
-        let skip = self.skip_reason().is_some();
+        let skip = skip_reason(&self.rope, self.nuls, self.limits).is_some();
         let Some(syntax) = &mut self.syntax else {
             return;
         };

@@ -300,3 +300,37 @@ fn an_edit_in_a_large_file_reparses_incrementally() {
         new.named_child(10_000).map(|n| n.id())
     );
 }
+
+#[test]
+fn a_stale_document_ignores_ranged_changes_until_a_whole_text_change() {
+    let mut doc = Document::new("fn a() {}\n", Language::Rust, 1);
+    doc.mark_stale();
+    assert!(doc.is_stale());
+    assert_eq!(doc.skip_reason(), Some(SkipReason::Stale));
+    assert_eq!(doc.snapshot().skip_reason(), Some(SkipReason::Stale));
+    // Ranged changes refer to the editor's text, which this may not be.
+    let report = doc.apply_change(2, &TextChange::replace(range(0, 3, 0, 4), "b"), Utf16);
+    assert_eq!(report.ignored_while_stale, 1);
+    assert_eq!(doc.text(), "fn a() {}\n");
+    assert!(doc.tree().is_some(), "the tree still matches the text");
+    // A whole-text change in a batch repairs it; ranged changes after it apply.
+    let changes = [
+        TextChange::replace(range(0, 0, 0, 0), "lost"),
+        TextChange::full("fn c() {}\n"),
+        TextChange::replace(range(0, 3, 0, 4), "d"),
+    ];
+    let report = doc.apply_changes(3, &changes, Utf16);
+    assert_eq!(report.ignored_while_stale, 1);
+    assert_eq!(doc.text(), "fn d() {}\n");
+    assert!(!doc.is_stale());
+    assert_eq!(doc.skip_reason(), None);
+    assert_consistent(&doc);
+}
+
+#[test]
+fn a_stale_document_over_the_size_limit_is_still_too_large() {
+    let mut doc = Document::with_limits("fn a() {}", Language::Rust, 0, DocumentLimits { max_bytes: 4 });
+    doc.mark_stale();
+    assert!(doc.too_large_for_context());
+    assert_eq!(doc.skip_reason(), Some(SkipReason::Stale));
+}

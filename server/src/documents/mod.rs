@@ -13,6 +13,10 @@
 //!   the tree tree-sitter's own incremental parse gives, which is a fresh
 //!   parse's tree except where tree-sitter's recovery depends on history
 //!   (see `server/tests/documents_props.rs`).
+//! - A change that cannot be applied as the editor meant it is refused by
+//!   the caller, never guessed at: the document is then marked stale
+//!   ([`SkipReason::Stale`]) and ignores ranged changes until a whole-text
+//!   change or a re-open puts it back in step with the editor.
 //! - The user's text is never dropped: oversized or binary documents keep
 //!   their text and only lose their tree ([`SkipReason`]).
 

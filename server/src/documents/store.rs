@@ -68,6 +68,14 @@ impl DocumentStore {
         Ok(doc.apply_changes(version, changes, enc))
     }
 
+    /// Marks an open document stale: a change to it was refused (see
+    /// [`Document::mark_stale`]).
+    pub fn mark_stale(&mut self, uri: &str) -> Result<(), StoreError> {
+        let doc = self.docs.get_mut(uri).ok_or_else(|| unknown(uri))?;
+        doc.mark_stale();
+        Ok(())
+    }
+
     /// Closes a document and frees its text and tree.
     pub fn close(&mut self, uri: &str) -> Result<(), StoreError> {
         self.docs.remove(uri).map(drop).ok_or_else(|| unknown(uri))
@@ -163,6 +171,17 @@ mod tests {
         store.open(URI, "rust", 1, "");
         assert!(store.close(URI).is_ok());
         assert!(store.close(URI).is_err());
+    }
+
+    #[test]
+    fn a_refused_change_marks_the_document_stale_until_it_is_reopened() {
+        let mut store = DocumentStore::default();
+        assert!(store.mark_stale(URI).is_err());
+        store.open(URI, "rust", 1, "fn a() {}");
+        assert_eq!(store.mark_stale(URI), Ok(()));
+        assert_eq!(store.snapshot(URI).ok().and_then(|s| s.skip_reason()), Some(SkipReason::Stale));
+        store.open(URI, "rust", 2, "fn a() {}");
+        assert_eq!(store.snapshot(URI).ok().and_then(|s| s.skip_reason()), None);
     }
 
     #[test]

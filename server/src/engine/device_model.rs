@@ -69,6 +69,7 @@ impl DeviceTransformer {
     /// window).
     pub fn load(file: &mut GgufFile, max_context: usize, device: &Device, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         let hp = Hyperparams::from_gguf(file)?;
+        hp.check_tensors(file)?;
         check_dtypes(file)?;
         let embedding = Arc::new(file.tensor("token_embd.weight", device)?);
         let (embedding_rows, width) = embedding.shape().dims2()?;

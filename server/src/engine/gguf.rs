@@ -1,12 +1,14 @@
 //! Reading a GGUF file: its metadata as typed values with errors that name the
 //! file and the key, and its tensors on demand.
 //!
-//! candle parses the container (and bounds every length by the file size, so a
-//! corrupt file gives an error, not an allocation failure); this module turns
-//! its loosely typed metadata into what the engine needs.
+//! [`super::gguf_check`] reads the header first and refuses what candle's
+//! reader would trip on (a zero alignment, shapes whose byte sizes overflow
+//! or lie past the end of the file, metadata that would take many times the
+//! file's size in memory); then candle parses the container, and this
+//! module turns its loosely typed metadata into what the engine needs.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -36,7 +38,10 @@ impl GgufFile {
                 reason: "it is a directory".into(),
             });
         }
+        let size = file.metadata().map_err(|source| EngineError::Open { path: path.to_path_buf(), source })?.len();
         let mut reader = BufReader::new(file);
+        super::gguf_check::check_header(path, &mut reader, size)?;
+        reader.seek(SeekFrom::Start(0)).map_err(|source| EngineError::Open { path: path.to_path_buf(), source })?;
         let content = Content::read(&mut reader).map_err(|err| {
             let reason = err.to_string();
             // candle names a tensor type it has no kernels for this way.
@@ -172,6 +177,17 @@ impl GgufFile {
     /// Names of all tensors, for checks and diagnostics.
     pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
         self.content.tensor_infos.keys().map(String::as_str)
+    }
+
+    /// A tensor's dimensions (outermost first, as candle orders them),
+    /// without reading it.
+    pub fn tensor_dims(&self, name: &str) -> Option<&[usize]> {
+        self.content.tensor_infos.get(name).map(|t| t.shape.dims())
+    }
+
+    /// How many tensors the file holds.
+    pub fn tensor_count(&self) -> usize {
+        self.content.tensor_infos.len()
     }
 
     /// The storage type of a tensor, without reading it.

@@ -10,6 +10,7 @@ pub mod device_model;
 mod error;
 mod generate;
 pub mod gguf;
+pub mod gguf_check;
 pub mod kv_cache;
 pub mod model;
 pub mod network;

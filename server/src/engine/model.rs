@@ -142,6 +142,46 @@ impl Hyperparams {
     }
 }
 
+/// The tensors every block must have.
+const BLOCK_TENSORS: [&str; 9] = [
+    "attn_norm.weight",
+    "attn_q.weight",
+    "attn_k.weight",
+    "attn_v.weight",
+    "attn_output.weight",
+    "ffn_norm.weight",
+    "ffn_gate.weight",
+    "ffn_up.weight",
+    "ffn_down.weight",
+];
+
+impl Hyperparams {
+    /// Checks the shape against the file's tensor directory before anything
+    /// is sized from it: as many blocks as `block_count` says, each with its
+    /// tensors, and an embedding table as wide as `embedding_length`. The
+    /// header check already bounded every tensor by the file's size, so
+    /// what is sized from these numbers afterwards is bounded too.
+    pub fn check_tensors(&self, file: &GgufFile) -> Result<(), EngineError> {
+        let arch = self.family.gguf_name();
+        let bad = |key: &str, reason: String| EngineError::Metadata { path: file.path().to_path_buf(), key: format!("{arch}.{key}"), reason };
+        // Each block has several tensors, so a count past the directory's
+        // size is refused before a name is even formatted.
+        if self.n_layers == 0 || self.n_layers > file.tensor_count() {
+            return Err(bad("block_count", format!("is {}, but the file holds {} tensors", self.n_layers, file.tensor_count())));
+        }
+        for i in 0..self.n_layers {
+            if let Some(missing) = BLOCK_TENSORS.iter().map(|t| format!("blk.{i}.{t}")).find(|name| !file.has_tensor(name)) {
+                return Err(bad("block_count", format!("is {}, but tensor `{missing}` is missing", self.n_layers)));
+            }
+        }
+        match file.tensor_dims("token_embd.weight") {
+            Some(&[_, width]) if width == self.n_embd => Ok(()),
+            Some(dims) => Err(bad("embedding_length", format!("is {}, but token_embd.weight is {dims:?}", self.n_embd))),
+            None => Err(EngineError::Corrupt { path: file.path().to_path_buf(), reason: "tensor `token_embd.weight` is missing".into() }),
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Vec<f32>,
     /// q, k and v projections stacked: one product per layer instead of three.
@@ -193,6 +233,7 @@ impl Transformer {
     /// `max_context` bounds the rotary tables (and so the usable window).
     pub fn load(file: &mut GgufFile, max_context: usize, device: &Device, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         let hp = Hyperparams::from_gguf(file)?;
+        hp.check_tensors(file)?;
         if !device.is_cpu() {
             return Err(EngineError::Compute(candle_core::Error::Msg(
                 "cria's own forward pass runs on the CPU; other devices take the device forward pass".into(),

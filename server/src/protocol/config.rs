@@ -266,7 +266,10 @@ fn backend(value: &Value) -> Result<Backend, String> {
     let map = match value {
         Value::String(kind) if kind == "embedded" => return Ok(Backend::Embedded),
         Value::Object(map) => map,
-        _ => return Err(format!("expected {{ \"kind\": \"embedded\" }} or {{ \"kind\": \"remote\", \"url\": ... }}, got {value}")),
+        _ => {
+            let got = crate::remote::redact_userinfo(&value.to_string());
+            return Err(format!("expected {{ \"kind\": \"embedded\" }} or {{ \"kind\": \"remote\", \"url\": ... }}, got {got}"));
+        }
     };
     let text = |key: &str| -> Result<Option<String>, String> {
         map.get(key).map(|v| string(v).map_err(|e| format!("`{key}`: {e}"))).transpose()

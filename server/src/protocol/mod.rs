@@ -9,30 +9,49 @@
 mod config;
 mod convert;
 mod ext;
+mod progress;
 mod server;
 mod state;
+mod throttle;
 mod transport;
 
 pub use config::{ConfigProblem, ServerConfig, DEFAULT_LATENCY_BUDGET_MS};
 pub use ext::{Status, ACCEPTED_COMMAND, DOCUMENT_TEXT_METHOD, PREFETCH_METHOD, STATUS_METHOD};
 pub use state::LogControl;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower_lsp_server::{LspService, Server};
 
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// `shutdown` came first, then `exit` (or the editor closed the stream).
+    Clean,
+    /// `exit` without `shutdown`, or the stream closed without either: the
+    /// LSP specification asks for exit code 1.
+    WithoutShutdown,
+}
+
 /// Serves one client over a pair of streams (stdio in the binary, an
 /// in-memory pipe in tests) until it exits.
-pub async fn serve<I, O>(input: I, output: O, config: ServerConfig, log_control: Option<LogControl>)
+pub async fn serve<I, O>(input: I, output: O, config: ServerConfig, log_control: Option<LogControl>) -> SessionEnd
 where
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
-    let (service, socket) = LspService::build(|client| server::Backend { state: Arc::new(state::State::new(client, config, log_control)) })
-        .custom_method(ext::DOCUMENT_TEXT_METHOD, server::Backend::document_text)
-        .custom_method(ext::PREFETCH_METHOD, server::Backend::prefetch)
-        .finish();
+    let shutdown_requested = Arc::new(AtomicBool::new(false));
+    let flag = shutdown_requested.clone();
+    let (service, socket) = LspService::build(move |client| server::Backend {
+        state: Arc::new(state::State::new(client, config, log_control)),
+        shutdown_requested: flag,
+    })
+    .custom_method(ext::DOCUMENT_TEXT_METHOD, server::Backend::document_text)
+    .custom_method(ext::PREFETCH_METHOD, server::Backend::prefetch)
+    .custom_method(transport::REFUSED_CHANGE_METHOD, server::Backend::refused_change)
+    .finish();
     let (server_in, server_out, pump) = transport::guard(input, output);
     // Many requests may wait on the model at once; keep reading edits and
     // cancellations meanwhile.
@@ -40,5 +59,10 @@ where
     tokio::select! {
         () = server => {}
         () = pump => {}
+    }
+    if shutdown_requested.load(Ordering::SeqCst) {
+        SessionEnd::Clean
+    } else {
+        SessionEnd::WithoutShutdown
     }
 }

@@ -1,6 +1,7 @@
 //! The `LanguageServer` implementation: thin handlers that convert LSP
 //! parameters, call into [`State`], and convert the answer back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -11,10 +12,24 @@ use tower_lsp_server::LanguageServer;
 use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
 use super::ext::ACCEPTED_COMMAND;
 use super::state::{State, Suggestion};
+use super::throttle::Throttle;
 
 /// The server object tower-lsp-server drives.
 pub struct Backend {
     pub(super) state: Arc<State>,
+    /// Set by `shutdown`: the session then ends cleanly (exit code 0).
+    pub(super) shutdown_requested: Arc<AtomicBool>,
+}
+
+static REFUSED_CHANGE: Throttle = Throttle::new();
+static CHANGE_PROBLEM: Throttle = Throttle::new();
+static STALE_REQUEST: Throttle = Throttle::new();
+
+/// Parameters of the internal [`super::transport::REFUSED_CHANGE_METHOD`].
+#[derive(Debug, serde::Deserialize)]
+pub struct RefusedChangeParams {
+    uri: String,
+    reason: String,
 }
 
 impl Backend {
@@ -28,6 +43,52 @@ impl Backend {
     pub async fn prefetch(&self, params: super::ext::PrefetchParams) {
         let position = crate::documents::Position { line: params.position.line, character: params.position.character };
         self.state.prefetch(&params.text_document.uri, position);
+    }
+
+    /// A `didChange` the transport refused (its ranges are not ranges):
+    /// the document keeps its text and is marked stale; the log and the
+    /// client's log say so.
+    pub async fn refused_change(&self, params: RefusedChangeParams) {
+        let known = self.state.documents().mark_stale(&params.uri).is_ok();
+        if !known {
+            return;
+        }
+        let uri = super::transport::excerpt(params.uri.as_bytes());
+        let text = format!(
+            "cria: a change to {uri} was refused ({}); no suggestions in it until the editor sends its whole text (reopen the file)",
+            params.reason
+        );
+        if let Some(suppressed) = REFUSED_CHANGE.check() {
+            tracing::warn!(suppressed, "{text}");
+            self.state.client.log_message(lsp::MessageType::Warning, text).await;
+        }
+    }
+
+    /// Whether a document may get suggestions: it is open, and not stale.
+    /// Says why not in the log, now and then (a client may ask for
+    /// thousands).
+    fn can_suggest(&self, uri: &str) -> bool {
+        let stale = match self.state.documents().get(uri) {
+            Some(doc) => doc.is_stale(),
+            None => {
+                if let Some(suppressed) = CHANGE_PROBLEM.check() {
+                    tracing::warn!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions: the document is not open");
+                }
+                return false;
+            }
+        };
+        if stale {
+            note_stale(uri);
+        }
+        !stale
+    }
+}
+
+/// Says in the log, now and then, that a document gets no suggestions and
+/// ignores edits because a change to it was refused.
+fn note_stale(uri: &str) {
+    if let Some(suppressed) = STALE_REQUEST.check() {
+        tracing::info!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions and edits ignored: a change to the document was refused; waiting for its whole text");
     }
 }
 
@@ -78,6 +139,7 @@ impl LanguageServer for Backend {
     async fn initialize(&self, params: lsp::InitializeParams) -> Result<lsp::InitializeResult> {
         let encoding = negotiate_encoding(&params);
         self.state.set_encoding(encoding);
+        super::progress::set_client_support(&params.capabilities);
         if let Some(options) = &params.initialization_options {
             let (problems, _) = self.state.apply_settings(options);
             for problem in &problems {
@@ -106,6 +168,7 @@ impl LanguageServer for Backend {
     }
 
     async fn shutdown(&self) -> Result<()> {
+        self.shutdown_requested.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -120,26 +183,42 @@ impl LanguageServer for Backend {
         let uri = params.text_document.text_document_identifier.uri.0.clone();
         let changes: Vec<_> = params.content_changes.into_iter().map(text_change).collect();
         let encoding = self.state.encoding();
-        if let Some(range) = changes.iter().find_map(|c| c.range) {
-            self.state.record_edit(&uri, range.start.line as usize);
-        }
-        if let Some(end) = changes.last().and_then(|c| c.range.map(|r| end_after_insert(r.start, &c.text, encoding))) {
-            self.state.record_edit_end(&uri, end);
-        }
         let result = self.state.documents().change(&uri, params.text_document.version, &changes, encoding);
         match result {
-            Ok(report) if !report.clamped.is_empty() => tracing::debug!(%uri, clamped = ?report.clamped, "edit positions clamped"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("didChange: {e}"),
+            Ok(report) => {
+                if !report.clamped.is_empty() {
+                    tracing::debug!(%uri, clamped = ?report.clamped, "edit positions clamped");
+                }
+                if report.ignored_while_stale > 0 {
+                    note_stale(&uri);
+                    return;
+                }
+                // Only edits that were applied, to documents that are open,
+                // are remembered (per-document state never outgrows the
+                // documents).
+                if let Some(range) = changes.iter().find_map(|c| c.range) {
+                    self.state.record_edit(&uri, range.start.line as usize);
+                }
+                if let Some(end) = changes.last().and_then(|c| c.range.map(|r| end_after_insert(r.start, &c.text, encoding))) {
+                    self.state.record_edit_end(&uri, end);
+                }
+                self.state.document_activity(&uri);
+            }
+            Err(e) => {
+                if let Some(suppressed) = CHANGE_PROBLEM.check() {
+                    tracing::warn!(suppressed, "didChange: {}", super::transport::excerpt(e.to_string().as_bytes()));
+                }
+            }
         }
-        self.state.document_activity(&uri);
     }
 
     async fn did_close(&self, params: lsp::DidCloseTextDocumentParams) {
         let uri = params.text_document.uri.0.as_str();
         self.state.cancel_pending(uri);
         if let Err(e) = self.state.documents().close(uri) {
-            tracing::warn!("didClose: {e}");
+            if let Some(suppressed) = CHANGE_PROBLEM.check() {
+                tracing::warn!(suppressed, "didClose: {}", super::transport::excerpt(e.to_string().as_bytes()));
+            }
         }
     }
 
@@ -153,7 +232,9 @@ impl LanguageServer for Backend {
 
     async fn inline_completion(&self, params: lsp::InlineCompletionParams) -> Result<Option<lsp::InlineCompletionResponse>> {
         let at = params.text_document_position_params;
-        let Some(s) = self.state.suggest(at.text_document.uri.0.as_str(), position(at.position)).await else {
+        let uri = at.text_document.uri.0.as_str();
+        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position)).await } else { None };
+        let Some(s) = suggestion else {
             return Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(Vec::new())));
         };
         let range = s.replace_end.map(|end| json!({ "start": to_lsp_position(s.cursor), "end": to_lsp_position(end) }));
@@ -163,10 +244,9 @@ impl LanguageServer for Backend {
 
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position_params;
-        let items = match self.state.suggest(at.text_document.uri.0.as_str(), position(at.position)).await {
-            Some(s) => vec![completion_item(&s)],
-            None => Vec::new(),
-        };
+        let uri = at.text_document.uri.0.as_str();
+        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position)).await } else { None };
+        let items = suggestion.map(|s| vec![completion_item(&s)]).unwrap_or_default();
         Ok(Some(lsp::CompletionResponse::CompletionList(lsp::CompletionList {
             is_incomplete: true,
             item_defaults: None,

@@ -20,9 +20,22 @@ const CANCEL_POLL: Duration = Duration::from_millis(10);
 const NO_DEADLINE_LIMIT: Duration = Duration::from_secs(120);
 /// Error bodies are read up to this size for their message.
 const ERROR_BODY_LIMIT: usize = 64 << 10;
+/// A streamed answer may be at most this many bytes per token asked for
+/// (events carry JSON around each piece of text)...
+const STREAM_BYTES_PER_TOKEN: usize = 64 << 10;
+/// ...and at least this many, and an answer sent as one JSON document at
+/// most this many.
+const MIN_ANSWER_BYTES: usize = 4 << 20;
+
+/// The most bytes read of an answer to `request`: a flooding engine is cut
+/// off there, whatever it sends.
+pub(super) fn answer_limit(request: &GenerationRequest) -> usize {
+    request.max_new_tokens.saturating_mul(STREAM_BYTES_PER_TOKEN).max(MIN_ANSWER_BYTES)
+}
 
 /// A network error on one line: its causes (the top message only repeats
-/// the URL), or the error itself when it has none.
+/// the URL), or the error itself when it has none; user names and
+/// passwords in URLs redacted.
 pub(super) fn describe(error: &reqwest::Error) -> String {
     let mut causes = Vec::new();
     let mut source = std::error::Error::source(error);
@@ -30,11 +43,8 @@ pub(super) fn describe(error: &reqwest::Error) -> String {
         causes.push(cause.to_string());
         source = cause.source();
     }
-    if causes.is_empty() {
-        error.to_string()
-    } else {
-        causes.join(": ")
-    }
+    let text = if causes.is_empty() { error.to_string() } else { causes.join(": ") };
+    super::redact_userinfo(&text)
 }
 
 enum Wait<T> {
@@ -66,9 +76,22 @@ struct Answer {
     cached_tokens: Option<usize>,
     first_text: Option<Instant>,
     done: bool,
+    /// The stop strings, found in one pass (`None` without any).
+    stops: Option<aho_corasick::AhoCorasick>,
+    /// Bytes of the longest stop string.
+    longest_stop: usize,
+    /// No stop string starts before this byte of `text`.
+    scanned: usize,
 }
 
 impl Answer {
+    fn new(stops: &[String]) -> Self {
+        let stops: Vec<&str> = stops.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
+        let longest_stop = stops.iter().map(|s| s.len()).max().unwrap_or(0);
+        let matcher = if stops.is_empty() { None } else { aho_corasick::AhoCorasick::new(&stops).ok() };
+        Self { text: String::new(), finish: None, cached_tokens: None, first_text: None, done: false, stops: matcher, longest_stop, scanned: 0 }
+    }
+
     fn add_text(&mut self, piece: &str) {
         if !piece.is_empty() && self.first_text.is_none() {
             self.first_text = Some(Instant::now());
@@ -77,8 +100,16 @@ impl Answer {
     }
 
     /// Cuts the text at the first stop string; true when one was found.
-    fn cut_at_stop(&mut self, stops: &[String]) -> bool {
-        let at = stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text.find(s.as_str())).min();
+    /// Only text that came since the last call (and the tail a stop string
+    /// could straddle) is searched, so the scan is linear in the answer.
+    fn cut_at_stop(&mut self) -> bool {
+        let Some(stops) = &self.stops else { return false };
+        let mut from = self.scanned.saturating_sub(self.longest_stop.saturating_sub(1));
+        while !self.text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let at = stops.find(&self.text[from..]).map(|m| from + m.start());
+        self.scanned = self.text.len();
         if let Some(at) = at {
             self.text.truncate(at);
             self.finish = Some(StopReason::Stop);
@@ -97,8 +128,9 @@ fn finish_reason(reason: &str) -> StopReason {
 }
 
 impl RemoteClient {
+    /// The endpoint as shown in messages: without a user name or password.
     fn url(&self) -> String {
-        self.endpoint.to_string()
+        super::redact_userinfo(self.endpoint.as_str())
     }
 
     fn malformed(&self, detail: impl Into<String>) -> RemoteError {
@@ -164,12 +196,13 @@ impl RemoteClient {
             builder = builder.header(AUTHORIZATION, value);
         }
         let timeout = || RemoteError::Timeout { url: self.url(), ms: started.elapsed().as_millis() as u64 };
-        let mut answer = Answer { text: String::new(), finish: None, cached_tokens: None, first_text: None, done: false };
+        let mut answer = Answer::new(&request.stop_strings);
+        let limit = answer_limit(request);
         let mut response = match until(deadline, cancel, builder.send()).await {
             Wait::Done(Ok(response)) => response,
             Wait::Done(Err(e)) => return Err(RemoteError::Connect { url: self.url(), reason: describe(&e) }),
             Wait::Deadline => return Err(timeout()),
-            Wait::Cancelled => return Ok(self.completion(request, answer, StopReason::Cancelled, started)),
+            Wait::Cancelled => return Ok(self.completion(request, answer, StopReason::Cancelled, started).await),
         };
         let status = response.status();
         if !status.is_success() {
@@ -180,18 +213,29 @@ impl RemoteClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
-        let mut sse = SseReader::new();
+        let limit = if is_json { MIN_ANSWER_BYTES } else { limit };
+        let mut sse = SseReader::with_line_limit(limit);
         let mut whole = Vec::new();
+        let mut read = 0usize;
         while !answer.done {
             let chunk = match until(deadline, cancel, response.chunk()).await {
                 Wait::Done(Ok(chunk)) => chunk,
                 Wait::Done(Err(e)) => return Err(RemoteError::Transport { url: self.url(), reason: describe(&e) }),
                 Wait::Deadline if answer.finish.is_some() => break,
                 Wait::Deadline if answer.first_text.is_none() => return Err(timeout()),
-                Wait::Deadline => return Ok(self.completion(request, answer, StopReason::Deadline, started)),
-                Wait::Cancelled => return Ok(self.completion(request, answer, StopReason::Cancelled, started)),
+                Wait::Deadline => return Ok(self.completion(request, answer, StopReason::Deadline, started).await),
+                Wait::Cancelled => return Ok(self.completion(request, answer, StopReason::Cancelled, started).await),
             };
             let Some(chunk) = chunk else { break };
+            read = read.saturating_add(chunk.len());
+            if read > limit {
+                // Dropping the response closes the connection.
+                return Err(self.malformed(format!(
+                    "the answer is longer than {} MiB for {} tokens asked for; stopped reading",
+                    limit >> 20,
+                    request.max_new_tokens
+                )));
+            }
             if is_json {
                 whole.extend_from_slice(&chunk);
                 continue;
@@ -199,17 +243,17 @@ impl RemoteClient {
             let events = sse.push(&chunk).map_err(|e| self.malformed(e.to_string()))?;
             for event in events {
                 self.read_event(&event, &mut answer)?;
-                if answer.cut_at_stop(&request.stop_strings) || answer.done {
+                if answer.cut_at_stop() || answer.done {
                     break;
                 }
             }
         }
         if is_json {
             self.read_whole(&whole, &mut answer)?;
-            answer.cut_at_stop(&request.stop_strings);
+            answer.cut_at_stop();
         }
         match answer.finish {
-            Some(reason) => Ok(self.completion(request, answer, reason, started)),
+            Some(reason) => Ok(self.completion(request, answer, reason, started).await),
             None => Err(self.malformed("the answer ended without saying why generation stopped (no finish reason)")),
         }
     }
@@ -275,7 +319,7 @@ impl RemoteClient {
         let mut body = Vec::new();
         while body.len() < ERROR_BODY_LIMIT {
             match until(deadline, cancel, response.chunk()).await {
-                Wait::Done(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                Wait::Done(Ok(Some(chunk))) => body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY_LIMIT - body.len())]),
                 _ => break,
             }
         }
@@ -299,12 +343,14 @@ impl RemoteClient {
         }
     }
 
-    fn completion(&self, request: &GenerationRequest, answer: Answer, stop_reason: StopReason, started: Instant) -> Completion {
+    async fn completion(&self, request: &GenerationRequest, answer: Answer, stop_reason: StopReason, started: Instant) -> Completion {
         let now = Instant::now();
         let first = answer.first_text.unwrap_or(now);
         // The engine does not send token ids; the model's own tokenizer
-        // gives the same count for counting and statistics.
-        let tokens = self.tokenizer.encode_continuation(&answer.text).unwrap_or_default();
+        // gives the same count for counting and statistics, on a blocking
+        // thread (a long answer must not hold up the async ones).
+        let (tokenizer, text) = (self.tokenizer.clone(), answer.text.clone());
+        let tokens = tokio::task::spawn_blocking(move || tokenizer.encode_continuation(&text).unwrap_or_default()).await.unwrap_or_default();
         Completion {
             tokens,
             text: answer.text,
@@ -325,5 +371,42 @@ fn excerpt(text: &str) -> String {
     match line.char_indices().nth(300) {
         Some((at, _)) => format!("{}…", &line[..at]),
         None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_are_found_across_pieces() {
+        let mut answer = Answer::new(&["\n\n".into(), "END".into(), String::new()]);
+        answer.add_text("abc\n");
+        assert!(!answer.cut_at_stop());
+        answer.add_text("\nxyz");
+        assert!(answer.cut_at_stop());
+        assert_eq!((answer.text.as_str(), answer.finish), ("abc", Some(StopReason::Stop)));
+        let mut answer = Answer::new(&["é!".into()]);
+        answer.add_text("aé");
+        assert!(!answer.cut_at_stop());
+        answer.add_text("!b");
+        assert!(answer.cut_at_stop());
+        assert_eq!(answer.text, "a");
+        let mut answer = Answer::new(&[]);
+        answer.add_text("anything");
+        assert!(!answer.cut_at_stop());
+    }
+
+    #[test]
+    fn a_long_answer_in_small_pieces_is_scanned_in_linear_time() {
+        let mut answer = Answer::new(&["never".into(), "not here either".into()]);
+        let started = Instant::now();
+        // 3.2 MB in 16-byte pieces: a search of the whole text per piece
+        // would read 250 GB.
+        for _ in 0..200_000 {
+            answer.add_text("xxxxxxxxxxxxxxxx");
+            assert!(!answer.cut_at_stop());
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     }
 }

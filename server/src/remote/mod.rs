@@ -12,7 +12,13 @@
 //! This module and `serve` are the only places besides `protocol` that
 //! build JSON for the wire. The API key is read from an environment
 //! variable, sent only in the `Authorization` header (marked sensitive) and
-//! never logged or shown.
+//! never logged or shown. A user name and password in the URL are sent as
+//! the URL says, but never shown: every message, error and `Debug` output
+//! shows the URL with them redacted ([`redact_userinfo`]).
+//!
+//! An answer is read within bounds: at most 64 KiB per token asked for
+//! (and at least 4 MiB), 4 MiB for an answer sent as one JSON document,
+//! stop strings found in one pass, the deadline checked between pieces.
 
 mod client;
 pub mod prompt;
@@ -87,8 +93,27 @@ impl PromptFormat {
     }
 }
 
+/// `text` with the user name and password of every URL in it replaced by
+/// `<redacted>` (`http://alice:secret@gpu/` becomes `http://<redacted>@gpu/`).
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let authority_start = at + 3;
+        out.push_str(&rest[..authority_start]);
+        rest = &rest[authority_start..];
+        let end = rest.find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace()).unwrap_or(rest.len());
+        if let Some(userinfo_end) = rest[..end].rfind('@') {
+            out.push_str("<redacted>");
+            rest = &rest[userinfo_end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Where a remote engine is and how to talk to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RemoteConfig {
     /// Base URL (`http://gpu-box:8000`; a trailing `/v1` is allowed).
     pub url: String,
@@ -102,6 +127,18 @@ pub struct RemoteConfig {
     pub prompt: PromptFormat,
 }
 
+impl fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("url", &redact_userinfo(&self.url))
+            .field("flavour", &self.flavour)
+            .field("api_key_env", &self.api_key_env)
+            .field("served_model", &self.served_model)
+            .field("prompt", &self.prompt)
+            .finish()
+    }
+}
+
 impl RemoteConfig {
     /// A config for `url` with every other choice at its default.
     pub fn new(url: impl Into<String>) -> Self {
@@ -110,7 +147,7 @@ impl RemoteConfig {
 
     /// The URL requests go to, checked: http or https with a host.
     pub fn endpoint(&self) -> Result<reqwest::Url, RemoteError> {
-        let bad = |reason: &str| RemoteError::BadUrl { url: self.url.clone(), reason: reason.to_string() };
+        let bad = |reason: &str| RemoteError::BadUrl { url: redact_userinfo(&self.url), reason: redact_userinfo(reason) };
         let base = reqwest::Url::parse(self.url.trim()).map_err(|e| bad(&e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(bad("expected an http:// or https:// URL with a host"));
@@ -239,7 +276,7 @@ pub struct RemoteClient {
 impl fmt::Debug for RemoteClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteClient")
-            .field("endpoint", &self.endpoint.as_str())
+            .field("endpoint", &redact_userinfo(self.endpoint.as_str()))
             .field("flavour", &self.config.flavour)
             .field("api_key", &self.api_key)
             .finish_non_exhaustive()
@@ -320,6 +357,18 @@ mod tests {
         assert!(matches!(endpoint("ftp://gpu", Flavour::OpenAi), Err(RemoteError::BadUrl { .. })));
         assert!(matches!(endpoint("gpu:8000", Flavour::OpenAi), Err(RemoteError::BadUrl { .. })));
         assert!(matches!(endpoint("http://gpu/?a=1", Flavour::OpenAi), Err(RemoteError::BadUrl { .. })));
+    }
+
+    #[test]
+    fn user_names_and_passwords_in_urls_are_redacted() {
+        assert_eq!(redact_userinfo("http://alice:s3cret@gpu:8000/v1"), "http://<redacted>@gpu:8000/v1");
+        assert_eq!(redact_userinfo("at https://tok@h and http://u:p@x:1?q=a@b"), "at https://<redacted>@h and http://<redacted>@x:1?q=a@b");
+        assert_eq!(redact_userinfo("http://gpu:8000/a@b"), "http://gpu:8000/a@b");
+        assert_eq!(redact_userinfo("no url, user@host"), "no url, user@host");
+        let config = RemoteConfig::new("http://alice:s3cret@gpu:8000");
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let bad = RemoteConfig::new("ftp://alice:s3cret@gpu").endpoint().unwrap_err().to_string();
+        assert!(bad.contains("<redacted>") && !bad.contains("s3cret"), "{bad}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! format allows.
 
 /// An incremental event-stream reader.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseReader {
     /// Bytes of the line not finished yet.
     line: Vec<u8>,
@@ -16,6 +16,14 @@ pub struct SseReader {
     /// The previous chunk ended in CR: an LF at the start of the next is
     /// part of the same line break.
     after_cr: bool,
+    /// Lines (and events) longer than this are a broken stream.
+    max_line: usize,
+}
+
+impl Default for SseReader {
+    fn default() -> Self {
+        Self { line: Vec::new(), data: None, after_cr: false, max_line: MAX_LINE }
+    }
 }
 
 /// Lines longer than this are a broken stream, not an event.
@@ -23,13 +31,18 @@ const MAX_LINE: usize = 16 << 20;
 
 /// The stream cannot be read as server-sent events.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("an event-stream line is longer than {MAX_LINE} bytes")]
-pub struct LineTooLong;
+#[error("an event-stream line or event is longer than {0} bytes")]
+pub struct LineTooLong(pub usize);
 
 impl SseReader {
     /// A reader at the start of a stream.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A reader whose lines and events may be at most `max_line` bytes.
+    pub fn with_line_limit(max_line: usize) -> Self {
+        Self { max_line, ..Self::default() }
     }
 
     /// Reads a piece of the stream; returns the `data` of every event it completed.
@@ -45,11 +58,15 @@ impl SseReader {
                     self.line_done(&line, &mut events);
                 }
                 _ => {
-                    if self.line.len() >= MAX_LINE {
-                        return Err(LineTooLong);
+                    if self.line.len() >= self.max_line {
+                        return Err(LineTooLong(self.max_line));
                     }
                     self.line.push(b);
                 }
+            }
+            // An event of many short `data:` lines is bounded as well.
+            if self.data.as_ref().is_some_and(|d| d.len() > self.max_line) {
+                return Err(LineTooLong(self.max_line));
             }
         }
         Ok(events)
@@ -104,6 +121,16 @@ mod tests {
     #[test]
     fn crlf_split_between_pieces_is_one_line_break() {
         assert_eq!(read_all(&[b"data: a\r", b"\n", b"\r", b"\ndata: b\n\n"]), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn lines_and_events_past_the_limit_are_errors() {
+        let mut reader = SseReader::with_line_limit(8);
+        assert_eq!(reader.push(b"data: 1234567890"), Err(LineTooLong(8)));
+        let mut reader = SseReader::with_line_limit(8);
+        assert_eq!(reader.push(b"data: 1234\ndata: 5678\ndata: 9\n"), Err(LineTooLong(8)));
+        let mut reader = SseReader::with_line_limit(16);
+        assert_eq!(reader.push(b"data: 12\n\n"), Ok(vec!["12".to_string()]));
     }
 
     #[test]

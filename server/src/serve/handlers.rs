@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::Request;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +22,8 @@ use crate::remote::wire::{Choice, CompletionRequest, CompletionResponse, ErrorBo
 const DEFAULT_MAX_TOKENS: usize = 16;
 /// Stop strings allowed per request.
 const MAX_STOPS: usize = 16;
+/// Characters of a request's `user` kept as its client's name.
+const MAX_USER_CHARS: usize = 64;
 
 /// Sets the flag when dropped: the client went away, stop generating.
 struct CancelOnDrop(CancelFlag);
@@ -43,6 +46,21 @@ struct Checked {
     client: String,
 }
 
+/// A client's name for the queue and the log: its `user`, at most
+/// [`MAX_USER_CHARS`] characters with control characters escaped (a newline
+/// in it must not start a forged log line), or its address.
+fn client_name(user: Option<&str>, peer: SocketAddr) -> String {
+    let user = user.unwrap_or("");
+    if user.trim().is_empty() {
+        return peer.ip().to_string();
+    }
+    let mut name: String = user.chars().take(MAX_USER_CHARS).flat_map(|c| c.escape_debug()).take(4 * MAX_USER_CHARS).collect();
+    if user.chars().nth(MAX_USER_CHARS).is_some() {
+        name.push('…');
+    }
+    name
+}
+
 fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refused> {
     let parsed: CompletionRequest = serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not a valid completion request: {e}")))?;
     if parsed.n.is_some_and(|n| n != 1) {
@@ -62,8 +80,19 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
         }
         prompt = batch.remove(0);
     }
+    let context = shared.model.loaded.context_length;
+    let too_long = |tokens: String| bad_request(format!("the prompt has {tokens} tokens; this server's context holds {context}"));
     let tokens = match prompt {
-        PromptValue::Text(text) => shared.specials.encode(tokenizer, &text).map_err(|e| bad_request(format!("cannot tokenize the prompt: {e}")))?,
+        PromptValue::Text(text) => {
+            // Refused before any per-token work when even the longest
+            // tokens could not fit it in the context.
+            let fewest = shared.specials.fewest_tokens(&text);
+            if fewest >= context {
+                return Err(too_long(format!("at least {fewest}")));
+            }
+            shared.specials.encode(tokenizer, &text).map_err(|e| bad_request(format!("cannot tokenize the prompt: {e}")))?
+        }
+        PromptValue::Tokens(ids) if ids.len() >= context => return Err(too_long(ids.len().to_string())),
         PromptValue::Tokens(ids) => {
             if let Some(bad) = ids.iter().find(|&&id| id as usize >= tokenizer.vocab_size()) {
                 return Err(bad_request(format!("token id {bad} is outside the vocabulary (size {})", tokenizer.vocab_size())));
@@ -75,9 +104,8 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
     if tokens.is_empty() {
         return Err(bad_request("the prompt is empty"));
     }
-    let context = shared.model.loaded.context_length;
     if tokens.len() >= context {
-        return Err(bad_request(format!("the prompt has {} tokens; this server's context holds {context}", tokens.len())));
+        return Err(too_long(tokens.len().to_string()));
     }
     let max_tokens = parsed.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     if max_tokens == 0 {
@@ -108,19 +136,44 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
         cancel: CancelFlag::new(),
         speculative: true,
     };
-    let client = parsed.user.filter(|u| !u.is_empty()).unwrap_or_else(|| peer.ip().to_string());
+    let client = client_name(parsed.user.as_deref(), peer);
     let include_usage = parsed.stream_options.is_some_and(|o| o.include_usage);
     Ok(Checked { request, stream: parsed.stream, include_usage, client })
 }
 
-/// Handles `POST /v1/completions`.
-pub(super) async fn completions(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(denied) = authorize(&shared, &headers) {
+/// Reads a request's body, refusing one larger than the context can use
+/// or slower than the body timeout.
+async fn read_body(shared: &Shared, body: Body) -> Result<Bytes, Refused> {
+    let limit = super::max_body_bytes(shared.model.loaded.context_length);
+    match tokio::time::timeout(shared.limits.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(bad_request(format!(
+            "the request body is larger than {limit} bytes (or broken): a prompt that long cannot fit this server's context of {} tokens",
+            shared.model.loaded.context_length
+        ))),
+        Err(_) => Err(Refused {
+            status: StatusCode::REQUEST_TIMEOUT,
+            kind: "invalid_request_error",
+            message: format!("the request body did not arrive within {} s", shared.limits.body_timeout.as_secs()),
+        }),
+    }
+}
+
+/// Handles `POST /v1/completions`: the token first, then the body (bounded),
+/// then the checks and tokenizing on a blocking thread.
+pub(super) async fn completions(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
+    if let Err(denied) = authorize(&shared, request.headers()) {
         return denied.into_response();
     }
-    let checked = match check(&shared, &body, peer) {
-        Ok(checked) => checked,
+    let body = match read_body(&shared, request.into_body()).await {
+        Ok(body) => body,
         Err(refused) => return refused.into_response(),
+    };
+    let checking = shared.clone();
+    let checked = match tokio::task::spawn_blocking(move || check(&checking, &body, peer)).await {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(refused)) => return refused.into_response(),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("checking the request failed: {e}")),
     };
     let guard = CancelOnDrop(checked.request.cancel.clone());
     let (reply_tx, reply) = oneshot::channel();

@@ -4,16 +4,21 @@
 //!
 //! Endpoints: `POST /v1/completions` (streamed as server-sent events or
 //! not), `GET /v1/models`, and `GET /health` (public, like llama.cpp's).
-//! With a token, every other endpoint needs `Authorization: Bearer TOKEN`.
+//! With a token, every other endpoint needs `Authorization: Bearer TOKEN`,
+//! checked before the body is read. Connections are capped and timed out
+//! ([`listen`]); a request body is at most [`max_body_bytes`], a prompt is
+//! refused for its length before it is tokenized when it cannot fit the
+//! context, and tokenizing runs off the async threads, so one client's
+//! request never holds up `/health` or the others.
 //! Requests from different clients are queued fairly and each client keeps
 //! its own KV cache slot (see [`queue`]). This module and `remote` are the
 //! only places besides `protocol` that build JSON for the wire.
 
 mod handlers;
+pub mod listen;
 pub mod prompt;
 pub mod queue;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,6 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::completion::Model;
 use crate::remote::wire::{ErrorBody, ErrorDetail, ModelCard, ModelList};
+pub use listen::Limits;
 use prompt::SpecialTokens;
 use queue::Queued;
 
@@ -36,6 +42,15 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// KV cache slots the engine was started with (one prefix per client).
     pub slots: usize,
+    /// Connection limits and timeouts.
+    pub limits: Limits,
+}
+
+/// The largest request body taken for a context of `context` tokens: 32
+/// bytes per token (a token of code is about 4 bytes of text; JSON escapes
+/// and token-id lists stay well under 32), plus 16 KiB for the other fields.
+pub fn max_body_bytes(context: usize) -> usize {
+    context.saturating_mul(32).saturating_add(16 << 10)
 }
 
 /// Why the server stopped.
@@ -56,6 +71,7 @@ struct Shared {
     specials: SpecialTokens,
     queue: mpsc::UnboundedSender<Queued>,
     created: u64,
+    limits: Limits,
 }
 
 /// Serves `model` on `listener` until the process ends. The engine must
@@ -66,7 +82,7 @@ pub async fn serve(model: Model, listener: TcpListener, options: ServeOptions) -
     tokio::spawn(queue::dispatch(engine, options.slots, incoming));
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let specials = SpecialTokens::new(&model.loaded.tokenizer);
-    let shared = Arc::new(Shared { model, token: options.token, specials, queue, created });
+    let shared = Arc::new(Shared { model, token: options.token, specials, queue, created, limits: options.limits });
     let app = Router::new()
         .route("/health", get(health))
         .route("/v1/health", get(health))
@@ -74,7 +90,7 @@ pub async fn serve(model: Model, listener: TcpListener, options: ServeOptions) -
         .route("/v1/completions", post(handlers::completions))
         .fallback(not_found)
         .with_state(shared);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    listen::run(listener, app, options.limits).await;
     Ok(())
 }
 

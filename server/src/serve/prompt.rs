@@ -3,13 +3,24 @@
 //! prompt become those tokens, so a FIM prompt can be written by hand or by
 //! a client that only sends text. Everything between them is encoded as
 //! text. (Token-id prompts are used as they are.)
+//!
+//! The control-token texts are found in one pass over the prompt
+//! (Aho-Corasick, leftmost-longest), so the time is linear in the prompt's
+//! length whatever it holds.
+
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::engine::{EngineError, TokenKind, Tokenizer};
 
-/// The vocabulary's control-token texts, longest first.
+/// The vocabulary's control-token texts and their matcher.
 #[derive(Debug, Clone, Default)]
 pub struct SpecialTokens {
+    /// Texts and ids, in the matcher's pattern order.
     pieces: Vec<(String, u32)>,
+    /// `None` when there are no control tokens (or they could not be compiled).
+    matcher: Option<AhoCorasick>,
+    /// The most bytes one token of the vocabulary stands for.
+    longest_token: usize,
 }
 
 impl SpecialTokens {
@@ -28,20 +39,38 @@ impl SpecialTokens {
             })
             .collect();
         pieces.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
-        Self { pieces }
+        let matcher = if pieces.is_empty() {
+            None
+        } else {
+            let built = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(pieces.iter().map(|(p, _)| p.as_str()));
+            match built {
+                Ok(matcher) => Some(matcher),
+                Err(e) => {
+                    tracing::warn!("control-token texts cannot be matched in text prompts: {e}");
+                    None
+                }
+            }
+        };
+        let longest_token = (0..tokenizer.vocab_size() as u32)
+            .map(|id| tokenizer.token_bytes(id).len())
+            .chain(pieces.iter().map(|(p, _)| p.len()))
+            .max()
+            .unwrap_or(1)
+            // An unknown character (up to 4 bytes) may be one token.
+            .max(4);
+        Self { pieces, matcher, longest_token }
     }
 
     /// The earliest control-token text in `text`, longest on a tie.
     fn find(&self, text: &str) -> Option<(usize, usize, u32)> {
-        let mut best: Option<(usize, usize, u32)> = None;
-        for (piece, id) in &self.pieces {
-            if let Some(at) = text.find(piece.as_str()) {
-                if best.is_none_or(|(b, _, _)| at < b) {
-                    best = Some((at, piece.len(), *id));
-                }
-            }
-        }
-        best
+        let found = self.matcher.as_ref()?.find(text)?;
+        Some((found.start(), found.len(), self.pieces[found.pattern().as_usize()].1))
+    }
+
+    /// The fewest tokens `text` can encode to: its length over the longest
+    /// token's. A prompt is refused on this before it is tokenized.
+    pub fn fewest_tokens(&self, text: &str) -> usize {
+        text.len().div_ceil(self.longest_token)
     }
 
     /// Encodes a text prompt: control-token texts become their ids, the
@@ -76,5 +105,58 @@ impl SpecialTokens {
             }
         }
         Ok(tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::engine::gguf::GgufFile;
+
+    /// Qwen2.5-Coder's vocabulary (only the metadata of the file fetched by
+    /// scripts/fetch-models is read): its FIM control tokens, `<|fim_pad|>`
+    /// among them.
+    fn qwen_vocab() -> Tokenizer {
+        let home = std::env::var_os("CRIA_HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/cria"));
+        let path = home.join("models/qwen2.5-coder-0.5b-instruct-q5_0.gguf");
+        let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("run scripts/fetch-models first: {e}"));
+        Tokenizer::from_gguf(&file).expect("the qwen2 vocabulary")
+    }
+
+    #[test]
+    fn control_token_texts_become_their_ids_in_one_pass() {
+        let tokenizer = qwen_vocab();
+        let specials = SpecialTokens::new(&tokenizer);
+        let id = |piece: &str| tokenizer.token_id(piece).unwrap_or_else(|| panic!("{piece}"));
+        let (prefix, suffix, middle, pad) = (id("<|fim_prefix|>"), id("<|fim_suffix|>"), id("<|fim_middle|>"), id("<|fim_pad|>"));
+        let tokens = specials.encode(&tokenizer, "<|fim_prefix|>def f(<|fim_suffix|>)<|fim_middle|>").unwrap();
+        let def_f = tokenizer.encode_continuation("def f(").unwrap();
+        let mut expected = vec![prefix];
+        expected.extend(def_f);
+        expected.push(suffix);
+        expected.extend(tokenizer.encode_continuation(")").unwrap());
+        expected.push(middle);
+        assert_eq!(tokens, expected);
+        // 2 MB of control-token texts: 45 minutes with a search per token
+        // text per match, well under a second in one pass.
+        let text = "<|fim_pad|>".repeat(190_000);
+        let started = Instant::now();
+        let tokens = specials.encode(&tokenizer, &text).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert_eq!(tokens.iter().filter(|&&t| t == pad).count(), 190_000);
+    }
+
+    #[test]
+    fn the_fewest_tokens_of_a_text_never_overcounts() {
+        let tokenizer = qwen_vocab();
+        let specials = SpecialTokens::new(&tokenizer);
+        for text in ["", "x", "hello world", &" ".repeat(5000), &"<|fim_pad|>".repeat(100), &"def f(x):\n    return x\n".repeat(300)] {
+            let tokens = specials.encode(&tokenizer, text).unwrap();
+            assert!(specials.fewest_tokens(text) <= tokens.len(), "{} tokens, fewest said {}", tokens.len(), specials.fewest_tokens(text));
+        }
     }
 }

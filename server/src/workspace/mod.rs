@@ -2,10 +2,12 @@
 //! of the workspace folders.
 //!
 //! The rules: only files inside the workspace folders (links are not
-//! followed out of them), `.gitignore` and friends honoured, hidden files,
-//! binary files (a NUL byte in the first 8 KiB) and files over
-//! [`MAX_FILE_BYTES`] skipped, at most [`MAX_FILES`] files. cria only reads
-//! here; it never writes the user's files and sends nothing anywhere.
+//! followed out of them), `.gitignore` and friends honoured, hidden files
+//! and folders (a name starting with `.`: `.env`, `.npmrc`, `.git`) always
+//! skipped, whatever a `.gitignore` negation says, binary files (a NUL
+//! byte in the first 8 KiB) and files over [`MAX_FILE_BYTES`] skipped, at
+//! most [`MAX_FILES`] files. cria only reads here; it never writes the
+//! user's files and sends nothing anywhere.
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +25,15 @@ pub fn index_definitions(roots: &[PathBuf]) -> Vec<Definition> {
     let mut found = Vec::new();
     let mut files = 0;
     for root in roots {
-        let walker = ignore::WalkBuilder::new(root).follow_links(false).hidden(true).git_ignore(true).require_git(false).build();
+        // `hidden(true)` alone lets a `.gitignore` negation (`!.env`) bring
+        // a hidden file back; the filter keeps every hidden name out.
+        let walker = ignore::WalkBuilder::new(root)
+            .follow_links(false)
+            .hidden(true)
+            .git_ignore(true)
+            .require_git(false)
+            .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().as_encoded_bytes().starts_with(b"."))
+            .build();
         for entry in walker.flatten() {
             if files >= MAX_FILES {
                 return found;
@@ -92,5 +102,18 @@ mod tests {
         std::fs::write(root.join("src/huge.py"), huge).unwrap();
         let names: Vec<String> = index_definitions(&[root.to_path_buf()]).into_iter().map(|d| format!("{}:{}", d.path, d.name)).collect();
         assert_eq!(names, vec!["src/shapes.py:circle_area".to_string()]);
+    }
+
+    #[test]
+    fn hidden_files_stay_out_whatever_gitignore_negations_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join(".gitignore"), "!.hidden.py\n!.secrets/\n!.secrets/*\n").unwrap();
+        std::fs::write(root.join(".hidden.py"), "def leaked_secret():\n    pass\n").unwrap();
+        std::fs::create_dir_all(root.join(".secrets")).unwrap();
+        std::fs::write(root.join(".secrets/keys.py"), "def leaked_key():\n    pass\n").unwrap();
+        std::fs::write(root.join("shown.py"), "def shown():\n    pass\n").unwrap();
+        let names: Vec<String> = index_definitions(&[root.to_path_buf()]).into_iter().map(|d| d.name).collect();
+        assert_eq!(names, vec!["shown".to_string()]);
     }
 }

@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 
 /// A running server and the messages it sent.
 pub struct LspClient {
-    child: Child,
-    stdin: ChildStdin,
+    /// The server process.
+    pub child: Child,
+    stdin: Option<ChildStdin>,
     incoming: Receiver<Value>,
     /// Every message received so far, in order.
     pub received: Vec<Value>,
@@ -32,6 +33,11 @@ impl LspClient {
 
     /// Starts `cria lsp` with `CRIA_HOME` set to `home` and more variables.
     pub fn start_with_env(home: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with_stderr(home, extra_args, env, Stdio::inherit())
+    }
+
+    /// [`Self::start_with_env`], with the server's log going to `stderr`.
+    pub fn start_with_stderr(home: &Path, extra_args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = Command::new(super::cria_bin())
             .arg("lsp")
             .args(extra_args)
@@ -41,7 +47,7 @@ impl LspClient {
             .env("CRIA_LOG", "cria=info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("cria starts");
         let stdin = child.stdin.take().unwrap();
@@ -74,13 +80,31 @@ impl LspClient {
                 }
             }
         });
-        Self { child, stdin, incoming: rx, received: Vec::new(), unread: VecDeque::new(), next_id: 1 }
+        Self { child, stdin: Some(stdin), incoming: rx, received: Vec::new(), unread: VecDeque::new(), next_id: 1 }
     }
 
     /// Writes raw bytes (for malformed-input tests).
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stdin.write_all(bytes).unwrap();
-        self.stdin.flush().unwrap();
+        let stdin = self.stdin.as_mut().expect("the server's input is open");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the server's input, as an editor that goes away does.
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits up to `timeout` for the server to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     fn send(&mut self, message: &Value) {

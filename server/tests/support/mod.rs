@@ -66,3 +66,20 @@ pub mod lsp_client;
 
 /// Plain HTTP for tests: a client and a scripted fake engine.
 pub mod http;
+
+/// A GGUF writer for crafted (hostile) files and a tiny real model.
+pub mod gguf_writer;
+
+/// Peak and current memory of a process, from `/proc/<pid>/status`, in bytes.
+pub fn memory_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
