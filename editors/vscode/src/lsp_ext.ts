@@ -44,6 +44,18 @@ export interface CriaStatus {
 
 export const status = new NotificationType<CriaStatus>('cria/status');
 
+/** `cria/prefetch` parameters: a document and the cursor in it (UTF-16 position, as negotiated). */
+export interface PrefetchParams {
+    textDocument: { uri: string };
+    position: { line: number; character: number };
+}
+
+/**
+ * `cria/prefetch` (client → server): the cursor is here in this document;
+ * compute its prompt in the background so the next suggestion is quick. No answer.
+ */
+export const prefetch = new NotificationType<PrefetchParams>('cria/prefetch');
+
 export interface DocumentTextParams {
     /** The document's URI exactly as sent in `didOpen`. */
     uri: string;
