@@ -8,6 +8,8 @@
 --   global           vim.g.cria = opts, no setup() call
 --   enable           vim.g.cria = opts with auto_start = false; the test
 --                    starts the server with vim.lsp.enable("cria")
+--   defaults         setup() with the default options, only the command
+--                    naming the model (so no settings are sent)
 
 local root = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h")
 vim.opt.runtimepath:prepend(root)
@@ -43,6 +45,8 @@ elseif mode == "global" then
 elseif mode == "enable" then
   T.opts.auto_start = false
   vim.g.cria = T.opts
+elseif mode == "defaults" then
+  require("cria").setup({ cmd = { bin, "lsp", "--model", "smollm2-135m-instruct" } })
 else
   error("unknown CRIA_TEST_MODE " .. mode)
 end

@@ -575,10 +575,18 @@ function M.clear_all()
   end
 end
 
---- Defines the highlight group (linked to Comment unless the colour scheme
---- sets it).
+--- Defines the highlight group unless the colour scheme sets it: Comment's
+--- colours, and where Comment has no terminal colour (no 'termguicolors'),
+--- grey italics.
 function M.highlights()
-  api.nvim_set_hl(0, HL, { link = "Comment", default = true })
+  local comment = api.nvim_get_hl(0, { name = "Comment", link = false })
+  api.nvim_set_hl(0, HL, {
+    default = true,
+    fg = comment.fg or "Grey",
+    italic = comment.italic,
+    ctermfg = comment.ctermfg or 8,
+    cterm = comment.ctermfg and comment.cterm or { italic = true },
+  })
 end
 
 return M
