@@ -8,6 +8,8 @@
 --   global           vim.g.cria = opts, no setup() call
 --   enable           vim.g.cria = opts with auto_start = false; the test
 --                    starts the server with vim.lsp.enable("cria")
+--   defaults         setup() with the default options, only the command
+--                    naming the model (so no settings are sent)
 
 local root = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h")
 vim.opt.runtimepath:prepend(root)
@@ -27,6 +29,21 @@ if not bin or bin == "" then
   error("CRIA_BIN is not set")
 end
 
+-- Every notification the plugin sends (all go through client.call), from
+-- the start.
+T.notifications = {}
+do
+  local client_mod = require("cria.client")
+  local call = client_mod.call
+  client_mod.call = function(client, method, ...)
+    if method == "notify" then
+      local name, params = ...
+      table.insert(T.notifications, { method = name, params = vim.deepcopy(params), at = vim.uv.now() })
+    end
+    return call(client, method, ...)
+  end
+end
+
 T.opts = {
   bin = bin,
   model = "smollm2-135m-instruct",
@@ -43,6 +60,8 @@ elseif mode == "global" then
 elseif mode == "enable" then
   T.opts.auto_start = false
   vim.g.cria = T.opts
+elseif mode == "defaults" then
+  require("cria").setup({ cmd = { bin, "lsp", "--model", "smollm2-135m-instruct" } })
 else
   error("unknown CRIA_TEST_MODE " .. mode)
 end
@@ -118,7 +137,27 @@ function T.mode()
   return api.nvim_get_mode().mode
 end
 
---- Records the requests and cancellations the cria client sends.
+--- The `cria/prefetch` notifications sent so far: `file line:character`.
+function T.prefetches()
+  local out = {}
+  for _, n in ipairs(T.notifications) do
+    if n.method == "cria/prefetch" then
+      local p = n.params
+      table.insert(out, ("%s %d:%d"):format(vim.fs.basename(p.textDocument.uri), p.position.line, p.position.character))
+    end
+  end
+  return out
+end
+
+--- Feeds a `cria/status` to the plugin as if the server had sent it.
+function T.status(result)
+  local client = assert(T.client(), "no cria client")
+  require("cria.client").on_status(nil, result, { client_id = client.id, method = "cria/status" })
+end
+
+--- Records the requests and cancellations the cria client sends. While
+--- `T.empty_answers` is set, inline completions are answered with no items
+--- here, without asking the server.
 function T.spy()
   local client = assert(T.client(), "no cria client")
   T.requests = {}
@@ -127,6 +166,15 @@ function T.spy()
   client.request = function(self, method, params, handler, bufnr)
     local record = { method = method, params = params }
     table.insert(T.requests, record)
+    if method == "textDocument/inlineCompletion" and T.empty_answers then
+      record.id = -#T.requests
+      vim.schedule(function()
+        record.result = { items = {} }
+        record.done = true
+        handler(nil, record.result, { method = method, client_id = self.id, bufnr = bufnr })
+      end)
+      return true, record.id
+    end
     local ok, id = request(self, method, params, function(err, result, ctx)
       record.err = err
       record.result = result
@@ -141,6 +189,9 @@ function T.spy()
   local cancel = client.cancel_request
   client.cancel_request = function(self, id)
     table.insert(T.cancels, id)
+    if id < 0 then
+      return true -- answered here, never sent
+    end
     return cancel(self, id)
   end
 end

@@ -368,3 +368,34 @@ test("vim.lsp.enable('cria') uses lsp/cria.lua", function()
   child:type("o" .. TYPED)
   child:wait_ghost()
 end)
+
+--- Messages at WARN or above.
+local function warnings(child)
+  return child:get("vim.tbl_filter(function(m) return (m.level or 0) >= vim.log.levels.WARN end, T.messages)")
+end
+
+test("default options: the settings go as a JSON object, and no warning shows", function()
+  local child = H.child({ CRIA_TEST_MODE = "defaults" })
+  child:lua("T.edit('defaults.py', { 'x = 1' })")
+  child:wait_ready()
+  eq(child:get("vim.json.encode(T.client().config.init_options)"), "{}", "initializationOptions")
+  eq(child:get("vim.json.encode(require('cria.config').server_settings())"), "{}", "didChangeConfiguration settings")
+  -- A settings problem is shown right after initialize, before the model is ready.
+  child:cmd("Cria status")
+  eq(warnings(child), {}, "no warning or error")
+  local messages = child:get("vim.fn.execute('messages')")
+  ok(not messages:find("LSP[cria]", 1, true), "no message from the server: " .. messages)
+end)
+
+test("CriaSuggestion has a terminal colour, also after a colour scheme change", function()
+  local child = H.child()
+  local hl = child:get("vim.api.nvim_get_hl(0, { name = 'CriaSuggestion', link = false })")
+  ok(type(hl.ctermfg) == "number", "ctermfg: " .. vim.inspect(hl))
+  ok(hl.fg ~= nil, "a GUI colour too: " .. vim.inspect(hl))
+  child:lua("vim.o.termguicolors = false; vim.cmd.colorscheme('default')")
+  hl = child:get("vim.api.nvim_get_hl(0, { name = 'CriaSuggestion', link = false })")
+  ok(type(hl.ctermfg) == "number", "ctermfg after :colorscheme: " .. vim.inspect(hl))
+  -- A colour scheme's own definition wins.
+  child:lua("vim.api.nvim_set_hl(0, 'CriaSuggestion', { ctermfg = 5 }); require('cria.ghost').highlights()")
+  eq(child:get("vim.api.nvim_get_hl(0, { name = 'CriaSuggestion' }).ctermfg"), 5, "a colour scheme's definition kept")
+end)

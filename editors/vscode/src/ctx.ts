@@ -21,7 +21,9 @@ import * as lsp_ext from './lsp_ext';
 import { ServerLogParser } from './server_log';
 import { resolveServerPath } from './server_path';
 import { attachAcceptedCommand, wantSuggestion } from './inline';
-import { LaunchSettings, requiresRestart } from './settings';
+import { Prefetcher } from './prefetch';
+import { Reask, Spot } from './reask';
+import { LaunchSettings, languageEnabled, requiresRestart } from './settings';
 import {
     ClientState,
     INITIAL_STATUS,
@@ -58,6 +60,16 @@ function pipeLog(input: Readable, channel: vscode.LogOutputChannel): void {
     });
 }
 
+/** Where an editor's cursor is, for the re-ask after warming. */
+function spotOf(document: vscode.TextDocument, position: vscode.Position): Spot {
+    return { uri: document.uri.toString(), version: document.version, line: position.line, character: position.character };
+}
+
+function activeSpot(): Spot | undefined {
+    const editor = vscode.window.activeTextEditor;
+    return editor === undefined ? undefined : spotOf(editor.document, editor.selection.active);
+}
+
 function clientState(state: State): ClientState | 'failed' {
     switch (state) {
         case State.Starting:
@@ -86,16 +98,32 @@ export class Ctx implements vscode.Disposable {
     private launched: LaunchSettings | undefined;
     /** Set while the extension itself stops the server, so that stop is not taken for a crash. */
     private stopping = false;
+    /** Sends `cria/prefetch` when the active document or the cursor in it changes. */
+    private readonly prefetcher: Prefetcher<vscode.TextDocument>;
+    /** Asks once more for a suggestion that came back empty while the server was warming. */
+    private readonly reask = new Reask();
 
     constructor(readonly extension: vscode.ExtensionContext) {
         this.outputChannel = vscode.window.createOutputChannel('cria', { log: true });
         this.statusBar = vscode.window.createStatusBarItem('cria.status', vscode.StatusBarAlignment.Right, 100);
         this.statusBar.name = 'cria';
         this.statusBar.command = 'cria.showLog';
+        this.prefetcher = new Prefetcher({
+            activeEditor: () => vscode.window.activeTextEditor,
+            served: (document) => languageEnabled(this.config.enabledLanguages, document.languageId),
+            wanted: () => this.config.enabled && (this.status.phase === 'ready' || this.status.phase === 'warming'),
+            send: (document, cursor) => this.sendPrefetch(document, cursor),
+        });
         this.disposables.push(
             this.outputChannel,
             this.statusBar,
+            this.prefetcher,
             vscode.workspace.onDidChangeConfiguration((e) => this.onConfigurationChanged(e)),
+            vscode.window.onDidChangeActiveTextEditor((editor) => this.prefetcher.activeChanged(editor)),
+            vscode.window.onDidChangeTextEditorSelection((e) => {
+                this.prefetcher.selectionChanged(e.textEditor, e.kind);
+                this.reask.moved(spotOf(e.textEditor.document, e.textEditor.selection.active));
+            }),
         );
         this.updateStatusBar();
         this.statusBar.show();
@@ -180,7 +208,7 @@ export class Ctx implements vscode.Disposable {
         this.launched = launch;
         this.clientDisposables.push(
             client.onDidChangeState((e) => this.onClientStateChanged(e.newState)),
-            client.onNotification(lsp_ext.status, (s) => this.setStatus(onServerStatus(this.status, s))),
+            client.onNotification(lsp_ext.status, (s) => this.onServerStatus(s)),
         );
         try {
             await client.start();
@@ -206,6 +234,7 @@ export class Ctx implements vscode.Disposable {
         const client = this._client;
         this._client = undefined;
         this.launched = undefined;
+        this.prefetcher.reset();
         for (const d of this.clientDisposables) {
             d.dispose();
         }
@@ -245,17 +274,50 @@ export class Ctx implements vscode.Disposable {
                     return undefined;
                 }
                 const result = await next(document, position, context, token);
-                if (result && this.serverHasCommand(lsp_ext.ACCEPTED_COMMAND)) {
-                    const items = Array.isArray(result) ? result : result.items;
+                const items = !result ? [] : Array.isArray(result) ? result : result.items;
+                if (items.length > 0 && this.serverHasCommand(lsp_ext.ACCEPTED_COMMAND)) {
                     attachAcceptedCommand(items, { uri: document.uri.toString(), languageId: document.languageId });
                 }
+                if (!token.isCancellationRequested) {
+                    this.reask.answered(spotOf(document, position), items.length === 0, this.status.phase === 'warming');
+                }
                 return result;
+            },
+            // Documents the server has, and the visible one prefetched right after its didOpen.
+            didOpen: async (document, next) => {
+                await next(document);
+                this.prefetcher.opened(document);
+            },
+            didClose: async (document, next) => {
+                this.prefetcher.closed(document);
+                await next(document);
             },
             // The server also answers textDocument/completion with the same
             // suggestion, for editors without inline completion. In VS Code it
             // would show twice and cost a second model run per keystroke.
             provideCompletionItem: () => undefined,
         };
+    }
+
+    private sendPrefetch(document: vscode.TextDocument, cursor: { line: number; character: number }): void {
+        const client = this._client;
+        if (client === undefined || !client.isRunning()) {
+            return;
+        }
+        const params: lsp_ext.PrefetchParams = { textDocument: { uri: client.code2ProtocolConverter.asUri(document.uri) }, position: cursor };
+        client.sendNotification(lsp_ext.prefetch, params).catch((err: unknown) => this.log(`sending cria/prefetch: ${String(err)}`));
+    }
+
+    /** A `cria/status`: the status bar; a prefetch when the model got ready; the re-ask when warming ended. */
+    private onServerStatus(s: lsp_ext.CriaStatus): void {
+        const wasReady = this.status.phase === 'ready' || this.status.phase === 'warming';
+        this.setStatus(onServerStatus(this.status, s));
+        if (!wasReady && this.status.phase === 'ready') {
+            this.prefetcher.ready();
+        }
+        if (this.reask.status(s.state, activeSpot()) !== undefined) {
+            void vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
+        }
     }
 
     private serverHasCommand(command: string): boolean {

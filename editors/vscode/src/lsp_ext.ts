@@ -5,14 +5,27 @@
 
 import { NotificationType, RequestType } from 'vscode-jsonrpc';
 
-/** A model's state as `cria/status` reports it. */
-export type ModelState = 'loading' | 'ready' | 'error';
+/**
+ * A model's state as `cria/status` reports it. `warming`: the model is ready
+ * but a document's prompt is being computed in the background; suggestions
+ * for it may come back empty meanwhile.
+ */
+export type ModelState = 'loading' | 'ready' | 'warming' | 'error';
+
+/** The document whose prompt is being warmed, while `state` is `warming`. */
+export interface Warming {
+    uri: string;
+    /** 0..100. */
+    percentage: number;
+}
 
 /** `cria/status` (server → client): sent on every model state change and after every completion. */
 export interface CriaStatus {
     /** Model name (config name or file name); empty before the first load starts. */
     model: string;
     state: ModelState;
+    /** Present while `state` is `warming`. */
+    warming?: Warming;
     /** The error when `state` is `error`; may carry progress text while loading. */
     message?: string;
     /** Milliseconds from request to answer of the last completion. */
@@ -23,9 +36,25 @@ export interface CriaStatus {
     reusedTokens?: number;
     /** Generated tokens per second in the last completion. */
     tokensPerSecond?: number;
+    /** Memory the KV caches of recently used documents hold, in MB. */
+    kvCacheMb?: number;
+    /** KV-cache slots in use. */
+    kvSlots?: number;
 }
 
 export const status = new NotificationType<CriaStatus>('cria/status');
+
+/** `cria/prefetch` parameters: a document and the cursor in it (UTF-16 position, as negotiated). */
+export interface PrefetchParams {
+    textDocument: { uri: string };
+    position: { line: number; character: number };
+}
+
+/**
+ * `cria/prefetch` (client → server): the cursor is here in this document;
+ * compute its prompt in the background so the next suggestion is quick. No answer.
+ */
+export const prefetch = new NotificationType<PrefetchParams>('cria/prefetch');
 
 export interface DocumentTextParams {
     /** The document's URI exactly as sent in `didOpen`. */

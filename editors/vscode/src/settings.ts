@@ -25,6 +25,7 @@ export interface ServerSettings {
     suffixShare?: number;
     maxSuffixTokens?: number;
     contextLength?: number;
+    kvCacheMb?: number;
     threads?: number;
     device?: string;
     temperature?: number;
@@ -41,6 +42,7 @@ export const SERVER_KEYS = [
     'suffixShare',
     'maxSuffixTokens',
     'contextLength',
+    'kvCacheMb',
     'threads',
     'device',
     'temperature',
@@ -54,7 +56,7 @@ export const RESTART_KEYS = ['serverPath', 'serverEnv'] as const;
 /** Settings only the extension reads, applied without a restart. */
 export const CLIENT_KEYS = ['enable', 'trace.server'] as const;
 
-const NUMBER_KEYS = new Set<string>(['maxTokens', 'latencyBudgetMs', 'promptTokens', 'suffixShare', 'maxSuffixTokens', 'contextLength', 'threads', 'temperature']);
+const NUMBER_KEYS = new Set<string>(['maxTokens', 'latencyBudgetMs', 'promptTokens', 'suffixShare', 'maxSuffixTokens', 'contextLength', 'kvCacheMb', 'threads', 'temperature']);
 
 /** Expands a leading `~` to the home folder (the server does not). */
 export function expandHome(value: string, home: string): string {

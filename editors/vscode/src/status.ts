@@ -6,8 +6,8 @@
 
 import type { CriaStatus } from './lsp_ext';
 
-/** Where the server and its model are. */
-export type Phase = 'stopped' | 'starting' | 'loading' | 'ready' | 'error';
+/** Where the server and its model are. `warming`: ready, and computing a document's prompt in the background. */
+export type Phase = 'stopped' | 'starting' | 'loading' | 'ready' | 'warming' | 'error';
 
 export interface StatusState {
     phase: Phase;
@@ -21,6 +21,10 @@ export interface StatusState {
     tokensPerSecond?: number;
     promptTokens?: number;
     reusedTokens?: number;
+    /** The document being warmed (phase `warming`) and how far, 0..100. */
+    warming?: { uri: string; percent?: number };
+    kvCacheMb?: number;
+    kvSlots?: number;
 }
 
 export const INITIAL_STATUS: StatusState = { phase: 'stopped' };
@@ -51,6 +55,8 @@ export function onServerStatus(prev: StatusState, status: CriaStatus): StatusSta
         tokensPerSecond: status.tokensPerSecond,
         promptTokens: status.promptTokens,
         reusedTokens: status.reusedTokens,
+        kvCacheMb: status.kvCacheMb,
+        kvSlots: status.kvSlots,
     };
     switch (status.state) {
         case 'loading':
@@ -62,6 +68,13 @@ export function onServerStatus(prev: StatusState, status: CriaStatus): StatusSta
             };
         case 'ready':
             return { phase: 'ready', model, ...stats };
+        case 'warming':
+            return {
+                phase: 'warming',
+                model,
+                ...stats,
+                warming: { uri: status.warming?.uri ?? '', percent: clampPercent(status.warming?.percentage) },
+            };
         case 'error':
             return { phase: 'error', model, message: status.message ?? 'the model failed to load' };
         default:
@@ -91,7 +104,7 @@ export function onLoadProgress(prev: StatusState, value: ProgressValue): StatusS
                 percent: clampPercent(value.percentage) ?? 0,
             };
         case 'report':
-            return { ...prev, phase: prev.phase === 'ready' ? 'ready' : 'loading', percent: clampPercent(value.percentage) ?? prev.percent };
+            return { ...prev, phase: prev.phase === 'ready' || prev.phase === 'warming' ? prev.phase : 'loading', percent: clampPercent(value.percentage) ?? prev.percent };
         case 'end':
             // cria/status follows with the outcome.
             return { ...prev, percent: prev.phase === 'loading' ? 100 : undefined };
@@ -149,6 +162,16 @@ export function shortModelName(model: string): string {
     return name || 'cria';
 }
 
+/** The file name of a URI, for the tooltip: `file:///src/a%20b.py` → `a b.py`. */
+export function uriFileName(uri: string): string {
+    const last = uri.replace(/[?#].*$/, '').replace(/\/+$/, '').split('/').pop() ?? '';
+    try {
+        return decodeURIComponent(last);
+    } catch {
+        return last;
+    }
+}
+
 /** Escapes text for Markdown. */
 export function escapeMarkdown(text: string): string {
     return text.replace(/[\\`*_{}[\]()#+\-.!|<>~]/g, (c) => '\\' + c);
@@ -189,7 +212,22 @@ export function render(state: StatusState, enabled: boolean): Rendered {
             }
             r = {
                 text: parts.join(' · '),
-                tooltip: tip([`**cria**: model \`${state.model ?? ''}\` ready`, statsLine ?? 'No suggestion yet.']),
+                tooltip: tip([`**cria**: model \`${state.model ?? ''}\` ready`, statsLine ?? 'No suggestion yet.', cacheLine(state)]),
+                severity: 'normal',
+            };
+            break;
+        }
+        case 'warming': {
+            const pct = state.warming?.percent !== undefined ? ` ${state.warming.percent}%` : '';
+            const file = state.warming?.uri ? uriFileName(state.warming.uri) : '';
+            const what = file ? `the prompt for \`${file}\`` : 'a prompt';
+            r = {
+                text: `$(sync~spin) ${model ?? 'cria'} · warming${pct}`,
+                tooltip: tip([
+                    `**cria**: model \`${state.model ?? ''}\` ready, warming ${what}${pct}: suggestions there may be empty until it is done`,
+                    statsLine,
+                    cacheLine(state),
+                ]),
                 severity: 'normal',
             };
             break;
@@ -213,6 +251,18 @@ export function render(state: StatusState, enabled: boolean): Rendered {
         };
     }
     return r;
+}
+
+/** `KV cache: 3 slots, 412 MB`, when the server reports it. */
+function cacheLine(state: StatusState): string | undefined {
+    const parts = [];
+    if (state.kvSlots !== undefined) {
+        parts.push(`${state.kvSlots} ${state.kvSlots === 1 ? 'slot' : 'slots'}`);
+    }
+    if (state.kvCacheMb !== undefined) {
+        parts.push(`${Math.round(state.kvCacheMb)} MB`);
+    }
+    return parts.length > 0 ? `KV cache: ${parts.join(', ')}` : undefined;
 }
 
 function completionLine(state: StatusState): string | undefined {

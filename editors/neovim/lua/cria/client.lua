@@ -38,10 +38,29 @@ function M.lsp_config(c)
     settings = { cria = settings },
     handlers = {
       ["cria/status"] = function(err, result, ctx)
-        require("cria.status").on_status(err, result, ctx)
+        M.on_status(err, result, ctx)
       end,
     },
   }
+end
+
+--- Handler of `cria/status`: the statusline's state, then what waits for
+--- the model to be ready (the prefetch after a load, the re-ask after
+--- warming).
+function M.on_status(err, result, ctx)
+  local status = require("cria.status")
+  local before = status.by_client[ctx.client_id]
+  before = before and before.state
+  status.on_status(err, result, ctx)
+  if type(result) ~= "table" then
+    return
+  end
+  vim.schedule(function()
+    require("cria.prefetch").on_status(ctx.client_id, before, result)
+    if not require("cria.native").active() then
+      require("cria.ghost").on_status(result)
+    end
+  end)
 end
 
 --- Running cria clients, optionally only those attached to a buffer.

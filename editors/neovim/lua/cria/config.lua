@@ -178,7 +178,8 @@ function M.cmd(c)
 end
 
 --- The settings sent to the server (initializationOptions and
---- workspace/didChangeConfiguration).
+--- workspace/didChangeConfiguration). Never empty as Lua sees it: an empty
+--- table would be sent as a JSON array, which the server rejects.
 ---@param c cria.Config|nil
 ---@return table
 function M.server_settings(c)
@@ -186,6 +187,9 @@ function M.server_settings(c)
   local s = vim.deepcopy(c.settings or {})
   if c.model then
     s.model = c.model
+  end
+  if next(s) == nil then
+    return vim.empty_dict()
   end
   return s
 end

@@ -38,13 +38,14 @@ local HL = "CriaSuggestion"
 ---@field index integer
 ---@field shown cria.Shown|nil
 ---@field extmark integer|nil
+---@field reask {tick: integer, row: integer, col: integer, trigger_kind: integer}|nil  An empty answer given while the server was warming.
 
 ---@type table<integer, cria.BufState>
 local buffers = {}
 local seq = 0
 
 --- Counters for tests and `:Cria status`.
-M.stats = { requests = 0, cancelled = 0, shown = 0, accepted = 0 }
+M.stats = { requests = 0, cancelled = 0, shown = 0, accepted = 0, reasks = 0 }
 
 local function enabled()
   return require("cria").is_enabled()
@@ -142,6 +143,7 @@ function M.clear(bufnr)
     st.shown = nil
     st.items = nil
     st.extmark = nil
+    st.reask = nil
   end
   if api.nvim_buf_is_valid(bufnr) then
     api.nvim_buf_clear_namespace(bufnr, M.ns, 0, -1)
@@ -280,6 +282,12 @@ function M.request(bufnr, trigger_kind)
     local items = M.normalize(bufnr, result, encoding, row, col)
     if #items == 0 then
       M.clear(bufnr)
+      -- Empty because the server is busy warming a prompt: ask again once
+      -- it is ready, if the cursor has not moved by then.
+      local status = require("cria.status").by_client[client.id]
+      if status and status.state == "warming" then
+        current.reask = { tick = tick, row = row, col = col, trigger_kind = trigger_kind or 2 }
+      end
       return
     end
     current.items = items
@@ -348,6 +356,27 @@ local function on_change(bufnr)
   M.clear(bufnr)
   M.cancel(bufnr)
   M.schedule(bufnr)
+end
+
+--- After a `cria/status`: when warming is over, asks once more where an
+--- answer came back empty while it lasted, if nothing moved since (any
+--- edit or cursor move clears the wish, see M.clear).
+---@param status table
+function M.on_status(status)
+  if status.state == "warming" then
+    return
+  end
+  for bufnr, st in pairs(buffers) do
+    local wish = st.reask
+    st.reask = nil
+    if wish and status.state == "ready" and api.nvim_get_current_buf() == bufnr and in_insert_mode() then
+      local row, col = cursor()
+      if row == wish.row and col == wish.col and api.nvim_buf_get_changedtick(bufnr) == wish.tick then
+        M.stats.reasks = M.stats.reasks + 1
+        M.request(bufnr, wish.trigger_kind)
+      end
+    end
+  end
 end
 
 --- Whether a suggestion is shown in the current buffer.
@@ -575,10 +604,18 @@ function M.clear_all()
   end
 end
 
---- Defines the highlight group (linked to Comment unless the colour scheme
---- sets it).
+--- Defines the highlight group unless the colour scheme sets it: Comment's
+--- colours, and where Comment has no terminal colour (no 'termguicolors'),
+--- grey italics.
 function M.highlights()
-  api.nvim_set_hl(0, HL, { link = "Comment", default = true })
+  local comment = api.nvim_get_hl(0, { name = "Comment", link = false })
+  api.nvim_set_hl(0, HL, {
+    default = true,
+    fg = comment.fg or "Grey",
+    italic = comment.italic,
+    ctermfg = comment.ctermfg or 8,
+    cterm = comment.ctermfg and comment.cterm or { italic = true },
+  })
 end
 
 return M

@@ -101,8 +101,16 @@ function M.check()
     health.info("not running (it starts for: " .. table.concat(c.filetypes, ", ") .. ")")
   end
   for _, client in ipairs(clients) do
-    local s = require("cria.status").by_client[client.id] or {}
+    local status = require("cria.status")
+    local s = status.by_client[client.id] or {}
     local text = ("client %d: %s%s"):format(client.id, s.state or "starting", s.model and (" (" .. s.model .. ")") or "")
+    if s.state == "warming" and type(s.warming) == "table" then
+      text = text .. ", warming " .. status.warming_text(s.warming)
+    end
+    local cache = status.cache_text(s)
+    if cache then
+      text = text .. ", KV cache: " .. cache
+    end
     if s.state == "error" then
       health.error(text .. ": " .. tostring(s.message))
     else

@@ -28,6 +28,7 @@ local function attach(bufnr, client)
   else
     require("cria.ghost").attach(bufnr)
   end
+  require("cria.prefetch").attach(bufnr)
 end
 
 --- Applies options and starts cria for the configured filetypes.
@@ -60,6 +61,7 @@ function M.setup(opts)
       local client = vim.lsp.get_client_by_id(args.data.client_id)
       if client and client.name == require("cria.client").name then
         ghost.detach(args.buf)
+        require("cria.prefetch").detach(args.buf)
       end
     end,
   })

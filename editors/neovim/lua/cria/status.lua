@@ -8,12 +8,15 @@ local M = {}
 
 ---@class cria.Status
 ---@field model string|nil
----@field state "loading"|"ready"|"error"|nil
+---@field state "loading"|"ready"|"warming"|"error"|nil  `warming`: ready, and computing a document's prompt in the background
+---@field warming {uri: string, percentage: number}|nil  While `state` is `warming`.
 ---@field message string|nil
 ---@field lastLatencyMs integer|nil
 ---@field promptTokens integer|nil
 ---@field reusedTokens integer|nil
 ---@field tokensPerSecond number|nil
+---@field kvCacheMb number|nil        Memory the KV caches of recently used documents hold.
+---@field kvSlots integer|nil         KV-cache slots in use.
 ---@field percentage integer|nil      Model loading progress.
 
 --- Latest status per client id.
@@ -81,7 +84,8 @@ function M.get(bufnr)
 end
 
 --- A short text for a statusline: `cria: ready 120ms`, `cria: loading 40%`,
---- `cria: error`, `cria: off`, or "" where cria is not attached.
+--- `cria: warming 40%`, `cria: error`, `cria: off`, or "" where cria is not
+--- attached.
 ---@param bufnr integer|nil
 ---@return string
 function M.statusline(bufnr)
@@ -101,11 +105,41 @@ function M.statusline(bufnr)
     return prefix .. ": ready"
   elseif status.state == "error" then
     return prefix .. ": error"
+  elseif status.state == "warming" then
+    local percentage = type(status.warming) == "table" and tonumber(status.warming.percentage)
+    if percentage then
+      return ("%s: warming %d%%"):format(prefix, math.floor(math.max(0, math.min(100, percentage)) + 0.5))
+    end
+    return prefix .. ": warming"
   end
   if status.percentage then
     return ("%s: loading %d%%"):format(prefix, status.percentage)
   end
   return prefix .. ": loading"
+end
+
+--- `main.py 40%` for a status's `warming` field.
+---@param warming {uri: string, percentage: number}
+---@return string
+function M.warming_text(warming)
+  local ok, fname = pcall(vim.uri_to_fname, warming.uri)
+  local name = ok and type(fname) == "string" and vim.fn.fnamemodify(fname, ":t") or "?"
+  local percentage = tonumber(warming.percentage)
+  return percentage and ("%s %d%%"):format(name, math.floor(percentage + 0.5)) or name
+end
+
+--- `2 slots, 130 MB` when the server reports its KV caches, else nil.
+---@param s cria.Status
+---@return string|nil
+function M.cache_text(s)
+  local parts = {}
+  if tonumber(s.kvSlots) then
+    table.insert(parts, ("%d %s"):format(s.kvSlots, s.kvSlots == 1 and "slot" or "slots"))
+  end
+  if tonumber(s.kvCacheMb) then
+    table.insert(parts, ("%d MB"):format(math.floor(s.kvCacheMb + 0.5)))
+  end
+  return #parts > 0 and table.concat(parts, ", ") or nil
 end
 
 --- A multi-line description for `:Cria status`.
@@ -134,6 +168,13 @@ function M.describe()
     end
     if s.percentage then
       table.insert(lines, ("  loading: %d%%"):format(s.percentage))
+    end
+    if s.state == "warming" and type(s.warming) == "table" then
+      table.insert(lines, "  warming: " .. M.warming_text(s.warming))
+    end
+    local cache = M.cache_text(s)
+    if cache then
+      table.insert(lines, "  KV cache: " .. cache)
     end
     if s.lastLatencyMs then
       table.insert(

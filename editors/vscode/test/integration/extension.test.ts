@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 
-import { FakeDocument, FakeVscode, InlineCompletionItem, InlineCompletionList, Position, Range, Uri, extensionContext } from './fake_vscode';
+import { FakeDocument, FakeEditor, FakeVscode, InlineCompletionItem, InlineCompletionList, Position, Range, Uri, extensionContext } from './fake_vscode';
 
 const EXTENSION_ROOT = path.join(__dirname, '../../..');
 const BIN = path.resolve(EXTENSION_ROOT, process.env.CRIA_BIN ?? '../../target/debug/cria');
@@ -84,6 +84,8 @@ describe('the extension in a stand-in VS Code, with the real server', { timeout:
 
     async function suggest(triggerKind: 0 | 1): Promise<InlineCompletionItem[] | undefined> {
         assert.equal(fake.inlineProviders.length, 1, 'one inline provider');
+        // While the server warms the document's prompt its answers may be empty.
+        await until('warming to end', 60_000, () => (bar().text.includes('warming') ? undefined : true), context);
         const position = doc.positionAt(doc.getText().length);
         const result = (await fake.inlineProviders[0].provider.provideInlineCompletionItems(
             doc,
@@ -134,7 +136,8 @@ describe('the extension in a stand-in VS Code, with the real server', { timeout:
         for (const ch of '\n\ndef mul(a, b):\n    """Multiply two numbers."""\n    return ') {
             fake.edit(doc, new Range(end(), end()), ch);
         }
-        fake.window.activeTextEditor = { document: doc };
+        // The editor becomes the active one: the extension sends cria/prefetch, which the server takes quietly.
+        fake.activate(new FakeEditor(doc, end()));
         await fake.commands.get('cria.checkDocumentSync')!();
         const last = fake.messages[fake.messages.length - 1];
         assert.equal(last.kind, 'info', context());

@@ -182,6 +182,17 @@ export class FakeDocument {
     }
 }
 
+/** A text editor: a document and the cursor in it. */
+export class FakeEditor {
+    selection: { active: Position; anchor: Position };
+    constructor(
+        readonly document: FakeDocument,
+        cursor = new Position(0, 0),
+    ) {
+        this.selection = { active: cursor, anchor: cursor };
+    }
+}
+
 /** Anything not implemented: callable, constructible, every property another stand-in. */
 function standIn(name: string): unknown {
     return new Proxy(function () {}, {
@@ -248,6 +259,8 @@ export class FakeVscode {
     readonly onDidChange = new EventEmitter<unknown>();
     readonly onDidClose = new EventEmitter<FakeDocument>();
     readonly onDidChangeConfiguration = new EventEmitter<{ affectsConfiguration(section: string): boolean }>();
+    readonly onDidChangeActiveTextEditor = new EventEmitter<FakeEditor | undefined>();
+    readonly onDidChangeTextEditorSelection = new EventEmitter<{ textEditor: FakeEditor; selections: unknown[]; kind: number | undefined }>();
     readonly module: unknown;
     /** vscode.window: set `activeTextEditor` on it. */
     readonly window: Record<string, unknown> = {};
@@ -294,6 +307,26 @@ export class FakeVscode {
         this.onDidChange.fire(doc.edit(range, text));
     }
 
+    /** Makes an editor the active one, as switching tabs does. */
+    activate(editor: FakeEditor | undefined): void {
+        this.window.activeTextEditor = editor;
+        this.window.visibleTextEditors = editor === undefined ? [] : [editor];
+        this.onDidChangeActiveTextEditor.fire(editor);
+    }
+
+    /** Moves an editor's cursor; `kind` as `TextEditorSelectionChangeKind` (1 keyboard, 2 mouse, 3 command). */
+    moveCursor(editor: FakeEditor, to: Position, kind: number | undefined): void {
+        editor.selection = { active: to, anchor: to };
+        this.onDidChangeTextEditorSelection.fire({ textEditor: editor, selections: [editor.selection], kind });
+    }
+
+    /** Types text at an editor's cursor: the edit, then the selection change VS Code fires for it. */
+    type(editor: FakeEditor, text: string): void {
+        const at = editor.selection.active;
+        this.edit(editor.document, new Range(at, at), text);
+        this.moveCursor(editor, editor.document.positionAt(editor.document.offsetAt(at) + text.length), 1);
+    }
+
     private build(): unknown {
         const configuration = (section?: string) => {
             const full = (key: string) => (section ? `${section}.${key}` : key);
@@ -336,7 +369,8 @@ export class FakeVscode {
             activeTextEditor: undefined,
             visibleTextEditors: [],
             tabGroups: { all: [], onDidChangeTabs: never, onDidChangeTabGroups: never },
-            onDidChangeActiveTextEditor: never,
+            onDidChangeActiveTextEditor: this.onDidChangeActiveTextEditor.event,
+            onDidChangeTextEditorSelection: this.onDidChangeTextEditorSelection.event,
             onDidChangeVisibleTextEditors: never,
             createOutputChannel: outputChannel,
             createStatusBarItem: () => {
@@ -392,6 +426,7 @@ export class FakeVscode {
             StatusBarAlignment: { Left: 1, Right: 2 },
             ConfigurationTarget: { Global: 1, Workspace: 2, WorkspaceFolder: 3 },
             InlineCompletionTriggerKind: { Invoke: 0, Automatic: 1 },
+            TextEditorSelectionChangeKind: { Keyboard: 1, Mouse: 2, Command: 3 },
             ProgressLocation: { SourceControl: 1, Window: 10, Notification: 15 },
             LogLevel: { Off: 0, Trace: 1, Debug: 2, Info: 3, Warning: 4, Error: 5 },
             workspace: withFallback('vscode.workspace', {

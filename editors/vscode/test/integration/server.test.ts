@@ -143,6 +143,11 @@ describe(`cria over stdio, as the VS Code client drives it (${BIN})`, { timeout:
         return doc.positionAt(at);
     }
 
+    /** Waits while the latest cria/status says a prompt is being warmed (answers may be empty meanwhile). */
+    function warmed(): Promise<true> {
+        return until('warming to end', 60_000, () => (statuses[statuses.length - 1]?.state === 'warming' ? undefined : true));
+    }
+
     function after_(needle: string, nth = 0): Position {
         const p = find(needle, nth);
         return { line: p.line, character: p.character + needle.length };
@@ -303,8 +308,24 @@ describe(`cria over stdio, as the VS Code client drives it (${BIN})`, { timeout:
         assert.equal(text, expected);
     });
 
+    test('cria/prefetch at the cursor is taken quietly; warming, if any, ends in ready', { timeout: 90_000 }, async () => {
+        live();
+        const before = statuses.length;
+        const position = doc.positionAt(doc.getText().length);
+        const params: lsp_ext.PrefetchParams = { textDocument: { uri }, position };
+        await conn.sendNotification(lsp_ext.prefetch, params);
+        assert.equal(await conn.sendRequest(lsp_ext.documentText, { uri }), doc.getText(), 'the server still answers');
+        await warmed();
+        for (const s of statuses.slice(before).filter((s) => s.state === 'warming')) {
+            assert.equal(s.warming?.uri, uri, JSON.stringify(s));
+            assert.ok(s.warming.percentage >= 0 && s.warming.percentage <= 100, JSON.stringify(s));
+        }
+        assert.deepEqual(messages.filter((m) => m.type === MessageType.Error || m.type === MessageType.Warning), []);
+    });
+
     test('textDocument/inlineCompletion returns a suggestion, and the status bar shows its numbers', { timeout: 60_000 }, async (t) => {
         live();
+        await warmed();
         const before = statuses.length;
         const position = doc.positionAt(doc.getText().length);
         const result = await conn.sendRequest(InlineCompletionRequest.type, {

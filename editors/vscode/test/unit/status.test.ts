@@ -13,6 +13,7 @@ import {
     onServerStatus,
     render,
     shortModelName,
+    uriFileName,
 } from '../../src/status';
 
 describe('formatting', () => {
@@ -121,6 +122,40 @@ describe('state from client state, $/progress and cria/status', () => {
         assert.equal(s.percent, 100);
         const t = onLoadProgress(s, { kind: 'report', percentage: 33.6 });
         assert.equal(t.percent, 34);
+    });
+
+    test('warming: the percentage in the status bar, the file and the KV cache in the tooltip', () => {
+        let s = onServerStatus(INITIAL_STATUS, { model: 'qwen', state: 'ready', lastLatencyMs: 90, kvCacheMb: 96.4, kvSlots: 1 });
+        assert.match(render(s, true).tooltip, /KV cache: 1 slot, 96 MB/);
+        s = onServerStatus(s, {
+            model: 'qwen',
+            state: 'warming',
+            warming: { uri: 'file:///src/my%20app/main.py', percentage: 41.6 },
+            kvCacheMb: 212,
+            kvSlots: 2,
+        });
+        const r = render(s, true);
+        assert.equal(r.text, '$(sync~spin) qwen · warming 42%');
+        assert.equal(r.severity, 'normal');
+        assert.match(r.tooltip, /warming the prompt for `main\.py` 42%: suggestions there may be empty/);
+        assert.match(r.tooltip, /KV cache: 2 slots, 212 MB/);
+        // Warming done.
+        s = onServerStatus(s, { model: 'qwen', state: 'ready', kvCacheMb: 212, kvSlots: 2 });
+        assert.equal(render(s, true).text, '$(sparkle) qwen');
+        assert.equal(s.warming, undefined);
+        // Without a percentage or a URI.
+        const bare = onServerStatus(s, { model: 'qwen', state: 'warming' });
+        assert.equal(render(bare, true).text, '$(sync~spin) qwen · warming');
+        assert.match(render(bare, true).tooltip, /warming a prompt/);
+        // Off wins, as for ready.
+        assert.equal(render(bare, false).text, '$(circle-slash) cria: off');
+    });
+
+    test('file names of URIs', () => {
+        assert.equal(uriFileName('file:///src/my%20app/main.py'), 'main.py');
+        assert.equal(uriFileName('untitled:Untitled-1'), 'untitled:Untitled-1');
+        assert.equal(uriFileName('file:///a/%E2%9C%A8.rs?x#y'), '✨.rs');
+        assert.equal(uriFileName('file:///a/bad%zz.rs'), 'bad%zz.rs');
     });
 
     test('a state from a newer server keeps what is shown', () => {
