@@ -1271,9 +1271,11 @@ class LlamaVim:
             if not trimmed:
                 break
             hashes.append(trimmed + ctx["middle"] + SEP + ctx["suffix"])
-        # The keystroke this request would answer (not for speculative ones).
-        key = self.last_key if not prev and self.last_key is not None and self.last_key.answered is None \
-            and self.last_key.job is None else None
+        # The keystroke this request answers: the last one, if the cursor is still where it left it
+        # (a retry can fire after a switch or jump), and none for speculative requests.
+        last = self.last_key
+        key = last if (not prev and last is not None and last.answered is None and last.job is None
+                       and last.doc == self.active.name and last.pos == self.active.cursor) else None
         if use_cache and self.args.llama_vim_cache:
             if any(self.cache_get(h) is not None for h in hashes):
                 if key is not None:  # cached under a trimmed context: nothing to send, nothing shown
