@@ -34,6 +34,7 @@ class LedgerError(ValueError):
     """Raised for rows that cannot be turned into a transaction."""
 
     def __init__(self, message: str, line: int | None = None) -> None:
+        # keystroke-replay: jump
         if line is not None:
             message = f"line {line}: {message}"
         super().__init__(message)
