@@ -565,3 +565,24 @@ fn remote_floods_are_cut_off_within_the_budget_and_bounded_memory() {
         c.shutdown();
     }
 }
+
+#[test]
+fn lsp_a_job_that_panics_in_the_engine_is_reported_and_the_next_one_is_served() {
+    let home = support::linked_home();
+    // Debug builds only: the engine's first job panics on purpose.
+    let mut c = LspClient::start_with_env(home.path(), &[], &[("CRIA_TEST_ENGINE_PANIC_ON_JOB", "1")]);
+    c.initialize(json!({}), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 8}));
+    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    let uri = "file:///work/panic.py";
+    c.open(uri, "python", "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    ");
+    let first = c.inline_completion(uri, 5, 4, LONG);
+    assert_eq!(items(&first).len(), 0, "the failed job answers nothing: {first}");
+    let status = c.wait_for(LONG, "an error status", |m| m["method"] == "cria/status" && m["params"]["state"] == "error");
+    let message = status["params"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("panics on purpose") && message.contains("reset"), "{message}");
+    // The engine thread lives on, its caches emptied: the next request is served.
+    let second = c.inline_completion(uri, 5, 4, LONG);
+    assert_eq!(items(&second).len(), 1, "{second}");
+    c.wait_for(LONG, "ready again", |m| m["method"] == "cria/status" && m["params"]["state"] == "ready");
+    c.shutdown();
+}

@@ -125,6 +125,8 @@ struct Shared {
     warming: watch::Sender<Option<Warming>>,
     /// The last panic caught in a job, for status reports.
     last_panic: Mutex<Option<String>>,
+    /// Jobs run so far (for the debug-build test hook).
+    jobs_run: AtomicUsize,
 }
 
 /// A handle to the model thread; cloning it shares the same thread.
@@ -172,6 +174,7 @@ impl EngineHandle {
             bytes_per_position: AtomicUsize::new(0),
             warming: watch::channel(None).0,
             last_panic: Mutex::new(None),
+            jobs_run: AtomicUsize::new(0),
         });
         let thread_shared = shared.clone();
         thread::Builder::new()
@@ -369,7 +372,10 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
         }
     };
     let mut control = RunControl { background, should_yield: &should_yield, late_budget: options.late_budget, on_prefill: Some(&mut on_prefill) };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run_job(options.slot, &request, &mut control, &mut on_text)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        test_hook_panic(shared);
+        engine.run_job(options.slot, &request, &mut control, &mut on_text)
+    }));
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(panic) => {
@@ -390,6 +396,17 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
         Err(e) => {
             let _ = reply.send(Err(e));
             None
+        }
+    }
+}
+
+/// Debug builds only: `CRIA_TEST_ENGINE_PANIC_ON_JOB=N` makes the N-th job
+/// panic, so tests can check that a failing job is reported and survived.
+fn test_hook_panic(shared: &Shared) {
+    if cfg!(debug_assertions) {
+        let n = shared.jobs_run.fetch_add(1, Ordering::SeqCst) + 1;
+        if std::env::var("CRIA_TEST_ENGINE_PANIC_ON_JOB").ok().and_then(|v| v.parse::<usize>().ok()) == Some(n) {
+            panic!("test hook: job {n} panics on purpose");
         }
     }
 }

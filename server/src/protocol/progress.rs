@@ -29,7 +29,6 @@ pub(super) fn set_client_support(capabilities: &lsp::ClientCapabilities) {
 }
 
 /// Whether the client advertised `window.workDoneProgress`.
-#[allow(dead_code)]
 pub(super) fn client_supports_progress() -> bool {
     CLIENT_SUPPORTS_PROGRESS.load(Ordering::Relaxed)
 }
@@ -42,9 +41,6 @@ pub(super) struct Progress {
 impl Progress {
     /// Creates the token with the client if it supports progress (see the
     /// module docs); otherwise every report is dropped.
-    // Called by `State::load` (issue #13 rewrites that file; see the
-    // change described in issue #14).
-    #[allow(dead_code)]
     pub(super) fn start(client: &Client, token: lsp::ProgressToken) -> Self {
         if !client_supports_progress() {
             return Self { reports: None };
@@ -83,7 +79,6 @@ impl Progress {
 
     /// Sends a `$/progress` value (`begin`, `report`, `end`), in order,
     /// once the token is accepted.
-    #[allow(dead_code)]
     pub(super) fn report(&self, value: Value) {
         if let Some(tx) = &self.reports {
             let _ = tx.send(value);

@@ -30,6 +30,9 @@ use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
 use crate::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, JobOptions, Priority, SlotChoice, StopReason};
 use crate::models::CriaHome;
 
+static PROMPT_PROBLEM: super::throttle::Throttle = super::throttle::Throttle::new();
+static GENERATION_PROBLEM: super::throttle::Throttle = super::throttle::Throttle::new();
+
 /// The least time a late answer (its prefill outlived the latency budget)
 /// may spend generating: it goes to the cache for the editor's re-ask.
 const LATE_DECODE_BUDGET: Duration = Duration::from_secs(2);
@@ -421,15 +424,11 @@ impl State {
     async fn load(self: Arc<Self>, generation: u64, config: ServerConfig) {
         self.publish_status().await;
         let token = lsp::ProgressToken::String(format!("cria/load/{generation}"));
-        let progress = self.client.send_request::<lsp::WorkDoneProgressCreateRequest>(lsp::WorkDoneProgressCreateParams { token: token.clone() }).await.is_ok();
+        // Progress only for a client that takes it, and never waited on.
+        let progress = super::progress::Progress::start(&self.client, token);
         let report = |value: serde_json::Value| {
-            let client = self.client.clone();
-            let token = token.clone();
-            async move {
-                if progress {
-                    client.send_notification::<lsp::ProgressNotification>(lsp::ProgressParams { token, value }).await;
-                }
-            }
+            progress.report(value);
+            std::future::ready(())
         };
         report(json!({"kind": "begin", "title": "cria: loading model", "message": config.model, "percentage": 0, "cancellable": false})).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
@@ -512,7 +511,9 @@ impl State {
         let snapshot = match self.documents().snapshot(uri) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!("completion for {uri}: {e}");
+                if let Some(suppressed) = PROMPT_PROBLEM.check() {
+                    tracing::warn!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "completion: {e}");
+                }
                 return None;
             }
         };
@@ -700,7 +701,9 @@ impl State {
         let completion = match answer {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                tracing::warn!("generation: {e}");
+                if let Some(suppressed) = GENERATION_PROBLEM.check() {
+                    tracing::warn!(suppressed, "generation: {e}");
+                }
                 *lock(&self.generation_error) = Some(e.to_string());
                 self.publish_status().await;
                 return None;
@@ -815,7 +818,9 @@ impl CursorRequest {
                 Some(Built { request, context, cursor, key })
             }
             Err(e) => {
-                tracing::warn!("prompt: {e}");
+                if let Some(suppressed) = PROMPT_PROBLEM.check() {
+                    tracing::warn!(suppressed, "prompt: {e}");
+                }
                 None
             }
         }
