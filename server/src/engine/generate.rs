@@ -335,6 +335,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Measures the prefill rate on one chunk of filler text, so the first
+    /// requests can already size their prompts to the budget; the cache is
+    /// left empty.
+    pub fn calibrate_prefill(&mut self) -> Result<(), EngineError> {
+        let filler = self.tokenizer.encode(&"def value(x):\n    return x + 1\n\n\n".repeat(16))?;
+        let chunk = &filler[..filler.len().min(PREFILL_CHUNK).min(self.context_length())];
+        if chunk.len() < 16 {
+            return Ok(());
+        }
+        let Self { model, caches, pool, prefill_rate, .. } = self;
+        let cache = &mut caches[0];
+        cache.truncate(0);
+        let started = Instant::now();
+        pool.install(|| model.forward(chunk, cache))?;
+        *prefill_rate = chunk.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
+        cache.truncate(0);
+        Ok(())
+    }
+
     /// Forgets what every slot holds (after a failure left them unknown).
     pub fn clear_caches(&mut self) {
         for cache in &mut self.caches {

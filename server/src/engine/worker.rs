@@ -62,8 +62,8 @@ pub struct JobOptions {
     /// the background, then decode for this long (see [`RunControl::late_budget`]).
     pub late_budget: Option<Duration>,
     /// What the job is for (a document's URI): a newer interactive job with
-    /// the same key drops queued warm-up jobs for it, a newer warm-up job
-    /// replaces the queued one, and warm-up progress names it.
+    /// the same key drops queued warm-up jobs for it, and warm-up progress
+    /// names it.
     pub key: Option<String>,
 }
 
@@ -197,6 +197,10 @@ impl EngineHandle {
                         return;
                     }
                 };
+                let mut engine = engine;
+                if let Err(e) = engine.calibrate_prefill() {
+                    tracing::warn!("prefill calibration: {e}");
+                }
                 thread_shared.publish(&engine);
                 let _ = loaded_tx.send(Ok(LoadedModel {
                     tokenizer: engine.tokenizer(),
@@ -329,13 +333,18 @@ fn serve_jobs(mut engine: Engine, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
     }
 }
 
-/// Queues a job that just arrived, applying the key rules of [`JobOptions::key`].
+/// Queues a job that just arrived: an interactive job drops the queued
+/// warm-ups for its key (its own prompt is the fresher one; it queues the
+/// warm-up it still wants after itself). Warm-ups replace each other by
+/// their cancellation flags, set by whoever queued them.
 fn admit(job: Job, interactive: &mut VecDeque<Job>, background: &mut VecDeque<Job>, shared: &Shared) {
-    let stale = |queued: &Job| queued.is_warm_up() && queued.same_key(&job.options.key);
-    let (dropped, kept): (Vec<Job>, Vec<Job>) = background.drain(..).partition(stale);
-    background.extend(kept);
-    for old in dropped {
-        let _ = old.reply.send(Ok(cancelled(&old.request)));
+    if job.options.priority == Priority::Interactive {
+        let stale = |queued: &Job| queued.is_warm_up() && queued.same_key(&job.options.key);
+        let (dropped, kept): (Vec<Job>, Vec<Job>) = background.drain(..).partition(stale);
+        background.extend(kept);
+        for old in dropped {
+            let _ = old.reply.send(Ok(cancelled(&old.request)));
+        }
     }
     match job.options.priority {
         Priority::Interactive => {

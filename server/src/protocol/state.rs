@@ -114,6 +114,11 @@ pub struct State {
     /// stays in that block they are used again, so the prompt's start (and
     /// its KV cache) does not change when other files open or change.
     context_memo: Mutex<HashMap<String, (usize, Arc<Vec<ContextChunk>>)>>,
+    /// The quick prompt size each cold document uses until its full prompt
+    /// is cached: sizes follow the measured prefill rate, and a size that
+    /// changed from one keystroke to the next would throw away the quick
+    /// prompt's own cache.
+    quick_sizes: Mutex<HashMap<String, usize>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -144,6 +149,7 @@ impl State {
             cursors: Mutex::new(HashMap::new()),
             warm_ups: Mutex::new(HashMap::new()),
             context_memo: Mutex::new(HashMap::new()),
+            quick_sizes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -173,6 +179,7 @@ impl State {
             flag.cancel();
         }
         lock(&self.context_memo).remove(uri);
+        lock(&self.quick_sizes).remove(uri);
         let mut active = lock(&self.active);
         if active.as_deref() == Some(uri) {
             *active = None;
@@ -252,7 +259,7 @@ impl State {
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
             let Some(prepared) = built.build(budget, None, CancelFlag::new()) else { return };
-            state.remember_context(&built, &prepared.full);
+            state.remember_context(&built, &prepared);
             let full = &prepared.full.request.prompt;
             if prepared.quick.is_none() && engine.cached_prefix(full) + 1 >= full.len() {
                 return; // already warm
@@ -545,6 +552,7 @@ impl State {
         let others = if config.context_share > 0.0 && memo.is_none() { self.other_documents(uri) } else { Vec::new() };
         let roots = lock(&self.workspace_roots).clone();
         Some(Arc::new(CursorRequest {
+            quick_size: lock(&self.quick_sizes).get(uri).copied(),
             uri: uri.to_string(),
             block,
             memo,
@@ -567,10 +575,18 @@ impl State {
 
     /// Keeps the snippets a document's full prompt used, for its next prompts
     /// in the same block (only for documents still open).
-    fn remember_context(&self, request: &CursorRequest, full: &Built) {
-        if request.memo.is_none() && self.documents().get(&request.uri).is_some() {
-            lock(&self.context_memo).insert(request.uri.clone(), (request.block, full.context.clone()));
+    fn remember_context(&self, request: &CursorRequest, prepared: &Prepared) {
+        if self.documents().get(&request.uri).is_none() {
+            return;
         }
+        if request.memo.is_none() {
+            lock(&self.context_memo).insert(request.uri.clone(), (request.block, prepared.full.context.clone()));
+        }
+        let mut sizes = lock(&self.quick_sizes);
+        match &prepared.quick {
+            Some(quick) => sizes.insert(request.uri.clone(), quick.prompt_tokens),
+            None => sizes.remove(&request.uri),
+        };
     }
 
     /// Queues the warm-up of a document's full prompt (background priority,
@@ -622,8 +638,8 @@ impl State {
                 return None;
             }
         };
+        self.remember_context(&request, &prepared);
         let Prepared { full, quick } = prepared;
-        self.remember_context(&request, &full);
         if quick.is_some() {
             tracing::debug!(%uri, full = full.request.prompt.len(), "cold cursor: a quick prompt now, the full one warmed");
         }
@@ -748,6 +764,8 @@ impl State {
 /// Everything a request at a cursor needs, taken from the server's state at
 /// once, so prompts are built off the async threads.
 struct CursorRequest {
+    /// The quick prompt size this document used last (see `State::quick_sizes`).
+    quick_size: Option<usize>,
     uri: String,
     /// The cursor's 16-line block (see `State::context_memo`).
     block: usize,
@@ -772,6 +790,8 @@ struct CursorRequest {
 /// One prompt, ready to run.
 struct Built {
     request: GenerationRequest,
+    /// The token budget it was built with.
+    prompt_tokens: usize,
     /// The snippets from other files it holds.
     context: Arc<Vec<ContextChunk>>,
     cursor: CursorText,
@@ -792,7 +812,7 @@ impl CursorRequest {
         let quick = self.model.generator.engine().and_then(|engine| {
             let cached = engine.cached_prefix(&full.request.prompt);
             match plan_prompt(full.request.prompt.len(), cached, engine.prefill_rate(), budget) {
-                PromptPlan::Quick { prompt_tokens } => self.build_one(Some(prompt_tokens), deadline, cancel),
+                PromptPlan::Quick { prompt_tokens } => self.build_one(Some(self.quick_size.unwrap_or(prompt_tokens)), deadline, cancel),
                 PromptPlan::Full => None,
             }
         });
@@ -815,7 +835,7 @@ impl CursorRequest {
         match model.request(&input, &settings, deadline, cancel) {
             Ok((request, _)) => {
                 let key = SuggestionLru::key(&request.prompt, if self.mode == CompletionMode::SingleLine { "single" } else { "multi" });
-                Some(Built { request, context, cursor, key })
+                Some(Built { request, prompt_tokens: quick.unwrap_or(config.prompt_tokens), context, cursor, key })
             }
             Err(e) => {
                 if let Some(suppressed) = PROMPT_PROBLEM.check() {
