@@ -40,7 +40,7 @@ fn run(engine: &EngineHandle, request: GenerationRequest, options: JobOptions, n
 #[test]
 fn a_warm_up_gives_way_to_a_keystroke_and_resumes_without_changing_any_answer() {
     let (engine, tokenizer) = start(256);
-    let long = PROGRAM.repeat(12) + "def main():\n    ";
+    let long = PROGRAM.repeat(20) + "def main():\n    ";
     let other = "import os\n\n\ndef list_files(path):\n    ";
     let (long_tokens, other_tokens) = (prompt(&tokenizer, &long), prompt(&tokenizer, other));
     assert!(long_tokens.len() > 700, "{}", long_tokens.len());
