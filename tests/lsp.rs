@@ -55,7 +55,9 @@ fn handshake_negotiates_encoding_and_announces_capabilities() {
 fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
     let home = support::linked_home();
     let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({}));
-    // Loading was reported as work-done progress, begin to end.
+    // Loading was reported as work-done progress, begin to end (reports go
+    // out once the client accepted the token, never holding up the load).
+    c.wait_for(Duration::from_secs(30), "the end of load progress", |m| m["method"] == "$/progress" && m["params"]["value"]["kind"] == "end");
     let kinds: Vec<String> = c
         .received
         .iter()
