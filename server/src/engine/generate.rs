@@ -221,6 +221,10 @@ pub enum SlotChoice {
     Auto,
 }
 
+/// Told after each prefill chunk: the slot, the tokens its cache holds, and
+/// the prompt's length.
+pub type PrefillProgress<'a> = dyn FnMut(usize, &[u32], usize) + Send + 'a;
+
 /// How a job runs besides what its request says; set by whoever schedules
 /// jobs (the engine thread).
 pub struct RunControl<'a> {
@@ -239,7 +243,7 @@ pub struct RunControl<'a> {
     pub late_budget: Option<Duration>,
     /// Called after each prefill chunk with the slot, the tokens in its
     /// cache and the prompt's length (progress, and what other requests can reuse).
-    pub on_prefill: Option<&'a mut (dyn FnMut(usize, &[u32], usize) + Send)>,
+    pub on_prefill: Option<&'a mut PrefillProgress<'a>>,
 }
 
 impl RunControl<'_> {

@@ -113,7 +113,7 @@ pub struct State {
     /// 16-line block of the cursor they were chosen for: while the cursor
     /// stays in that block they are used again, so the prompt's start (and
     /// its KV cache) does not change when other files open or change.
-    context_memo: Mutex<HashMap<String, (usize, Arc<Vec<ContextChunk>>)>>,
+    context_memo: Mutex<HashMap<String, ContextMemo>>,
     /// The quick prompt size each cold document uses until its full prompt
     /// is cached: sizes follow the measured prefill rate, and a size that
     /// changed from one keystroke to the next would throw away the quick
@@ -760,6 +760,10 @@ impl State {
         self.publish_status().await;
     }
 }
+
+/// The snippets a document's prompt used, and the cursor block they were
+/// chosen for (see `State::context_memo`).
+type ContextMemo = (usize, Arc<Vec<ContextChunk>>);
 
 /// Everything a request at a cursor needs, taken from the server's state at
 /// once, so prompts are built off the async threads.
