@@ -307,6 +307,11 @@ fn tiny_model(dir: &Path) -> PathBuf {
 
 /// `cria serve` on the tiny model, its log in `dir/serve.log`.
 fn serve(dir: &Path, args: &[&str]) -> (Running, SocketAddr) {
+    serve_with_env(dir, args, &[])
+}
+
+/// `cria serve` as [`serve`], with more environment variables.
+fn serve_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Running, SocketAddr) {
     let model = tiny_model(dir);
     let log = File::create(dir.join("serve.log")).unwrap();
     let mut child = Command::new(support::cria_bin())
@@ -315,6 +320,7 @@ fn serve(dir: &Path, args: &[&str]) -> (Running, SocketAddr) {
         .env("CRIA_HOME", dir)
         .env("CRIA_LOG", "cria=info")
         .env("CRIA_TEST_TOKEN", "the-token")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -585,4 +591,20 @@ fn lsp_a_job_that_panics_in_the_engine_is_reported_and_the_next_one_is_served() 
     assert_eq!(items(&second).len(), 1, "{second}");
     c.wait_for(LONG, "ready again", |m| m["method"] == "cria/status" && m["params"]["state"] == "ready");
     c.shutdown();
+}
+
+#[test]
+fn serve_reports_a_job_that_panicked_on_health_and_serves_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // Debug builds only: the engine's first job panics on purpose.
+    let (_serve, addr) = serve_with_env(dir.path(), &[], &[("CRIA_TEST_ENGINE_PANIC_ON_JOB", "1")]);
+    let body = json!({"prompt": "def add(a, b):\n    return", "max_tokens": 4});
+    let (status, _) = completion(addr, &body);
+    assert!(status >= 500, "the failed job is an error: {status}");
+    let health = request(addr, "GET", "/health", &[], None);
+    assert_eq!(health.status, 503, "{:?}", health.json());
+    assert!(health.json()["message"].as_str().unwrap_or_default().contains("panics on purpose"), "{:?}", health.json());
+    let (status, _) = completion(addr, &body);
+    assert_eq!(status, 200, "the next job is served");
+    assert_healthy_within_1s(addr, "after a good job");
 }

@@ -270,9 +270,19 @@ impl EngineHandle {
         self.shared.warming.subscribe()
     }
 
-    /// The last panic the engine thread caught in a job, if any.
+    /// The panic the engine thread caught in its last job that ended, if
+    /// that job panicked (a later job that succeeds clears it).
     pub fn last_panic(&self) -> Option<String> {
         self.shared.last_panic.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `Err` with the reason while the last job that ended panicked: for
+    /// health checks (`cria serve`'s `/health` answers 503 with it).
+    pub fn health(&self) -> Result<(), String> {
+        match self.last_panic() {
+            Some(message) => Err(format!("the model failed on its last job ({message}); it was reset and serves the next one")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -399,6 +409,7 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
     match outcome {
         Ok(Ran::Yielded) => Some(Job { request, options, text, reply }),
         Ok(Ran::Done(completion)) => {
+            *shared.last_panic.lock().unwrap_or_else(|p| p.into_inner()) = None;
             let _ = reply.send(Ok(completion));
             None
         }

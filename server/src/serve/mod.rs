@@ -151,8 +151,13 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Refused> {
     Err(Refused { status: StatusCode::UNAUTHORIZED, kind: "authentication_error", message: "missing or wrong API key: send `Authorization: Bearer <token>`".into() })
 }
 
-async fn health() -> Response {
-    json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+/// `ok`, or 503 with the reason while the engine's last job failed (a
+/// caught panic; the engine was reset and serves the next request).
+async fn health(axum::extract::State(shared): axum::extract::State<Arc<Shared>>) -> Response {
+    match shared.model.generator.engine().map(|engine| engine.health()) {
+        Some(Err(reason)) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "error", "message": reason })),
+        _ => json(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+    }
 }
 
 async fn models(axum::extract::State(shared): axum::extract::State<Arc<Shared>>, headers: HeaderMap) -> Response {
