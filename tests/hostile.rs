@@ -14,7 +14,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -327,15 +326,7 @@ fn serve_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Running, 
         .expect("cria serve starts");
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(LONG).expect("cria serve says where it listens");
-    let addr = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|a| a.parse().ok());
-    (running, addr.unwrap_or_else(|| panic!("no address in {line:?}")))
+    (running, support::http::listening_address(stdout, LONG))
 }
 
 /// Asserts `/health` answers within a second.

@@ -8,11 +8,9 @@
 #[path = "../server/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cria::engine::gguf::GgufFile;
@@ -50,15 +48,7 @@ fn cria_serve(home: &Path, model: &str, args: &[&str], env: &[(&str, &str)]) -> 
         .expect("cria serve starts");
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(LONG).expect("cria serve says where it listens");
-    let addr = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|a| a.parse().ok());
-    (running, addr.unwrap_or_else(|| panic!("no address in {line:?}")))
+    (running, support::http::listening_address(stdout, LONG))
 }
 
 /// llama.cpp's server with a model, built (or taken from the cache) by

@@ -26,6 +26,11 @@ use candle_core::{DType, Device, Tensor};
 
 use super::EngineError;
 
+/// How many leading tokens two token sequences share.
+pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 /// Keys and values for every layer, plus the token ids they were computed for.
 pub struct KvCache {
     tokens: Vec<u32>,
@@ -81,7 +86,7 @@ impl KvCache {
 
     /// How many leading tokens of `prompt` are already in the cache.
     pub fn common_prefix(&self, prompt: &[u32]) -> usize {
-        self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count()
+        common_prefix(&self.tokens, prompt)
     }
 
     /// Records that the positions just written by every layer hold `tokens`.

@@ -248,7 +248,7 @@ impl EngineHandle {
     /// have to compute.
     pub fn cached_prefix(&self, prompt: &[u32]) -> usize {
         let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.iter().map(|held| held.iter().zip(prompt).take_while(|(a, b)| a == b).count()).max().unwrap_or(0)
+        slots.iter().map(|held| super::kv_cache::common_prefix(held, prompt)).max().unwrap_or(0)
     }
 
     /// Prompt tokens per second the engine's prefill runs at (`None` until

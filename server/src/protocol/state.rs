@@ -250,10 +250,7 @@ impl State {
         let Some(engine) = built.model.generator.engine().cloned() else {
             return; // a remote engine keeps its own cache
         };
-        let flag = CancelFlag::new();
-        if let Some(old) = lock(&self.warm_ups).insert(uri.to_string(), flag.clone()) {
-            old.cancel();
-        }
+        let flag = self.new_warm_up(uri);
         let uri = uri.to_string();
         let budget = Duration::from_millis(built.config.latency_budget_ms);
         let state = self.clone();
@@ -264,15 +261,10 @@ impl State {
             if prepared.quick.is_none() && engine.cached_prefix(full) + 1 >= full.len() {
                 return; // already warm
             }
-            let warm = |request: &GenerationRequest| {
-                let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag.clone(), ..request.clone() };
-                let options = JobOptions { slot: SlotChoice::Auto, priority: Priority::Background, late_budget: None, key: Some(uri.clone()) };
-                drop(engine.submit(request, options, None));
-            };
             if let Some(quick) = &prepared.quick {
-                warm(&quick.request);
+                queue_warm_up(&engine, &uri, &quick.request, &flag);
             }
-            warm(&prepared.full.request);
+            queue_warm_up(&engine, &uri, &prepared.full.request, &flag);
             tracing::debug!(%uri, quick = prepared.quick.is_some(), full = prepared.full.request.prompt.len(), "prompt warm-up queued");
         });
     }
@@ -354,22 +346,14 @@ impl State {
 
     /// The current status, for `cria/status`.
     async fn publish_status(&self) {
-        self.publish_status_as(false).await;
+        self.publish_status_with(false, None).await;
     }
 
-    /// Sends `cria/status`; with `answer_ready`, as `ready` even while a
+    /// Sends `cria/status`. With `answer_ready`, as `ready` even while a
     /// warm-up goes on: an answer that came late is in the cache, and an
     /// editor that got an empty answer while warming asks again on `ready`.
-    async fn publish_status_as(&self, answer_ready: bool) {
-        self.publish_status_with(answer_ready, None).await;
-    }
-
-    /// Sends `cria/status` as `warming` for `uri`: its request was answered
-    /// empty because its prompt is still being computed.
-    async fn publish_status_late(&self, uri: &str) {
-        self.publish_status_with(false, Some(uri)).await;
-    }
-
+    /// With `late`, as `warming` for that document: its request was just
+    /// answered empty because its prompt is still being computed.
     async fn publish_status_with(&self, answer_ready: bool, late: Option<&str>) {
         let status = {
             let mut last = lock(&self.last);
@@ -593,13 +577,16 @@ impl State {
     /// replacing the document's earlier warm-up).
     fn warm_full_prompt(&self, uri: &str, model: &Model, request: &GenerationRequest) {
         let Some(engine) = model.generator.engine() else { return };
+        queue_warm_up(engine, uri, request, &self.new_warm_up(uri));
+    }
+
+    /// A fresh cancellation flag for `uri`'s warm-ups; the earlier ones stop.
+    fn new_warm_up(&self, uri: &str) -> CancelFlag {
         let flag = CancelFlag::new();
         if let Some(old) = lock(&self.warm_ups).insert(uri.to_string(), flag.clone()) {
             old.cancel();
         }
-        let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag, ..request.clone() };
-        let options = JobOptions { slot: SlotChoice::Auto, priority: Priority::Background, late_budget: None, key: Some(uri.to_string()) };
-        drop(engine.submit(request, options, None));
+        flag
     }
 
     /// Computes the suggestion at a cursor, within the latency budget.
@@ -678,7 +665,7 @@ impl State {
                 // The request was answered empty meanwhile: the answer is
                 // cached, and the status tells the editor to ask again.
                 tracing::info!(uri = %job_uri, ms = started.elapsed().as_millis() as u64, "late suggestion ready in the cache");
-                state.publish_status_as(true).await;
+                state.publish_status_with(true, None).await;
             }
         });
         let outcome = tokio::select! {
@@ -693,7 +680,7 @@ impl State {
             Ok(_) => None,
             Err(_) if embedded => {
                 tracing::info!(%uri, "not ready within the latency budget; finishing in the background");
-                self.publish_status_late(uri).await;
+                self.publish_status_with(false, Some(uri)).await;
                 None
             }
             Err(_) => {
@@ -764,6 +751,14 @@ impl State {
 /// The snippets a document's prompt used, and the cursor block they were
 /// chosen for (see `State::context_memo`).
 type ContextMemo = (usize, Arc<Vec<ContextChunk>>);
+
+/// Queues a warm-up of `request`'s prompt for `uri`: background priority,
+/// nothing generated, stopped by `flag`.
+fn queue_warm_up(engine: &crate::engine::EngineHandle, uri: &str, request: &GenerationRequest, flag: &CancelFlag) {
+    let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag.clone(), ..request.clone() };
+    let options = JobOptions { slot: SlotChoice::Auto, priority: Priority::Background, late_budget: None, key: Some(uri.to_string()) };
+    drop(engine.submit(request, options, None));
+}
 
 /// Everything a request at a cursor needs, taken from the server's state at
 /// once, so prompts are built off the async threads.

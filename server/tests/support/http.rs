@@ -240,3 +240,18 @@ pub fn wait_healthy(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
     }
     false
 }
+
+/// Waits (up to `timeout`) for `cria serve`'s first stdout line, which says
+/// where it listens, and returns that address.
+pub fn listening_address(stdout: std::process::ChildStdout, timeout: std::time::Duration) -> SocketAddr {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(timeout).expect("cria serve says where it listens");
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|a| a.parse().ok());
+    addr.unwrap_or_else(|| panic!("no address in {line:?}"))
+}
