@@ -54,16 +54,33 @@ const LONG_TOKENS: usize = 48;
 fn typing_session(source: &str, body: &str) -> Vec<(String, usize)> {
     let indent_of = |line: &str| line.len() - line.trim_start_matches(' ').len();
     let mut lines: Vec<String> = source.split('\n').map(str::to_string).collect();
-    let rows: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim() == MARKER).collect();
-    assert_eq!(rows.len(), 1, "the source must contain exactly one line `{MARKER}`");
+    let rows: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].trim() == MARKER)
+        .collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the source must contain exactly one line `{MARKER}`"
+    );
     let row = rows[0];
     let base = indent_of(&lines[row]);
     lines[row] = " ".repeat(base);
     let (mut cur_row, mut cur_col) = (row, base);
     let mut states = Vec::new();
-    let mut edit = |lines: &mut Vec<String>, cur_row: &mut usize, cur_col: &mut usize, col0: usize, col1: usize, text: &str| {
-        let (head, tail) = (lines[*cur_row][..col0].to_string(), lines[*cur_row][col1..].to_string());
-        let new: Vec<String> = format!("{head}{text}{tail}").split('\n').map(str::to_string).collect();
+    let mut edit = |lines: &mut Vec<String>,
+                    cur_row: &mut usize,
+                    cur_col: &mut usize,
+                    col0: usize,
+                    col1: usize,
+                    text: &str| {
+        let (head, tail) = (
+            lines[*cur_row][..col0].to_string(),
+            lines[*cur_row][col1..].to_string(),
+        );
+        let new: Vec<String> = format!("{head}{text}{tail}")
+            .split('\n')
+            .map(str::to_string)
+            .collect();
         let added = new.len();
         *cur_col = new[added - 1].len() - tail.len();
         lines.splice(*cur_row..=*cur_row, new);
@@ -75,25 +92,58 @@ fn typing_session(source: &str, body: &str) -> Vec<(String, usize)> {
     for (i, body_line) in body.trim_end_matches('\n').split('\n').enumerate() {
         if i > 0 {
             let current = lines[cur_row].clone();
-            let mut auto = indent_of(&current) + if current.trim_end().ends_with(':') { INDENT_UNIT } else { 0 };
+            let mut auto = indent_of(&current)
+                + if current.trim_end().ends_with(':') {
+                    INDENT_UNIT
+                } else {
+                    0
+                };
             if current.trim().is_empty() {
                 auto = indent_of(&current);
             }
             let col = cur_col;
-            edit(&mut lines, &mut cur_row, &mut cur_col, col, col, &format!("\n{}", " ".repeat(auto)));
+            edit(
+                &mut lines,
+                &mut cur_row,
+                &mut cur_col,
+                col,
+                col,
+                &format!("\n{}", " ".repeat(auto)),
+            );
         }
         let target = base + indent_of(body_line);
         while indent_of(&lines[cur_row]) > target && lines[cur_row].trim().is_empty() {
             let col = cur_col;
-            edit(&mut lines, &mut cur_row, &mut cur_col, col - INDENT_UNIT, col, "");
+            edit(
+                &mut lines,
+                &mut cur_row,
+                &mut cur_col,
+                col - INDENT_UNIT,
+                col,
+                "",
+            );
         }
         while cur_col < target {
             let col = cur_col;
-            edit(&mut lines, &mut cur_row, &mut cur_col, col, col, &" ".repeat(INDENT_UNIT));
+            edit(
+                &mut lines,
+                &mut cur_row,
+                &mut cur_col,
+                col,
+                col,
+                &" ".repeat(INDENT_UNIT),
+            );
         }
         for ch in body_line.trim_start_matches(' ').chars() {
             let col = cur_col;
-            edit(&mut lines, &mut cur_row, &mut cur_col, col, col, &ch.to_string());
+            edit(
+                &mut lines,
+                &mut cur_row,
+                &mut cur_col,
+                col,
+                col,
+                &ch.to_string(),
+            );
         }
     }
     states
@@ -102,14 +152,30 @@ fn typing_session(source: &str, body: &str) -> Vec<(String, usize)> {
 /// The server's request at a cursor (`ServerConfig::prompt_text`, as
 /// `cria lsp` builds it, without other files' snippets), or `None` where it
 /// asks for nothing.
-fn served_request(model: &Model, config: &ServerConfig, text: &str, cursor: usize, tree: &tree_sitter::Tree) -> Option<GenerationRequest> {
+fn served_request(
+    model: &Model,
+    config: &ServerConfig,
+    text: &str,
+    cursor: usize,
+    tree: &tree_sitter::Tree,
+) -> Option<GenerationRequest> {
     let mode = completion_mode(text, cursor, Some(tree), true);
     if mode == CompletionMode::Skip {
         return None;
     }
     let (cursor_text, settings) = config.prompt_text(model, text, cursor, Some(tree), mode);
-    let input = CompletionInput { cursor: &cursor_text, context: &[], line_comment: "#", path: Some("ledger.py") };
-    Some(model.request(&input, &settings, None, CancelFlag::new()).expect("prompt").0)
+    let input = CompletionInput {
+        cursor: &cursor_text,
+        context: &[],
+        line_comment: "#",
+        path: Some("ledger.py"),
+    };
+    Some(
+        model
+            .request(&input, &settings, None, CancelFlag::new())
+            .expect("prompt")
+            .0,
+    )
 }
 
 /// Tokens that took a forward pass after the prompt's: all but the first,
@@ -146,14 +212,34 @@ impl Totals {
 }
 
 fn generate(model: &Model, request: &GenerationRequest, speculative: bool) -> Completion {
-    let request = GenerationRequest { speculative, ..request.clone() };
-    model.generator.generate(request).blocking_recv().expect("the model worker stopped").expect("generation")
+    let request = GenerationRequest {
+        speculative,
+        ..request.clone()
+    };
+    model
+        .generator
+        .generate(request)
+        .blocking_recv()
+        .expect("the model worker stopped")
+        .expect("generation")
 }
 
 /// Runs one request both ways and adds it to `totals`.
-fn measure(model: &Model, request: &GenerationRequest, speculative_first: bool, totals: &mut Totals) {
+fn measure(
+    model: &Model,
+    request: &GenerationRequest,
+    speculative_first: bool,
+    totals: &mut Totals,
+) {
     // Fill the cache with this prompt first, so both timed runs start alike.
-    generate(model, &GenerationRequest { max_new_tokens: 1, ..request.clone() }, false);
+    generate(
+        model,
+        &GenerationRequest {
+            max_new_tokens: 1,
+            ..request.clone()
+        },
+        false,
+    );
     let (plain, speculative) = if speculative_first {
         let s = generate(model, request, true);
         (generate(model, request, false), s)
@@ -161,7 +247,10 @@ fn measure(model: &Model, request: &GenerationRequest, speculative_first: bool, 
         let p = generate(model, request, false);
         (p, generate(model, request, true))
     };
-    assert_eq!(plain.tokens, speculative.tokens, "speculation changed the greedy output");
+    assert_eq!(
+        plain.tokens, speculative.tokens,
+        "speculation changed the greedy output"
+    );
     totals.positions += 1;
     totals.tokens += decoded(&plain);
     totals.plain_s += plain.decode.as_secs_f64();
@@ -172,25 +261,42 @@ fn measure(model: &Model, request: &GenerationRequest, speculative_first: bool, 
 }
 
 fn main() {
-    let Some(args) = BenchArgs::from_env("replay_decode", &["--threads", "--every"]) else { return };
+    let Some(args) = BenchArgs::from_env("replay_decode", &["--threads", "--every"]) else {
+        return;
+    };
     let threads = args.number("--threads", 0);
     let every = args.number("--every", 8).max(1);
     let names = args.positional(&["qwen2.5-coder-0.5b-instruct"]);
 
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/data");
     let source = std::fs::read_to_string(data.join("ledger.py")).expect("benches/data/ledger.py");
-    let body = std::fs::read_to_string(data.join("ledger_body.txt")).expect("benches/data/ledger_body.txt");
+    let body = std::fs::read_to_string(data.join("ledger_body.txt"))
+        .expect("benches/data/ledger_body.txt");
     let states = typing_session(&source, &body);
     let mut parser = tree_sitter::Parser::new();
-    parser.set_language(&Language::from_language_id("python").grammar().expect("python grammar")).unwrap();
+    parser
+        .set_language(
+            &Language::from_language_id("python")
+                .grammar()
+                .expect("python grammar"),
+        )
+        .unwrap();
     let config = ServerConfig::default();
     let home = CriaHome::from_env().expect("CRIA_HOME");
 
     for name in names {
         let resolved = resolve_model(&name, &home).unwrap_or_else(|e| fail(format!("{name}: {e}")));
-        let options = EngineOptions { context_length: config.context_length, threads, speculative: true, ..Default::default() };
-        let starting = start(resolved, options, None, Box::new(|_| {})).unwrap_or_else(|e| fail(format!("{name}: {e}")));
-        let model = starting.finish_blocking().unwrap_or_else(|e| fail(format!("{name}: {e}")));
+        let options = EngineOptions {
+            context_length: config.context_length,
+            threads,
+            speculative: true,
+            ..Default::default()
+        };
+        let starting = start(resolved, options, None, Box::new(|_| {}))
+            .unwrap_or_else(|e| fail(format!("{name}: {e}")));
+        let model = starting
+            .finish_blocking()
+            .unwrap_or_else(|e| fail(format!("{name}: {e}")));
         // Each case in a pass of its own, as a server sees one kind of
         // request: the engine's learnt guess rate follows that case only.
         let (mut served, mut long) = (Totals::default(), Totals::default());
@@ -198,9 +304,15 @@ fn main() {
         for multi_line in [false, true] {
             for (i, (text, cursor)) in states.iter().enumerate().skip(every - 1).step_by(every) {
                 let tree = parser.parse(text, None).expect("parse");
-                let Some(request) = served_request(&model, &config, text, *cursor, &tree) else { continue };
+                let Some(request) = served_request(&model, &config, text, *cursor, &tree) else {
+                    continue;
+                };
                 if multi_line {
-                    let request = GenerationRequest { max_new_tokens: LONG_TOKENS, stop_strings: Vec::new(), ..request };
+                    let request = GenerationRequest {
+                        max_new_tokens: LONG_TOKENS,
+                        stop_strings: Vec::new(),
+                        ..request
+                    };
                     measure(&model, &request, i % 2 == 0, &mut long);
                 } else {
                     measure(&model, &request, i % 2 == 0, &mut served);

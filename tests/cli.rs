@@ -25,7 +25,11 @@ fn home_with_real_models() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("models")).unwrap();
     for file in [support::smollm2(), support::qwen()] {
-        std::os::unix::fs::symlink(&file, dir.path().join("models").join(file.file_name().unwrap())).unwrap();
+        std::os::unix::fs::symlink(
+            &file,
+            dir.path().join("models").join(file.file_name().unwrap()),
+        )
+        .unwrap();
     }
     dir
 }
@@ -40,7 +44,10 @@ fn source_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// that mentions every `needles`.
 fn assert_clean_error(out: &Output, needles: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert_eq!(out.status.code(), Some(1), "exit code; stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     assert!(stderr.starts_with("error: "), "stderr: {stderr}");
@@ -57,15 +64,35 @@ fn json_output_has_every_field_on_qwen_coder() {
     let home = home_with_real_models();
     let file = source_file(home.path(), "circle.py", PYTHON);
     let location = format!("{}:9:5", file.display());
-    let out = cria(home.path(), &["complete", &location, "--max-tokens", "12", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cria(
+        home.path(),
+        &["complete", &location, "--max-tokens", "12", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    for key in ["completion", "stop_reason", "model", "load_ms", "prompt_tokens", "reused_tokens", "prefill_ms", "generated_tokens", "decode_ms"] {
+    for key in [
+        "completion",
+        "stop_reason",
+        "model",
+        "load_ms",
+        "prompt_tokens",
+        "reused_tokens",
+        "prefill_ms",
+        "generated_tokens",
+        "decode_ms",
+    ] {
         assert!(v.get(key).is_some(), "missing {key}: {v}");
     }
     assert_eq!(v["model"], "qwen2.5-coder-0.5b-instruct");
     let completion = v["completion"].as_str().unwrap();
-    assert!(completion.contains("radius"), "a real FIM answer uses the parameter: {completion:?}");
+    assert!(
+        completion.contains("radius"),
+        "a real FIM answer uses the parameter: {completion:?}"
+    );
     assert!(v["prompt_tokens"].as_u64().unwrap() > 20);
     assert!(["eos", "length", "stop"].contains(&v["stop_reason"].as_str().unwrap()));
 }
@@ -75,8 +102,22 @@ fn plain_output_on_smollm2() {
     let home = home_with_real_models();
     let file = source_file(home.path(), "circle.py", PYTHON);
     let location = format!("{}:9:5", file.display());
-    let out = cria(home.path(), &["complete", &location, "--model", "smollm2-135m-instruct", "--max-tokens", "8"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cria(
+        home.path(),
+        &[
+            "complete",
+            &location,
+            "--model",
+            "smollm2-135m-instruct",
+            "--max-tokens",
+            "8",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
 }
 
@@ -87,13 +128,41 @@ fn code_llama_shaped_model_completes_through_the_cli() {
     let file = source_file(dir.path(), "add.py", "def add(a, b):\n    return\n");
     std::fs::create_dir_all(dir.path().join("models")).unwrap();
     // After the prefix's last token ("▁return") and after MID, say " hello world", then EOT.
-    let tok = cria::engine::Tokenizer::from_gguf(&cria::engine::gguf::GgufFile::open(&vocab).unwrap()).unwrap();
-    let last = *tok.encode("def add(a, b):\n    return").unwrap().last().unwrap();
-    let (hello, world) = (tok.token_id("\u{2581}hello").unwrap(), tok.token_id("\u{2581}world").unwrap());
-    tiny_codellama::write(&vocab, &dir.path().join("models/codellama-7b.Q4_K_M.gguf"), &[(last, hello), (MID, hello), (hello, world), (world, EOT)]);
+    let tok =
+        cria::engine::Tokenizer::from_gguf(&cria::engine::gguf::GgufFile::open(&vocab).unwrap())
+            .unwrap();
+    let last = *tok
+        .encode("def add(a, b):\n    return")
+        .unwrap()
+        .last()
+        .unwrap();
+    let (hello, world) = (
+        tok.token_id("\u{2581}hello").unwrap(),
+        tok.token_id("\u{2581}world").unwrap(),
+    );
+    tiny_codellama::write(
+        &vocab,
+        &dir.path().join("models/codellama-7b.Q4_K_M.gguf"),
+        &[(last, hello), (MID, hello), (hello, world), (world, EOT)],
+    );
     let location = format!("{}:2:11", file.display());
-    let out = cria(dir.path(), &["complete", &location, "--model", "codellama-7b", "--json", "--context-length", "256"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cria(
+        dir.path(),
+        &[
+            "complete",
+            &location,
+            "--model",
+            "codellama-7b",
+            "--json",
+            "--context-length",
+            "256",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["completion"], " hello world");
     assert_eq!(v["stop_reason"], "eos");
@@ -111,9 +180,24 @@ fn missing_source_file() {
 fn position_outside_the_file() {
     let home = tempfile::tempdir().unwrap();
     let file = source_file(home.path(), "a.py", "x = 1\n");
-    assert_clean_error(&cria(home.path(), &["complete", &format!("{}:7:1", file.display())]), &["line 7", "2 lines"]);
-    assert_clean_error(&cria(home.path(), &["complete", &format!("{}:1:40", file.display())]), &["column 40"]);
-    assert_clean_error(&cria(home.path(), &["complete", &format!("{}:1", file.display())]), &["FILE:LINE:COL"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &format!("{}:7:1", file.display())],
+        ),
+        &["line 7", "2 lines"],
+    );
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &format!("{}:1:40", file.display())],
+        ),
+        &["column 40"],
+    );
+    assert_clean_error(
+        &cria(home.path(), &["complete", &format!("{}:1", file.display())]),
+        &["FILE:LINE:COL"],
+    );
 }
 
 #[test]
@@ -121,7 +205,13 @@ fn binary_source_file() {
     let home = tempfile::tempdir().unwrap();
     let path = home.path().join("blob.bin");
     std::fs::write(&path, b"\x7fELF\0\0\x01").unwrap();
-    assert_clean_error(&cria(home.path(), &["complete", &format!("{}:1:1", path.display())]), &["binary"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &format!("{}:1:1", path.display())],
+        ),
+        &["binary"],
+    );
 }
 
 #[test]
@@ -129,10 +219,22 @@ fn missing_model_file_and_unknown_model() {
     let home = tempfile::tempdir().unwrap();
     let file = source_file(home.path(), "a.py", "x = 1\n");
     let loc = format!("{}:1:1", file.display());
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", "/no/such/model.gguf"]), &["/no/such/model.gguf"]);
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", "no-such-model"]), &["unknown model", "qwen2.5-coder-0.5b-instruct"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &loc, "--model", "/no/such/model.gguf"],
+        ),
+        &["/no/such/model.gguf"],
+    );
+    assert_clean_error(
+        &cria(home.path(), &["complete", &loc, "--model", "no-such-model"]),
+        &["unknown model", "qwen2.5-coder-0.5b-instruct"],
+    );
     // A known model whose file is nowhere: say where we looked and how to get it.
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", "codellama-13b"]), &["looked in", "cria pull codellama-13b"]);
+    assert_clean_error(
+        &cria(home.path(), &["complete", &loc, "--model", "codellama-13b"]),
+        &["looked in", "cria pull codellama-13b"],
+    );
 }
 
 #[test]
@@ -143,16 +245,40 @@ fn truncated_and_corrupt_model_files() {
     let real = std::fs::read(support::smollm2()).unwrap();
     let truncated = home.path().join("truncated.gguf");
     std::fs::write(&truncated, &real[..real.len() / 2]).unwrap();
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", truncated.to_str().unwrap()]), &["truncated.gguf", "not a valid GGUF"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &loc, "--model", truncated.to_str().unwrap()],
+        ),
+        &["truncated.gguf", "not a valid GGUF"],
+    );
     let header_only = home.path().join("header.gguf");
     std::fs::write(&header_only, &real[..4096]).unwrap();
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", header_only.to_str().unwrap()]), &["header.gguf"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &loc, "--model", header_only.to_str().unwrap()],
+        ),
+        &["header.gguf"],
+    );
     let garbage = home.path().join("garbage.gguf");
     std::fs::write(&garbage, b"this is not a model at all, just text").unwrap();
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", garbage.to_str().unwrap()]), &["garbage.gguf", "not a valid GGUF"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &loc, "--model", garbage.to_str().unwrap()],
+        ),
+        &["garbage.gguf", "not a valid GGUF"],
+    );
     let folder = home.path().join("folder.gguf");
     std::fs::create_dir(&folder).unwrap();
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", folder.to_str().unwrap()]), &["folder.gguf"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &loc, "--model", folder.to_str().unwrap()],
+        ),
+        &["folder.gguf"],
+    );
 }
 
 /// Rewrites one metadata string or one tensor's type in a copy of the tiny model.
@@ -166,7 +292,10 @@ fn tiny_model_variant(dir: &Path, name: &str, edit: impl Fn(&mut Vec<u8>)) -> Pa
 }
 
 fn find(bytes: &[u8], needle: &[u8]) -> usize {
-    bytes.windows(needle.len()).position(|w| w == needle).expect("needle present")
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle present")
 }
 
 #[test]
@@ -180,14 +309,26 @@ fn unsupported_architecture_and_quantization() {
         let value = at + "general.architecture".len() + 4 + 8;
         b[value..value + 5].copy_from_slice(b"mamba");
     });
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", arch.to_str().unwrap()]), &["unsupported model architecture `mamba`"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &loc, "--model", arch.to_str().unwrap()],
+        ),
+        &["unsupported model architecture `mamba`"],
+    );
     // blk.0.attn_q.weight: name, n_dims (u32), 2 dims (u64), then the type (u32) -> IQ2_XXS (16).
     let quant = tiny_model_variant(home.path(), "iq2.gguf", |b| {
         let at = find(b, b"blk.0.attn_q.weight");
         let dtype = at + "blk.0.attn_q.weight".len() + 4 + 16;
         b[dtype..dtype + 4].copy_from_slice(&16u32.to_le_bytes());
     });
-    assert_clean_error(&cria(home.path(), &["complete", &loc, "--model", quant.to_str().unwrap()]), &["unsupported type", "ggml type 16"]);
+    assert_clean_error(
+        &cria(
+            home.path(),
+            &["complete", &loc, "--model", quant.to_str().unwrap()],
+        ),
+        &["unsupported type", "ggml type 16"],
+    );
 }
 
 #[test]
@@ -198,13 +339,23 @@ fn config_naming_a_token_the_vocabulary_lacks() {
     std::fs::create_dir_all(home.path().join("model-configs")).unwrap();
     let config = include_str!("../model-configs/smollm2-135m-instruct.toml")
         .replace("name = \"smollm2-135m-instruct\"", "name = \"my-smollm\"")
-        .replace("text = \"<|im_end|>\", id = 2", "text = \"<|im_end|>\", id = 3");
+        .replace(
+            "text = \"<|im_end|>\", id = 2",
+            "text = \"<|im_end|>\", id = 3",
+        );
     assert!(config.contains("id = 3"), "the edit applied");
     std::fs::write(home.path().join("model-configs/my-smollm.toml"), config).unwrap();
     let out = cria(home.path(), &["complete", &loc, "--model", "my-smollm"]);
     assert_clean_error(&out, &["my-smollm", "tokens.im_end"]);
     // And a config with a syntax-level mistake is refused naming file and key.
-    std::fs::write(home.path().join("model-configs/broken.toml"), "name = \"broken\"\ncontext_lenght = 5\n").unwrap();
-    let out = cria(home.path(), &["complete", &loc, "--model", "smollm2-135m-instruct"]);
+    std::fs::write(
+        home.path().join("model-configs/broken.toml"),
+        "name = \"broken\"\ncontext_lenght = 5\n",
+    )
+    .unwrap();
+    let out = cria(
+        home.path(),
+        &["complete", &loc, "--model", "smollm2-135m-instruct"],
+    );
     assert_clean_error(&out, &["broken.toml", "context_lenght"]);
 }

@@ -54,8 +54,12 @@ fn parse_location(location: &str) -> anyhow::Result<(PathBuf, usize, usize)> {
     let (Some(col), Some(line), Some(file)) = (col, line, file) else {
         bail!("expected FILE:LINE:COL, got `{location}`");
     };
-    let line = line.parse().with_context(|| format!("line `{line}` is not a number"))?;
-    let col = col.parse().with_context(|| format!("column `{col}` is not a number"))?;
+    let line = line
+        .parse()
+        .with_context(|| format!("line `{line}` is not a number"))?;
+    let col = col
+        .parse()
+        .with_context(|| format!("column `{col}` is not a number"))?;
     Ok((PathBuf::from(file), line, col))
 }
 
@@ -75,8 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if bytes.contains(&0) {
         bail!("{} looks binary (it contains NUL bytes)", path.display());
     }
-    let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-    let cursor = split_at_line_column(&text, line, col).with_context(|| format!("{}:{line}:{col}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    let cursor = split_at_line_column(&text, line, col)
+        .with_context(|| format!("{}:{line}:{col}", path.display()))?;
     let order = args.order.as_deref().map(parse_order).transpose()?;
 
     let home = CriaHome::from_env()?;
@@ -93,12 +99,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let settings = Settings {
         max_new_tokens: args.max_tokens,
-        sampling: SamplingParams { temperature: args.temperature, seed: args.seed, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            seed: args.seed,
+            ..SamplingParams::default()
+        },
         ..Settings::default()
     };
-    let input = CompletionInput { cursor: &cursor, context: &[], line_comment: line_comment(extension), path: None };
+    let input = CompletionInput {
+        cursor: &cursor,
+        context: &[],
+        line_comment: line_comment(extension),
+        path: None,
+    };
     let (request, _prompt) = model.request(&input, &settings, None, CancelFlag::new())?;
-    let completion = model.generator.generate(request).blocking_recv().context("the model worker stopped")??;
+    let completion = model
+        .generator
+        .generate(request)
+        .blocking_recv()
+        .context("the model worker stopped")??;
 
     if args.json {
         let object = serde_json::json!({

@@ -25,9 +25,13 @@ use std::time::{Duration, Instant};
 use crate::context::CursorText;
 use crate::engine::gguf::GgufFile;
 use crate::engine::{
-    CancelFlag, EngineError, EngineHandle, EngineOptions, GenerationRequest, Hyperparams, LoadReceiver, LoadedModel, SamplingParams, Tokenizer,
+    CancelFlag, EngineError, EngineHandle, EngineOptions, GenerationRequest, Hyperparams,
+    LoadReceiver, LoadedModel, SamplingParams, Tokenizer,
 };
-use crate::models::{load_catalogue, resolve, ConfigError, CriaHome, FimOrder, ResolveError, ResolvedModel, SearchPaths};
+use crate::models::{
+    load_catalogue, resolve, ConfigError, CriaHome, FimOrder, ResolveError, ResolvedModel,
+    SearchPaths,
+};
 use crate::prompt::{build_prompt, ContextChunk, FimTemplate, Prompt, PromptInput, TemplateError};
 use crate::remote::{RemoteClient, RemoteConfig, RemoteError};
 
@@ -83,8 +87,14 @@ pub struct Starting {
 }
 
 enum StartingKind {
-    Engine { engine: EngineHandle, loading: LoadReceiver },
-    Remote { config: RemoteConfig, loaded: Result<LoadedModel, EngineError> },
+    Engine {
+        engine: EngineHandle,
+        loading: LoadReceiver,
+    },
+    Remote {
+        config: RemoteConfig,
+        loaded: Result<LoadedModel, EngineError>,
+    },
 }
 
 /// Spawns the engine thread for a resolved model; loading begins at once.
@@ -107,8 +117,14 @@ pub fn start_with_slots(
     progress: Box<dyn FnMut(f32) + Send>,
 ) -> Result<Starting, StartError> {
     let started = Instant::now();
-    let (engine, loading) = EngineHandle::spawn_with_slots(resolved.gguf.clone(), options, slots, progress)?;
-    Ok(Starting { resolved, order, started, kind: StartingKind::Engine { engine, loading } })
+    let (engine, loading) =
+        EngineHandle::spawn_with_slots(resolved.gguf.clone(), options, slots, progress)?;
+    Ok(Starting {
+        resolved,
+        order,
+        started,
+        kind: StartingKind::Engine { engine, loading },
+    })
 }
 
 /// Starts the model on the backend the settings choose. For a remote
@@ -126,18 +142,36 @@ pub fn start_backend(
         Backend::Remote(config) => {
             let started = Instant::now();
             let loaded = read_tokenizer(&resolved, &options);
-            Ok(Starting { resolved, order: None, started, kind: StartingKind::Remote { config: config.clone(), loaded } })
+            Ok(Starting {
+                resolved,
+                order: None,
+                started,
+                kind: StartingKind::Remote {
+                    config: config.clone(),
+                    loaded,
+                },
+            })
         }
     }
 }
 
 /// The tokenizer and shape of a model file, without its weights.
-fn read_tokenizer(resolved: &ResolvedModel, options: &EngineOptions) -> Result<LoadedModel, EngineError> {
+fn read_tokenizer(
+    resolved: &ResolvedModel,
+    options: &EngineOptions,
+) -> Result<LoadedModel, EngineError> {
     let file = GgufFile::open(&resolved.gguf)?;
     let hyperparams = Hyperparams::from_gguf(&file)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
-    let context_length = options.context_length.min(hyperparams.trained_context).max(16);
-    Ok(LoadedModel { tokenizer: Arc::new(tokenizer), hyperparams, context_length })
+    let context_length = options
+        .context_length
+        .min(hyperparams.trained_context)
+        .max(16);
+    Ok(LoadedModel {
+        tokenizer: Arc::new(tokenizer),
+        hyperparams,
+        context_length,
+    })
 }
 
 impl Starting {
@@ -146,9 +180,21 @@ impl Starting {
         match self.kind {
             StartingKind::Engine { engine, loading } => {
                 let loaded = loading.await.map_err(|_| EngineError::WorkerGone)?;
-                finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
+                finish_start(
+                    self.resolved,
+                    self.order,
+                    Backing::Engine(engine),
+                    loaded,
+                    self.started,
+                )
             }
-            StartingKind::Remote { config, loaded } => finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started),
+            StartingKind::Remote { config, loaded } => finish_start(
+                self.resolved,
+                self.order,
+                Backing::Remote(config),
+                loaded,
+                self.started,
+            ),
         }
     }
 
@@ -156,10 +202,24 @@ impl Starting {
     pub fn finish_blocking(self) -> Result<Model, StartError> {
         match self.kind {
             StartingKind::Engine { engine, loading } => {
-                let loaded = loading.blocking_recv().map_err(|_| EngineError::WorkerGone)?;
-                finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
+                let loaded = loading
+                    .blocking_recv()
+                    .map_err(|_| EngineError::WorkerGone)?;
+                finish_start(
+                    self.resolved,
+                    self.order,
+                    Backing::Engine(engine),
+                    loaded,
+                    self.started,
+                )
             }
-            StartingKind::Remote { config, loaded } => finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started),
+            StartingKind::Remote { config, loaded } => finish_start(
+                self.resolved,
+                self.order,
+                Backing::Remote(config),
+                loaded,
+                self.started,
+            ),
         }
     }
 }
@@ -182,7 +242,10 @@ fn finish_start(
         Some(config) => {
             let label = format!("model config `{}` checked against {label}", config.name);
             config.check_vocabulary(&label, |id| loaded.tokenizer.piece(id).map(str::to_string))?;
-            (config.name.clone(), FimTemplate::from_config(config, order)?)
+            (
+                config.name.clone(),
+                FimTemplate::from_config(config, order)?,
+            )
         }
         None => {
             let name = resolved
@@ -197,10 +260,21 @@ fn finish_start(
         Backing::Engine(engine) => Generator::Embedded(engine),
         Backing::Remote(config) => {
             let env = |name: &str| std::env::var(name).ok();
-            Generator::Remote(Arc::new(RemoteClient::new(config, loaded.tokenizer.clone(), template.clone(), env)?))
+            Generator::Remote(Arc::new(RemoteClient::new(
+                config,
+                loaded.tokenizer.clone(),
+                template.clone(),
+                env,
+            )?))
         }
     };
-    Ok(Model { name, generator, loaded, template, load_time: started.elapsed() })
+    Ok(Model {
+        name,
+        generator,
+        loaded,
+        template,
+        load_time: started.elapsed(),
+    })
 }
 
 /// How suggestions are generated and how the prompt is budgeted.
@@ -222,11 +296,24 @@ pub struct Settings {
     /// Put the cursor line after the middle marker in prefix-suffix-middle
     /// prompts (see `prompt::PromptInput::cursor_line_after_middle`).
     pub cursor_line_after_middle: bool,
+    /// Token healing at the cursor (see `prompt::Prompt::healed_text`); only
+    /// the resident engine can hold generation to the healed text, so a
+    /// remote backend gets the whole text before the cursor instead.
+    pub token_healing: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { max_new_tokens: 64, sampling: SamplingParams::default(), prompt_budget: None, suffix_share: 0.25, context_share: 0.2, stop_strings: Vec::new(), cursor_line_after_middle: false }
+        Self {
+            max_new_tokens: 64,
+            sampling: SamplingParams::default(),
+            prompt_budget: None,
+            suffix_share: 0.25,
+            context_share: 0.2,
+            stop_strings: Vec::new(),
+            cursor_line_after_middle: false,
+            token_healing: true,
+        }
     }
 }
 
@@ -251,7 +338,10 @@ impl Model {
         deadline: Option<Instant>,
         cancel: CancelFlag,
     ) -> Result<(GenerationRequest, Prompt), EngineError> {
-        let room = self.loaded.context_length.saturating_sub(settings.max_new_tokens);
+        let room = self
+            .loaded
+            .context_length
+            .saturating_sub(settings.max_new_tokens);
         let budget = settings.prompt_budget.map_or(room, |b| b.min(room));
         let prompt = build_prompt(
             &self.template,
@@ -266,6 +356,7 @@ impl Model {
                 context_share: settings.context_share,
                 current_path: input.path,
                 cursor_line_after_middle: settings.cursor_line_after_middle,
+                heal: settings.token_healing && self.generator.engine().is_some(),
             },
         )?;
         let mut stop_tokens = self.template.stop_tokens.clone();
@@ -274,13 +365,21 @@ impl Model {
         }
         let request = GenerationRequest {
             prompt: prompt.tokens.clone(),
-            max_new_tokens: settings.max_new_tokens,
+            // The healed tokens are written again before anything new.
+            max_new_tokens: settings.max_new_tokens + prompt.healed_tokens,
             sampling: settings.sampling.clone(),
             stop_tokens,
-            stop_strings: self.template.stop_strings.iter().chain(&settings.stop_strings).cloned().collect(),
+            stop_strings: self
+                .template
+                .stop_strings
+                .iter()
+                .chain(&settings.stop_strings)
+                .cloned()
+                .collect(),
             deadline,
             cancel,
             speculative: true,
+            healed_text: prompt.healed_text.clone(),
         };
         Ok((request, prompt))
     }

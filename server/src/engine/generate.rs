@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::gguf::GgufFile;
+use super::healing::ForcedText;
 use super::kv_cache::KvCache;
 use super::model::Hyperparams;
 use super::network::{ComputeDevice, Network};
@@ -71,6 +72,10 @@ pub struct GenerationRequest {
     /// decoding) when the engine allows it and sampling is greedy. The output
     /// is the same either way; only the speed differs.
     pub speculative: bool,
+    /// Token healing: text taken off the end of the prompt that generation
+    /// must write first, in any tokens (see `engine/healing.rs`). It is not
+    /// part of [`Completion::text`], which continues the text after it.
+    pub healed_text: String,
 }
 
 impl GenerationRequest {
@@ -85,6 +90,7 @@ impl GenerationRequest {
             deadline: None,
             cancel: CancelFlag::new(),
             speculative: true,
+            healed_text: String::new(),
         }
     }
 }
@@ -120,9 +126,10 @@ impl StopReason {
 /// The generated text and what it cost.
 #[derive(Debug, Clone)]
 pub struct Completion {
-    /// Generated text (stop token or stop string excluded).
+    /// Generated text (stop token or stop string excluded), after the
+    /// request's `healed_text`.
     pub text: String,
-    /// Generated token ids (stop token excluded).
+    /// Generated token ids (stop token excluded), the healed text's included.
     pub tokens: Vec<u32>,
     /// Why generation ended.
     pub stop_reason: StopReason,
@@ -175,14 +182,22 @@ pub const MAX_SLOTS: usize = 8;
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { context_length: 4096, threads: 0, speculative: true, device: ComputeDevice::Cpu, kv_cache_mb: 0 }
+        Self {
+            context_length: 4096,
+            threads: 0,
+            speculative: true,
+            device: ComputeDevice::Cpu,
+            kv_cache_mb: 0,
+        }
     }
 }
 
 /// The physical cores this process may run on: one thread per core is what
 /// memory-bound matrix products want (hyper-threads share a core's units).
 pub fn default_threads() -> usize {
-    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let allowed = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     allowed.min(num_cpus::get_physical().max(1))
 }
 
@@ -249,7 +264,12 @@ pub struct RunControl<'a> {
 impl RunControl<'_> {
     /// An interactive job: never gives way, ends at its deadline.
     pub fn interactive() -> RunControl<'static> {
-        RunControl { background: false, should_yield: &|| false, late_budget: None, on_prefill: None }
+        RunControl {
+            background: false,
+            should_yield: &|| false,
+            late_budget: None,
+            on_prefill: None,
+        }
     }
 }
 
@@ -274,17 +294,29 @@ const REUSE_SHARE: f32 = 0.5;
 impl Engine {
     /// Loads a GGUF file: tokenizer first (cheap, and the most common reason a
     /// file is unusable), then the weights. `progress` receives `0..=1`.
-    pub fn load(path: &Path, options: &EngineOptions, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
+    pub fn load(
+        path: &Path,
+        options: &EngineOptions,
+        progress: &mut dyn FnMut(f32),
+    ) -> Result<Self, EngineError> {
         let mut file = GgufFile::open(path)?;
         let hp = Hyperparams::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let context = options.context_length.min(hp.trained_context).max(16);
-        let threads = if options.threads == 0 { default_threads() } else { options.threads };
+        let threads = if options.threads == 0 {
+            default_threads()
+        } else {
+            options.threads
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cria-compute-{i}"))
             .build()
-            .map_err(|e| EngineError::Compute(candle_core::Error::Msg(format!("cannot start {threads} compute threads: {e}"))))?;
+            .map_err(|e| {
+                EngineError::Compute(candle_core::Error::Msg(format!(
+                    "cannot start {threads} compute threads: {e}"
+                )))
+            })?;
         let model = Network::load(&mut file, context, options.device, progress)?;
         let cache = model.new_cache(context)?;
         // Speculation must not change the output: only with products that give
@@ -343,12 +375,20 @@ impl Engine {
     /// requests can already size their prompts to the budget; the cache is
     /// left empty.
     pub fn calibrate_prefill(&mut self) -> Result<(), EngineError> {
-        let filler = self.tokenizer.encode(&"def value(x):\n    return x + 1\n\n\n".repeat(16))?;
+        let filler = self
+            .tokenizer
+            .encode(&"def value(x):\n    return x + 1\n\n\n".repeat(16))?;
         let chunk = &filler[..filler.len().min(PREFILL_CHUNK).min(self.context_length())];
         if chunk.len() < 16 {
             return Ok(());
         }
-        let Self { model, caches, pool, prefill_rate, .. } = self;
+        let Self {
+            model,
+            caches,
+            pool,
+            prefill_rate,
+            ..
+        } = self;
         let cache = &mut caches[0];
         cache.truncate(0);
         let started = Instant::now();
@@ -389,10 +429,19 @@ impl Engine {
             .caches
             .iter()
             .zip(&self.last_used)
-            .map(|(c, &last_used)| SlotInfo { common: c.common_prefix(prompt), len: c.len(), last_used })
+            .map(|(c, &last_used)| SlotInfo {
+                common: c.common_prefix(prompt),
+                len: c.len(),
+                last_used,
+            })
             .collect();
         let slot = choose_slot(&infos, prompt.len());
-        let (donor, shared) = infos.iter().enumerate().map(|(i, s)| (i, s.common)).max_by_key(|&(_, c)| c).unwrap_or((slot, 0));
+        let (donor, shared) = infos
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.common))
+            .max_by_key(|&(_, c)| c)
+            .unwrap_or((slot, 0));
         if donor != slot && shared > infos[slot].common + BACKGROUND_PREFILL_CHUNK {
             let (to, from) = if slot < donor {
                 let (a, b) = self.caches.split_at_mut(donor);
@@ -426,10 +475,34 @@ impl Engine {
         if let Some(used) = self.last_used.get_mut(slot) {
             *used = self.clock;
         }
-        let Self { model, tokenizer, caches, pool, speculative, speculation_stats, prefill_rate, .. } = self;
-        let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
+        let Self {
+            model,
+            tokenizer,
+            caches,
+            pool,
+            speculative,
+            speculation_stats,
+            prefill_rate,
+            ..
+        } = self;
+        let cache = caches
+            .get_mut(slot)
+            .ok_or(EngineError::NoSuchSlot { slot, slots })?;
         let speculative = *speculative;
-        pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, prefill_rate, slot, request, control, on_text))
+        pool.install(|| {
+            run(
+                model,
+                tokenizer,
+                cache,
+                speculative,
+                speculation_stats,
+                prefill_rate,
+                slot,
+                request,
+                control,
+                on_text,
+            )
+        })
     }
 
     /// Number of KV cache slots.
@@ -479,7 +552,12 @@ impl Engine {
     /// Logits of the last prompt token, computed from scratch (no reuse). For
     /// tests that compare against a reference implementation.
     pub fn prompt_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
-        let Self { model, caches, pool, .. } = self;
+        let Self {
+            model,
+            caches,
+            pool,
+            ..
+        } = self;
         let cache = &mut caches[0];
         cache.truncate(0);
         let logits = pool.install(|| model.forward(prompt, cache))?;
@@ -496,17 +574,49 @@ impl Engine {
     /// Runs one generation in `slot`'s KV cache, calling `on_text` with each
     /// new piece of text as it becomes final (the pieces concatenated are the
     /// completion's text). The result is the same whichever slot runs it.
-    pub fn generate_in(&mut self, slot: usize, request: &GenerationRequest, on_text: &mut (dyn FnMut(&str) + Send)) -> Result<Completion, EngineError> {
+    pub fn generate_in(
+        &mut self,
+        slot: usize,
+        request: &GenerationRequest,
+        on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, EngineError> {
         let slots = self.caches.len();
-        let Self { model, tokenizer, caches, pool, speculative, speculation_stats, .. } = self;
-        let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
+        let Self {
+            model,
+            tokenizer,
+            caches,
+            pool,
+            speculative,
+            speculation_stats,
+            ..
+        } = self;
+        let cache = caches
+            .get_mut(slot)
+            .ok_or(EngineError::NoSuchSlot { slot, slots })?;
         let speculative = *speculative;
         let mut control = RunControl::interactive();
         let mut rate = 0.0;
-        match pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, &mut rate, slot, request, &mut control, on_text))? {
+        match pool.install(|| {
+            run(
+                model,
+                tokenizer,
+                cache,
+                speculative,
+                speculation_stats,
+                &mut rate,
+                slot,
+                request,
+                &mut control,
+                on_text,
+            )
+        })? {
             Ran::Done(completion) => Ok(completion),
             // An interactive job never gives way; answered as cancelled if it did.
-            Ran::Yielded => Ok(Outcome::new(request.prompt.len(), 0).finish(StopReason::Cancelled, Instant::now(), None)),
+            Ran::Yielded => Ok(Outcome::new(request.prompt.len(), 0).finish(
+                StopReason::Cancelled,
+                Instant::now(),
+                None,
+            )),
         }
     }
 }
@@ -528,7 +638,12 @@ pub struct SlotInfo {
 /// an empty slot, else the least recently used one (another document, or a
 /// far part of the same one, gets its own slot and the others stay warm).
 pub fn choose_slot(slots: &[SlotInfo], prompt_len: usize) -> usize {
-    let best = slots.iter().enumerate().max_by_key(|(_, s)| (s.common, s.last_used)).map(|(i, _)| i).unwrap_or(0);
+    let best = slots
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, s)| (s.common, s.last_used))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
     let Some(b) = slots.get(best) else { return 0 };
     if b.common > 0 && (b.common as f32 >= prompt_len as f32 * REUSE_SHARE || b.common == b.len) {
         return best;
@@ -536,7 +651,12 @@ pub fn choose_slot(slots: &[SlotInfo], prompt_len: usize) -> usize {
     if let Some(empty) = slots.iter().position(|s| s.len == 0) {
         return empty;
     }
-    slots.iter().enumerate().min_by_key(|(_, s)| s.last_used).map(|(i, _)| i).unwrap_or(0)
+    slots
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, s)| s.last_used)
+        .map(|(i, _)| i)
+        .unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)] // the engine's parts, borrowed apart
@@ -558,7 +678,11 @@ fn run(
     }
     let context = cache.capacity();
     if prompt.len() + request.max_new_tokens.min(1) > context {
-        return Err(EngineError::ContextOverflow { prompt: prompt.len(), max_new: request.max_new_tokens, context });
+        return Err(EngineError::ContextOverflow {
+            prompt: prompt.len(),
+            max_new: request.max_new_tokens,
+            context,
+        });
     }
     let started = Instant::now();
     // At least one prompt token is always run, to get fresh logits.
@@ -569,7 +693,11 @@ fn run(
     // Past the deadline a job with a late budget carries on, giving way.
     let mut deadline = request.deadline;
     let mut late = false;
-    let chunk_size = if control.background { BACKGROUND_PREFILL_CHUNK } else { PREFILL_CHUNK };
+    let chunk_size = if control.background {
+        BACKGROUND_PREFILL_CHUNK
+    } else {
+        PREFILL_CHUNK
+    };
     for chunk in prompt[reused..].chunks(chunk_size) {
         if let Some(reason) = interrupted(&request.cancel, deadline) {
             match (reason, control.late_budget) {
@@ -587,7 +715,11 @@ fn run(
         logits = Some(model.forward(chunk, cache)?);
         if chunk.len() >= 16 {
             let rate = chunk.len() as f64 / chunk_started.elapsed().as_secs_f64().max(1e-6);
-            *prefill_rate = if *prefill_rate > 0.0 { 0.7 * *prefill_rate + 0.3 * rate } else { rate };
+            *prefill_rate = if *prefill_rate > 0.0 {
+                0.7 * *prefill_rate + 0.3 * rate
+            } else {
+                rate
+            };
         }
         if let Some(on_prefill) = control.on_prefill.as_mut() {
             on_prefill(slot, cache.tokens(), prompt.len());
@@ -604,29 +736,56 @@ fn run(
     let mut sampler = Sampler::new(request.sampling.clone());
     let mut logits = match logits {
         Some(l) => l.to_vec1::<f32>()?,
-        None => return Ok(Ran::Done(outcome.finish(StopReason::Cancelled, started, Some(prefill_done)))),
+        None => {
+            return Ok(Ran::Done(outcome.finish(
+                StopReason::Cancelled,
+                started,
+                Some(prefill_done),
+            )))
+        }
     };
     let max_new = request.max_new_tokens.min(context - cache.len());
     let mut text = StreamingText::new(&request.stop_strings);
     let greedy = request.sampling.temperature <= 0.0;
     let enabled = speculative && request.speculative && greedy;
     let mut speculator = Speculator::new(enabled);
+    let mut forced = ForcedText::new(&request.healed_text);
     tracing::debug!(?stats, enabled, "speculation: learnt so far");
     loop {
         if outcome.tokens.len() >= max_new {
             outcome.text = text.finish(on_text);
-            return Ok(Ran::Done(outcome.finish(StopReason::Length, started, Some(prefill_done))));
+            return Ok(Ran::Done(outcome.finish(
+                StopReason::Length,
+                started,
+                Some(prefill_done),
+            )));
+        }
+        if forced.is_active() && !forced.mask(&mut logits, tokenizer) {
+            // No token of this vocabulary writes the healed text: no answer.
+            return Ok(Ran::Done(outcome.finish(
+                StopReason::Stop,
+                started,
+                Some(prefill_done),
+            )));
         }
         let next = sampler.sample(&logits);
         if request.stop_tokens.contains(&next) {
             outcome.text = text.finish(on_text);
-            return Ok(Ran::Done(outcome.finish(StopReason::Eos, started, Some(prefill_done))));
+            return Ok(Ran::Done(outcome.finish(
+                StopReason::Eos,
+                started,
+                Some(prefill_done),
+            )));
         }
         outcome.tokens.push(next);
-        text.push(tokenizer.token_bytes(next));
+        text.push(forced.consume(tokenizer.token_bytes(next)));
         if let Some(cut) = text.find_stop(&request.stop_strings) {
             outcome.text = text.finish_at(cut, on_text);
-            return Ok(Ran::Done(outcome.finish(StopReason::Stop, started, Some(prefill_done))));
+            return Ok(Ran::Done(outcome.finish(
+                StopReason::Stop,
+                started,
+                Some(prefill_done),
+            )));
         }
         text.stream(on_text);
         if (control.background || late) && (control.should_yield)() {
@@ -634,13 +793,24 @@ fn run(
         }
         if let Some(reason) = interrupted(&request.cancel, deadline) {
             outcome.text = text.finish(on_text);
-            return Ok(Ran::Done(outcome.finish(reason, started, Some(prefill_done))));
+            return Ok(Ran::Done(outcome.finish(
+                reason,
+                started,
+                Some(prefill_done),
+            )));
         }
         if outcome.tokens.len() >= max_new {
             continue;
         }
         let cached = prompt.len() + outcome.tokens.len() - 1;
-        logits = speculator.step(model, cache, stats, next, cached, max_new - outcome.tokens.len())?;
+        logits = speculator.step(
+            model,
+            cache,
+            stats,
+            next,
+            cached,
+            max_new - outcome.tokens.len(),
+        )?;
         (outcome.drafted, outcome.accepted) = (speculator.drafted, speculator.accepted);
     }
 }
@@ -667,10 +837,22 @@ struct Outcome {
 
 impl Outcome {
     fn new(prompt_tokens: usize, reused_tokens: usize) -> Self {
-        Self { prompt_tokens, reused_tokens, tokens: Vec::new(), text: String::new(), drafted: 0, accepted: 0 }
+        Self {
+            prompt_tokens,
+            reused_tokens,
+            tokens: Vec::new(),
+            text: String::new(),
+            drafted: 0,
+            accepted: 0,
+        }
     }
 
-    fn finish(self, stop_reason: StopReason, started: Instant, prefill_done: Option<Instant>) -> Completion {
+    fn finish(
+        self,
+        stop_reason: StopReason,
+        started: Instant,
+        prefill_done: Option<Instant>,
+    ) -> Completion {
         let now = Instant::now();
         let prefill_done = prefill_done.unwrap_or(now);
         Completion {
@@ -699,7 +881,11 @@ struct StreamingText {
 
 impl StreamingText {
     fn new(stops: &[String]) -> Self {
-        Self { bytes: Vec::new(), streamed: 0, hold: stops.iter().map(String::len).max().unwrap_or(0) }
+        Self {
+            bytes: Vec::new(),
+            streamed: 0,
+            hold: stops.iter().map(String::len).max().unwrap_or(0),
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -717,7 +903,11 @@ impl StreamingText {
     /// Where the first stop string begins, if one appeared.
     fn find_stop(&self, stops: &[String]) -> Option<usize> {
         let text = self.valid();
-        stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+        stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
     }
 
     /// Streams the text that no later stop string can take back: a stop
@@ -777,27 +967,51 @@ mod tests {
         assert_eq!(text, "fn main() {");
         assert_eq!(pieces.concat(), text);
         let (text, pieces) = generate(&["a", "b", "c"], &[]);
-        assert_eq!((text.as_str(), pieces.len()), ("abc", 3), "without stops every token streams at once");
+        assert_eq!(
+            (text.as_str(), pieces.len()),
+            ("abc", 3),
+            "without stops every token streams at once"
+        );
     }
 
     fn slot(common: usize, len: usize, last_used: u64) -> SlotInfo {
-        SlotInfo { common, len, last_used }
+        SlotInfo {
+            common,
+            len,
+            last_used,
+        }
     }
 
     #[test]
     fn a_prompt_goes_to_the_slot_holding_most_of_it() {
         let slots = [slot(10, 1500, 5), slot(1490, 1500, 1), slot(0, 0, 0)];
-        assert_eq!(choose_slot(&slots, 1500), 1, "typing on: the slot with the document");
+        assert_eq!(
+            choose_slot(&slots, 1500),
+            1,
+            "typing on: the slot with the document"
+        );
         let warmed = [slot(3, 900, 9), slot(600, 600, 2)];
-        assert_eq!(choose_slot(&warmed, 1500), 1, "a warmed start of the prompt is extended even if under half");
+        assert_eq!(
+            choose_slot(&warmed, 1500),
+            1,
+            "a warmed start of the prompt is extended even if under half"
+        );
     }
 
     #[test]
     fn another_document_gets_a_free_slot_then_the_least_recently_used() {
         let free = [slot(2, 1500, 5), slot(0, 1400, 3), slot(0, 0, 0)];
-        assert_eq!(choose_slot(&free, 1500), 2, "sharing only the first tokens is not enough");
+        assert_eq!(
+            choose_slot(&free, 1500),
+            2,
+            "sharing only the first tokens is not enough"
+        );
         let full = [slot(2, 1500, 5), slot(0, 1400, 3), slot(300, 1500, 9)];
-        assert_eq!(choose_slot(&full, 1500), 1, "the least recently used goes; a far jump keeps the slot it left");
+        assert_eq!(
+            choose_slot(&full, 1500),
+            1,
+            "the least recently used goes; a far jump keeps the slot it left"
+        );
         assert_eq!(choose_slot(&[slot(0, 0, 0)], 10), 0);
         assert_eq!(choose_slot(&[], 10), 0);
     }

@@ -11,6 +11,7 @@ mod error;
 mod generate;
 pub mod gguf;
 pub mod gguf_check;
+pub mod healing;
 pub mod kv_cache;
 pub mod model;
 pub mod network;
@@ -22,10 +23,15 @@ pub mod tokenizer;
 mod worker;
 
 pub use error::EngineError;
-pub use generate::{choose_slot, default_threads, CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, Ran, RunControl, SlotChoice, SlotInfo, StopReason, BACKGROUND_PREFILL_CHUNK, MAX_SLOTS};
+pub use generate::{
+    choose_slot, default_threads, CancelFlag, Completion, Engine, EngineOptions, GenerationRequest,
+    Ran, RunControl, SlotChoice, SlotInfo, StopReason, BACKGROUND_PREFILL_CHUNK, MAX_SLOTS,
+};
 pub use model::{Hyperparams, ModelFamily};
 pub use network::{ComputeDevice, UnknownDevice};
 pub use sampling::SamplingParams;
 pub use speculate::SpeculationStats;
 pub use tokenizer::{TokenKind, Tokenizer, VocabKind};
-pub use worker::{EngineHandle, JobOptions, KvUsage, LoadReceiver, LoadedModel, Priority, TextSink, Warming};
+pub use worker::{
+    EngineHandle, JobOptions, KvUsage, LoadReceiver, LoadedModel, Priority, TextSink, Warming,
+};

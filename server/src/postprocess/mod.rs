@@ -121,8 +121,15 @@ pub fn postprocess(input: &PostprocessInput) -> String {
     // the line break that file uses there.
     let line_break = if context.inserts_lines_above && input.mode == Mode::MultiLine {
         let rest = lines::first_line(input.suffix);
-        let crlf = input.suffix.get(rest.len()..).is_some_and(|after| after.starts_with("\r\n"));
-        if crlf { "\r\n" } else { "\n" }
+        let crlf = input
+            .suffix
+            .get(rest.len()..)
+            .is_some_and(|after| after.starts_with("\r\n"));
+        if crlf {
+            "\r\n"
+        } else {
+            "\n"
+        }
     } else {
         ""
     };

@@ -47,6 +47,10 @@ pub struct PromptInput<'a> {
     /// typing on that line then changes only the prompt's last tokens, and
     /// the suffix keeps its place in the KV cache.
     pub cursor_line_after_middle: bool,
+    /// Token healing: leave the last token or two of the text before the
+    /// cursor out of the prompt when the text may end inside a token (see
+    /// [`Prompt::healed_text`]).
+    pub heal: bool,
 }
 
 /// A prompt ready for the engine, with what was kept of the text.
@@ -60,10 +64,23 @@ pub struct Prompt {
     pub suffix_bytes: usize,
     /// Context chunks that made it in.
     pub context_chunks: usize,
+    /// Token healing: the end of the text before the cursor, left out of
+    /// `tokens`, that generation must write first. A prompt ending in `= de`
+    /// asks a model for a token split it never saw in training (` de` +
+    /// `faultdict`); without ` de` in the prompt and with it forced back as
+    /// the start of the answer, the model picks ` defaultdict` itself.
+    /// Empty when nothing was left out.
+    pub healed_text: String,
+    /// How many tokens `healed_text` took in the prompt.
+    pub healed_tokens: usize,
 }
 
 /// Builds the prompt's token ids from the template and the input.
-pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &PromptInput) -> Result<Prompt, EngineError> {
+pub fn build_prompt(
+    template: &FimTemplate,
+    tokenizer: &Tokenizer,
+    input: &PromptInput,
+) -> Result<Prompt, EngineError> {
     let available = input.budget.saturating_sub(template.control_token_count());
     let encode_suffix = |text: &str| match template.suffix_encoding {
         SuffixEncoding::Infill => tokenizer.encode_continuation(text),
@@ -76,22 +93,36 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
         (Vec::new(), 0)
     };
     let context_limit = (available as f32 * input.context_share.clamp(0.0, 1.0)) as usize;
-    let (context_tokens, context_chunks) = encode_context(template, tokenizer, input, context_limit)?;
-    let ends_with_middle = template.order == FimOrder::Psm && matches!(template.segments.last(), Some(Segment::Token(_)));
+    let (context_tokens, context_chunks) =
+        encode_context(template, tokenizer, input, context_limit)?;
+    let ends_with_middle = template.order == FimOrder::Psm
+        && matches!(template.segments.last(), Some(Segment::Token(_)));
     let (prefix_text, line_head) = match input.prefix.rfind(['\n', '\r']) {
-        Some(at) if input.cursor_line_after_middle && ends_with_middle => input.prefix.split_at(at + 1),
+        Some(at) if input.cursor_line_after_middle && ends_with_middle => {
+            input.prefix.split_at(at + 1)
+        }
         _ => (input.prefix, ""),
     };
-    let middle_tokens = tokenizer.encode_continuation(line_head)?;
-    let prefix_limit = available.saturating_sub(suffix_tokens.len() + context_tokens.len() + middle_tokens.len());
+    let mut middle_tokens = tokenizer.encode_continuation(line_head)?;
+    let prefix_limit =
+        available.saturating_sub(suffix_tokens.len() + context_tokens.len() + middle_tokens.len());
     // After inline context (comment headers), the prefix continues that text.
     let inline_context = template.file_separator.is_none() && !context_tokens.is_empty();
-    let (prefix_tokens, prefix_bytes) = if inline_context {
-        fit_tail(prefix_text, prefix_limit, &|t| tokenizer.encode_continuation(t))?
+    let (mut prefix_tokens, prefix_bytes) = if inline_context {
+        fit_tail(prefix_text, prefix_limit, &|t| {
+            tokenizer.encode_continuation(t)
+        })?
     } else {
         fit_tail(prefix_text, prefix_limit, &|t| tokenizer.encode(t))?
     };
     let prefix_bytes = prefix_bytes + line_head.len();
+    // The cursor line's head ends the prompt when it follows the middle
+    // marker; otherwise the prefix's tokens end the text before the cursor.
+    let (healed_text, healed_tokens) = match (input.heal, middle_tokens.is_empty()) {
+        (false, _) => (String::new(), 0),
+        (true, false) => back_off_partial_token(&mut middle_tokens, line_head, tokenizer),
+        (true, true) => back_off_partial_token(&mut prefix_tokens, prefix_text, tokenizer),
+    };
 
     let mut tokens = Vec::with_capacity(input.budget);
     let mut context_placed = false;
@@ -122,10 +153,66 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
         // end-of-text, so the model has something to condition on.
         tokens.extend(tokenizer.bos().or(tokenizer.eos()));
     }
-    Ok(Prompt { tokens, prefix_bytes, suffix_bytes, context_chunks })
+    Ok(Prompt {
+        tokens,
+        prefix_bytes,
+        suffix_bytes,
+        context_chunks,
+        healed_text,
+        healed_tokens,
+    })
 }
 
-fn encode_context(template: &FimTemplate, tokenizer: &Tokenizer, input: &PromptInput, limit: usize) -> Result<(Vec<u32>, usize), EngineError> {
+/// Most tokens token healing takes back.
+const MAX_HEALED_TOKENS: usize = 3;
+
+/// Token healing: removes the tokens at the end of `tokens` (the encoding of
+/// `text`) that the tokenizer might have merged with what comes after the
+/// cursor, and returns their text and count. Always the last token (unless
+/// it holds a line break: healing stays on the cursor's line); one more when
+/// the two together start a longer token (` =` + `=` could be ` ==`...), or
+/// when the text left out would not start on a character boundary. The
+/// removed text must be exactly the end of `text` (SentencePiece's added
+/// leading space is not), or nothing is removed.
+fn back_off_partial_token(
+    tokens: &mut Vec<u32>,
+    text: &str,
+    tokenizer: &Tokenizer,
+) -> (String, usize) {
+    let mut removed: Vec<u8> = Vec::new();
+    let mut count = 0;
+    while let Some(&last) = tokens.get(tokens.len().wrapping_sub(count + 1)) {
+        let bytes = tokenizer.token_bytes(last);
+        if bytes.is_empty()
+            || bytes.iter().any(|b| matches!(b, b'\n' | b'\r'))
+            || count == MAX_HEALED_TOKENS
+        {
+            break;
+        }
+        let mut joined = bytes.to_vec();
+        joined.extend_from_slice(&removed);
+        let mid_character = removed.first().is_some_and(|b| b & 0xC0 == 0x80);
+        if count > 0 && !mid_character && !tokenizer.has_token_extending(&joined) {
+            break;
+        }
+        removed = joined;
+        count += 1;
+    }
+    match String::from_utf8(removed) {
+        Ok(healed) if count > 0 && text.ends_with(healed.as_str()) => {
+            tokens.truncate(tokens.len() - count);
+            (healed, count)
+        }
+        _ => (String::new(), 0),
+    }
+}
+
+fn encode_context(
+    template: &FimTemplate,
+    tokenizer: &Tokenizer,
+    input: &PromptInput,
+    limit: usize,
+) -> Result<(Vec<u32>, usize), EngineError> {
     let mut blocks: Vec<Vec<u32>> = Vec::new();
     let mut used = 0;
     // Most relevant chunks are last; fill from the end, then restore order.
@@ -133,10 +220,19 @@ fn encode_context(template: &FimTemplate, tokenizer: &Tokenizer, input: &PromptI
         let block = match template.file_separator {
             Some(sep) => {
                 let mut block = vec![sep];
-                block.extend(tokenizer.encode(&format!("{}\n{}\n", chunk.path, chunk.text.trim_end_matches('\n')))?);
+                block.extend(tokenizer.encode(&format!(
+                    "{}\n{}\n",
+                    chunk.path,
+                    chunk.text.trim_end_matches('\n')
+                ))?);
                 block
             }
-            None => tokenizer.encode(&format!("{} {}\n{}\n", input.line_comment, chunk.path, chunk.text.trim_end_matches('\n')))?,
+            None => tokenizer.encode(&format!(
+                "{} {}\n{}\n",
+                input.line_comment,
+                chunk.path,
+                chunk.text.trim_end_matches('\n')
+            ))?,
         };
         if used + block.len() > limit {
             break;
@@ -146,7 +242,8 @@ fn encode_context(template: &FimTemplate, tokenizer: &Tokenizer, input: &PromptI
     }
     let count = blocks.len();
     blocks.reverse();
-    if let (Some(sep), Some(path), true) = (template.file_separator, input.current_path, count > 0) {
+    if let (Some(sep), Some(path), true) = (template.file_separator, input.current_path, count > 0)
+    {
         let mut own = vec![sep];
         own.extend(tokenizer.encode(&format!("{path}\n"))?);
         if used + own.len() <= limit {

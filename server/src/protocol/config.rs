@@ -51,6 +51,73 @@ pub struct ServerConfig {
     /// MiB of KV caches kept for recent documents and cursor places (each
     /// keeps its prompt computed, so going back costs nothing); 0 = one.
     pub kv_cache_mb: usize,
+    /// Pipeline ingredients switched off for measurement (`CRIA_ABLATE`).
+    pub ablation: Ablation,
+}
+
+/// Ingredients of the pipeline that a quality measurement may switch off,
+/// one at a time, to see what each one gains or costs (`benches/quality
+/// --ablate`). Read from the environment variable `CRIA_ABLATE`, a
+/// comma-separated list of names; not a user setting: every ingredient is on
+/// for users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ablation {
+    /// `heal`: no token healing at the cursor.
+    pub no_healing: bool,
+    /// `cursor-line-after-middle`: the cursor line ends the prefix instead.
+    pub no_cursor_line_after_middle: bool,
+    /// `suffix-cap`: the suffix gets its share of the budget, uncapped.
+    pub no_suffix_cap: bool,
+    /// `postprocess`: the raw completion is shown (first line only for a
+    /// single-line request, as its stop string cuts it).
+    pub no_postprocess: bool,
+    /// `windows`: the text before and after the cursor is cut only by the
+    /// prompt builder's line-wise budget, without syntax-aware windows.
+    pub no_windows: bool,
+}
+
+impl Ablation {
+    /// The names `CRIA_ABLATE` accepts.
+    pub const NAMES: [&'static str; 5] = [
+        "heal",
+        "cursor-line-after-middle",
+        "suffix-cap",
+        "postprocess",
+        "windows",
+    ];
+
+    /// Parses a comma-separated list of names; an unknown name is an error.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut ablation = Self::default();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "heal" => ablation.no_healing = true,
+                "cursor-line-after-middle" => ablation.no_cursor_line_after_middle = true,
+                "suffix-cap" => ablation.no_suffix_cap = true,
+                "postprocess" => ablation.no_postprocess = true,
+                "windows" => ablation.no_windows = true,
+                other => {
+                    return Err(format!(
+                        "unknown ingredient `{other}` in CRIA_ABLATE (known: {})",
+                        Self::NAMES.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(ablation)
+    }
+
+    /// From `CRIA_ABLATE`; nothing switched off when it is unset or wrong
+    /// (a wrong list is logged).
+    pub fn from_env() -> Self {
+        match std::env::var("CRIA_ABLATE") {
+            Ok(list) => Self::parse(&list).unwrap_or_else(|e| {
+                tracing::error!("{e}");
+                Self::default()
+            }),
+            Err(_) => Self::default(),
+        }
+    }
 }
 
 /// The default KV cache memory: about five prompts of Qwen2.5-Coder-0.5B at
@@ -90,6 +157,7 @@ impl Default for ServerConfig {
             log_level: "warn".into(),
             backend: Backend::Embedded,
             kv_cache_mb: DEFAULT_KV_CACHE_MB,
+            ablation: Ablation::from_env(),
         }
     }
 }
@@ -120,19 +188,30 @@ impl ServerConfig {
             if settings.is_null() {
                 return Vec::new();
             }
-            return vec![ConfigProblem::BadValue { key: "settings".into(), message: "expected an object".into() }];
+            return vec![ConfigProblem::BadValue {
+                key: "settings".into(),
+                message: "expected an object".into(),
+            }];
         };
         let mut problems = Vec::new();
         for (key, value) in map {
             let result = match key.as_str() {
                 "model" => string(value).map(|v| self.model = v),
                 "maxTokens" => integer(value, 1, 2048).map(|v| self.max_tokens = v as usize),
-                "latencyBudgetMs" => integer(value, 50, 600_000).map(|v| self.latency_budget_ms = v),
-                "promptTokens" => integer(value, 16, 1 << 20).map(|v| self.prompt_tokens = v as usize),
+                "latencyBudgetMs" => {
+                    integer(value, 50, 600_000).map(|v| self.latency_budget_ms = v)
+                }
+                "promptTokens" => {
+                    integer(value, 16, 1 << 20).map(|v| self.prompt_tokens = v as usize)
+                }
                 "suffixShare" => fraction(value).map(|v| self.suffix_share = v),
-                "maxSuffixTokens" => integer(value, 0, 1 << 20).map(|v| self.max_suffix_tokens = v as usize),
+                "maxSuffixTokens" => {
+                    integer(value, 0, 1 << 20).map(|v| self.max_suffix_tokens = v as usize)
+                }
                 "contextShare" => fraction(value).map(|v| self.context_share = v),
-                "contextLength" => integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize),
+                "contextLength" => {
+                    integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize)
+                }
                 "threads" => integer(value, 0, 1024).map(|v| self.threads = v as usize),
                 "device" => device(value).map(|v| self.device = v),
                 "enabledLanguages" => languages(value).map(|(on, off)| {
@@ -149,7 +228,10 @@ impl ServerConfig {
                 }
             };
             if let Err(message) = result {
-                problems.push(ConfigProblem::BadValue { key: key.clone(), message });
+                problems.push(ConfigProblem::BadValue {
+                    key: key.clone(),
+                    message,
+                });
             }
         }
         problems
@@ -170,12 +252,16 @@ impl ServerConfig {
     pub fn settings(&self) -> Settings {
         Settings {
             max_new_tokens: self.max_tokens,
-            sampling: SamplingParams { temperature: self.temperature, ..SamplingParams::default() },
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                ..SamplingParams::default()
+            },
             prompt_budget: Some(self.prompt_tokens),
             suffix_share: self.suffix_share,
             context_share: self.context_share,
             stop_strings: Vec::new(),
-            cursor_line_after_middle: true,
+            cursor_line_after_middle: !self.ablation.no_cursor_line_after_middle,
+            token_healing: !self.ablation.no_healing,
         }
     }
 
@@ -183,7 +269,14 @@ impl ServerConfig {
     /// and the settings for one request in `mode`: the token budget split
     /// between prefix and suffix for this model's layout, and single-line
     /// stops. Public so that benchmarks build the server's very prompts.
-    pub fn prompt_text(&self, model: &Model, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
+    pub fn prompt_text(
+        &self,
+        model: &Model,
+        text: &str,
+        cursor: usize,
+        tree: Option<&tree_sitter::Tree>,
+        mode: CompletionMode,
+    ) -> (CursorText, Settings) {
         self.prompt_text_within(self.prompt_tokens, model, text, cursor, tree, mode)
     }
 
@@ -191,14 +284,35 @@ impl ServerConfig {
     /// a small prompt answers a cold cursor (nothing cached) within the
     /// budget while the full one is computed in the background. It keeps
     /// the suffix to a third and leaves out other files' snippets.
-    pub fn quick_prompt_text(&self, prompt_tokens: usize, model: &Model, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
-        let quick = ServerConfig { max_suffix_tokens: self.max_suffix_tokens.min(prompt_tokens / 3), context_share: 0.0, ..self.clone() };
-        let (cursor_text, mut settings) = quick.prompt_text_within(prompt_tokens, model, text, cursor, tree, mode);
+    pub fn quick_prompt_text(
+        &self,
+        prompt_tokens: usize,
+        model: &Model,
+        text: &str,
+        cursor: usize,
+        tree: Option<&tree_sitter::Tree>,
+        mode: CompletionMode,
+    ) -> (CursorText, Settings) {
+        let quick = ServerConfig {
+            max_suffix_tokens: self.max_suffix_tokens.min(prompt_tokens / 3),
+            context_share: 0.0,
+            ..self.clone()
+        };
+        let (cursor_text, mut settings) =
+            quick.prompt_text_within(prompt_tokens, model, text, cursor, tree, mode);
         settings.prompt_budget = Some(prompt_tokens);
         (cursor_text, settings)
     }
 
-    fn prompt_text_within(&self, prompt_tokens: usize, model: &Model, text: &str, cursor: usize, tree: Option<&tree_sitter::Tree>, mode: CompletionMode) -> (CursorText, Settings) {
+    fn prompt_text_within(
+        &self,
+        prompt_tokens: usize,
+        model: &Model,
+        text: &str,
+        cursor: usize,
+        tree: Option<&tree_sitter::Tree>,
+        mode: CompletionMode,
+    ) -> (CursorText, Settings) {
         let tokenizer = &model.loaded.tokenizer;
         let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
         let template = &model.template;
@@ -208,15 +322,26 @@ impl ServerConfig {
             _ if !template.uses_suffix() => 0,
             // The suffix follows the cursor in token order: all of it is
             // recomputed on every keystroke, so it is capped.
-            FimOrder::Psm => share.min(self.max_suffix_tokens),
+            FimOrder::Psm if !self.ablation.no_suffix_cap => share.min(self.max_suffix_tokens),
             _ => share,
         };
         let context_tokens = (room as f32 * self.context_share) as usize;
-        let budget = WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens };
-        let cursor_text = cursor_windows(text, cursor, tree, budget, &count);
+        let budget = WindowBudget {
+            prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens),
+            suffix_tokens,
+        };
         let mut settings = self.settings();
-        // The windows already fit; the prompt builder only guards the budget.
-        settings.suffix_share = 1.0;
+        let cursor_text = if self.ablation.no_windows {
+            settings.suffix_share = suffix_tokens as f32 / room.max(1) as f32;
+            CursorText {
+                prefix: text[..cursor].to_string(),
+                suffix: text[cursor..].to_string(),
+            }
+        } else {
+            // The windows already fit; the prompt builder only guards the budget.
+            settings.suffix_share = 1.0;
+            cursor_windows(text, cursor, tree, budget, &count)
+        };
         if mode == CompletionMode::SingleLine {
             settings.max_new_tokens = settings.max_new_tokens.min(48);
             settings.stop_strings.push("\n".into());
@@ -235,14 +360,18 @@ fn string(value: &Value) -> Result<String, String> {
 fn integer(value: &Value, min: u64, max: u64) -> Result<u64, String> {
     match value.as_u64() {
         Some(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(format!("expected an integer from {min} to {max}, got {value}")),
+        _ => Err(format!(
+            "expected an integer from {min} to {max}, got {value}"
+        )),
     }
 }
 
 fn number(value: &Value, min: f64, max: f64) -> Result<f32, String> {
     match value.as_f64() {
         Some(v) if (min..=max).contains(&v) => Ok(v as f32),
-        _ => Err(format!("expected a number from {min} to {max}, got {value}")),
+        _ => Err(format!(
+            "expected a number from {min} to {max}, got {value}"
+        )),
     }
 }
 
@@ -254,8 +383,12 @@ fn fraction(value: &Value) -> Result<f32, String> {
 /// Whether this build can use it is found out when the model loads.
 fn device(value: &Value) -> Result<ComputeDevice, String> {
     match value {
-        Value::String(s) => s.parse().map_err(|e: crate::engine::UnknownDevice| e.to_string()),
-        _ => Err(format!("expected a device name such as \"cpu\", \"cuda\" or \"cuda:1\", got {value}")),
+        Value::String(s) => s
+            .parse()
+            .map_err(|e: crate::engine::UnknownDevice| e.to_string()),
+        _ => Err(format!(
+            "expected a device name such as \"cpu\", \"cuda\" or \"cuda:1\", got {value}"
+        )),
     }
 }
 
@@ -272,7 +405,9 @@ fn backend(value: &Value) -> Result<Backend, String> {
         }
     };
     let text = |key: &str| -> Result<Option<String>, String> {
-        map.get(key).map(|v| string(v).map_err(|e| format!("`{key}`: {e}"))).transpose()
+        map.get(key)
+            .map(|v| string(v).map_err(|e| format!("`{key}`: {e}")))
+            .transpose()
     };
     match text("kind")?.as_deref() {
         Some("embedded") => {
@@ -284,22 +419,37 @@ fn backend(value: &Value) -> Result<Backend, String> {
         Some("remote") => {
             const KEYS: [&str; 6] = ["kind", "url", "flavour", "apiKeyEnv", "model", "prompt"];
             if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
-                return Err(format!("unknown key `{key}` (expected one of {})", KEYS.join(", ")));
+                return Err(format!(
+                    "unknown key `{key}` (expected one of {})",
+                    KEYS.join(", ")
+                ));
             }
             let url = text("url")?.ok_or("a remote backend needs `url`")?;
             let flavour = match text("flavour")? {
                 None => Flavour::default(),
-                Some(f) => Flavour::parse(&f).ok_or_else(|| format!("`flavour`: expected \"openai\" or \"llamacpp-infill\", got \"{f}\""))?,
+                Some(f) => Flavour::parse(&f).ok_or_else(|| {
+                    format!("`flavour`: expected \"openai\" or \"llamacpp-infill\", got \"{f}\"")
+                })?,
             };
             let prompt = match text("prompt")? {
                 None => PromptFormat::default(),
-                Some(p) => PromptFormat::parse(&p).ok_or_else(|| format!("`prompt`: expected \"tokens\" or \"text\", got \"{p}\""))?,
+                Some(p) => PromptFormat::parse(&p).ok_or_else(|| {
+                    format!("`prompt`: expected \"tokens\" or \"text\", got \"{p}\"")
+                })?,
             };
-            let config = RemoteConfig { url, flavour, api_key_env: text("apiKeyEnv")?, served_model: text("model")?, prompt };
+            let config = RemoteConfig {
+                url,
+                flavour,
+                api_key_env: text("apiKeyEnv")?,
+                served_model: text("model")?,
+                prompt,
+            };
             config.endpoint().map_err(|e| e.to_string())?;
             Ok(Backend::Remote(config))
         }
-        Some(other) => Err(format!("`kind`: expected \"embedded\" or \"remote\", got \"{other}\"")),
+        Some(other) => Err(format!(
+            "`kind`: expected \"embedded\" or \"remote\", got \"{other}\""
+        )),
         None => Err("`kind` is missing (\"embedded\" or \"remote\")".into()),
     }
 }
@@ -309,7 +459,11 @@ fn languages(value: &Value) -> Result<(Option<Vec<String>>, Vec<String>), String
     match value {
         Value::Array(items) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| format!("expected language ids, got {i}")))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("expected language ids, got {i}"))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(|list| (Some(list), Vec::new())),
         Value::Object(map) => {
@@ -325,7 +479,9 @@ fn languages(value: &Value) -> Result<(Option<Vec<String>>, Vec<String>), String
             let all = map.get("*").and_then(Value::as_bool).unwrap_or(true);
             Ok((if all { None } else { Some(on) }, off))
         }
-        _ => Err(format!("expected a list of language ids or an object of booleans, got {value}")),
+        _ => Err(format!(
+            "expected a list of language ids or an object of booleans, got {value}"
+        )),
     }
 }
 
@@ -343,7 +499,9 @@ mod tests {
         assert_eq!(c.temperature, 0.2);
         assert_eq!(problems.len(), 2);
         assert!(problems.contains(&ConfigProblem::UnknownKey("colour".into())));
-        assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }, _] | [_, ConfigProblem::BadValue { key, .. }] if key == "latencyBudgetMs"));
+        assert!(
+            matches!(&problems[..], [ConfigProblem::BadValue { key, .. }, _] | [_, ConfigProblem::BadValue { key, .. }] if key == "latencyBudgetMs")
+        );
     }
 
     #[test]
@@ -376,8 +534,15 @@ mod tests {
         assert_eq!(c.device, ComputeDevice::Metal(0));
         for bad in [json!("gpu"), json!("cuda:x"), json!(1), json!(null)] {
             let problems = c.apply(&json!({ "device": bad }));
-            assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "device"), "{bad}: {problems:?}");
-            assert_eq!(c.device, ComputeDevice::Metal(0), "a bad device keeps the previous one");
+            assert!(
+                matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "device"),
+                "{bad}: {problems:?}"
+            );
+            assert_eq!(
+                c.device,
+                ComputeDevice::Metal(0),
+                "a bad device keeps the previous one"
+            );
         }
         assert!(c.apply(&json!({"device": "cpu"})).is_empty());
         assert_eq!(c.device, ComputeDevice::Cpu);
@@ -386,7 +551,9 @@ mod tests {
     #[test]
     fn settings_nested_under_cria_are_read() {
         let mut c = ServerConfig::default();
-        assert!(c.apply(&json!({"cria": {"model": "smollm2-135m-instruct"}})).is_empty());
+        assert!(c
+            .apply(&json!({"cria": {"model": "smollm2-135m-instruct"}}))
+            .is_empty());
         assert_eq!(c.model, "smollm2-135m-instruct");
     }
 
@@ -395,8 +562,17 @@ mod tests {
         let mut c = ServerConfig::default();
         let problems = c.apply(&json!({"backend": {"kind": "remote", "url": "http://gpu:8000/v1", "flavour": "llamacpp-infill", "apiKeyEnv": "GPU_KEY", "model": "qwen"}}));
         assert!(problems.is_empty(), "{problems:?}");
-        let Backend::Remote(remote) = &c.backend else { panic!("remote expected") };
-        assert_eq!((remote.flavour, remote.api_key_env.as_deref(), remote.served_model.as_deref()), (Flavour::LlamaCppInfill, Some("GPU_KEY"), Some("qwen")));
+        let Backend::Remote(remote) = &c.backend else {
+            panic!("remote expected")
+        };
+        assert_eq!(
+            (
+                remote.flavour,
+                remote.api_key_env.as_deref(),
+                remote.served_model.as_deref()
+            ),
+            (Flavour::LlamaCppInfill, Some("GPU_KEY"), Some("qwen"))
+        );
         assert_eq!(remote.prompt, PromptFormat::Tokens);
         for bad in [
             json!({"kind": "remote"}),
@@ -409,7 +585,10 @@ mod tests {
         ] {
             let before = c.backend.clone();
             let problems = c.apply(&json!({ "backend": bad }));
-            assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "backend"), "{bad}: {problems:?}");
+            assert!(
+                matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "backend"),
+                "{bad}: {problems:?}"
+            );
             assert_eq!(c.backend, before, "a bad backend keeps the previous one");
         }
         assert!(c.apply(&json!({"backend": "embedded"})).is_empty());

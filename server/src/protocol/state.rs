@@ -17,18 +17,25 @@ use tower_lsp_server::Client;
 
 use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification, WarmingStatus};
-use crate::completion::{plan_prompt, resolve_model, start_backend, CompletionInput, Model, PromptPlan, Scheduler, Shown, SuggestionLru};
-use crate::context::{
-    completion_mode, definitions, line_comment, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText,
-    Definition, SourceFile,
+use crate::completion::{
+    plan_prompt, resolve_model, start_backend, CompletionInput, Model, PromptPlan, Scheduler,
+    Shown, SuggestionLru,
 };
-use crate::documents::DocumentSnapshot;
-use crate::prompt::ContextChunk;
+use crate::context::{
+    completion_mode, definitions, line_comment, neighbourhood, relevant_definitions,
+    similar_chunks, CompletionMode, CursorText, Definition, SourceFile,
+};
 use crate::documents::encoding::{byte_to_position, position_to_byte};
+use crate::documents::DocumentSnapshot;
 use crate::documents::{DocumentLimits, DocumentStore, Language, Position, PositionEncoding};
-use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
-use crate::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, JobOptions, Priority, SlotChoice, StopReason};
+use crate::engine::{
+    CancelFlag, Completion, EngineOptions, GenerationRequest, JobOptions, Priority, SlotChoice,
+    StopReason,
+};
 use crate::models::CriaHome;
+use crate::postprocess::rules::drop_retyped_cursor_text;
+use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
+use crate::prompt::ContextChunk;
 
 static PROMPT_PROBLEM: super::throttle::Throttle = super::throttle::Throttle::new();
 static GENERATION_PROBLEM: super::throttle::Throttle = super::throttle::Throttle::new();
@@ -189,7 +196,10 @@ impl State {
     /// Remembers where the user edited, for context from recent edits.
     pub fn record_edit(&self, uri: &str, line: usize) {
         let mut edits = lock(&self.recent_edits);
-        if edits.back().is_some_and(|(u, l)| u == uri && l.abs_diff(line) < 4) {
+        if edits
+            .back()
+            .is_some_and(|(u, l)| u == uri && l.abs_diff(line) < 4)
+        {
             return;
         }
         edits.push_back((uri.to_string(), line));
@@ -255,7 +265,9 @@ impl State {
         let budget = Duration::from_millis(built.config.latency_budget_ms);
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let Some(prepared) = built.build(budget, None, CancelFlag::new()) else { return };
+            let Some(prepared) = built.build(budget, None, CancelFlag::new()) else {
+                return;
+            };
             state.remember_context(&built, &prepared);
             let full = &prepared.full.request.prompt;
             if prepared.quick.is_none() && engine.cached_prefix(full) + 1 >= full.len() {
@@ -299,8 +311,15 @@ impl State {
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let found = crate::workspace::index_definitions(&roots);
-            tracing::info!(definitions = found.len(), ms = started.elapsed().as_millis() as u64, "workspace indexed");
-            *state.workspace_definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(found);
+            tracing::info!(
+                definitions = found.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "workspace indexed"
+            );
+            *state
+                .workspace_definitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Arc::new(found);
         });
     }
 
@@ -319,14 +338,27 @@ impl State {
     /// Applies settings; returns the problems and whether the model changed.
     pub fn apply_settings(&self, settings: &serde_json::Value) -> (Vec<ConfigProblem>, bool) {
         let mut config = lock(&self.config);
-        let before = (config.model.clone(), config.context_length, config.threads, config.device, config.backend.clone());
+        let before = (
+            config.model.clone(),
+            config.context_length,
+            config.threads,
+            config.device,
+            config.backend.clone(),
+        );
         let problems = config.apply(settings);
         if let Some(control) = &self.log_control {
             if let Err(e) = control(&config.log_level) {
                 tracing::warn!("logLevel: {e}");
             }
         }
-        let changed = before != (config.model.clone(), config.context_length, config.threads, config.device, config.backend.clone());
+        let changed = before
+            != (
+                config.model.clone(),
+                config.context_length,
+                config.threads,
+                config.device,
+                config.backend.clone(),
+            );
         (problems, changed)
     }
 
@@ -336,9 +368,12 @@ impl State {
             match problem {
                 ConfigProblem::UnknownKey(key) => tracing::warn!("unknown setting `{key}` ignored"),
                 ConfigProblem::BadValue { key, message } => {
-                    let text = format!("cria: setting `{key}`: {message}; keeping the previous value");
+                    let text =
+                        format!("cria: setting `{key}`: {message}; keeping the previous value");
                     tracing::error!("{text}");
-                    self.client.show_message(lsp::MessageType::Error, text).await;
+                    self.client
+                        .show_message(lsp::MessageType::Error, text)
+                        .await;
                 }
             }
         }
@@ -357,29 +392,43 @@ impl State {
     async fn publish_status_with(&self, answer_ready: bool, late: Option<&str>) {
         let status = {
             let mut last = lock(&self.last);
-            let (model, state, message) = match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
-                ModelState::NotStarted => (String::new(), "loading", None),
-                ModelState::Loading { name } => (name.clone(), "loading", None),
-                ModelState::Ready(m) => {
-                    let engine = m.generator.engine();
-                    last.warming = engine.and_then(|e| e.warming().borrow().clone()).map(|w| WarmingStatus { percentage: w.percentage(), uri: w.key });
-                    if let Some(uri) = late {
-                        if last.warming.as_ref().is_none_or(|w| w.uri != uri) {
-                            last.warming = Some(WarmingStatus { uri: uri.to_string(), percentage: 0 });
+            let (model, state, message) =
+                match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
+                    ModelState::NotStarted => (String::new(), "loading", None),
+                    ModelState::Loading { name } => (name.clone(), "loading", None),
+                    ModelState::Ready(m) => {
+                        let engine = m.generator.engine();
+                        last.warming = engine.and_then(|e| e.warming().borrow().clone()).map(|w| {
+                            WarmingStatus {
+                                percentage: w.percentage(),
+                                uri: w.key,
+                            }
+                        });
+                        if let Some(uri) = late {
+                            if last.warming.as_ref().is_none_or(|w| w.uri != uri) {
+                                last.warming = Some(WarmingStatus {
+                                    uri: uri.to_string(),
+                                    percentage: 0,
+                                });
+                            }
+                        }
+                        if let Some(usage) = engine.map(|e| e.kv_usage()) {
+                            last.kv_cache_mb =
+                                Some((usage.bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0);
+                            last.kv_slots = Some(usage.used);
+                        }
+                        match lock(&self.generation_error).clone() {
+                            Some(error) => (m.name.clone(), "error", Some(error)),
+                            None if last.warming.is_some() && !answer_ready => {
+                                (m.name.clone(), "warming", None)
+                            }
+                            None => (m.name.clone(), "ready", None),
                         }
                     }
-                    if let Some(usage) = engine.map(|e| e.kv_usage()) {
-                        last.kv_cache_mb = Some((usage.bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0);
-                        last.kv_slots = Some(usage.used);
+                    ModelState::Failed { name, message } => {
+                        (name.clone(), "error", Some(message.clone()))
                     }
-                    match lock(&self.generation_error).clone() {
-                        Some(error) => (m.name.clone(), "error", Some(error)),
-                        None if last.warming.is_some() && !answer_ready => (m.name.clone(), "warming", None),
-                        None => (m.name.clone(), "ready", None),
-                    }
-                }
-                ModelState::Failed { name, message } => (name.clone(), "error", Some(message.clone())),
-            };
+                };
             if state != "warming" {
                 last.warming = None;
             }
@@ -388,7 +437,9 @@ impl State {
             last.message = message;
             last.clone()
         };
-        self.client.send_notification::<StatusNotification>(status).await;
+        self.client
+            .send_notification::<StatusNotification>(status)
+            .await;
     }
 
     fn set_model_state(&self, generation: u64, state: ModelState) -> bool {
@@ -404,7 +455,9 @@ impl State {
     pub fn start_loading(self: &Arc<Self>) {
         let generation = self.load_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let config = lock(&self.config).clone();
-        *self.model.write().unwrap_or_else(|p| p.into_inner()) = ModelState::Loading { name: config.model.clone() };
+        *self.model.write().unwrap_or_else(|p| p.into_inner()) = ModelState::Loading {
+            name: config.model.clone(),
+        };
         // Suggestions of the previous model (or backend) are not this one's.
         *lock(&self.lru) = SuggestionLru::new(256);
         lock(&self.shown).clear();
@@ -484,11 +537,19 @@ impl State {
             Err(message) => {
                 tracing::error!("model {} failed to load: {message}", config.model);
                 report(json!({"kind": "end", "message": "failed"})).await;
-                if !self.set_model_state(generation, ModelState::Failed { name: config.model.clone(), message: message.clone() }) {
+                if !self.set_model_state(
+                    generation,
+                    ModelState::Failed {
+                        name: config.model.clone(),
+                        message: message.clone(),
+                    },
+                ) {
                     return;
                 }
                 let text = format!("cria could not load model `{}`: {message}\nSet `model` in the cria settings to a model name or a .gguf path (see `cria models`).", config.model);
-                self.client.show_message(lsp::MessageType::Error, text).await;
+                self.client
+                    .show_message(lsp::MessageType::Error, text)
+                    .await;
             }
         }
         self.publish_status().await;
@@ -532,8 +593,15 @@ impl State {
             return None;
         }
         let block = position.line as usize / crate::context::ALIGN_LINES;
-        let memo = lock(&self.context_memo).get(uri).filter(|(b, _)| *b == block).map(|(_, chunks)| chunks.clone());
-        let others = if config.context_share > 0.0 && memo.is_none() { self.other_documents(uri) } else { Vec::new() };
+        let memo = lock(&self.context_memo)
+            .get(uri)
+            .filter(|(b, _)| *b == block)
+            .map(|(_, chunks)| chunks.clone());
+        let others = if config.context_share > 0.0 && memo.is_none() {
+            self.other_documents(uri)
+        } else {
+            Vec::new()
+        };
         let roots = lock(&self.workspace_roots).clone();
         Some(Arc::new(CursorRequest {
             quick_size: lock(&self.quick_sizes).get(uri).copied(),
@@ -550,7 +618,11 @@ impl State {
             path: display_path(uri, &roots),
             others,
             recent: lock(&self.recent_edits).iter().cloned().collect(),
-            index: self.workspace_definitions.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            index: self
+                .workspace_definitions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             roots,
             config,
             model,
@@ -564,7 +636,10 @@ impl State {
             return;
         }
         if request.memo.is_none() {
-            lock(&self.context_memo).insert(request.uri.clone(), (request.block, prepared.full.context.clone()));
+            lock(&self.context_memo).insert(
+                request.uri.clone(),
+                (request.block, prepared.full.context.clone()),
+            );
         }
         let mut sizes = lock(&self.quick_sizes);
         match &prepared.quick {
@@ -576,7 +651,9 @@ impl State {
     /// Queues the warm-up of a document's full prompt (background priority,
     /// replacing the document's earlier warm-up).
     fn warm_full_prompt(&self, uri: &str, model: &Model, request: &GenerationRequest) {
-        let Some(engine) = model.generator.engine() else { return };
+        let Some(engine) = model.generator.engine() else {
+            return;
+        };
         queue_warm_up(engine, uri, request, &self.new_warm_up(uri));
     }
 
@@ -605,9 +682,19 @@ impl State {
         let request = self.prepare(uri, position)?;
         self.note_cursor(uri, position);
         self.activate(uri);
-        let place = |shown: String| Some(placed(&request.rope, &request.text, request.offset, request.encoding, shown));
+        let place = |shown: String| {
+            Some(placed(
+                &request.rope,
+                &request.text,
+                request.offset,
+                request.encoding,
+                shown,
+            ))
+        };
         // Typed-through: the user typed the start of the suggestion shown.
-        let shown = lock(&self.shown).get(uri).and_then(|s| s.typed_through(&request.text, request.offset));
+        let shown = lock(&self.shown)
+            .get(uri)
+            .and_then(|s| s.typed_through(&request.text, request.offset));
         if let Some(rest) = shown {
             self.scheduler.cancel(uri);
             return place(rest);
@@ -617,7 +704,11 @@ impl State {
         let deadline = started + budget;
         let cancel = ticket.flag();
         let builder = request.clone();
-        let prepared = match tokio::task::spawn_blocking(move || builder.build(budget, Some(deadline), cancel)).await {
+        let prepared = match tokio::task::spawn_blocking(move || {
+            builder.build(budget, Some(deadline), cancel)
+        })
+        .await
+        {
             Ok(Some(prepared)) => prepared,
             Ok(None) => return None,
             Err(e) => {
@@ -630,13 +721,19 @@ impl State {
         if quick.is_some() {
             tracing::debug!(%uri, full = full.request.prompt.len(), "cold cursor: a quick prompt now, the full one warmed");
         }
-        let cached = [Some(&full), quick.as_ref()].into_iter().flatten().find_map(|b| lock(&self.lru).get(b.key));
+        let cached = [Some(&full), quick.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|b| lock(&self.lru).get(b.key));
         if let Some(hit) = cached {
             tracing::debug!("completion from cache");
             if quick.is_some() {
                 self.warm_full_prompt(uri, &request.model, &full.request);
             }
-            lock(&self.shown).insert(uri.to_string(), Shown::new(&request.text, request.offset, &hit));
+            lock(&self.shown).insert(
+                uri.to_string(),
+                Shown::new(&request.text, request.offset, &hit),
+            );
             return if hit.is_empty() { None } else { place(hit) };
         }
         let full_request = quick.is_some().then(|| full.request.clone());
@@ -649,7 +746,10 @@ impl State {
             late_budget: embedded.then_some(budget.max(LATE_DECODE_BUDGET)),
             key: Some(uri.to_string()),
         };
-        let pending = request.model.generator.submit(chosen.request.clone(), options);
+        let pending = request
+            .model
+            .generator
+            .submit(chosen.request.clone(), options);
         if let Some(full_request) = &full_request {
             self.warm_full_prompt(uri, &request.model, full_request);
         }
@@ -659,7 +759,9 @@ impl State {
         let job_request = request.clone();
         let job_uri = uri.to_string();
         tokio::spawn(async move {
-            let shown = state.finish(pending.await, &job_request, &chosen, started).await;
+            let shown = state
+                .finish(pending.await, &job_request, &chosen, started)
+                .await;
             drop(ticket);
             if let Err(Some(_)) = answered.send(shown) {
                 // The request was answered empty meanwhile: the answer is
@@ -674,7 +776,10 @@ impl State {
         };
         match outcome {
             Ok(Ok(Some(shown))) => {
-                lock(&self.shown).insert(uri.to_string(), Shown::new(&request.text, request.offset, &shown));
+                lock(&self.shown).insert(
+                    uri.to_string(),
+                    Shown::new(&request.text, request.offset, &shown),
+                );
                 place(shown)
             }
             Ok(_) => None,
@@ -685,7 +790,8 @@ impl State {
             }
             Err(_) => {
                 tracing::info!(%uri, "no answer from the engine within the latency budget");
-                *lock(&self.generation_error) = Some("the remote engine did not answer within the latency budget".into());
+                *lock(&self.generation_error) =
+                    Some("the remote engine did not answer within the latency budget".into());
                 self.publish_status().await;
                 None
             }
@@ -696,7 +802,10 @@ impl State {
     /// cached when complete); `None` when there is nothing to show.
     async fn finish(
         &self,
-        answer: Result<Result<Completion, crate::completion::GenerateError>, tokio::sync::oneshot::error::RecvError>,
+        answer: Result<
+            Result<Completion, crate::completion::GenerateError>,
+            tokio::sync::oneshot::error::RecvError,
+        >,
         request: &CursorRequest,
         built: &Built,
         started: Instant,
@@ -717,9 +826,21 @@ impl State {
         if completion.stop_reason == StopReason::Cancelled {
             return None;
         }
-        let shown = shown_text(&completion, &built.cursor, &request.language, request.mode);
+        let mut completion = completion;
+        if request.model.generator.engine().is_none() {
+            // A remote answer was not token-healed.
+            completion.text =
+                drop_retyped_cursor_text(&completion.text, &built.cursor.prefix).to_string();
+        }
+        let shown = match request.config.ablation.no_postprocess {
+            true => completion.text.clone(),
+            false => shown_text(&completion, &built.cursor, &request.language, request.mode),
+        };
         tracing::debug!(raw = ?completion.text, shown = ?shown, "postprocessed");
-        if matches!(completion.stop_reason, StopReason::Eos | StopReason::Stop | StopReason::Length) {
+        if matches!(
+            completion.stop_reason,
+            StopReason::Eos | StopReason::Stop | StopReason::Length
+        ) {
             lock(&self.lru).put(built.key, shown.clone());
         }
         (!shown.trim().is_empty()).then_some(shown)
@@ -733,7 +854,8 @@ impl State {
             last.prompt_tokens = Some(completion.prompt_tokens);
             last.reused_tokens = Some(completion.reused_tokens);
             let decode = completion.decode.as_secs_f64();
-            last.tokens_per_second = (decode > 0.0).then(|| completion.tokens.len() as f64 / decode);
+            last.tokens_per_second =
+                (decode > 0.0).then(|| completion.tokens.len() as f64 / decode);
         }
         tracing::info!(
             latency_ms = latency.as_millis() as u64,
@@ -754,9 +876,24 @@ type ContextMemo = (usize, Arc<Vec<ContextChunk>>);
 
 /// Queues a warm-up of `request`'s prompt for `uri`: background priority,
 /// nothing generated, stopped by `flag`.
-fn queue_warm_up(engine: &crate::engine::EngineHandle, uri: &str, request: &GenerationRequest, flag: &CancelFlag) {
-    let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag.clone(), ..request.clone() };
-    let options = JobOptions { slot: SlotChoice::Auto, priority: Priority::Background, late_budget: None, key: Some(uri.to_string()) };
+fn queue_warm_up(
+    engine: &crate::engine::EngineHandle,
+    uri: &str,
+    request: &GenerationRequest,
+    flag: &CancelFlag,
+) {
+    let request = GenerationRequest {
+        max_new_tokens: 0,
+        deadline: None,
+        cancel: flag.clone(),
+        ..request.clone()
+    };
+    let options = JobOptions {
+        slot: SlotChoice::Auto,
+        priority: Priority::Background,
+        late_budget: None,
+        key: Some(uri.to_string()),
+    };
     drop(engine.submit(request, options, None));
 }
 
@@ -806,35 +943,84 @@ struct Prepared {
 }
 
 impl CursorRequest {
-    fn build(&self, budget: Duration, deadline: Option<Instant>, cancel: CancelFlag) -> Option<Prepared> {
+    fn build(
+        &self,
+        budget: Duration,
+        deadline: Option<Instant>,
+        cancel: CancelFlag,
+    ) -> Option<Prepared> {
         let full = self.build_one(None, deadline, cancel.clone())?;
         let quick = self.model.generator.engine().and_then(|engine| {
             let cached = engine.cached_prefix(&full.request.prompt);
-            match plan_prompt(full.request.prompt.len(), cached, engine.prefill_rate(), budget) {
-                PromptPlan::Quick { prompt_tokens } => self.build_one(Some(self.quick_size.unwrap_or(prompt_tokens)), deadline, cancel),
+            match plan_prompt(
+                full.request.prompt.len(),
+                cached,
+                engine.prefill_rate(),
+                budget,
+            ) {
+                PromptPlan::Quick { prompt_tokens } => self.build_one(
+                    Some(self.quick_size.unwrap_or(prompt_tokens)),
+                    deadline,
+                    cancel,
+                ),
                 PromptPlan::Full => None,
             }
         });
         Some(Prepared { full, quick })
     }
 
-    fn build_one(&self, quick: Option<usize>, deadline: Option<Instant>, cancel: CancelFlag) -> Option<Built> {
-        let (config, model, text, tree) = (&self.config, &self.model, &self.text, self.tree.as_ref());
+    fn build_one(
+        &self,
+        quick: Option<usize>,
+        deadline: Option<Instant>,
+        cancel: CancelFlag,
+    ) -> Option<Built> {
+        let (config, model, text, tree) =
+            (&self.config, &self.model, &self.text, self.tree.as_ref());
         let (cursor, settings) = match quick {
             None => config.prompt_text(model, text, self.offset, tree, self.mode),
-            Some(tokens) => config.quick_prompt_text(tokens, model, text, self.offset, tree, self.mode),
+            Some(tokens) => {
+                config.quick_prompt_text(tokens, model, text, self.offset, tree, self.mode)
+            }
         };
         let context = match (&self.memo, quick) {
             (_, Some(_)) => Arc::new(Vec::new()),
             _ if config.context_share <= 0.0 => Arc::new(Vec::new()),
             (Some(memo), None) => memo.clone(),
-            (None, None) => Arc::new(gather_context(&cursor, &self.path, &self.others, &self.recent, &self.index, &self.roots)),
+            (None, None) => Arc::new(gather_context(
+                &cursor,
+                &self.path,
+                &self.others,
+                &self.recent,
+                &self.index,
+                &self.roots,
+            )),
         };
-        let input = CompletionInput { cursor: &cursor, context: &context, line_comment: line_comment(self.language.id()), path: Some(&self.path) };
+        let input = CompletionInput {
+            cursor: &cursor,
+            context: &context,
+            line_comment: line_comment(self.language.id()),
+            path: Some(&self.path),
+        };
         match model.request(&input, &settings, deadline, cancel) {
             Ok((request, _)) => {
-                let key = SuggestionLru::key(&request.prompt, if self.mode == CompletionMode::SingleLine { "single" } else { "multi" });
-                Some(Built { request, prompt_tokens: quick.unwrap_or(config.prompt_tokens), context, cursor, key })
+                // Token healing: one prompt serves `= d` and `= de`.
+                let mode = if self.mode == CompletionMode::SingleLine {
+                    "single"
+                } else {
+                    "multi"
+                };
+                let key = SuggestionLru::key(
+                    &request.prompt,
+                    &format!("{mode}\u{0}{}", request.healed_text),
+                );
+                Some(Built {
+                    request,
+                    prompt_tokens: quick.unwrap_or(config.prompt_tokens),
+                    context,
+                    cursor,
+                    key,
+                })
             }
             Err(e) => {
                 if let Some(suppressed) = PROMPT_PROBLEM.check() {
@@ -849,9 +1035,17 @@ impl CursorRequest {
 /// The rest of the cursor's line, and the identifier characters just before
 /// the cursor.
 fn around_cursor(text: &str, offset: usize) -> (String, String) {
-    let rest_of_line = text[offset..].split(['\n', '\r']).next().unwrap_or("").to_string();
+    let rest_of_line = text[offset..]
+        .split(['\n', '\r'])
+        .next()
+        .unwrap_or("")
+        .to_string();
     let word: String = {
-        let tail: Vec<char> = text[..offset].chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let tail: Vec<char> = text[..offset]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
         tail.into_iter().rev().collect()
     };
     (rest_of_line, word)
@@ -859,9 +1053,21 @@ fn around_cursor(text: &str, offset: usize) -> (String, String) {
 
 /// What is shown of a completion: post-processed against the text around
 /// the cursor; cut back to complete lines when generation was cut short.
-fn shown_text(completion: &Completion, cursor: &CursorText, language: &Language, mode: CompletionMode) -> String {
-    let truncated = matches!(completion.stop_reason, StopReason::Deadline | StopReason::Length);
-    let mode = if mode == CompletionMode::SingleLine { PostMode::SingleLine } else { PostMode::MultiLine };
+fn shown_text(
+    completion: &Completion,
+    cursor: &CursorText,
+    language: &Language,
+    mode: CompletionMode,
+) -> String {
+    let truncated = matches!(
+        completion.stop_reason,
+        StopReason::Deadline | StopReason::Length
+    );
+    let mode = if mode == CompletionMode::SingleLine {
+        PostMode::SingleLine
+    } else {
+        PostMode::MultiLine
+    };
     postprocess(&PostprocessInput {
         completion: &completion.text,
         prefix: &cursor.prefix,
@@ -894,17 +1100,28 @@ fn gather_context(
     roots: &[PathBuf],
 ) -> Vec<ContextChunk> {
     let wanted = neighbourhood(&cursor.prefix, &cursor.suffix);
-    let texts: Vec<(String, String)> = others.iter().map(|(u, s)| (display_path(u, roots), s.text())).collect();
+    let texts: Vec<(String, String)> = others
+        .iter()
+        .map(|(u, s)| (display_path(u, roots), s.text()))
+        .collect();
     let files: Vec<SourceFile> = others
         .iter()
         .zip(&texts)
-        .map(|((_, s), (p, t))| SourceFile { path: p, text: t, tree: s.tree(), language: s.language() })
+        .map(|((_, s), (p, t))| SourceFile {
+            path: p,
+            text: t,
+            tree: s.tree(),
+            language: s.language(),
+        })
         .collect();
     let mut all: Vec<Definition> = index.to_vec();
     for file in &files {
         all.extend(definitions(file));
     }
-    let recent: Vec<(String, usize)> = recent.iter().map(|(u, l)| (display_path(u, roots), *l)).collect();
+    let recent: Vec<(String, usize)> = recent
+        .iter()
+        .map(|(u, l)| (display_path(u, roots), *l))
+        .collect();
     let mut chunks = relevant_definitions(&wanted, &all, path, 4);
     chunks.extend(similar_chunks(&wanted, &files, &recent, 3));
     chunks
@@ -912,13 +1129,32 @@ fn gather_context(
 
 /// A suggestion placed in the document: positions in the negotiated
 /// encoding, and the closing characters after the cursor it also covers.
-fn placed(rope: &ropey::Rope, text: &str, offset: usize, encoding: PositionEncoding, shown: String) -> Suggestion {
+fn placed(
+    rope: &ropey::Rope,
+    text: &str,
+    offset: usize,
+    encoding: PositionEncoding,
+    shown: String,
+) -> Suggestion {
     let (rest_of_line, word) = around_cursor(text, offset);
     let cursor = byte_to_position(rope, offset, encoding).value;
     let covers_rest = !rest_of_line.trim().is_empty()
-        && rest_of_line.trim().chars().all(|c| ")]}\"'`;,>".contains(c))
-        && shown.lines().next().is_some_and(|first| first.trim_end().ends_with(rest_of_line.trim()));
-    let replace_end = covers_rest.then(|| byte_to_position(rope, offset + rest_of_line.len(), encoding).value);
+        && rest_of_line
+            .trim()
+            .chars()
+            .all(|c| ")]}\"'`;,>".contains(c))
+        && shown
+            .lines()
+            .next()
+            .is_some_and(|first| first.trim_end().ends_with(rest_of_line.trim()));
+    let replace_end =
+        covers_rest.then(|| byte_to_position(rope, offset + rest_of_line.len(), encoding).value);
     let word_start = byte_to_position(rope, offset - word.len(), encoding).value;
-    Suggestion { text: shown, cursor, replace_end, word_start, word }
+    Suggestion {
+        text: shown,
+        cursor,
+        replace_end,
+        word_start,
+        word,
+    }
 }

@@ -1,11 +1,14 @@
 //! The postprocessing rules, one per file, each a pure function of the text
 //! so far and the [`Context`](super::Context). Each returns a prefix of its
 //! input, except [`match_indentation_style`], which rewrites leading
-//! whitespace only. [`postprocess`](super::postprocess) chains them; the order
+//! whitespace only, and [`drop_retyped_cursor_text`] (for answers that could
+//! not be token-healed), which drops what the answer re-types of the text
+//! before the cursor. [`postprocess`](super::postprocess) chains them; the order
 //! and the reasons for it are in the module documentation above.
 
 mod block_end;
 mod brackets;
+mod cursor_overlap;
 mod incomplete_line;
 mod indentation;
 mod parse_check;
@@ -16,6 +19,7 @@ mod whitespace;
 
 pub use block_end::stop_at_block_end;
 pub use brackets::balance_brackets;
+pub use cursor_overlap::drop_retyped_cursor_text;
 pub use incomplete_line::{cut_incomplete_line, cut_to_complete_lines};
 pub use indentation::match_indentation_style;
 pub use parse_check::cut_to_parsable;
