@@ -357,3 +357,47 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
         "only {healed_cases} of {cases} cursors were healed"
     );
 }
+
+/// On a real model (SmolLM2): a prompt ending inside a word is healed, the
+/// model writes the word on, and speculative decoding (which drafts tokens
+/// from the prompt and checks them in batches) gives the same tokens as
+/// plain decoding under the healing mask.
+#[test]
+fn healed_generation_continues_the_word_with_and_without_speculation() {
+    use cria::engine::{Engine, EngineOptions, GenerationRequest};
+    let mut engine = Engine::load(&support::smollm2(), &EngineOptions { context_length: 512, ..Default::default() }, &mut |_| {}).unwrap();
+    let tokenizer = engine.tokenizer();
+    let text = "def fibonacci(n):\n    if n <= 1:\n        return n\n    return fibonacci(n - 1) + fibon";
+    let template = FimTemplate::infer(&tokenizer);
+    let input = PromptInput {
+        prefix: text,
+        suffix: "",
+        context: &[],
+        line_comment: "#",
+        budget: 400,
+        suffix_share: 0.0,
+        context_share: 0.0,
+        current_path: None,
+        cursor_line_after_middle: false,
+        heal: true,
+    };
+    let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
+    assert!(prompt.healed_tokens > 0 && "fibon".ends_with(prompt.healed_text.trim_start()), "{prompt:?}");
+    let answers: Vec<_> = [false, true]
+        .into_iter()
+        .map(|speculative| {
+            let request = GenerationRequest {
+                speculative,
+                healed_text: prompt.healed_text.clone(),
+                ..GenerationRequest::new(prompt.tokens.clone(), 12 + prompt.healed_tokens, vec![])
+            };
+            engine.generate(&request).unwrap()
+        })
+        .collect();
+    assert_eq!(answers[0].tokens, answers[1].tokens);
+    assert_eq!(answers[0].text, answers[1].text);
+    let written = bytes_of(&tokenizer, &answers[0].tokens);
+    assert!(written.starts_with(prompt.healed_text.as_bytes()), "{:?}", String::from_utf8_lossy(&written));
+    assert_eq!(written[prompt.healed_text.len()..], *answers[0].text.as_bytes());
+    assert!(format!("fibon{}", answers[0].text).starts_with("fibonacci("), "{:?}", answers[0].text);
+}
