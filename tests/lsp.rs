@@ -277,6 +277,59 @@ fn answers_continue_a_partial_word_and_a_trailing_space_exactly() {
     c.shutdown();
 }
 
+/// Enter (with the editor's auto-indentation) costs only the new line's
+/// tokens: the prompt's middle marker stays where it was (its anchor), so
+/// the prefix and the suffix after it stay in the KV cache. It used to move
+/// the line into the prefix and recompute the whole suffix (~130 tokens).
+#[test]
+fn enter_recomputes_only_the_new_line() {
+    let home = support::linked_home();
+    let mut c = ready_server(
+        home.path(),
+        "qwen2.5-coder-0.5b-instruct",
+        json!({"latencyBudgetMs": 60000, "maxTokens": 4}),
+    );
+    let text = include_str!("../benches/data/ledger.py");
+    let uri = "file:///work/enter/ledger.py";
+    c.open(uri, "python", text);
+    let line_text = "    for tx in transactions:";
+    let line = text.lines().position(|l| l == line_text).expect("the loop") as u32;
+    let end = line_text.len() as u32;
+    // (edit at, text typed, cursor after): Enter, a word, Enter again.
+    let steps = [
+        (None, "", (line, end)),
+        (Some((line, end)), "\n        ", (line + 1, 8)),
+        (Some((line + 1, 8)), "if", (line + 1, 10)),
+        (Some((line + 1, 10)), "\n        ", (line + 2, 8)),
+    ];
+    let mut previous = 0;
+    let mut computed_after_enter = Vec::new();
+    for (version, (at, typed, cursor)) in steps.into_iter().enumerate() {
+        if let Some((l, ch)) = at {
+            change(&mut c, uri, version as i64 + 1, (l, ch, l, ch), typed);
+        }
+        let answer = c.inline_completion(uri, cursor.0, cursor.1, LONG);
+        assert!(answer["result"].is_array(), "{answer}");
+        let status = c.wait_for(LONG, "status after the request", |m| {
+            status_of(m).is_some_and(|s| s["promptTokens"].as_u64().is_some_and(|p| p > previous))
+        });
+        let s = status_of(&status).unwrap();
+        let (prompt, reused) = (
+            s["promptTokens"].as_u64().unwrap(),
+            s["reusedTokens"].as_u64().unwrap(),
+        );
+        previous = prompt;
+        if typed.starts_with('\n') {
+            computed_after_enter.push(prompt - reused);
+        }
+    }
+    assert!(
+        computed_after_enter.iter().all(|&n| n <= 8),
+        "tokens computed after each Enter: {computed_after_enter:?}"
+    );
+    c.shutdown();
+}
+
 // ---- documents: the server's copy equals the editor's ----
 
 /// Byte offset of an LSP position in `text`, clamped as the spec says.

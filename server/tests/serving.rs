@@ -142,6 +142,7 @@ fn fim_prompt_with(
         context_share: if context.is_empty() { 0.0 } else { 0.3 },
         current_path: Some("shapes.py"),
         cursor_line_after_middle,
+        middle_bytes: None,
         heal: false,
     };
     build_prompt(template, tokenizer, &input).unwrap().tokens

@@ -245,6 +245,7 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
                     context_share: 0.0,
                     current_path: None,
                     cursor_line_after_middle: after_middle,
+                    middle_bytes: None,
                     heal,
                 };
                 let case = format!("{vocab_name} {language} cursor {cursor} (after middle: {after_middle}) {:?}|{:?}", &prefix[prefix.len().saturating_sub(30)..], rest_of_line);
@@ -365,9 +366,18 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
 #[test]
 fn healed_generation_continues_the_word_with_and_without_speculation() {
     use cria::engine::{Engine, EngineOptions, GenerationRequest};
-    let mut engine = Engine::load(&support::smollm2(), &EngineOptions { context_length: 512, ..Default::default() }, &mut |_| {}).unwrap();
+    let mut engine = Engine::load(
+        &support::smollm2(),
+        &EngineOptions {
+            context_length: 512,
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
     let tokenizer = engine.tokenizer();
-    let text = "def fibonacci(n):\n    if n <= 1:\n        return n\n    return fibonacci(n - 1) + fibon";
+    let text =
+        "def fibonacci(n):\n    if n <= 1:\n        return n\n    return fibonacci(n - 1) + fibon";
     let template = FimTemplate::infer(&tokenizer);
     let input = PromptInput {
         prefix: text,
@@ -379,10 +389,14 @@ fn healed_generation_continues_the_word_with_and_without_speculation() {
         context_share: 0.0,
         current_path: None,
         cursor_line_after_middle: false,
+        middle_bytes: None,
         heal: true,
     };
     let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
-    assert!(prompt.healed_tokens > 0 && "fibon".ends_with(prompt.healed_text.trim_start()), "{prompt:?}");
+    assert!(
+        prompt.healed_tokens > 0 && "fibon".ends_with(prompt.healed_text.trim_start()),
+        "{prompt:?}"
+    );
     let answers: Vec<_> = [false, true]
         .into_iter()
         .map(|speculative| {
@@ -397,7 +411,18 @@ fn healed_generation_continues_the_word_with_and_without_speculation() {
     assert_eq!(answers[0].tokens, answers[1].tokens);
     assert_eq!(answers[0].text, answers[1].text);
     let written = bytes_of(&tokenizer, &answers[0].tokens);
-    assert!(written.starts_with(prompt.healed_text.as_bytes()), "{:?}", String::from_utf8_lossy(&written));
-    assert_eq!(written[prompt.healed_text.len()..], *answers[0].text.as_bytes());
-    assert!(format!("fibon{}", answers[0].text).starts_with("fibonacci("), "{:?}", answers[0].text);
+    assert!(
+        written.starts_with(prompt.healed_text.as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(&written)
+    );
+    assert_eq!(
+        written[prompt.healed_text.len()..],
+        *answers[0].text.as_bytes()
+    );
+    assert!(
+        format!("fibon{}", answers[0].text).starts_with("fibonacci("),
+        "{:?}",
+        answers[0].text
+    );
 }

@@ -9,6 +9,7 @@
 //! a remote engine (then only the file's tokenizer is read, to build and
 //! measure prompts exactly as for the resident model).
 
+pub mod anchor;
 mod cache;
 mod generator;
 mod scheduler;
@@ -300,6 +301,9 @@ pub struct Settings {
     /// the resident engine can hold generation to the healed text, so a
     /// remote backend gets the whole text before the cursor instead.
     pub token_healing: bool,
+    /// Bytes before the cursor that go after the middle marker, from the
+    /// document's anchor (see [`anchor`]); `None`: the cursor line's head.
+    pub middle_bytes: Option<usize>,
 }
 
 impl Default for Settings {
@@ -313,6 +317,7 @@ impl Default for Settings {
             stop_strings: Vec::new(),
             cursor_line_after_middle: false,
             token_healing: true,
+            middle_bytes: None,
         }
     }
 }
@@ -356,6 +361,7 @@ impl Model {
                 context_share: settings.context_share,
                 current_path: input.path,
                 cursor_line_after_middle: settings.cursor_line_after_middle,
+                middle_bytes: settings.middle_bytes,
                 heal: settings.token_healing && self.generator.engine().is_some(),
             },
         )?;

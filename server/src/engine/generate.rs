@@ -234,6 +234,11 @@ pub enum SlotChoice {
     /// free or least recently used one (the language server: each document
     /// and cursor region keeps its prefix in a slot of its own).
     Auto,
+    /// Like `Auto`, but never in the slot holding the longest start of the
+    /// prompt unless it holds nearly all of it: a warm-up of another layout
+    /// of the prompt in use (`completion::anchor`) must not evict the one
+    /// the keystrokes use now.
+    Beside,
 }
 
 /// Told after each prefill chunk: the slot, the tokens its cache holds, and
@@ -424,7 +429,7 @@ impl Engine {
     /// When the chosen slot is a fresh one and another slot holds a usable
     /// start of the prompt (the file's head, after a far jump), that start is
     /// copied over instead of being computed again.
-    fn auto_slot(&mut self, prompt: &[u32]) -> usize {
+    fn auto_slot(&mut self, prompt: &[u32], beside: bool) -> usize {
         let infos: Vec<SlotInfo> = self
             .caches
             .iter()
@@ -435,7 +440,7 @@ impl Engine {
                 last_used,
             })
             .collect();
-        let slot = choose_slot(&infos, prompt.len());
+        let slot = choose_slot(&infos, prompt.len(), beside);
         let (donor, shared) = infos
             .iter()
             .enumerate()
@@ -467,8 +472,9 @@ impl Engine {
     ) -> Result<Ran, EngineError> {
         let slot = match slot {
             SlotChoice::Fixed(slot) => slot,
-            SlotChoice::Auto if request.prompt.is_empty() => 0,
-            SlotChoice::Auto => self.auto_slot(&request.prompt),
+            SlotChoice::Auto | SlotChoice::Beside if request.prompt.is_empty() => 0,
+            SlotChoice::Auto => self.auto_slot(&request.prompt, false),
+            SlotChoice::Beside => self.auto_slot(&request.prompt, true),
         };
         let slots = self.caches.len();
         self.clock += 1;
@@ -637,7 +643,32 @@ pub struct SlotInfo {
 /// what the slot holds (typing on, or a warmed prefix being extended); else
 /// an empty slot, else the least recently used one (another document, or a
 /// far part of the same one, gets its own slot and the others stay warm).
-pub fn choose_slot(slots: &[SlotInfo], prompt_len: usize) -> usize {
+///
+/// With `beside` (see [`SlotChoice::Beside`]) a slot is reused only if all
+/// it holds is a start of the prompt (the job itself, resumed after giving
+/// way); otherwise an empty slot is taken, else the least recently used of
+/// those that share less than half the prompt (not the ones the document's
+/// keystrokes use), and the engine copies the shared start into it.
+pub fn choose_slot(slots: &[SlotInfo], prompt_len: usize, beside: bool) -> usize {
+    if beside {
+        let extendable = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.len > 0 && s.common == s.len)
+            .max_by_key(|(_, s)| s.len);
+        let in_use = |s: &SlotInfo| s.common as f32 >= prompt_len as f32 * REUSE_SHARE;
+        let chosen = extendable
+            .or_else(|| slots.iter().enumerate().find(|(_, s)| s.len == 0))
+            .or_else(|| {
+                slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| !in_use(s))
+                    .min_by_key(|(_, s)| s.last_used)
+            })
+            .or_else(|| slots.iter().enumerate().min_by_key(|(_, s)| s.last_used));
+        return chosen.map_or(0, |(i, _)| i);
+    }
     let best = slots
         .iter()
         .enumerate()
@@ -986,13 +1017,13 @@ mod tests {
     fn a_prompt_goes_to_the_slot_holding_most_of_it() {
         let slots = [slot(10, 1500, 5), slot(1490, 1500, 1), slot(0, 0, 0)];
         assert_eq!(
-            choose_slot(&slots, 1500),
+            choose_slot(&slots, 1500, false),
             1,
             "typing on: the slot with the document"
         );
         let warmed = [slot(3, 900, 9), slot(600, 600, 2)];
         assert_eq!(
-            choose_slot(&warmed, 1500),
+            choose_slot(&warmed, 1500, false),
             1,
             "a warmed start of the prompt is extended even if under half"
         );
@@ -1002,18 +1033,41 @@ mod tests {
     fn another_document_gets_a_free_slot_then_the_least_recently_used() {
         let free = [slot(2, 1500, 5), slot(0, 1400, 3), slot(0, 0, 0)];
         assert_eq!(
-            choose_slot(&free, 1500),
+            choose_slot(&free, 1500, false),
             2,
             "sharing only the first tokens is not enough"
         );
         let full = [slot(2, 1500, 5), slot(0, 1400, 3), slot(300, 1500, 9)];
         assert_eq!(
-            choose_slot(&full, 1500),
+            choose_slot(&full, 1500, false),
             1,
             "the least recently used goes; a far jump keeps the slot it left"
         );
-        assert_eq!(choose_slot(&[slot(0, 0, 0)], 10), 0);
-        assert_eq!(choose_slot(&[], 10), 0);
+        assert_eq!(choose_slot(&[slot(0, 0, 0)], 10, false), 0);
+        assert_eq!(choose_slot(&[slot(0, 0, 0)], 10, true), 0);
+        assert_eq!(choose_slot(&[], 10, false), 0);
+    }
+
+    #[test]
+    fn a_warm_up_beside_leaves_the_slot_in_use_alone() {
+        // Slot 1 holds the layout in use; the warm-up shares 1,200 of 1,500.
+        let slots = [slot(10, 1500, 5), slot(1200, 1500, 9), slot(0, 0, 0)];
+        assert_eq!(choose_slot(&slots, 1500, false), 1);
+        assert_eq!(
+            choose_slot(&slots, 1500, true),
+            2,
+            "a free slot, not the one in use"
+        );
+        let full = [slot(10, 1500, 5), slot(1200, 1500, 3), slot(0, 900, 4)];
+        assert_eq!(
+            choose_slot(&full, 1500, true),
+            2,
+            "the least recently used slot not in use"
+        );
+        // Resumed after giving way, it goes on where it is, even while the
+        // slot in use shares as much and was used later.
+        let resumed = [slot(10, 1500, 5), slot(1200, 1500, 9), slot(1200, 1200, 6)];
+        assert_eq!(choose_slot(&resumed, 1500, true), 2);
     }
 
     #[test]

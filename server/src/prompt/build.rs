@@ -47,6 +47,12 @@ pub struct PromptInput<'a> {
     /// typing on that line then changes only the prompt's last tokens, and
     /// the suffix keeps its place in the KV cache.
     pub cursor_line_after_middle: bool,
+    /// With `cursor_line_after_middle`: how many bytes at the end of the
+    /// prefix go after the middle marker when that is more than the cursor
+    /// line's head: the lines typed since the anchor (`completion::anchor`),
+    /// so that Enter does not move the prompt's prefix end. Ignored unless
+    /// it starts a line inside the prefix; `None`: the cursor line's head.
+    pub middle_bytes: Option<usize>,
     /// Token healing: leave the last token or two of the text before the
     /// cursor out of the prompt when the text may end inside a token (see
     /// [`Prompt::healed_text`]).
@@ -97,11 +103,25 @@ pub fn build_prompt(
         encode_context(template, tokenizer, input, context_limit)?;
     let ends_with_middle = template.order == FimOrder::Psm
         && matches!(template.segments.last(), Some(Segment::Token(_)));
-    let (prefix_text, line_head) = match input.prefix.rfind(['\n', '\r']) {
+    let split = match input.prefix.rfind(['\n', '\r']) {
         Some(at) if input.cursor_line_after_middle && ends_with_middle => {
-            input.prefix.split_at(at + 1)
+            let head = at + 1;
+            let anchored = input
+                .middle_bytes
+                .and_then(|n| input.prefix.len().checked_sub(n))
+                .filter(|&start| {
+                    start > 0
+                        && start <= head
+                        && input.prefix.is_char_boundary(start)
+                        && input.prefix[..start].ends_with(['\n', '\r'])
+                });
+            Some(anchored.unwrap_or(head))
         }
-        _ => (input.prefix, ""),
+        _ => None,
+    };
+    let (prefix_text, line_head) = match split {
+        Some(at) => input.prefix.split_at(at),
+        None => (input.prefix, ""),
     };
     let mut middle_tokens = tokenizer.encode_continuation(line_head)?;
     let prefix_limit =

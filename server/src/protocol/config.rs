@@ -262,6 +262,7 @@ impl ServerConfig {
             stop_strings: Vec::new(),
             cursor_line_after_middle: !self.ablation.no_cursor_line_after_middle,
             token_healing: !self.ablation.no_healing,
+            middle_bytes: None,
         }
     }
 

@@ -17,6 +17,7 @@ use tower_lsp_server::Client;
 
 use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification, WarmingStatus};
+use crate::completion::anchor::{choose_anchor, Anchor};
 use crate::completion::{
     plan_prompt, resolve_model, start_backend, CompletionInput, Model, PromptPlan, Scheduler,
     Shown, SuggestionLru,
@@ -126,6 +127,9 @@ pub struct State {
     /// changed from one keystroke to the next would throw away the quick
     /// prompt's own cache.
     quick_sizes: Mutex<HashMap<String, usize>>,
+    /// Where each document's prompt puts the middle marker (see
+    /// `completion::anchor`): Enter keeps the prompt's prefix and suffix.
+    anchors: Mutex<HashMap<String, Anchor>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,6 +161,7 @@ impl State {
             warm_ups: Mutex::new(HashMap::new()),
             context_memo: Mutex::new(HashMap::new()),
             quick_sizes: Mutex::new(HashMap::new()),
+            anchors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -187,6 +192,10 @@ impl State {
         }
         lock(&self.context_memo).remove(uri);
         lock(&self.quick_sizes).remove(uri);
+        lock(&self.anchors).remove(uri);
+        if let Some(flag) = lock(&self.warm_ups).remove(&anchor_warm_up_key(uri)) {
+            flag.cancel();
+        }
         let mut active = lock(&self.active);
         if active.as_deref() == Some(uri) {
             *active = None;
@@ -603,8 +612,16 @@ impl State {
             Vec::new()
         };
         let roots = lock(&self.workspace_roots).clone();
+        let (anchor, warm_anchor) = {
+            let mut anchors = lock(&self.anchors);
+            let (anchor, warm) = choose_anchor(&text, offset, anchors.get(uri).copied());
+            anchors.insert(uri.to_string(), anchor);
+            (anchor.offset, warm)
+        };
         Some(Arc::new(CursorRequest {
             quick_size: lock(&self.quick_sizes).get(uri).copied(),
+            anchor: Some(anchor),
+            warm_anchor,
             uri: uri.to_string(),
             block,
             memo,
@@ -717,7 +734,11 @@ impl State {
             }
         };
         self.remember_context(&request, &prepared);
-        let Prepared { full, quick } = prepared;
+        let Prepared {
+            full,
+            quick,
+            next_anchor,
+        } = prepared;
         if quick.is_some() {
             tracing::debug!(%uri, full = full.request.prompt.len(), "cold cursor: a quick prompt now, the full one warmed");
         }
@@ -752,6 +773,12 @@ impl State {
             .submit(chosen.request.clone(), options);
         if let Some(full_request) = &full_request {
             self.warm_full_prompt(uri, &request.model, full_request);
+        }
+        if let (Some(next), Some(engine)) = (&next_anchor, request.model.generator.engine()) {
+            // Beside the slot in use: the keystrokes keep their prompt.
+            let flag = self.new_warm_up(&anchor_warm_up_key(uri));
+            queue_warm_up_in(engine, None, SlotChoice::Beside, &next.request, &flag);
+            tracing::debug!(%uri, "next anchor's prompt queued to warm");
         }
         let superseded = ticket.superseded();
         let (answered, answer) = tokio::sync::oneshot::channel();
@@ -882,6 +909,24 @@ fn queue_warm_up(
     request: &GenerationRequest,
     flag: &CancelFlag,
 ) {
+    queue_warm_up_in(engine, Some(uri), SlotChoice::Auto, request, flag);
+}
+
+/// The key of a document's warm-up of its next anchor in `State::warm_ups`.
+fn anchor_warm_up_key(uri: &str) -> String {
+    format!("{uri}\u{0}anchor")
+}
+
+/// Queues a warm-up in the slot `slot` chooses; with a `key`, it reports
+/// progress as that document's warming and a request for it drops the
+/// warm-up if still queued.
+fn queue_warm_up_in(
+    engine: &crate::engine::EngineHandle,
+    key: Option<&str>,
+    slot: SlotChoice,
+    request: &GenerationRequest,
+    flag: &CancelFlag,
+) {
     let request = GenerationRequest {
         max_new_tokens: 0,
         deadline: None,
@@ -889,10 +934,10 @@ fn queue_warm_up(
         ..request.clone()
     };
     let options = JobOptions {
-        slot: SlotChoice::Auto,
+        slot,
         priority: Priority::Background,
         late_budget: None,
-        key: Some(uri.to_string()),
+        key: key.map(str::to_string),
     };
     drop(engine.submit(request, options, None));
 }
@@ -902,6 +947,10 @@ fn queue_warm_up(
 struct CursorRequest {
     /// The quick prompt size this document used last (see `State::quick_sizes`).
     quick_size: Option<usize>,
+    /// Where the text after the middle marker starts (`completion::anchor`).
+    anchor: Option<usize>,
+    /// A line start whose prompt should be warmed for the next anchor.
+    warm_anchor: Option<usize>,
     uri: String,
     /// The cursor's 16-line block (see `State::context_memo`).
     block: usize,
@@ -940,6 +989,8 @@ struct Built {
 struct Prepared {
     full: Built,
     quick: Option<Built>,
+    /// The full prompt with the middle from the next anchor, to warm.
+    next_anchor: Option<Built>,
 }
 
 impl CursorRequest {
@@ -949,7 +1000,7 @@ impl CursorRequest {
         deadline: Option<Instant>,
         cancel: CancelFlag,
     ) -> Option<Prepared> {
-        let full = self.build_one(None, deadline, cancel.clone())?;
+        let full = self.build_one(None, self.anchor, deadline, cancel.clone())?;
         let quick = self.model.generator.engine().and_then(|engine| {
             let cached = engine.cached_prefix(&full.request.prompt);
             match plan_prompt(
@@ -960,29 +1011,44 @@ impl CursorRequest {
             ) {
                 PromptPlan::Quick { prompt_tokens } => self.build_one(
                     Some(self.quick_size.unwrap_or(prompt_tokens)),
+                    self.anchor,
                     deadline,
-                    cancel,
+                    cancel.clone(),
                 ),
                 PromptPlan::Full => None,
             }
         });
-        Some(Prepared { full, quick })
+        // The prompt the next anchor will use, to warm beside this one.
+        let embedded = self.model.generator.engine().is_some();
+        let next_anchor = self
+            .warm_anchor
+            .filter(|_| embedded)
+            .and_then(|at| self.build_one(None, Some(at), None, cancel));
+        Some(Prepared {
+            full,
+            quick,
+            next_anchor,
+        })
     }
 
+    /// One prompt: full, or quick of `quick` tokens; the middle from the
+    /// line start `anchor` (see `completion::anchor`).
     fn build_one(
         &self,
         quick: Option<usize>,
+        anchor: Option<usize>,
         deadline: Option<Instant>,
         cancel: CancelFlag,
     ) -> Option<Built> {
         let (config, model, text, tree) =
             (&self.config, &self.model, &self.text, self.tree.as_ref());
-        let (cursor, settings) = match quick {
+        let (cursor, mut settings) = match quick {
             None => config.prompt_text(model, text, self.offset, tree, self.mode),
             Some(tokens) => {
                 config.quick_prompt_text(tokens, model, text, self.offset, tree, self.mode)
             }
         };
+        settings.middle_bytes = anchor.and_then(|at| self.offset.checked_sub(at));
         let context = match (&self.memo, quick) {
             (_, Some(_)) => Arc::new(Vec::new()),
             _ if config.context_share <= 0.0 => Arc::new(Vec::new()),
