@@ -330,6 +330,47 @@ fn enter_recomputes_only_the_new_line() {
     c.shutdown();
 }
 
+/// A flood of `cria/prefetch` (a cursor held on an arrow key, or a hostile
+/// client) builds few prompts: one at a time, and only the newest. The
+/// request after it is answered, and the server stays up.
+#[test]
+fn a_prefetch_flood_builds_only_the_newest_prompts() {
+    let home = support::linked_home();
+    let log = home.path().join("server.log");
+    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+    let mut c =
+        LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=debug")], stderr);
+    c.initialize(
+        utf16_caps(),
+        json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 60000, "maxTokens": 8}),
+    );
+    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    let uri = "file:///work/flood.py";
+    let text: String = (0..200)
+        .map(|i| format!("def f{i}(x):\n    return x + {i}\n\n"))
+        .collect();
+    c.open(uri, "python", &text);
+    let floods = 2000;
+    for i in 0..floods {
+        let position = json!({"line": (i * 7) % 600, "character": 4});
+        c.notify(
+            "cria/prefetch",
+            json!({"textDocument": {"uri": uri}, "position": position}),
+        );
+    }
+    let answer = c.inline_completion(uri, 4, 4, LONG);
+    assert!(answer["result"].is_array(), "{answer}");
+    c.shutdown();
+    let built = std::fs::read_to_string(&log)
+        .unwrap()
+        .matches("prefetch: prompt built")
+        .count();
+    assert!(
+        built < floods / 10,
+        "{built} prompts built for {floods} prefetches"
+    );
+}
+
 // ---- documents: the server's copy equals the editor's ----
 
 /// Byte offset of an LSP position in `text`, clamped as the spec says.

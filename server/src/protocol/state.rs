@@ -130,6 +130,10 @@ pub struct State {
     /// Where each document's prompt puts the middle marker (see
     /// `completion::anchor`): Enter keeps the prompt's prefix and suffix.
     anchors: Mutex<HashMap<String, Anchor>>,
+    /// The newest `cria/prefetch`'s number: older ones are skipped.
+    prefetch_seq: AtomicU64,
+    /// Held while a prefetch builds its prompt: one at a time.
+    prefetch_turn: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -162,6 +166,8 @@ impl State {
             context_memo: Mutex::new(HashMap::new()),
             quick_sizes: Mutex::new(HashMap::new()),
             anchors: Mutex::new(HashMap::new()),
+            prefetch_seq: AtomicU64::new(0),
+            prefetch_turn: Mutex::new(()),
         }
     }
 
@@ -260,9 +266,26 @@ impl State {
     /// computing it would not fit the latency budget, a quick prompt first
     /// (what the first keystroke there will use), then the full one. A newer
     /// prefetch for the document replaces this one; any request runs first.
+    ///
+    /// A flood of prefetches (a cursor held on an arrow key, a hostile
+    /// client) builds one prompt at a time, and only the newest: an older
+    /// one whose turn comes after a newer one arrived does nothing.
     pub fn prefetch(self: &Arc<Self>, uri: &str, position: Position) {
         self.note_cursor(uri, position);
         self.activate(uri);
+        let seq = self.prefetch_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let state = self.clone();
+        let uri = uri.to_string();
+        tokio::task::spawn_blocking(move || {
+            let _turn = lock(&state.prefetch_turn);
+            if state.prefetch_seq.load(Ordering::SeqCst) == seq {
+                state.prefetch_now(&uri, position);
+            }
+        });
+    }
+
+    /// The work of [`Self::prefetch`], on a blocking thread.
+    fn prefetch_now(self: &Arc<Self>, uri: &str, position: Position) {
         let Some(built) = self.prepare(uri, position) else {
             return;
         };
@@ -270,24 +293,21 @@ impl State {
             return; // a remote engine keeps its own cache
         };
         let flag = self.new_warm_up(uri);
-        let uri = uri.to_string();
         let budget = Duration::from_millis(built.config.latency_budget_ms);
-        let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let Some(prepared) = built.build(budget, None, CancelFlag::new()) else {
-                return;
-            };
-            state.remember_context(&built, &prepared);
-            let full = &prepared.full.request.prompt;
-            if prepared.quick.is_none() && engine.cached_prefix(full) + 1 >= full.len() {
-                return; // already warm
-            }
-            if let Some(quick) = &prepared.quick {
-                queue_warm_up(&engine, &uri, &quick.request, &flag);
-            }
-            queue_warm_up(&engine, &uri, &prepared.full.request, &flag);
-            tracing::debug!(%uri, quick = prepared.quick.is_some(), full = prepared.full.request.prompt.len(), "prompt warm-up queued");
-        });
+        let Some(prepared) = built.build(budget, None, CancelFlag::new()) else {
+            return;
+        };
+        tracing::debug!(%uri, "prefetch: prompt built");
+        self.remember_context(&built, &prepared);
+        let full = &prepared.full.request.prompt;
+        if prepared.quick.is_none() && engine.cached_prefix(full) + 1 >= full.len() {
+            return; // already warm
+        }
+        if let Some(quick) = &prepared.quick {
+            queue_warm_up(&engine, uri, &quick.request, &flag);
+        }
+        queue_warm_up(&engine, uri, &prepared.full.request, &flag);
+        tracing::debug!(%uri, quick = prepared.quick.is_some(), full = prepared.full.request.prompt.len(), "prompt warm-up queued");
     }
 
     /// After a suggestion was accepted: computes the next suggestion at the
