@@ -628,6 +628,23 @@ fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
     c.shutdown();
 }
 
+/// The suggestion cache keys every setting that changes the answer: after
+/// `maxTokens` goes from 16 to 1, the same cursor gets a one-token answer,
+/// not the 16-token one cached before.
+#[test]
+fn changing_a_setting_that_shapes_the_answer_bypasses_the_cache() {
+    let home = support::linked_home();
+    let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 16}));
+    let uri = "file:///work/settings.py";
+    c.open(uri, "python", "def add(a, b):\n    ");
+    let text_of = |answer: &Value| answer["result"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    let long = text_of(&c.inline_completion(uri, 1, 4, LONG));
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"maxTokens": 1}}}));
+    let short = text_of(&c.inline_completion(uri, 1, 4, LONG));
+    assert!(long.len() > short.len(), "maxTokens 1 answered {short:?} (with 16: {long:?})");
+    c.shutdown();
+}
+
 // ---- never cold: warm-up, late answers, several KV caches ----
 
 /// `benches/data/ledger.py` (about 1,400 Qwen tokens) with its marked line

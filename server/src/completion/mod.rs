@@ -278,6 +278,14 @@ fn finish_start(
     })
 }
 
+/// The prompt share for the text after the cursor, unless a setting says
+/// otherwise (one default for every front end).
+pub const DEFAULT_SUFFIX_SHARE: f32 = 0.25;
+
+/// The prompt share for snippets from other files, unless a setting says
+/// otherwise (one default for every front end).
+pub const DEFAULT_CONTEXT_SHARE: f32 = 0.15;
+
 /// How suggestions are generated and how the prompt is budgeted.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -312,8 +320,8 @@ impl Default for Settings {
             max_new_tokens: 64,
             sampling: SamplingParams::default(),
             prompt_budget: None,
-            suffix_share: 0.25,
-            context_share: 0.2,
+            suffix_share: DEFAULT_SUFFIX_SHARE,
+            context_share: DEFAULT_CONTEXT_SHARE,
             stop_strings: Vec::new(),
             cursor_line_after_middle: false,
             token_healing: true,

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::completion::{Backend, Model, Settings};
+use crate::completion::{Backend, Model, Settings, DEFAULT_CONTEXT_SHARE, DEFAULT_SUFFIX_SHARE};
 use crate::context::{cursor_windows, CompletionMode, CursorText, WindowBudget};
 use crate::engine::{ComputeDevice, SamplingParams};
 use crate::models::FimOrder;
@@ -145,9 +145,9 @@ impl Default for ServerConfig {
             max_tokens: 64,
             latency_budget_ms: DEFAULT_LATENCY_BUDGET_MS,
             prompt_tokens: 1536,
-            suffix_share: 0.25,
+            suffix_share: DEFAULT_SUFFIX_SHARE,
             max_suffix_tokens: DEFAULT_MAX_SUFFIX_TOKENS,
-            context_share: 0.15,
+            context_share: DEFAULT_CONTEXT_SHARE,
             context_length: 4096,
             threads: 0,
             device: ComputeDevice::Cpu,

@@ -1090,16 +1090,20 @@ impl CursorRequest {
         };
         match model.request(&input, &settings, deadline, cancel) {
             Ok((request, _)) => {
-                // Token healing: one prompt serves `= d` and `= de`.
+                // Everything that shapes the answer besides the prompt's
+                // tokens: the mode (stops, cuts), the healed text (one
+                // prompt serves `= d` and `= de`), the model, the token
+                // limit, sampling, the backend and what is switched off.
                 let mode = if self.mode == CompletionMode::SingleLine {
                     "single"
                 } else {
                     "multi"
                 };
-                let key = SuggestionLru::key(
-                    &request.prompt,
-                    &format!("{mode}\u{0}{}", request.healed_text),
+                let variant = format!(
+                    "{mode}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+                    request.healed_text, model.name, request.max_new_tokens, request.sampling, config.backend, config.ablation
                 );
+                let key = SuggestionLru::key(&request.prompt, &variant);
                 Some(Built {
                     request,
                     prompt_tokens: quick.unwrap_or(config.prompt_tokens),
