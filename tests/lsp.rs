@@ -634,14 +634,61 @@ fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
 #[test]
 fn changing_a_setting_that_shapes_the_answer_bypasses_the_cache() {
     let home = support::linked_home();
-    let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 16}));
+    let mut c = ready_server(
+        home.path(),
+        "smollm2-135m-instruct",
+        json!({"maxTokens": 16}),
+    );
     let uri = "file:///work/settings.py";
     c.open(uri, "python", "def add(a, b):\n    ");
-    let text_of = |answer: &Value| answer["result"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    let text_of = |answer: &Value| {
+        answer["result"][0]["insertText"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
     let long = text_of(&c.inline_completion(uri, 1, 4, LONG));
-    c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"maxTokens": 1}}}));
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"cria": {"maxTokens": 1}}}),
+    );
     let short = text_of(&c.inline_completion(uri, 1, 4, LONG));
-    assert!(long.len() > short.len(), "maxTokens 1 answered {short:?} (with 16: {long:?})");
+    assert!(
+        long.len() > short.len(),
+        "maxTokens 1 answered {short:?} (with 16: {long:?})"
+    );
+    c.shutdown();
+}
+
+/// LSP 3.18 `selectedCompletionInfo`: with an item selected in the
+/// editor's completion list, the suggestion extends that item over its
+/// range (VS Code hides an inline suggestion that does not), computed as if
+/// the item were applied.
+#[test]
+fn a_selected_completion_item_is_extended_over_its_range() {
+    let home = support::linked_home();
+    let mut c = ready_server(
+        home.path(),
+        "smollm2-135m-instruct",
+        json!({"maxTokens": 8}),
+    );
+    let uri = "file:///work/selected.py";
+    c.open(
+        uri,
+        "python",
+        "import math\n\n\ndef area(r):\n    return math.p",
+    );
+    let range = json!({"start": {"line": 4, "character": 16}, "end": {"line": 4, "character": 17}});
+    let id = c.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 17},
+               "context": {"triggerKind": 2, "selectedCompletionInfo": {"range": range, "text": "pi"}}}),
+    );
+    let answer = c.response(id, LONG);
+    let item = &answer["result"][0];
+    assert_eq!(item["range"], range, "{answer}");
+    let insert = item["insertText"].as_str().unwrap();
+    assert!(insert.starts_with("pi") && insert.len() > 2, "{answer}");
     c.shutdown();
 }
 

@@ -13,7 +13,7 @@ use super::convert::{
     encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position,
 };
 use super::ext::ACCEPTED_COMMAND;
-use super::state::{State, Suggestion};
+use super::state::{SelectedItem, State, Suggestion};
 use super::throttle::Throttle;
 
 /// The server object tower-lsp-server drives.
@@ -278,8 +278,18 @@ impl LanguageServer for Backend {
     ) -> Result<Option<lsp::InlineCompletionResponse>> {
         let at = params.text_document_position_params;
         let uri = at.text_document.uri.0.as_str();
+        let selected = params
+            .context
+            .selected_completion_info
+            .map(|item| SelectedItem {
+                start: position(item.range.start),
+                end: position(item.range.end),
+                text: item.text,
+            });
         let suggestion = if self.can_suggest(uri) {
-            self.state.suggest(uri, position(at.position)).await
+            self.state
+                .suggest(uri, position(at.position), selected)
+                .await
         } else {
             None
         };
@@ -306,7 +316,7 @@ impl LanguageServer for Backend {
         let at = params.text_document_position_params;
         let uri = at.text_document.uri.0.as_str();
         let suggestion = if self.can_suggest(uri) {
-            self.state.suggest(uri, position(at.position)).await
+            self.state.suggest(uri, position(at.position), None).await
         } else {
             None
         };

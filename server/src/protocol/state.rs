@@ -85,6 +85,18 @@ pub struct Suggestion {
     pub word: String,
 }
 
+/// The item selected in the editor's completion list (LSP 3.18
+/// `selectedCompletionInfo`): the range it would replace and its text.
+#[derive(Debug, Clone)]
+pub struct SelectedItem {
+    /// Start of the range the item replaces.
+    pub start: Position,
+    /// End of that range.
+    pub end: Position,
+    /// The item's text.
+    pub text: String,
+}
+
 /// Everything the handlers share.
 pub struct State {
     pub(super) client: Client,
@@ -286,7 +298,7 @@ impl State {
 
     /// The work of [`Self::prefetch`], on a blocking thread.
     fn prefetch_now(self: &Arc<Self>, uri: &str, position: Position) {
-        let Some(built) = self.prepare(uri, position) else {
+        let Some(built) = self.prepare(uri, position, None) else {
             return;
         };
         let Some(engine) = built.model.generator.engine().cloned() else {
@@ -325,7 +337,7 @@ impl State {
         let state = self.clone();
         let uri = uri.to_string();
         tokio::spawn(async move {
-            let found = state.suggest(&uri, position).await;
+            let found = state.suggest(&uri, position, None).await;
             tracing::debug!(%uri, found = found.is_some(), "speculative suggestion after accept");
         });
     }
@@ -588,7 +600,12 @@ impl State {
     /// now (ordered with the edits before it), the settings and the model.
     /// `None` when there is nothing to do (model not ready, document unknown
     /// or skipped, language off, no completion wanted here).
-    fn prepare(&self, uri: &str, position: Position) -> Option<Arc<CursorRequest>> {
+    fn prepare(
+        &self,
+        uri: &str,
+        position: Position,
+        selected: Option<&SelectedItem>,
+    ) -> Option<Arc<CursorRequest>> {
         let snapshot = match self.documents().snapshot(uri) {
             Ok(s) => s,
             Err(e) => {
@@ -615,9 +632,19 @@ impl State {
         if !offset.clamp.is_exact() {
             tracing::debug!(?position, clamp = ?offset.clamp, "completion position clamped");
         }
-        let text = snapshot.text();
-        let offset = offset.value;
-        let mode = completion_mode(&text, offset, snapshot.tree(), true);
+        let (mut text, mut offset) = (snapshot.text(), offset.value);
+        let (mut rope, mut tree) = (snapshot.rope().clone(), snapshot.tree().cloned());
+        if let Some(item) = selected {
+            // As if the item selected in the editor's completion list were
+            // applied: the suggestion continues it (see `SelectedItem`).
+            let start = position_to_byte(&rope, item.start, encoding).value;
+            let end = position_to_byte(&rope, item.end, encoding).value.max(start);
+            text = format!("{}{}{}", &text[..start], item.text, &text[end..]);
+            offset = start + item.text.len();
+            rope = ropey::Rope::from_str(&text);
+            tree = None;
+        }
+        let mode = completion_mode(&text, offset, tree.as_ref(), true);
         if mode == CompletionMode::Skip {
             return None;
         }
@@ -645,9 +672,9 @@ impl State {
             uri: uri.to_string(),
             block,
             memo,
-            rope: snapshot.rope().clone(),
+            rope,
             language: snapshot.language().clone(),
-            tree: snapshot.tree().cloned(),
+            tree,
             text,
             offset,
             encoding,
@@ -714,23 +741,42 @@ impl State {
     /// longer than the budget is answered empty with the status `warming`,
     /// and finished in the background: its answer is cached, and the status
     /// returns to `ready` so the editor asks again and gets it at once.
-    pub async fn suggest(self: &Arc<Self>, uri: &str, position: Position) -> Option<Suggestion> {
+    ///
+    /// With an item `selected` in the editor's completion list, the
+    /// suggestion is computed as if it were applied, and covers its range:
+    /// the item's text, then the suggestion (LSP 3.18: an editor shows an
+    /// inline suggestion beside its list only if it extends the selected
+    /// item).
+    pub async fn suggest(
+        self: &Arc<Self>,
+        uri: &str,
+        position: Position,
+        selected: Option<SelectedItem>,
+    ) -> Option<Suggestion> {
         let started = Instant::now();
-        let request = self.prepare(uri, position)?;
+        let request = self.prepare(uri, position, selected.as_ref())?;
         self.note_cursor(uri, position);
         self.activate(uri);
-        let place = |shown: String| {
-            Some(placed(
+        let place = |shown: String| match &selected {
+            Some(item) => Some(Suggestion {
+                text: format!("{}{shown}", item.text),
+                cursor: item.start,
+                replace_end: Some(item.end),
+                word_start: item.start,
+                word: String::new(),
+            }),
+            None => Some(placed(
                 &request.rope,
                 &request.text,
                 request.offset,
                 request.encoding,
                 shown,
-            ))
+            )),
         };
         // Typed-through: the user typed the start of the suggestion shown.
         let shown = lock(&self.shown)
             .get(uri)
+            .filter(|_| selected.is_none())
             .and_then(|s| s.typed_through(&request.text, request.offset));
         if let Some(rest) = shown {
             self.scheduler.cancel(uri);
@@ -1101,7 +1147,12 @@ impl CursorRequest {
                 };
                 let variant = format!(
                     "{mode}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
-                    request.healed_text, model.name, request.max_new_tokens, request.sampling, config.backend, config.ablation
+                    request.healed_text,
+                    model.name,
+                    request.max_new_tokens,
+                    request.sampling,
+                    config.backend,
+                    config.ablation
                 );
                 let key = SuggestionLru::key(&request.prompt, &variant);
                 Some(Built {
