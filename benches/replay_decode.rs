@@ -32,12 +32,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cria::completion::{resolve_model, start, CompletionInput, Model};
-use cria::context::{completion_mode, CompletionMode};
+use std::sync::Arc;
+
+use cria::completion::{
+    mode_at, resolve_model, start, Ablation, Backend, CursorPlace, Model, Pipeline, PromptSize,
+    SuggestionSettings,
+};
+use cria::context::CompletionMode;
 use cria::documents::Language;
 use cria::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, StopReason};
 use cria::models::CriaHome;
-use cria::protocol::ServerConfig;
 
 mod common;
 use common::{fail, BenchArgs};
@@ -149,33 +153,45 @@ fn typing_session(source: &str, body: &str) -> Vec<(String, usize)> {
     states
 }
 
-/// The server's request at a cursor (`ServerConfig::prompt_text`, as
-/// `cria lsp` builds it, without other files' snippets), or `None` where it
-/// asks for nothing.
+/// The server's request at a cursor (the completion pipeline's full
+/// prompt, as `cria lsp` builds it, without other files' snippets), or
+/// `None` where it asks for nothing.
 fn served_request(
     model: &Model,
-    config: &ServerConfig,
+    settings: &SuggestionSettings,
     text: &str,
     cursor: usize,
     tree: &tree_sitter::Tree,
 ) -> Option<GenerationRequest> {
-    let mode = completion_mode(text, cursor, Some(tree), true);
+    let mode = mode_at(text, cursor, Some(tree));
     if mode == CompletionMode::Skip {
         return None;
     }
-    let (cursor_text, settings) = config.prompt_text(model, text, cursor, Some(tree), mode);
-    let input = CompletionInput {
-        cursor: &cursor_text,
-        context: &[],
-        line_comment: "#",
-        path: Some("ledger.py"),
+    let place = CursorPlace {
+        text,
+        offset: cursor,
+        tree: Some(tree),
+        language: &Language::Python,
+        mode,
+        path: "ledger.py",
+        anchor: None,
     };
-    Some(
-        model
-            .request(&input, &settings, None, CancelFlag::new())
-            .expect("prompt")
-            .0,
-    )
+    let pipeline = Pipeline {
+        model,
+        settings,
+        backend: &Backend::Embedded,
+    };
+    let no_snippets = &mut |_: &_| Arc::new(Vec::new());
+    let built = pipeline
+        .build(
+            &place,
+            PromptSize::Full,
+            no_snippets,
+            None,
+            CancelFlag::new(),
+        )
+        .expect("prompt");
+    Some(built.request)
 }
 
 /// Tokens that took a forward pass after the prompt's: all but the first,
@@ -281,13 +297,16 @@ fn main() {
                 .expect("python grammar"),
         )
         .unwrap();
-    let config = ServerConfig::default();
+    let settings = SuggestionSettings {
+        ablation: Ablation::from_env(),
+        ..SuggestionSettings::default()
+    };
     let home = CriaHome::from_env().expect("CRIA_HOME");
 
     for name in names {
         let resolved = resolve_model(&name, &home).unwrap_or_else(|e| fail(format!("{name}: {e}")));
         let options = EngineOptions {
-            context_length: config.context_length,
+            context_length: EngineOptions::default().context_length,
             threads,
             speculative: true,
             ..Default::default()
@@ -304,7 +323,7 @@ fn main() {
         for multi_line in [false, true] {
             for (i, (text, cursor)) in states.iter().enumerate().skip(every - 1).step_by(every) {
                 let tree = parser.parse(text, None).expect("parse");
-                let Some(request) = served_request(&model, &config, text, *cursor, &tree) else {
+                let Some(request) = served_request(&model, &settings, text, *cursor, &tree) else {
                     continue;
                 };
                 if multi_line {

@@ -28,7 +28,8 @@ struct Cli {
 enum Command {
     /// Speak the Language Server Protocol over stdio (the default).
     Lsp(lsp::Args),
-    /// Complete the code at FILE:LINE:COL (1-based, as compilers print them).
+    /// Print the suggestion an editor would get at FILE:LINE:COL (1-based, as
+    /// compilers print them), or the model's raw text (`--raw`).
     Complete(complete::Args),
     /// Download a model's GGUF file from the Hugging Face hub into $CRIA_HOME/models.
     Pull(pull::Args),

@@ -1,6 +1,7 @@
 //! The pipeline from a cursor to a suggestion, shared by the CLI and the
 //! language server: find and start the model, then turn cursor text into an
-//! engine request (context → prompt → engine).
+//! engine request (context → prompt → engine) and its answer into what is
+//! shown ([`pipeline`]).
 //!
 //! Starting a model resolves its file, spawns the engine thread, waits for the
 //! load, checks the config's special tokens against the real vocabulary and
@@ -12,11 +13,17 @@
 pub mod anchor;
 mod cache;
 mod generator;
+pub mod pipeline;
 mod scheduler;
 pub mod warm;
 
 pub use cache::{Shown, SuggestionLru};
 pub use generator::{Backend, GenerateError, Generator, Pending};
+pub use pipeline::{
+    mode_at, Ablation, BuiltPrompt, CursorPlace, Pipeline, PromptSize, SuggestionSettings,
+    DEFAULT_CONTEXT_SHARE, DEFAULT_MAX_SUFFIX_TOKENS, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT_TOKENS,
+    DEFAULT_SUFFIX_SHARE,
+};
 pub use scheduler::{Scheduler, Superseded, Ticket};
 pub use warm::{plan_prompt, PromptPlan};
 
@@ -278,15 +285,9 @@ fn finish_start(
     })
 }
 
-/// The prompt share for the text after the cursor, unless a setting says
-/// otherwise (one default for every front end).
-pub const DEFAULT_SUFFIX_SHARE: f32 = 0.25;
-
-/// The prompt share for snippets from other files, unless a setting says
-/// otherwise (one default for every front end).
-pub const DEFAULT_CONTEXT_SHARE: f32 = 0.15;
-
-/// How suggestions are generated and how the prompt is budgeted.
+/// One engine request's generation and prompt settings, as
+/// [`SuggestionSettings`] and the cursor's mode make them (see
+/// [`pipeline`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Upper bound on generated tokens.

@@ -7,10 +7,8 @@
 
 use serde_json::Value;
 
-use crate::completion::{Backend, Model, Settings, DEFAULT_CONTEXT_SHARE, DEFAULT_SUFFIX_SHARE};
-use crate::context::{cursor_windows, CompletionMode, CursorText, WindowBudget};
-use crate::engine::{ComputeDevice, SamplingParams};
-use crate::models::FimOrder;
+use crate::completion::{Ablation, Backend, SuggestionSettings};
+use crate::engine::ComputeDevice;
 use crate::remote::{Flavour, PromptFormat, RemoteConfig};
 
 /// Every setting the server understands, with its default.
@@ -18,20 +16,11 @@ use crate::remote::{Flavour, PromptFormat, RemoteConfig};
 pub struct ServerConfig {
     /// Model config name or path to a `.gguf` file.
     pub model: String,
-    /// Most tokens generated per suggestion.
-    pub max_tokens: usize,
+    /// What shapes a suggestion: tokens, sampling, prompt budget and its
+    /// split (kept in `completion`, so every front end shares the defaults).
+    pub suggestion: SuggestionSettings,
     /// Every request is answered within this many milliseconds.
     pub latency_budget_ms: u64,
-    /// Prompt tokens at most (the rest of the context is for generation).
-    pub prompt_tokens: usize,
-    /// Share of the prompt for the text after the cursor.
-    pub suffix_share: f32,
-    /// Most suffix tokens in prefix-suffix-middle prompts, where the whole
-    /// suffix comes after the cursor in token order and is recomputed on
-    /// every keystroke (see README, "Latency").
-    pub max_suffix_tokens: usize,
-    /// Share of the prompt for snippets from other files (0 turns it off).
-    pub context_share: f32,
     /// Context window allocated for the model (KV cache size).
     pub context_length: usize,
     /// Threads for the model; 0 = the physical cores the server may use.
@@ -42,8 +31,6 @@ pub struct ServerConfig {
     pub enabled_languages: Option<Vec<String>>,
     /// Languages explicitly turned off.
     pub disabled_languages: Vec<String>,
-    /// Sampling temperature; 0 = greedy.
-    pub temperature: f32,
     /// tracing filter for the server's log (stderr).
     pub log_level: String,
     /// Where the model runs: here, or on a remote serving engine.
@@ -51,73 +38,6 @@ pub struct ServerConfig {
     /// MiB of KV caches kept for recent documents and cursor places (each
     /// keeps its prompt computed, so going back costs nothing); 0 = one.
     pub kv_cache_mb: usize,
-    /// Pipeline ingredients switched off for measurement (`CRIA_ABLATE`).
-    pub ablation: Ablation,
-}
-
-/// Ingredients of the pipeline that a quality measurement may switch off,
-/// one at a time, to see what each one gains or costs (`benches/quality
-/// --ablate`). Read from the environment variable `CRIA_ABLATE`, a
-/// comma-separated list of names; not a user setting: every ingredient is on
-/// for users.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ablation {
-    /// `heal`: no token healing at the cursor.
-    pub no_healing: bool,
-    /// `cursor-line-after-middle`: the cursor line ends the prefix instead.
-    pub no_cursor_line_after_middle: bool,
-    /// `suffix-cap`: the suffix gets its share of the budget, uncapped.
-    pub no_suffix_cap: bool,
-    /// `postprocess`: the raw completion is shown (first line only for a
-    /// single-line request, as its stop string cuts it).
-    pub no_postprocess: bool,
-    /// `windows`: the text before and after the cursor is cut only by the
-    /// prompt builder's line-wise budget, without syntax-aware windows.
-    pub no_windows: bool,
-}
-
-impl Ablation {
-    /// The names `CRIA_ABLATE` accepts.
-    pub const NAMES: [&'static str; 5] = [
-        "heal",
-        "cursor-line-after-middle",
-        "suffix-cap",
-        "postprocess",
-        "windows",
-    ];
-
-    /// Parses a comma-separated list of names; an unknown name is an error.
-    pub fn parse(list: &str) -> Result<Self, String> {
-        let mut ablation = Self::default();
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match name {
-                "heal" => ablation.no_healing = true,
-                "cursor-line-after-middle" => ablation.no_cursor_line_after_middle = true,
-                "suffix-cap" => ablation.no_suffix_cap = true,
-                "postprocess" => ablation.no_postprocess = true,
-                "windows" => ablation.no_windows = true,
-                other => {
-                    return Err(format!(
-                        "unknown ingredient `{other}` in CRIA_ABLATE (known: {})",
-                        Self::NAMES.join(", ")
-                    ))
-                }
-            }
-        }
-        Ok(ablation)
-    }
-
-    /// From `CRIA_ABLATE`; nothing switched off when it is unset or wrong
-    /// (a wrong list is logged).
-    pub fn from_env() -> Self {
-        match std::env::var("CRIA_ABLATE") {
-            Ok(list) => Self::parse(&list).unwrap_or_else(|e| {
-                tracing::error!("{e}");
-                Self::default()
-            }),
-            Err(_) => Self::default(),
-        }
-    }
 }
 
 /// The default KV cache memory: about five prompts of Qwen2.5-Coder-0.5B at
@@ -132,32 +52,23 @@ pub const DEFAULT_KV_CACHE_MB: usize = 512;
 /// before a user gives up on it. See README ("Latency").
 pub const DEFAULT_LATENCY_BUDGET_MS: u64 = 2000;
 
-/// The default cap on suffix tokens in prefix-suffix-middle prompts: long
-/// enough for the model to see where the hole ends (the next statements of
-/// the block), short enough that recomputing it on each keystroke stays a
-/// small part of the latency. Measured trade-off: README, "Latency".
-pub const DEFAULT_MAX_SUFFIX_TOKENS: usize = 128;
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             model: "qwen2.5-coder-0.5b-instruct".into(),
-            max_tokens: 64,
+            suggestion: SuggestionSettings {
+                ablation: Ablation::from_env(),
+                ..SuggestionSettings::default()
+            },
             latency_budget_ms: DEFAULT_LATENCY_BUDGET_MS,
-            prompt_tokens: 1536,
-            suffix_share: DEFAULT_SUFFIX_SHARE,
-            max_suffix_tokens: DEFAULT_MAX_SUFFIX_TOKENS,
-            context_share: DEFAULT_CONTEXT_SHARE,
             context_length: 4096,
             threads: 0,
             device: ComputeDevice::Cpu,
             enabled_languages: None,
             disabled_languages: Vec::new(),
-            temperature: 0.0,
             log_level: "warn".into(),
             backend: Backend::Embedded,
             kv_cache_mb: DEFAULT_KV_CACHE_MB,
-            ablation: Ablation::from_env(),
         }
     }
 }
@@ -197,18 +108,19 @@ impl ServerConfig {
         for (key, value) in map {
             let result = match key.as_str() {
                 "model" => string(value).map(|v| self.model = v),
-                "maxTokens" => integer(value, 1, 2048).map(|v| self.max_tokens = v as usize),
+                "maxTokens" => {
+                    integer(value, 1, 2048).map(|v| self.suggestion.max_tokens = v as usize)
+                }
                 "latencyBudgetMs" => {
                     integer(value, 50, 600_000).map(|v| self.latency_budget_ms = v)
                 }
                 "promptTokens" => {
-                    integer(value, 16, 1 << 20).map(|v| self.prompt_tokens = v as usize)
+                    integer(value, 16, 1 << 20).map(|v| self.suggestion.prompt_tokens = v as usize)
                 }
-                "suffixShare" => fraction(value).map(|v| self.suffix_share = v),
-                "maxSuffixTokens" => {
-                    integer(value, 0, 1 << 20).map(|v| self.max_suffix_tokens = v as usize)
-                }
-                "contextShare" => fraction(value).map(|v| self.context_share = v),
+                "suffixShare" => fraction(value).map(|v| self.suggestion.suffix_share = v),
+                "maxSuffixTokens" => integer(value, 0, 1 << 20)
+                    .map(|v| self.suggestion.max_suffix_tokens = v as usize),
+                "contextShare" => fraction(value).map(|v| self.suggestion.context_share = v),
                 "contextLength" => {
                     integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize)
                 }
@@ -218,7 +130,7 @@ impl ServerConfig {
                     self.enabled_languages = on;
                     self.disabled_languages = off;
                 }),
-                "temperature" => number(value, 0.0, 2.0).map(|v| self.temperature = v),
+                "temperature" => number(value, 0.0, 2.0).map(|v| self.suggestion.temperature = v),
                 "logLevel" => string(value).map(|v| self.log_level = v),
                 "backend" => backend(value).map(|v| self.backend = v),
                 "kvCacheMb" => integer(value, 0, 1 << 16).map(|v| self.kv_cache_mb = v as usize),
@@ -246,108 +158,6 @@ impl ServerConfig {
             None => true,
             Some(list) => list.iter().any(|l| l == language_id || l == "*"),
         }
-    }
-
-    /// The completion pipeline's settings.
-    pub fn settings(&self) -> Settings {
-        Settings {
-            max_new_tokens: self.max_tokens,
-            sampling: SamplingParams {
-                temperature: self.temperature,
-                ..SamplingParams::default()
-            },
-            prompt_budget: Some(self.prompt_tokens),
-            suffix_share: self.suffix_share,
-            context_share: self.context_share,
-            stop_strings: Vec::new(),
-            cursor_line_after_middle: !self.ablation.no_cursor_line_after_middle,
-            token_healing: !self.ablation.no_healing,
-            middle_bytes: None,
-        }
-    }
-
-    /// The text windows around the cursor (byte offset `cursor` of `text`)
-    /// and the settings for one request in `mode`: the token budget split
-    /// between prefix and suffix for this model's layout, and single-line
-    /// stops. Public so that benchmarks build the server's very prompts.
-    pub fn prompt_text(
-        &self,
-        model: &Model,
-        text: &str,
-        cursor: usize,
-        tree: Option<&tree_sitter::Tree>,
-        mode: CompletionMode,
-    ) -> (CursorText, Settings) {
-        self.prompt_text_within(self.prompt_tokens, model, text, cursor, tree, mode)
-    }
-
-    /// Like [`Self::prompt_text`], for a prompt of at most `prompt_tokens`:
-    /// a small prompt answers a cold cursor (nothing cached) within the
-    /// budget while the full one is computed in the background. It keeps
-    /// the suffix to a third and leaves out other files' snippets.
-    pub fn quick_prompt_text(
-        &self,
-        prompt_tokens: usize,
-        model: &Model,
-        text: &str,
-        cursor: usize,
-        tree: Option<&tree_sitter::Tree>,
-        mode: CompletionMode,
-    ) -> (CursorText, Settings) {
-        let quick = ServerConfig {
-            max_suffix_tokens: self.max_suffix_tokens.min(prompt_tokens / 3),
-            context_share: 0.0,
-            ..self.clone()
-        };
-        let (cursor_text, mut settings) =
-            quick.prompt_text_within(prompt_tokens, model, text, cursor, tree, mode);
-        settings.prompt_budget = Some(prompt_tokens);
-        (cursor_text, settings)
-    }
-
-    fn prompt_text_within(
-        &self,
-        prompt_tokens: usize,
-        model: &Model,
-        text: &str,
-        cursor: usize,
-        tree: Option<&tree_sitter::Tree>,
-        mode: CompletionMode,
-    ) -> (CursorText, Settings) {
-        let tokenizer = &model.loaded.tokenizer;
-        let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
-        let template = &model.template;
-        let room = prompt_tokens.saturating_sub(template.control_token_count());
-        let share = (room as f32 * self.suffix_share) as usize;
-        let suffix_tokens = match template.order {
-            _ if !template.uses_suffix() => 0,
-            // The suffix follows the cursor in token order: all of it is
-            // recomputed on every keystroke, so it is capped.
-            FimOrder::Psm if !self.ablation.no_suffix_cap => share.min(self.max_suffix_tokens),
-            _ => share,
-        };
-        let context_tokens = (room as f32 * self.context_share) as usize;
-        let budget = WindowBudget {
-            prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens),
-            suffix_tokens,
-        };
-        let mut settings = self.settings();
-        let cursor_text = if self.ablation.no_windows {
-            settings.suffix_share = suffix_tokens as f32 / room.max(1) as f32;
-            CursorText {
-                prefix: text[..cursor].to_string(),
-                suffix: text[cursor..].to_string(),
-            }
-        } else {
-            // The windows already fit; the prompt builder only guards the budget.
-            settings.suffix_share = 1.0;
-            cursor_windows(text, cursor, tree, budget, &count)
-        };
-        if mode == CompletionMode::SingleLine {
-            settings.max_new_tokens = settings.max_new_tokens.min(48);
-            settings.stop_strings.push("\n".into());
-        }
-        (cursor_text, settings)
     }
 }
 
@@ -489,15 +299,16 @@ fn languages(value: &Value) -> Result<(Option<Vec<String>>, Vec<String>), String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::completion::DEFAULT_MAX_SUFFIX_TOKENS;
     use serde_json::json;
 
     #[test]
     fn good_values_apply_and_bad_ones_keep_the_previous_value() {
         let mut c = ServerConfig::default();
         let problems = c.apply(&json!({"maxTokens": 32, "latencyBudgetMs": "fast", "colour": "red", "temperature": 0.2}));
-        assert_eq!(c.max_tokens, 32);
+        assert_eq!(c.suggestion.max_tokens, 32);
         assert_eq!(c.latency_budget_ms, DEFAULT_LATENCY_BUDGET_MS);
-        assert_eq!(c.temperature, 0.2);
+        assert_eq!(c.suggestion.temperature, 0.2);
         assert_eq!(problems.len(), 2);
         assert!(problems.contains(&ConfigProblem::UnknownKey("colour".into())));
         assert!(
@@ -518,11 +329,11 @@ mod tests {
     #[test]
     fn the_suffix_cap_takes_a_token_count() {
         let mut c = ServerConfig::default();
-        assert_eq!(c.max_suffix_tokens, DEFAULT_MAX_SUFFIX_TOKENS);
+        assert_eq!(c.suggestion.max_suffix_tokens, DEFAULT_MAX_SUFFIX_TOKENS);
         assert!(c.apply(&json!({"maxSuffixTokens": 0})).is_empty());
-        assert_eq!(c.max_suffix_tokens, 0);
+        assert_eq!(c.suggestion.max_suffix_tokens, 0);
         assert_eq!(c.apply(&json!({"maxSuffixTokens": 1.5})).len(), 1);
-        assert_eq!(c.max_suffix_tokens, 0);
+        assert_eq!(c.suggestion.max_suffix_tokens, 0);
     }
 
     #[test]

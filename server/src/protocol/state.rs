@@ -19,12 +19,12 @@ use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification, WarmingStatus};
 use crate::completion::anchor::{choose_anchor, Anchor};
 use crate::completion::{
-    plan_prompt, resolve_model, start_backend, CompletionInput, Model, PromptPlan, Scheduler,
-    Shown, SuggestionLru,
+    mode_at, plan_prompt, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline,
+    PromptPlan, PromptSize, Scheduler, Shown, SuggestionLru,
 };
 use crate::context::{
-    completion_mode, definitions, line_comment, neighbourhood, relevant_definitions,
-    similar_chunks, CompletionMode, CursorText, Definition, SourceFile,
+    definitions, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText,
+    Definition, SourceFile,
 };
 use crate::documents::encoding::{byte_to_position, position_to_byte};
 use crate::documents::DocumentSnapshot;
@@ -34,8 +34,6 @@ use crate::engine::{
     StopReason,
 };
 use crate::models::CriaHome;
-use crate::postprocess::rules::drop_retyped_cursor_text;
-use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
 use crate::prompt::ContextChunk;
 
 static PROMPT_PROBLEM: super::throttle::Throttle = super::throttle::Throttle::new();
@@ -644,7 +642,7 @@ impl State {
             rope = ropey::Rope::from_str(&text);
             tree = None;
         }
-        let mode = completion_mode(&text, offset, tree.as_ref(), true);
+        let mode = mode_at(&text, offset, tree.as_ref());
         if mode == CompletionMode::Skip {
             return None;
         }
@@ -653,7 +651,7 @@ impl State {
             .get(uri)
             .filter(|(b, _)| *b == block)
             .map(|(_, chunks)| chunks.clone());
-        let others = if config.context_share > 0.0 && memo.is_none() {
+        let others = if config.suggestion.context_share > 0.0 && memo.is_none() {
             self.other_documents(uri)
         } else {
             Vec::new()
@@ -900,7 +898,7 @@ impl State {
             tokio::sync::oneshot::error::RecvError,
         >,
         request: &CursorRequest,
-        built: &Built,
+        built: &BuiltPrompt,
         started: Instant,
     ) -> Option<String> {
         let completion = match answer {
@@ -919,16 +917,10 @@ impl State {
         if completion.stop_reason == StopReason::Cancelled {
             return None;
         }
-        let mut completion = completion;
-        if request.model.generator.engine().is_none() {
-            // A remote answer was not token-healed.
-            completion.text =
-                drop_retyped_cursor_text(&completion.text, &built.cursor.prefix).to_string();
-        }
-        let shown = match request.config.ablation.no_postprocess {
-            true => completion.text.clone(),
-            false => shown_text(&completion, &built.cursor, &request.language, request.mode),
-        };
+        let place = request.place(request.anchor);
+        let shown = request
+            .pipeline()
+            .shown_text(&place, &built.cursor, &completion);
         tracing::debug!(raw = ?completion.text, shown = ?shown, "postprocessed");
         if matches!(
             completion.stop_reason,
@@ -1038,25 +1030,13 @@ struct CursorRequest {
     model: Model,
 }
 
-/// One prompt, ready to run.
-struct Built {
-    request: GenerationRequest,
-    /// The token budget it was built with.
-    prompt_tokens: usize,
-    /// The snippets from other files it holds.
-    context: Arc<Vec<ContextChunk>>,
-    cursor: CursorText,
-    /// The suggestion cache's key for it.
-    key: u64,
-}
-
 /// The prompts for a request: the full one, and a quick one when the full
 /// one is not cached and would not fit the budget.
 struct Prepared {
-    full: Built,
-    quick: Option<Built>,
+    full: BuiltPrompt,
+    quick: Option<BuiltPrompt>,
     /// The full prompt with the middle from the next anchor, to warm.
-    next_anchor: Option<Built>,
+    next_anchor: Option<BuiltPrompt>,
 }
 
 impl CursorRequest {
@@ -1097,30 +1077,43 @@ impl CursorRequest {
         })
     }
 
+    /// The completion pipeline with this request's model and settings.
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            model: &self.model,
+            settings: &self.config.suggestion,
+            backend: &self.config.backend,
+        }
+    }
+
+    /// The cursor as the pipeline takes it, the middle from `anchor`.
+    fn place(&self, anchor: Option<usize>) -> CursorPlace<'_> {
+        CursorPlace {
+            text: &self.text,
+            offset: self.offset,
+            tree: self.tree.as_ref(),
+            language: &self.language,
+            mode: self.mode,
+            path: &self.path,
+            anchor,
+        }
+    }
+
     /// One prompt: full, or quick of `quick` tokens; the middle from the
-    /// line start `anchor` (see `completion::anchor`).
+    /// line start `anchor` (see `completion::anchor`). A full prompt uses
+    /// the snippets chosen earlier for the cursor's block, or gathers them.
     fn build_one(
         &self,
         quick: Option<usize>,
         anchor: Option<usize>,
         deadline: Option<Instant>,
         cancel: CancelFlag,
-    ) -> Option<Built> {
-        let (config, model, text, tree) =
-            (&self.config, &self.model, &self.text, self.tree.as_ref());
-        let (cursor, mut settings) = match quick {
-            None => config.prompt_text(model, text, self.offset, tree, self.mode),
-            Some(tokens) => {
-                config.quick_prompt_text(tokens, model, text, self.offset, tree, self.mode)
-            }
-        };
-        settings.middle_bytes = anchor.and_then(|at| self.offset.checked_sub(at));
-        let context = match (&self.memo, quick) {
-            (_, Some(_)) => Arc::new(Vec::new()),
-            _ if config.context_share <= 0.0 => Arc::new(Vec::new()),
-            (Some(memo), None) => memo.clone(),
-            (None, None) => Arc::new(gather_context(
-                &cursor,
+    ) -> Option<BuiltPrompt> {
+        let size = quick.map_or(PromptSize::Full, PromptSize::Quick);
+        let mut snippets = |cursor: &CursorText| match &self.memo {
+            Some(memo) => memo.clone(),
+            None => Arc::new(gather_context(
+                cursor,
                 &self.path,
                 &self.others,
                 &self.recent,
@@ -1128,41 +1121,12 @@ impl CursorRequest {
                 &self.roots,
             )),
         };
-        let input = CompletionInput {
-            cursor: &cursor,
-            context: &context,
-            line_comment: line_comment(self.language.id()),
-            path: Some(&self.path),
-        };
-        match model.request(&input, &settings, deadline, cancel) {
-            Ok((request, _)) => {
-                // Everything that shapes the answer besides the prompt's
-                // tokens: the mode (stops, cuts), the healed text (one
-                // prompt serves `= d` and `= de`), the model, the token
-                // limit, sampling, the backend and what is switched off.
-                let mode = if self.mode == CompletionMode::SingleLine {
-                    "single"
-                } else {
-                    "multi"
-                };
-                let variant = format!(
-                    "{mode}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
-                    request.healed_text,
-                    model.name,
-                    request.max_new_tokens,
-                    request.sampling,
-                    config.backend,
-                    config.ablation
-                );
-                let key = SuggestionLru::key(&request.prompt, &variant);
-                Some(Built {
-                    request,
-                    prompt_tokens: quick.unwrap_or(config.prompt_tokens),
-                    context,
-                    cursor,
-                    key,
-                })
-            }
+        let place = self.place(anchor);
+        match self
+            .pipeline()
+            .build(&place, size, &mut snippets, deadline, cancel)
+        {
+            Ok(built) => Some(built),
             Err(e) => {
                 if let Some(suppressed) = PROMPT_PROBLEM.check() {
                     tracing::warn!(suppressed, "prompt: {e}");
@@ -1190,33 +1154,6 @@ fn around_cursor(text: &str, offset: usize) -> (String, String) {
         tail.into_iter().rev().collect()
     };
     (rest_of_line, word)
-}
-
-/// What is shown of a completion: post-processed against the text around
-/// the cursor; cut back to complete lines when generation was cut short.
-fn shown_text(
-    completion: &Completion,
-    cursor: &CursorText,
-    language: &Language,
-    mode: CompletionMode,
-) -> String {
-    let truncated = matches!(
-        completion.stop_reason,
-        StopReason::Deadline | StopReason::Length
-    );
-    let mode = if mode == CompletionMode::SingleLine {
-        PostMode::SingleLine
-    } else {
-        PostMode::MultiLine
-    };
-    postprocess(&PostprocessInput {
-        completion: &completion.text,
-        prefix: &cursor.prefix,
-        suffix: &cursor.suffix,
-        language,
-        mode,
-        truncated,
-    })
 }
 
 /// A URI as a path relative to the workspace folder that holds it.

@@ -1,0 +1,453 @@
+//! The way from a cursor to the text an editor shows, one step per
+//! function, shared by every front end (`cria lsp`, `cria complete`, the
+//! benchmarks): the completion mode at the cursor, the windows of text
+//! around it within the prompt budget, the engine request (with the
+//! suggestion cache's key), and what is shown of the model's answer.
+//!
+//! Plain data in and out: the front ends gather the state (documents,
+//! snippets from other files, anchors, caches) and call these, so a
+//! suggestion on the command line is the one an editor shows.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Backend, Model, Settings, SuggestionLru};
+use crate::context::{
+    completion_mode, cursor_windows, line_comment, CompletionMode, CursorText, WindowBudget,
+};
+use crate::documents::Language;
+use crate::engine::StopReason;
+use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams};
+use crate::models::FimOrder;
+use crate::postprocess::rules::drop_retyped_cursor_text;
+use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
+use crate::prompt::ContextChunk;
+
+/// The prompt share for the text after the cursor, unless a setting says
+/// otherwise (one default for every front end).
+pub const DEFAULT_SUFFIX_SHARE: f32 = 0.25;
+
+/// The prompt share for snippets from other files, unless a setting says
+/// otherwise (one default for every front end).
+pub const DEFAULT_CONTEXT_SHARE: f32 = 0.15;
+
+/// The default cap on suffix tokens in prefix-suffix-middle prompts: long
+/// enough for the model to see where the hole ends (the next statements of
+/// the block), short enough that recomputing it on each keystroke stays a
+/// small part of the latency. Measured trade-off: README, "Latency".
+pub const DEFAULT_MAX_SUFFIX_TOKENS: usize = 128;
+
+/// The default prompt size in tokens: room for a file's surroundings of
+/// the cursor while a cold prompt still computes in a few seconds on a
+/// laptop CPU (see README, "Latency").
+pub const DEFAULT_PROMPT_TOKENS: usize = 1536;
+
+/// The default limit on generated tokens per suggestion.
+pub const DEFAULT_MAX_TOKENS: usize = 64;
+
+/// Most tokens of a single-line suggestion: one line never needs more, and
+/// a model that will not stop costs no more than this.
+const SINGLE_LINE_MAX_TOKENS: usize = 48;
+
+/// The settings that shape a suggestion, one default each, whatever the
+/// front end: `cria lsp` reads them from the editor's settings, `cria
+/// complete` uses the defaults, so both show the same suggestion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuggestionSettings {
+    /// Most tokens generated per suggestion.
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 = greedy.
+    pub temperature: f32,
+    /// Prompt tokens at most (the rest of the context is for generation).
+    pub prompt_tokens: usize,
+    /// Share of the prompt for the text after the cursor.
+    pub suffix_share: f32,
+    /// Most suffix tokens in prefix-suffix-middle prompts, where the whole
+    /// suffix comes after the cursor in token order and is recomputed on
+    /// every keystroke (see README, "Latency").
+    pub max_suffix_tokens: usize,
+    /// Share of the prompt for snippets from other files (0 turns it off).
+    pub context_share: f32,
+    /// Pipeline ingredients switched off for measurement (`CRIA_ABLATE`).
+    pub ablation: Ablation,
+}
+
+impl Default for SuggestionSettings {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_MAX_TOKENS,
+            temperature: 0.0,
+            prompt_tokens: DEFAULT_PROMPT_TOKENS,
+            suffix_share: DEFAULT_SUFFIX_SHARE,
+            max_suffix_tokens: DEFAULT_MAX_SUFFIX_TOKENS,
+            context_share: DEFAULT_CONTEXT_SHARE,
+            ablation: Ablation::default(),
+        }
+    }
+}
+
+/// Ingredients of the pipeline that a quality measurement may switch off,
+/// one at a time, to see what each one gains or costs (`benches/quality
+/// --ablate`). Read from the environment variable `CRIA_ABLATE`, a
+/// comma-separated list of names; not a user setting: every ingredient is on
+/// for users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ablation {
+    /// `heal`: no token healing at the cursor.
+    pub no_healing: bool,
+    /// `cursor-line-after-middle`: the cursor line ends the prefix instead.
+    pub no_cursor_line_after_middle: bool,
+    /// `suffix-cap`: the suffix gets its share of the budget, uncapped.
+    pub no_suffix_cap: bool,
+    /// `postprocess`: the raw completion is shown (first line only for a
+    /// single-line request, as its stop string cuts it).
+    pub no_postprocess: bool,
+    /// `windows`: the text before and after the cursor is cut only by the
+    /// prompt builder's line-wise budget, without syntax-aware windows.
+    pub no_windows: bool,
+}
+
+impl Ablation {
+    /// The names `CRIA_ABLATE` accepts.
+    pub const NAMES: [&'static str; 5] = [
+        "heal",
+        "cursor-line-after-middle",
+        "suffix-cap",
+        "postprocess",
+        "windows",
+    ];
+
+    /// Parses a comma-separated list of names; an unknown name is an error.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut ablation = Self::default();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "heal" => ablation.no_healing = true,
+                "cursor-line-after-middle" => ablation.no_cursor_line_after_middle = true,
+                "suffix-cap" => ablation.no_suffix_cap = true,
+                "postprocess" => ablation.no_postprocess = true,
+                "windows" => ablation.no_windows = true,
+                other => {
+                    return Err(format!(
+                        "unknown ingredient `{other}` in CRIA_ABLATE (known: {})",
+                        Self::NAMES.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(ablation)
+    }
+
+    /// From `CRIA_ABLATE`; nothing switched off when it is unset or wrong
+    /// (a wrong list is logged).
+    pub fn from_env() -> Self {
+        match std::env::var("CRIA_ABLATE") {
+            Ok(list) => Self::parse(&list).unwrap_or_else(|e| {
+                tracing::error!("{e}");
+                Self::default()
+            }),
+            Err(_) => Self::default(),
+        }
+    }
+}
+
+/// Whether a suggestion is wanted at byte `offset` of `text`, and of which
+/// kind (one line, several, none), as every front end decides it.
+pub fn mode_at(text: &str, offset: usize, tree: Option<&tree_sitter::Tree>) -> CompletionMode {
+    completion_mode(text, offset, tree, true)
+}
+
+/// Where a suggestion is asked for: the document as the front end has it
+/// and the cursor in it.
+#[derive(Clone, Copy)]
+pub struct CursorPlace<'a> {
+    /// The document's whole text.
+    pub text: &'a str,
+    /// The cursor, a byte offset into `text`.
+    pub offset: usize,
+    /// The document's syntax tree, if its language has a grammar.
+    pub tree: Option<&'a tree_sitter::Tree>,
+    /// The document's language (line comments, post-processing).
+    pub language: &'a Language,
+    /// What kind of suggestion is wanted (see [`mode_at`]).
+    pub mode: CompletionMode,
+    /// The document's path as prompts name it (repository-level formats).
+    pub path: &'a str,
+    /// The line start the text after the middle marker begins at (see
+    /// `completion::anchor`); `None`: the cursor line's start.
+    pub anchor: Option<usize>,
+}
+
+/// How large a prompt to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptSize {
+    /// The settings' whole budget, with snippets from other files.
+    Full,
+    /// A quick prompt of this many tokens, without snippets, for a cold
+    /// cursor (see `completion::warm`).
+    Quick(usize),
+}
+
+/// One prompt, ready to run.
+pub struct BuiltPrompt {
+    /// The engine request.
+    pub request: GenerationRequest,
+    /// The token budget it was built with.
+    pub prompt_tokens: usize,
+    /// The snippets from other files it holds.
+    pub context: Arc<Vec<ContextChunk>>,
+    /// The windows of text before and after the cursor it holds, against
+    /// which the answer is post-processed.
+    pub cursor: CursorText,
+    /// The suggestion cache's key: the prompt's tokens and every setting
+    /// that shapes the answer.
+    pub key: u64,
+}
+
+/// What a front end asks with: the model, the settings and the backend the
+/// model runs on (part of the cache key: a remote engine may answer
+/// differently).
+#[derive(Clone, Copy)]
+pub struct Pipeline<'a> {
+    /// The started model.
+    pub model: &'a Model,
+    /// The suggestion settings.
+    pub settings: &'a SuggestionSettings,
+    /// Where the model runs.
+    pub backend: &'a Backend,
+}
+
+impl Pipeline<'_> {
+    /// Builds the engine request at `place`: the windows around the cursor
+    /// within the budget of `size`, snippets from `snippets` (asked only for
+    /// a full prompt that has a share for them, with the windows chosen),
+    /// the anchor's middle, single-line stops, and the cache key.
+    pub fn build(
+        &self,
+        place: &CursorPlace,
+        size: PromptSize,
+        snippets: &mut dyn FnMut(&CursorText) -> Arc<Vec<ContextChunk>>,
+        deadline: Option<Instant>,
+        cancel: CancelFlag,
+    ) -> Result<BuiltPrompt, EngineError> {
+        let (cursor, mut settings, prompt_tokens) = match size {
+            PromptSize::Full => {
+                let (cursor, settings) = self.settings.windows(self.model, place);
+                (cursor, settings, self.settings.prompt_tokens)
+            }
+            PromptSize::Quick(tokens) => {
+                let (cursor, settings) = self.settings.quick_windows(tokens, self.model, place);
+                (cursor, settings, tokens)
+            }
+        };
+        settings.middle_bytes = place.anchor.and_then(|at| place.offset.checked_sub(at));
+        let context = match size {
+            PromptSize::Full if self.settings.context_share > 0.0 => snippets(&cursor),
+            _ => Arc::new(Vec::new()),
+        };
+        let input = super::CompletionInput {
+            cursor: &cursor,
+            context: &context,
+            line_comment: line_comment(place.language.id()),
+            path: Some(place.path),
+        };
+        let (request, _) = self.model.request(&input, &settings, deadline, cancel)?;
+        let key = SuggestionLru::key(&request.prompt, &self.cache_variant(&request, place.mode));
+        Ok(BuiltPrompt {
+            request,
+            prompt_tokens,
+            context,
+            cursor,
+            key,
+        })
+    }
+
+    /// Everything that shapes the answer besides the prompt's tokens: the
+    /// mode (stops, cuts), the healed text (one prompt serves `= d` and
+    /// `= de`), the model, the token limit, sampling, the backend and what
+    /// is switched off.
+    fn cache_variant(&self, request: &GenerationRequest, mode: CompletionMode) -> String {
+        let mode = if mode == CompletionMode::SingleLine {
+            "single"
+        } else {
+            "multi"
+        };
+        format!(
+            "{mode}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
+            request.healed_text,
+            self.model.name,
+            request.max_new_tokens,
+            request.sampling,
+            self.backend,
+            self.settings.ablation
+        )
+    }
+
+    /// What is shown of a model's answer to the prompt built at `place`
+    /// (`cursor` is that prompt's windows): post-processed against the
+    /// text around the cursor and cut back to complete lines when
+    /// generation was cut short; for a remote answer (not token-healed), a
+    /// re-typed space or word start dropped first. May be blank: then
+    /// there is nothing to show.
+    pub fn shown_text(
+        &self,
+        place: &CursorPlace,
+        cursor: &CursorText,
+        completion: &Completion,
+    ) -> String {
+        let text = if self.model.generator.engine().is_none() {
+            drop_retyped_cursor_text(&completion.text, &cursor.prefix)
+        } else {
+            &completion.text
+        };
+        if self.settings.ablation.no_postprocess {
+            return text.to_string();
+        }
+        let truncated = matches!(
+            completion.stop_reason,
+            StopReason::Deadline | StopReason::Length
+        );
+        let mode = if place.mode == CompletionMode::SingleLine {
+            PostMode::SingleLine
+        } else {
+            PostMode::MultiLine
+        };
+        postprocess(&PostprocessInput {
+            completion: text,
+            prefix: &cursor.prefix,
+            suffix: &cursor.suffix,
+            language: place.language,
+            mode,
+            truncated,
+        })
+    }
+}
+
+impl SuggestionSettings {
+    /// The engine request's settings before windows, mode and anchor.
+    pub fn request_settings(&self) -> Settings {
+        Settings {
+            max_new_tokens: self.max_tokens,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                ..SamplingParams::default()
+            },
+            prompt_budget: Some(self.prompt_tokens),
+            suffix_share: self.suffix_share,
+            context_share: self.context_share,
+            stop_strings: Vec::new(),
+            cursor_line_after_middle: !self.ablation.no_cursor_line_after_middle,
+            token_healing: !self.ablation.no_healing,
+            middle_bytes: None,
+        }
+    }
+
+    /// The text windows around the cursor and the settings for one request
+    /// in `place.mode`: the token budget split between prefix and suffix
+    /// for this model's layout, and single-line stops.
+    pub fn windows(&self, model: &Model, place: &CursorPlace) -> (CursorText, Settings) {
+        self.windows_within(self.prompt_tokens, model, place)
+    }
+
+    /// Like [`Self::windows`], for a prompt of at most `prompt_tokens`: a
+    /// small prompt answers a cold cursor (nothing cached) within the
+    /// budget while the full one is computed in the background. It keeps
+    /// the suffix to a third and leaves out other files' snippets.
+    pub fn quick_windows(
+        &self,
+        prompt_tokens: usize,
+        model: &Model,
+        place: &CursorPlace,
+    ) -> (CursorText, Settings) {
+        let quick = SuggestionSettings {
+            max_suffix_tokens: self.max_suffix_tokens.min(prompt_tokens / 3),
+            context_share: 0.0,
+            ..self.clone()
+        };
+        let (cursor_text, mut settings) = quick.windows_within(prompt_tokens, model, place);
+        settings.prompt_budget = Some(prompt_tokens);
+        (cursor_text, settings)
+    }
+
+    fn windows_within(
+        &self,
+        prompt_tokens: usize,
+        model: &Model,
+        place: &CursorPlace,
+    ) -> (CursorText, Settings) {
+        let (text, cursor) = (place.text, place.offset);
+        let tokenizer = &model.loaded.tokenizer;
+        let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
+        let template = &model.template;
+        let room = prompt_tokens.saturating_sub(template.control_token_count());
+        let share = (room as f32 * self.suffix_share) as usize;
+        let suffix_tokens = match template.order {
+            _ if !template.uses_suffix() => 0,
+            // The suffix follows the cursor in token order: all of it is
+            // recomputed on every keystroke, so it is capped.
+            FimOrder::Psm if !self.ablation.no_suffix_cap => share.min(self.max_suffix_tokens),
+            _ => share,
+        };
+        let context_tokens = (room as f32 * self.context_share) as usize;
+        let budget = WindowBudget {
+            prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens),
+            suffix_tokens,
+        };
+        let mut settings = self.request_settings();
+        let cursor_text = if self.ablation.no_windows {
+            settings.suffix_share = suffix_tokens as f32 / room.max(1) as f32;
+            CursorText {
+                prefix: text[..cursor].to_string(),
+                suffix: text[cursor..].to_string(),
+            }
+        } else {
+            // The windows already fit; the prompt builder only guards the budget.
+            settings.suffix_share = 1.0;
+            cursor_windows(text, cursor, place.tree, budget, &count)
+        };
+        if place.mode == CompletionMode::SingleLine {
+            settings.max_new_tokens = settings.max_new_tokens.min(SINGLE_LINE_MAX_TOKENS);
+            settings.stop_strings.push("\n".into());
+        }
+        (cursor_text, settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ablation_names_parse_and_unknown_ones_are_refused() {
+        let all = Ablation::parse(&Ablation::NAMES.join(",")).unwrap();
+        assert!(
+            all.no_healing
+                && all.no_cursor_line_after_middle
+                && all.no_suffix_cap
+                && all.no_postprocess
+                && all.no_windows
+        );
+        assert_eq!(Ablation::parse(" , ").unwrap(), Ablation::default());
+        assert!(Ablation::parse("heal,colour")
+            .unwrap_err()
+            .contains("colour"));
+    }
+
+    #[test]
+    fn request_settings_follow_the_suggestion_settings() {
+        let settings = SuggestionSettings {
+            max_tokens: 7,
+            temperature: 0.5,
+            ablation: Ablation {
+                no_healing: true,
+                ..Ablation::default()
+            },
+            ..SuggestionSettings::default()
+        };
+        let request = settings.request_settings();
+        assert_eq!(request.max_new_tokens, 7);
+        assert_eq!(request.sampling.temperature, 0.5);
+        assert_eq!(request.prompt_budget, Some(DEFAULT_PROMPT_TOKENS));
+        assert!(!request.token_healing && request.cursor_line_after_middle);
+    }
+}
