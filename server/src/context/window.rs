@@ -14,6 +14,8 @@ use super::CursorText;
 
 /// Window starts are rounded to this many lines for prompt stability.
 pub const ALIGN_LINES: usize = 16;
+/// The cursor line's head is reserved room in steps of this many tokens.
+const HEAD_RESERVE_STEP: usize = 16;
 /// Header (imports and enclosing signatures) takes at most this share of the
 /// prefix budget.
 const HEADER_SHARE: usize = 3;
@@ -78,8 +80,16 @@ pub fn cursor_windows(
         };
     let room = budget.prefix_tokens.saturating_sub(header_tokens);
     let candidates = &starts[..=cursor_line];
+    // The lines before the cursor's line must fit beside a reserve for the
+    // cursor line's head that grows in steps: typing on the line does not
+    // move the window's start (and the KV cache keeps it), which matters
+    // most for small, quick prompts, where a line's worth of tokens would
+    // otherwise move the start on every keystroke.
+    let line_start = starts[cursor_line];
+    let head_reserve =
+        (count(&text[line_start..cursor]) / HEAD_RESERVE_STEP + 1) * HEAD_RESERVE_STEP;
     // Lines are found from the earliest start that fits, then aligned.
-    let fits = |s: usize| count(&text[s..cursor]) <= room;
+    let fits = |s: usize| count(&text[s..line_start]) + head_reserve <= room;
     let first_fit = fits(starts[cursor_line]).then(|| first_fitting(candidates, cursor_line, fits));
     let line = match first_fit {
         Some(line) => aligned(line, cursor_line),
@@ -290,6 +300,32 @@ mod tests {
         );
         assert_eq!(w.prefix, &text[..at]);
         assert_eq!(w.suffix, &text[at..]);
+    }
+
+    #[test]
+    fn typing_on_the_cursor_line_keeps_a_small_windows_start() {
+        let mut text = String::new();
+        for i in 0..40 {
+            text.push_str(&format!("a{i} = b{i} + c{i}\n"));
+        }
+        let line_start = text.len();
+        // 15 words: within one step of the head's reserve.
+        text.push_str("total = a1 + a2 + a3 + a4 + a5 + a6 + a7");
+        let budget = WindowBudget {
+            prefix_tokens: 40,
+            suffix_tokens: 0,
+        };
+        let starts: Vec<usize> = (line_start + 1..=text.len())
+            .map(|cursor| {
+                let w = cursor_windows(&text[..cursor], cursor, None, budget, &words);
+                cursor - w.prefix.len()
+            })
+            .collect();
+        let moves = starts.windows(2).filter(|w| w[0] != w[1]).count();
+        assert_eq!(
+            moves, 0,
+            "the window's start moved while typing one line: {starts:?}"
+        );
     }
 
     #[test]
