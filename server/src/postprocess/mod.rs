@@ -47,6 +47,10 @@
 //!    text, since it parses the file with the suggestion in place; then the
 //!    whitespace rule once more for the cut's line break.
 //!
+//! A multi-line answer cut to nothing whose first line was finished (a
+//! block opened, then cut short by the token limit) is shown as its first
+//! line alone, through the single-line rules.
+//!
 //! At column 0 in front of code (the cursor before an existing line's first
 //! character) the suggestion is lines inserted above that line: the rules
 //! treat the cursor's line as blank, and a non-empty result gets a final
@@ -105,6 +109,27 @@ pub struct PostprocessInput<'a> {
 /// an empty string means show nothing. See the module documentation for the
 /// rules and their order.
 pub fn postprocess(input: &PostprocessInput) -> String {
+    let shown = postprocess_in_mode(input);
+    // A multi-line answer the rules cut to nothing (a block opened and cut
+    // short by the token limit, `if (x) {` and half a body) still has a
+    // finished first line: it is shown alone, as a single-line request's
+    // would be. Not at column 0 in front of code, where a line must come
+    // with its line break.
+    let first_line_done = input.completion.trim_start().contains(['\n', '\r']);
+    if shown.is_empty()
+        && input.mode == Mode::MultiLine
+        && first_line_done
+        && !Context::new(input).inserts_lines_above
+    {
+        return postprocess_in_mode(&PostprocessInput {
+            mode: Mode::SingleLine,
+            ..*input
+        });
+    }
+    shown
+}
+
+fn postprocess_in_mode(input: &PostprocessInput) -> String {
     let context = Context::new(input);
     let text = rules::cut_incomplete_line(input.completion, input.mode, input.truncated, &context);
     let text = match input.mode {

@@ -200,3 +200,32 @@ fn python_dict_opened_by_the_suggestion_and_closed_below_is_kept() {
         "#]],
     );
 }
+
+#[test]
+fn a_block_cut_short_still_shows_its_first_line() {
+    // The body was cut by the token limit: the multi-line rules keep no line
+    // of it (an opened block of its own would stay open), so the first
+    // line alone is shown, as for a single-line request.
+    run(
+        "c",
+        "int load(const char *opt_path) {\n    $0\n    return 0;\n}\n",
+        "if (opt_path) {\n        read_config(opt_path, &config);\n        apply(&con",
+        Mode::MultiLine,
+        true,
+        expect![[r#"
+            |if (opt_path) {
+        "#]],
+    );
+}
+
+#[test]
+fn nothing_stays_nothing_when_the_first_line_is_unfinished() {
+    run(
+        "c",
+        "int load(const char *opt_path) {\n    $0\n    return 0;\n}\n",
+        "if (opt_pa",
+        Mode::MultiLine,
+        true,
+        expect![[r#"(empty)"#]],
+    );
+}
