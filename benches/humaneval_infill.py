@@ -935,10 +935,11 @@ def print_tables(results: list[Result], note: str) -> None:
         if s in HUMANEVAL_SETS:
             print(humaneval_table(s, results, note))
         else:
-            print(code_table(s, results, "language", note))
+            code_note = note.split("; ")[-1]  # the seed (or the records file), not HumanEval's sample
+            print(code_table(s, results, "language", code_note))
             if s == "mid":
                 print()
-                print(code_table(s, results, "kind", note))
+                print(code_table(s, results, "kind", code_note))
         print()
 
 
