@@ -25,6 +25,7 @@ import json
 import math
 import os
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -37,15 +38,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realcode  # noqa: E402  (benches/realcode.py)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SETS = {
     "single": "HumanEval-SingleLineInfilling.jsonl.gz",
     "multi": "HumanEval-MultiLineInfilling.jsonl.gz",
 }
-SET_TITLES = {"single": "single-line", "multi": "multi-line"}
-SYSTEMS = ("cria", "llamacpp")
-SYSTEM_TITLES = {"cria": "cria (LSP inlineCompletion)", "llamacpp": "llama.cpp /infill (raw)"}
+HUMANEVAL_SETS = ("single", "multi")
+SETS_ALL = ("single", "multi", "fresh", "mid")
+# Sets scored on the first line of an answer (llama.vim's accept-line, raw's first line).
+SINGLE_LINE_SETS = ("single", "fresh", "mid")
 # Qwen2.5-Coder's prefix-suffix-middle template: <|fim_prefix|>, <|fim_suffix|>, <|fim_middle|>.
 FIM_CONTROL_TOKENS = 3
 # cria caps the suffix window of PSM prompts at `maxSuffixTokens` tokens
@@ -332,25 +337,64 @@ class LspClient:
 
 @dataclass
 class Answer:
-    code: str  # the document with the completion spliced in
+    code: str  # the document with the completion spliced in (as accepted)
     completion: str  # what was inserted (as returned, for the record)
     latency_ms: float
     extra: dict = field(default_factory=dict)
 
 
-class Cria:
-    name = "cria"
+@dataclass
+class Case:
+    """One cursor in one document, of any set: a HumanEval task (`task`,
+    scored by its tests) or a real-code line (`code`, scored by string
+    comparison of the cursor's line)."""
 
-    def __init__(self, args, workdir: Path):
+    set: str
+    case_id: str
+    doc: Document
+    language: str = "python"
+    name: str = "task.py"
+    task: Task | None = None
+    code: realcode.CodeCase | None = None
+
+    @property
+    def single(self) -> bool:
+        return self.set in SINGLE_LINE_SETS
+
+
+def humaneval_case(name: str, task: Task, layout: str) -> Case:
+    return Case(name, task.task_id, Document.for_task(task, layout), task=task)
+
+
+def code_case(c: realcode.CodeCase) -> Case:
+    return Case(c.set, c.case_id, Document(c.text, c.cursor), realcode.LANGUAGE_IDS[c.language], Path(c.path).name, code=c)
+
+
+def cursor_line(doc: Document) -> tuple[list[str], int, int]:
+    """The document's lines, the cursor's line index and column (characters)."""
+    before = doc.text.encode("utf-8")[: doc.cursor].decode("utf-8", errors="replace")
+    lines = doc.text.split("\n")
+    y = before.count("\n")
+    return lines, y, len(before) - (before.rfind("\n") + 1)
+
+
+class Cria:
+    """cria's language server; `ablate` names an ingredient switched off
+    through CRIA_ABLATE (binaries that do not know it ignore it)."""
+
+    def __init__(self, args, workdir: Path, ablate: str | None = None):
         binary = Path(args.cria)
         if not binary.exists():
             raise SystemExit(f"{binary} not found: build it with `cargo build --release -p cria --bin cria` (or pass --cria PATH)")
+        self.name = "cria" if not ablate else f"cria -{ablate}"
         env = dict(os.environ)
         env["RAYON_NUM_THREADS"] = str(args.threads)
+        env.pop("CRIA_ABLATE", None)
+        if ablate:
+            env["CRIA_ABLATE"] = ablate
         env.setdefault("CRIA_LOG", "info")  # one line per completion (latency, tokens, stop reason) in the log
-        self.stderr_path = workdir / "cria.stderr"
+        self.stderr_path = workdir / ("cria.stderr" if not ablate else f"cria-no-{ablate}.stderr")
         self.client = LspClient([str(binary), "lsp"], env, self.stderr_path)
-        self.layout = args.layout
         self.count = 0
         options = {"model": args.model, "latencyBudgetMs": args.latency_budget_ms, "maxTokens": args.max_tokens,
                    "promptTokens": args.prompt_tokens, "contextLength": args.ctx,
@@ -381,28 +425,30 @@ class Cria:
                     break
                 if state == "error":
                     raise SystemExit(f"cria could not load {args.model}: {message['params'].get('message')}")
-        log(f"cria ready ({args.model}) in {time.monotonic() - started:.1f} s")
+        log(f"{self.name} ready ({args.model}) in {time.monotonic() - started:.1f} s")
 
-    def complete(self, task: Task) -> Answer:
-        doc = Document.for_task(task, self.layout)
+    def complete(self, case: Case) -> dict[str, Answer]:
+        doc = case.doc
         self.count += 1
-        uri = f"file:///bench/task_{self.count}.py"
-        self.client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": doc.text}})
+        uri = f"file:///bench/{case.set}/{self.count}/{case.name}"
+        self.client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": case.language, "version": 1, "text": doc.text}})
         started = time.perf_counter()
-        result = self.client.request("textDocument/inlineCompletion", {
-            "textDocument": {"uri": uri}, "position": doc.position(),
-            "context": {"triggerKind": 1},  # Invoked
-        })
-        latency = (time.perf_counter() - started) * 1000
-        self.client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+        try:
+            result = self.client.request("textDocument/inlineCompletion", {
+                "textDocument": {"uri": uri}, "position": doc.position(),
+                "context": {"triggerKind": 1},  # Invoked
+            })
+        finally:
+            latency = (time.perf_counter() - started) * 1000
+            self.client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
         items = result.get("items", []) if isinstance(result, dict) else (result or [])
         if not items:
-            return Answer(doc.splice(""), "", latency, {"empty": True})
+            return {self.name: Answer(doc.splice(""), "", latency, {"empty": True})}
         item = items[0]
         text = item["insertText"] if isinstance(item["insertText"], str) else item["insertText"].get("value", "")
         end = doc.offset(item["range"]["end"]) if item.get("range") else None
         extra = {"replaced": doc.text.encode()[doc.cursor:end].decode(errors="replace")} if end is not None else {}
-        return Answer(doc.splice(text, end), text, latency, extra)
+        return {self.name: Answer(doc.splice(text, end), text, latency, extra)}
 
     def close(self) -> None:
         self.client.close()
@@ -433,8 +479,99 @@ def http_json(port: int, method: str, path: str, body: dict | None = None, timeo
         conn.close()
 
 
+# llama.vim's defaults (autoload/llama.vim, s:default_config): lines of local
+# context before and after the cursor line, tokens to predict.
+LLAMA_VIM_N_PREFIX = 256
+LLAMA_VIM_N_SUFFIX = 64
+
+
+def llama_vim_context(doc: Document) -> dict:
+    """llama.vim's s:fim_ctx_local for a cursor without a previous
+    suggestion: input_prefix = the lines before the cursor line, each ended
+    by a line break; prompt = the cursor line's text before the cursor;
+    input_suffix = the cursor line's text after the cursor, a line break,
+    the next lines and a final line break.  A cursor line of whitespace only
+    sends an empty prompt and empty cursor-line suffix, and n_indent 0;
+    otherwise n_indent is the cursor line's indentation."""
+    lines, y, x = cursor_line(doc)
+    line = lines[y]
+    prefix_part, suffix_part = line[:x], line[x:]
+    if line.strip() == "":
+        indent = 0
+        prefix_part = suffix_part = ""
+    else:
+        indent = len(line) - len(line.lstrip(" \t"))
+    before = lines[max(0, y - LLAMA_VIM_N_PREFIX):y]
+    after = lines[y + 1:y + 1 + LLAMA_VIM_N_SUFFIX]
+    return {"prefix": "\n".join(before) + "\n", "middle": prefix_part, "suffix": suffix_part + "\n" + "\n".join(after) + "\n",
+            "indent": indent, "lines": lines, "y": y, "x": x}
+
+
+def llama_vim_render(ctx: dict, content: str) -> tuple[list[str], bool]:
+    """llama.vim's s:fim_render: the suggestion's lines after its trimming
+    and its rules for discarding suggestions that repeat existing text, and
+    whether it can be accepted."""
+    lines, y, x = ctx["lines"], ctx["y"], ctx["x"]
+    out = content.split("\n")
+    while out and out[-1] == "":
+        out.pop()
+    can_accept = True
+    if not out:
+        out = [""]
+        can_accept = False
+    line_cur = lines[y]
+    if line_cur.strip() == "":
+        lead = min(len(out[0]) - len(out[0].lstrip()), len(line_cur))
+        line_cur = out[0][:lead]
+        out[0] = out[0][lead:]
+    cur_prefix, cur_suffix = line_cur[:x], line_cur[x:]
+
+    def getline(i: int) -> str:
+        return lines[i] if 0 <= i < len(lines) else ""
+
+    def getlines(a: int, b: int) -> list[str]:  # inclusive range, like getline(a, b)
+        return [lines[i] for i in range(a, b + 1) if 0 <= i < len(lines)]
+
+    if len(out) == 1 and out[0] == "":
+        out = [""]
+    if len(out) > 1 and out[0] == "" and out[1:] == getlines(y + 1, y + len(out) - 1):
+        out = [""]
+    if len(out) == 1 and out[0] == cur_suffix:
+        out = [""]
+    cmp_y = y + 1
+    while cmp_y < len(lines) - 1 and getline(cmp_y).strip() == "":
+        cmp_y += 1
+    if cur_prefix + out[0] == getline(cmp_y):
+        if len(out) == 1:
+            out = [""]
+        elif len(out) == 2 and out[-1] == getline(cmp_y + 1)[:len(out[-1])]:
+            out = [""]
+        elif len(out) > 2 and out[1:] == getlines(cmp_y + 1, cmp_y + len(out) - 1):
+            out = [""]
+    out[-1] += cur_suffix
+    if "\n".join(out).strip() == "":
+        can_accept = False
+    return [line_cur[:x]] + out, can_accept
+
+
+def llama_vim_accept(doc: Document, ctx: dict, content: str, full: bool) -> tuple[str, str]:
+    """The document after llama.vim's accept (Tab: `full`, every line;
+    Shift-Tab: the first line only), and what was inserted for the record."""
+    rendered, can_accept = llama_vim_render(ctx, content)
+    if not can_accept:
+        return doc.text, ""
+    head, out = rendered[0], rendered[1:]
+    lines, y = ctx["lines"], ctx["y"]
+    new = [head + out[0]] + (out[1:] if full else [])
+    shown = "\n".join(new)[len(lines[y][:ctx["x"]]):] if new[0].startswith(lines[y][:ctx["x"]]) else "\n".join(new)
+    return "\n".join(lines[:y] + new + lines[y + 1:]), shown
+
+
 class LlamaCpp:
-    """llama-server's /infill on the same GGUF file, answers used raw.
+    """llama-server's /infill on the same GGUF file; each case gets two
+    requests, read as two columns: ``raw`` (the document split at the cursor,
+    the answer used as returned: its first line on single-line sets) and
+    ``llama.vim`` (llama.vim's request and post-processing).
 
     Same budget as cria: the prompt windows are cut here, before the
     request, to what cria gives itself for a prefix-suffix-middle template
@@ -442,12 +579,14 @@ class LlamaCpp:
     prefix's last promptTokens - 3 - that), with llama-server's own
     tokenizer (/tokenize, /detokenize); llama-server's own cut (prefix 3/4 of
     n_batch = 1,536 tokens, suffix 1/4 = 510) then leaves them alone.
-    ``n_predict`` is cria's maxTokens.  llama-server adds its repo-level
-    markers (``<|repo_name|>myproject``, ``<|file_sep|>filename``) before
-    the FIM prefix, as it always does for Qwen2.5-Coder; that is part of
-    what "raw llama.cpp" is."""
+    llama.vim's prefix is the raw prefix window without the cursor line's
+    text (and at most 256 lines), so the two requests share their start and
+    the second reuses the first's KV cache.  ``n_predict`` is cria's
+    maxTokens.  llama-server adds its repo-level markers
+    (``<|repo_name|>myproject``, ``<|file_sep|>filename``) before the FIM
+    prefix, as it always does for Qwen2.5-Coder."""
 
-    name = "llamacpp"
+    names = ("llama.vim", "raw")
 
     def __init__(self, args, workdir: Path):
         binary = Path(args.llama_server)
@@ -462,7 +601,6 @@ class LlamaCpp:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.max_tokens = args.max_tokens
-        self.layout = args.layout_llamacpp
         room = args.prompt_tokens - FIM_CONTROL_TOKENS
         self.suffix_tokens = min(int(room * args.suffix_share), args.max_suffix_tokens)
         self.prefix_tokens = room - self.suffix_tokens
@@ -494,32 +632,60 @@ class LlamaCpp:
             raise RuntimeError(f"/detokenize: {status} {body}")
         return body["content"]
 
-    def windows(self, prefix: str, suffix: str) -> tuple[str, str]:
+    def prefix_window(self, prefix: str) -> str:
         p = self._tokens(prefix)
-        if len(p) > self.prefix_tokens:
-            prefix = self._text(p[len(p) - self.prefix_tokens:])
-        s = self._tokens(suffix)
-        if len(s) > self.suffix_tokens:
-            suffix = self._text(s[: self.suffix_tokens])
-        return prefix, suffix
+        return self._text(p[len(p) - self.prefix_tokens:]) if len(p) > self.prefix_tokens else prefix
 
-    def complete(self, task: Task) -> Answer:
-        doc = Document.for_task(task, self.layout)
-        data = doc.text.encode("utf-8")
-        prefix, suffix = data[: doc.cursor].decode(), data[doc.cursor:].decode()
-        win_prefix, win_suffix = self.windows(prefix, suffix)
-        body = {"input_prefix": win_prefix, "input_suffix": win_suffix, "input_extra": [], "prompt": "",
-                "n_predict": self.max_tokens, "temperature": 0, "top_k": 1, "top_p": 1.0, "min_p": 0.0,
-                "repeat_penalty": 1.0, "seed": 0, "cache_prompt": True, "stream": False}
+    def suffix_window(self, suffix: str) -> str:
+        s = self._tokens(suffix)
+        return self._text(s[: self.suffix_tokens]) if len(s) > self.suffix_tokens else suffix
+
+    def _infill(self, body: dict) -> tuple[str, float, dict]:
+        common = {"input_extra": [], "n_predict": self.max_tokens, "temperature": 0, "top_k": 1, "top_p": 1.0, "min_p": 0.0,
+                  "repeat_penalty": 1.0, "seed": 0, "cache_prompt": True, "stream": False}
         started = time.perf_counter()
-        status, reply = http_json(self.port, "POST", "/infill", body)
+        status, reply = http_json(self.port, "POST", "/infill", {**common, **body})
         latency = (time.perf_counter() - started) * 1000
         if status != 200:
             raise RuntimeError(f"/infill: {status} {reply}")
         text = reply.get("content", "")
         extra = {"stop": reply.get("stop_type") or reply.get("stopping_word") or "", "tokens_evaluated": reply.get("tokens_evaluated"),
-                 "tokens_cached": reply.get("tokens_cached"), "empty": not text}
-        return Answer(doc.splice(text), text, latency, extra)
+                 "tokens_cached": reply.get("tokens_cached")}
+        return text, latency, extra
+
+    def complete(self, case: Case) -> dict[str, Answer]:
+        doc = case.doc
+        data = doc.text.encode("utf-8")
+        prefix, suffix = data[: doc.cursor].decode(), data[doc.cursor:].decode()
+        win_prefix = self.prefix_window(prefix)
+        out = {}
+        # raw: everything before the cursor, everything after; a single-line
+        # set reads the first line only, so generation stops at a line break
+        # there (greedy: the same first line as the whole answer's).
+        body = {"input_prefix": win_prefix, "input_suffix": self.suffix_window(suffix), "prompt": ""}
+        if case.single:
+            body["stop"] = ["\n"]
+        text, latency, extra = self._infill(body)
+        inserted = text.split("\n")[0] if case.single else text
+        out["raw"] = Answer(doc.splice(inserted), inserted, latency, {**extra, "content": text})
+        # llama.vim: its split of the document, its n_indent, its trimming.
+        ctx = llama_vim_context(doc)
+        cut = win_prefix.rfind("\n")
+        vim_prefix = win_prefix[: cut + 1] if cut >= 0 else ""
+        if len(win_prefix) >= len(prefix):  # the window holds the whole prefix: llama.vim's line limit applies
+            vim_prefix = ctx["prefix"]
+        else:
+            kept = vim_prefix.split("\n")
+            vim_prefix = "\n".join(kept[-(LLAMA_VIM_N_PREFIX + 1):])
+        body = {"input_prefix": vim_prefix, "input_suffix": self.suffix_window(ctx["suffix"]), "prompt": ctx["middle"],
+                "n_indent": ctx["indent"], "samplers": ["top_k", "top_p", "infill"], "stop": [],
+                # llama.vim's first request stops at a line break after 250 ms; 1 ms makes that the first line break
+                # (deterministic) on single-line sets; multi-line sets get no time limit.
+                "t_max_predict_ms": 1 if case.single else 0}
+        text, latency, extra = self._infill(body)
+        code, shown = llama_vim_accept(doc, ctx, text, full=not case.single)
+        out["llama.vim"] = Answer(code, shown, latency, {**extra, "content": text})
+        return out
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -560,7 +726,7 @@ class Result:
     system: str
     set: str
     task_id: str
-    passed: bool
+    passed: bool  # HumanEval: the tests pass; real-code sets: exact match of the cursor's line
     reason: str
     latency_ms: float
     completion: str
@@ -576,54 +742,205 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def run(systems: list, sets: dict[str, list[Task]], sandbox: Sandbox, records, warmup: Task) -> list[Result]:
-    """Every task through every system in turn (cria, then llama.cpp, then
-    the next task): both see the same machine load, and a run cut short
-    still compares the same tasks."""
+def score(case: Case, answer: Answer, sandbox: Sandbox) -> tuple[bool, str, dict]:
+    if case.task is not None:
+        ok, reason = sandbox.run(program(case.task, answer.code))
+        return ok, reason, {}
+    c = case.code
+    new_lines = answer.code.split("\n")
+    new_line = new_lines[c.line_index] if c.line_index < len(new_lines) else ""
+    s = realcode.score_line(c, new_line)
+    extra = {"language": c.language, "kind": c.kind, "accepted": s["accepted"], "split": s["split"], "doubled": s["doubled"],
+             "line": new_line, "truth": c.truth, "typed": c.typed, "path": c.path, "line_index": c.line_index}
+    return s["exact"], "" if s["exact"] else "mismatch", extra
+
+
+def run(systems: list, cases: list[Case], sandbox: Sandbox, records, warmup: Case) -> list[Result]:
+    """Every case through every system in turn (cria and its variants, then
+    llama.cpp's two requests, then the next case): all see the same machine
+    load, and a run cut short still compares the same cases.  The sets take
+    turns case by case."""
     for system in systems:
         # One completion before timing anything: first-request costs
         # (allocations, thread pools, a cold cache) are not what is compared.
         system.complete(warmup)
-    # The sets take turns, task by task, so a run cut short (see
-    # --tables-from) has as many tasks of each.
-    order = sorted(((i, n, t) for n, tasks in sets.items() for i, t in enumerate(tasks, 1)), key=lambda x: x[0])
-    passed = {(s.name, n): 0 for s in systems for n in sets}
+    totals = {}
+    for c in cases:
+        totals[c.set] = totals.get(c.set, 0) + 1
+    seen = {}
+    passed = {}
     results = []
-    for i, name, task in order:
-        tasks = sets[name]
+    for case in cases:
+        seen[case.set] = seen.get(case.set, 0) + 1
+        i = seen[case.set]
         for system in systems:
+            names = getattr(system, "names", None) or (system.name,)
             try:
-                answer = system.complete(task)
-            except Exception as e:  # a failed request counts as a failed task
-                log(f"[{system.name} {name} {i}/{len(tasks)}] {task.task_id}: request failed: {e}")
-                answer = Answer(task.prompt + task.suffix, "", float("nan"), {"error": str(e)})
-            ok, reason = sandbox.run(program(task, answer.code))
-            passed[system.name, name] += ok
-            r = Result(system.name, name, task.task_id, ok, reason, answer.latency_ms, answer.completion, answer.extra)
-            results.append(r)
-            if records is not None:
-                records.write(json.dumps(r.__dict__, ensure_ascii=False) + "\n")
-                records.flush()
-            log(f"[{system.name} {name} {i}/{len(tasks)}] {task.task_id}: {'pass' if ok else 'FAIL'} "
-                f"{answer.latency_ms:.0f} ms (so far {passed[system.name, name]}/{i}){'' if ok else ' - ' + reason[:80]}")
+                answers = system.complete(case)
+            except Exception as e:  # a failed request counts as a failed case
+                log(f"[{'/'.join(names)} {case.set} {i}/{totals[case.set]}] {case.case_id}: request failed: {e}")
+                answers = {n: Answer(case.doc.text, "", float("nan"), {"error": str(e)}) for n in names}
+            for name, answer in answers.items():
+                ok, reason, extra = score(case, answer, sandbox)
+                passed[name, case.set] = passed.get((name, case.set), 0) + ok
+                r = Result(name, case.set, case.case_id, ok, reason, answer.latency_ms, answer.completion, {**answer.extra, **extra})
+                results.append(r)
+                if records is not None:
+                    records.write(json.dumps(r.__dict__, ensure_ascii=False) + "\n")
+                    records.flush()
+                log(f"[{name} {case.set} {i}/{totals[case.set]}] {case.case_id}: {'pass' if ok else 'FAIL'} "
+                    f"{answer.latency_ms:.0f} ms (so far {passed[name, case.set]}/{i}) {answer.completion[:60]!r}")
     return results
 
 
-def table(name: str, tasks: int, results: list[Result], sample_note: str) -> str:
-    lines = [f"### {SET_TITLES[name]} ({tasks} tasks, {sample_note})", "",
-             "| system | tasks | pass@1 | passed | empty answers | mean latency (ms) | p50 latency (ms) |",
+# ---------------------------------------------------------------------------
+# Statistics and tables
+
+Z95 = 1.959963984540054
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    d = 1 + Z95 * Z95 / n
+    centre = (p + Z95 * Z95 / (2 * n)) / d
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_bootstrap(a: list[float], b: list[float], rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b over paired cases and its 95% percentile bootstrap
+    interval (cases resampled with replacement, seeded)."""
+    diffs = [x - y for x, y in zip(a, b)]
+    n = len(diffs)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = random.Random(seed)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(rounds))
+    return sum(diffs) / n, means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
+
+
+def pct_ci(k: int, n: int) -> str:
+    if n == 0:
+        return "—"
+    lo, hi = wilson(k, n)
+    return f"{100 * k / n:.1f}% [{100 * lo:.0f}–{100 * hi:.0f}]"
+
+
+def diff_ci(rs: list[Result], peer: list[Result]) -> str:
+    """cria − peer on the cases both have, in points, with the paired bootstrap interval."""
+    theirs = {r.task_id: r.passed for r in peer}
+    pairs = [(float(r.passed), float(theirs[r.task_id])) for r in rs if r.task_id in theirs]
+    if not pairs:
+        return "—"
+    mean, lo, hi = paired_bootstrap([p[0] for p in pairs], [p[1] for p in pairs])
+    return f"{100 * mean:+.1f} [{100 * lo:+.0f}, {100 * hi:+.0f}]"
+
+
+PEERS = ("llama.vim", "raw")
+SET_TITLES = {"single": "HumanEval single-line", "multi": "HumanEval multi-line",
+              "fresh": "fresh line (real code, cursor after auto-indent)", "mid": "mid-line (real code, cursor inside a line)"}
+
+
+def system_order(results: list[Result]) -> list[str]:
+    names = []
+    for r in results:
+        name = "raw" if r.system == "llamacpp" else r.system
+        if name not in names:
+            names.append(name)
+    crias = [n for n in names if n not in PEERS]
+    return crias + [n for n in PEERS if n in names]
+
+
+def by_system(results: list[Result]) -> dict[str, list[Result]]:
+    out: dict[str, list[Result]] = {}
+    for r in results:
+        out.setdefault("raw" if r.system == "llamacpp" else r.system, []).append(r)
+    return out
+
+
+def humaneval_table(name: str, results: list[Result], note: str) -> str:
+    rs_all = [r for r in results if r.set == name]
+    groups = by_system(rs_all)
+    n = len({r.task_id for r in rs_all})
+    lines = [f"### {SET_TITLES[name]} ({n} tasks, {note})", "",
+             "| system | tasks | pass@1 [95% CI] | empty | Δ vs llama.vim [95% CI] | Δ vs raw [95% CI] | p50 latency (ms) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for system in SYSTEMS:
-        rs = [r for r in results if r.system == system and r.set == name]
-        if not rs:
-            continue
-        passed = sum(r.passed for r in rs)
+    for system in system_order(rs_all):
+        rs = groups[system]
+        k = sum(r.passed for r in rs)
         empty = sum(1 for r in rs if not r.completion.strip())
         lat = [r.latency_ms for r in rs if r.latency_ms == r.latency_ms]
-        mean = f"{statistics.fmean(lat):.0f}" if lat else "—"
+        dv = diff_ci(rs, groups["llama.vim"]) if system != "llama.vim" and "llama.vim" in groups else ""
+        dr = diff_ci(rs, groups["raw"]) if system != "raw" and "raw" in groups else ""
         p50 = f"{percentile(lat, 0.5):.0f}" if lat else "—"
-        lines.append(f"| {SYSTEM_TITLES[system]} | {len(rs)} | {100 * passed / len(rs):.1f}% | {passed} | {empty} | {mean} | {p50} |")
+        lines.append(f"| {system} | {len(rs)} | {pct_ci(k, len(rs))} | {empty} | {dv} | {dr} | {p50} |")
     return "\n".join(lines)
+
+
+def code_table(name: str, results: list[Result], group: str, note: str) -> str:
+    """One row per (language or cursor kind) and system, then all of them."""
+    rs_all = [r for r in results if r.set == name]
+    n = len({r.task_id for r in rs_all})
+    keys = sorted({r.extra.get(group, "?") for r in rs_all}, key=lambda k: (realcode.LANGUAGES + realcode.KINDS + (k,)).index(k))
+    title = "language" if group == "language" else "cursor kind"
+    lines = [f"### {SET_TITLES[name]}, by {title} ({n} cursors, {note})", "",
+             f"| {title} | system | n | exact [95% CI] | chars accepted (mean) | empty | split words | doubled spaces | Δ exact vs llama.vim [95% CI] | Δ exact vs raw [95% CI] |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for key in keys + ["all"]:
+        sub = [r for r in rs_all if key == "all" or r.extra.get(group) == key]
+        groups = by_system(sub)
+        for system in system_order(sub):
+            rs = groups[system]
+            k = sum(r.passed for r in rs)
+            acc = statistics.fmean(r.extra.get("accepted", 0) for r in rs)
+            empty = sum(1 for r in rs if not r.completion.strip())
+            split = sum(1 for r in rs if r.extra.get("split"))
+            doubled = sum(1 for r in rs if r.extra.get("doubled"))
+            dv = diff_ci(rs, groups["llama.vim"]) if system != "llama.vim" and "llama.vim" in groups else ""
+            dr = diff_ci(rs, groups["raw"]) if system != "raw" and "raw" in groups else ""
+            label = f"**{key}**" if key == "all" else key
+            lines.append(f"| {label} | {system} | {len(rs)} | {pct_ci(k, len(rs))} | {acc:.1f} | {empty} | {split} | {doubled} | {dv} | {dr} |")
+    return "\n".join(lines)
+
+
+def summary_table(results: list[Result], sets: list[str]) -> str:
+    """Variant × set: pass@1 or exact match with intervals (the ablation table)."""
+    lines = ["### Summary: system × set (pass@1 or exact match, 95% Wilson interval; Δ vs raw, paired bootstrap)", "",
+             "| system | " + " | ".join(SET_TITLES[s].split(" (")[0] for s in sets) + " |",
+             "| --- | " + " | ".join("---:" for _ in sets) + " |"]
+    for system in system_order(results):
+        cells = []
+        for s in sets:
+            groups = by_system([r for r in results if r.set == s])
+            rs = groups.get(system, [])
+            if not rs:
+                cells.append("—")
+                continue
+            cell = pct_ci(sum(r.passed for r in rs), len(rs))
+            if system != "raw" and "raw" in groups:
+                cell += f"; Δ {diff_ci(rs, groups['raw'])}"
+            cells.append(cell)
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def print_tables(results: list[Result], note: str) -> None:
+    sets = [s for s in SETS_ALL if any(r.set == s for r in results)]
+    print(summary_table(results, sets))
+    print()
+    for s in sets:
+        if s in HUMANEVAL_SETS:
+            print(humaneval_table(s, results, note))
+        else:
+            code_note = note.split("; ")[-1]  # the seed (or the records file), not HumanEval's sample
+            print(code_table(s, results, "language", code_note))
+            if s == "mid":
+                print()
+                print(code_table(s, results, "kind", code_note))
+        print()
 
 
 def main() -> int:
@@ -631,9 +948,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "eval" / "human-eval-infilling",
                     help="the human-eval-infilling folder (holding data/*.jsonl.gz)")
-    ap.add_argument("--sets", default="single,multi", help="comma-separated: single, multi")
-    ap.add_argument("--only", choices=SYSTEMS, help="run one system only")
-    ap.add_argument("--limit", type=int, help="at most N tasks per set (see --sample)")
+    ap.add_argument("--sets", default="single,multi,fresh,mid", help="comma-separated: single, multi (HumanEval), fresh, mid (real code)")
+    ap.add_argument("--only", choices=("cria", "llamacpp"), help="run one system only")
+    ap.add_argument("--limit", type=int, default=164, help="at most N tasks per HumanEval set (see --sample); 0: every task")
+    ap.add_argument("--per-language", type=int, default=60, help="cursors per language in each real-code set")
+    ap.add_argument("--languages", default=",".join(realcode.LANGUAGES), help="languages of the real-code sets")
+    ap.add_argument("--seed", type=int, default=2, help="picks the real-code files and cursors (tune on 1, report 2)")
+    ap.add_argument("--ablate", default="", help="comma-separated cria ingredients: one more cria run per name with CRIA_ABLATE=name")
     ap.add_argument("--tasks", help="comma-separated task ids to run (e.g. MultiLineInfilling/HumanEval/9/L0_L11), instead of --limit's sample")
     ap.add_argument("--sample", choices=("stride", "first"), default="stride",
                     help="with --limit: N tasks evenly spread over the set, or its first N")
@@ -652,11 +973,10 @@ def main() -> int:
     ap.add_argument("--ctx", type=int, default=4096, help="context size, both ways (cria contextLength, llama-server -c)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="threads, both ways")
     ap.add_argument("--layout", choices=("hole", "blank-line"), default="blank-line",
-                    help="cria's document: an empty line inserted at the hole, or prompt+suffix with the cursor at the hole (see README)")
-    ap.add_argument("--layout-llamacpp", choices=("hole", "blank-line"), default="hole", help="the same for llama.cpp")
+                    help="HumanEval document: an empty line inserted at the hole, or prompt+suffix with the cursor at the hole (see README)")
     ap.add_argument("--python", default=sys.executable or "python3", help="interpreter for the tests")
     ap.add_argument("--no-unshare", action="store_true", help="do not try a network namespace for the tests")
-    ap.add_argument("--records", type=Path, help="write one JSON line per task and system (completion, result, latency) here")
+    ap.add_argument("--records", type=Path, help="write one JSON line per case and system (completion, result, latency) here")
     ap.add_argument("--log-dir", type=Path, help="keep the servers' logs (cria's stderr, llama-server's output) here")
     ap.add_argument("--tables-from", type=Path, metavar="RECORDS",
                     help="print the tables of a --records file (of a run cut short, say) and exit")
@@ -667,51 +987,67 @@ def main() -> int:
 
     if args.tables_from:
         rows = [json.loads(l) for l in args.tables_from.read_text(encoding="utf-8").splitlines() if l.strip()]
-        results = [Result(**r) for r in rows]
-        for n in SETS:
-            done = {r.task_id for r in results if r.set == n}
-            if done:
-                print(table(n, len(done), results, f"from {args.tables_from.name}"))
-                print()
+        print_tables([Result(**r) for r in rows], f"from {args.tables_from.name}")
         return 0
 
-    folder = data_dir(args.data)
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
     for n in names:
-        if n not in SETS:
-            ap.error(f"unknown set {n!r} (single, multi)")
-    sets = {n: sample(load_tasks(folder, n), args.limit, args.sample) for n in names}
-    if args.tasks:
-        wanted = {t.strip() for t in args.tasks.split(",") if t.strip()}
-        sets = {n: [t for t in load_tasks(folder, n) if t.task_id in wanted] for n in names}
-    sample_note = "all" if args.limit is None else (f"stride sample" if args.sample == "stride" else "first tasks")
+        if n not in SETS_ALL:
+            ap.error(f"unknown set {n!r} (single, multi, fresh, mid)")
+    limit = args.limit or None
+    cases_by_set: dict[str, list[Case]] = {}
+    he = [n for n in names if n in HUMANEVAL_SETS]
+    if he:
+        folder = data_dir(args.data)
+        for n in he:
+            tasks = load_tasks(folder, n)
+            if args.tasks:
+                wanted = {t.strip() for t in args.tasks.split(",") if t.strip()}
+                tasks = [t for t in tasks if t.task_id in wanted]
+            else:
+                tasks = sample(tasks, limit, args.sample)
+            cases_by_set[n] = [humaneval_case(n, t, args.layout) for t in tasks]
+    languages = tuple(l.strip() for l in args.languages.split(",") if l.strip())
+    for n in names:
+        if n not in HUMANEVAL_SETS:
+            cases_by_set[n] = [code_case(c) for c in realcode.build_set(n, args.seed, args.per_language, languages)]
+    note = ("all" if limit is None else f"stride sample of {limit}" if args.sample == "stride" else f"first {limit}") + f"; real code seed {args.seed}"
     sandbox = Sandbox(args.timeout, args.python, not args.no_unshare)
     log(f"sandbox: {sandbox.describe()}")
-    log("tasks: " + ", ".join(f"{SET_TITLES[n]} {len(t)}" for n, t in sets.items()) + f" from {folder}")
+    log("cases: " + ", ".join(f"{n} {len(c)}" for n, c in cases_by_set.items()))
 
     if args.check_canonical:
-        bad = 0
-        for n, tasks in sets.items():
-            for t in tasks:
+        bad = total = 0
+        for n in he:
+            for c in cases_by_set[n]:
+                t = c.task
+                total += 1
                 ok, reason = sandbox.run(program(t, t.prompt + t.canonical_solution + t.suffix))
                 if not ok:
                     bad += 1
                     log(f"canonical solution fails: {t.task_id}: {reason}")
-        print(f"canonical solutions: {sum(map(len, sets.values())) - bad} of {sum(map(len, sets.values()))} pass")
+        print(f"canonical solutions: {total - bad} of {total} pass")
         return 1 if bad else 0
 
+    # The sets take turns case by case, so a run cut short (see --tables-from) has as many cases of each.
+    order = sorted(((i, k, c) for k, (n, cs) in enumerate(cases_by_set.items()) for i, c in enumerate(cs)), key=lambda x: (x[0], x[1]))
+    cases = [c for _, _, c in order]
     records = open(args.records, "w", encoding="utf-8") if args.records else None
     # Not a benchmark task, so that no measured answer comes from a cache.
-    warmup = Task("warmup", "area", "import math\n\n\ndef area(r):\n", "\n\nprint(area(2.0))\n", "    return math.pi * r * r\n", "")
+    warmup = humaneval_case("single", Task("warmup", "area", "import math\n\n\ndef area(r):\n", "\n\nprint(area(2.0))\n",
+                                           "    return math.pi * r * r\n", ""), args.layout)
     results: list[Result] = []
     systems = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cria-heval-run-") as workdir:
         try:
-            for kind in SYSTEMS:
-                if not args.only or args.only == kind:
-                    systems.append((Cria if kind == "cria" else LlamaCpp)(args, Path(workdir)))
-            results = run(systems, sets, sandbox, records, warmup)
+            if args.only != "llamacpp":
+                systems.append(Cria(args, Path(workdir)))
+                for ingredient in [a.strip() for a in args.ablate.split(",") if a.strip()]:
+                    systems.append(Cria(args, Path(workdir), ingredient))
+            if args.only != "cria":
+                systems.append(LlamaCpp(args, Path(workdir)))
+            results = run(systems, cases, sandbox, records, warmup)
         finally:
             for system in systems:
                 system.close()
@@ -723,13 +1059,12 @@ def main() -> int:
                 records.close()
     log(f"done in {time.monotonic() - started:.0f} s")
 
-    print(f"HumanEval infilling, pass@1 (greedy, one sample per task); model {args.model}; "
+    print(f"Quality: HumanEval pass@1 and real-code exact match (greedy, one sample per case); model {args.model}; "
           f"{args.max_tokens} new tokens at most, prompt budget {args.prompt_tokens} tokens; {args.threads} threads; "
-          f"document layout: cria {args.layout}, llama.cpp {args.layout_llamacpp}.")
+          f"HumanEval layout {args.layout}; cria binary {args.cria}"
+          + (f"; ablations: {args.ablate}" if args.ablate else "") + ".")
     print()
-    for n, tasks in sets.items():
-        print(table(n, len(tasks), results, sample_note))
-        print()
+    print_tables(results, note)
     return 0
 
 
