@@ -346,7 +346,12 @@ describe(`cria over stdio, as the VS Code client drives it (${BIN})`, { timeout:
         const stats = await until('cria/status after the completion', 10_000, () =>
             statuses.slice(before).find((s) => s.lastLatencyMs !== undefined),
         );
-        assert.equal(stats.state, 'ready');
+        // On a busy machine the answer may have come from a quick prompt
+        // while the full one warms: the status says so, then ends in ready.
+        assert.ok(stats.state === 'ready' || stats.state === 'warming', JSON.stringify(stats));
+        if (stats.state === 'warming') {
+            await until('ready after the warm-up', 60_000, () => (statuses[statuses.length - 1]?.state === 'ready' ? true : undefined));
+        }
         assert.ok(stats.lastLatencyMs! <= 30_000 + 1_000, `latency ${stats.lastLatencyMs}`);
         assert.ok((stats.promptTokens ?? 0) > 0);
         const shown = render(bar, true).text;
