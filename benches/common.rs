@@ -18,9 +18,7 @@ impl BenchArgs {
     pub fn from_env(name: &str, takes_value: &'static [&'static str]) -> Option<Self> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         if !args.iter().any(|a| a == "--bench") {
-            eprintln!(
-                "{name} benchmark: run it with `cargo bench --bench {name}` (skipped in test mode)"
-            );
+            eprintln!("{name} benchmark: run it with `cargo bench --bench {name}` (skipped in test mode)");
             return None;
         }
         Some(Self { args, takes_value })
@@ -28,20 +26,13 @@ impl BenchArgs {
 
     /// The value after `flag`.
     pub fn value(&self, flag: &str) -> Option<&str> {
-        self.args
-            .iter()
-            .position(|a| a == flag)
-            .and_then(|i| self.args.get(i + 1))
-            .map(String::as_str)
+        self.args.iter().position(|a| a == flag).and_then(|i| self.args.get(i + 1)).map(String::as_str)
     }
 
     /// The value after `flag` as a number, `default` without it; a value
     /// that is not a number stops the benchmark.
     pub fn number(&self, flag: &str, default: usize) -> usize {
-        self.value(flag).map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| fail(format!("{flag}: `{v}` is not a number")))
-        })
+        self.value(flag).map_or(default, |v| v.parse().unwrap_or_else(|_| fail(format!("{flag}: `{v}` is not a number"))))
     }
 
     /// Whether the switch `flag` was given.
@@ -53,10 +44,7 @@ impl BenchArgs {
     /// when there are none.
     pub fn positional(&self, default: &[&str]) -> Vec<String> {
         let given: Vec<String> = (0..self.args.len())
-            .filter(|&i| {
-                !self.args[i].starts_with("--")
-                    && (i == 0 || !self.takes_value.contains(&self.args[i - 1].as_str()))
-            })
+            .filter(|&i| !self.args[i].starts_with("--") && (i == 0 || !self.takes_value.contains(&self.args[i - 1].as_str())))
             .map(|i| self.args[i].clone())
             .collect();
         if given.is_empty() {

@@ -28,16 +28,9 @@ const RUNS: usize = 3;
 /// Real source text for prompts: cria's own engine code, repeated as needed.
 fn corpus() -> String {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/engine");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
     names.sort();
-    let text: String = names
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
+    let text: String = names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
     text.repeat(3)
 }
 
@@ -72,23 +65,14 @@ fn decode_speed(engine: &mut Engine, prompt: &[u32], n: usize, speculative: bool
     let runs: Vec<(f64, f64)> = (0..RUNS)
         .map(|_| {
             engine.prompt_logits(&prompt[..1]).unwrap();
-            let request = GenerationRequest {
-                speculative,
-                ..GenerationRequest::new(prompt.to_vec(), n, vec![])
-            };
+            let request = GenerationRequest { speculative, ..GenerationRequest::new(prompt.to_vec(), n, vec![]) };
             let done = engine.generate(&request).unwrap();
             assert_eq!(done.tokens.len(), n);
             // The first token comes from prefill's logits; n - 1 tokens follow.
-            (
-                (n - 1) as f64 / done.decode.as_secs_f64(),
-                done.accepted_tokens as f64 / done.drafted_tokens.max(1) as f64,
-            )
+            ((n - 1) as f64 / done.decode.as_secs_f64(), done.accepted_tokens as f64 / done.drafted_tokens.max(1) as f64)
         })
         .collect();
-    (
-        median(runs.iter().map(|r| r.0).collect()),
-        median(runs.iter().map(|r| r.1).collect()),
-    )
+    (median(runs.iter().map(|r| r.0).collect()), median(runs.iter().map(|r| r.1).collect()))
 }
 
 /// Code that repeats itself, as files do: what speculative decoding is for.
@@ -121,10 +105,7 @@ fn edit_latency_ms(engine: &mut Engine) -> (f64, usize) {
 /// ones: the fastest of 25 rounds that run the sizes in turn (the fastest,
 /// because what slows a pass down on a shared machine only ever adds).
 fn pass_ms_by_batch(path: &Path, threads: usize) -> Vec<(usize, f64)> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let mut file = GgufFile::open(path).unwrap();
         let network = Network::load(&mut file, 2048, ComputeDevice::Cpu, &mut |_| {}).unwrap();
@@ -141,60 +122,36 @@ fn pass_ms_by_batch(path: &Path, threads: usize) -> Vec<(usize, f64)> {
                 *best = best.min(started.elapsed().as_secs_f64() * 1e3);
             }
         }
-        fastest
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(m, &ms)| (m, ms))
-            .collect()
+        fastest.iter().enumerate().skip(1).map(|(m, &ms)| (m, ms)).collect()
     })
 }
 
 fn main() {
-    let Some(args) = BenchArgs::from_env("engine", &["--threads", "--device"]) else {
-        return;
-    };
+    let Some(args) = BenchArgs::from_env("engine", &["--threads", "--device"]) else { return };
     let models_dir = std::env::var_os("CRIA_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cria"))
         .join("models");
     let threads = args.value("--threads").map(|_| args.number("--threads", 0));
-    let device: ComputeDevice = args.value("--device").map_or(ComputeDevice::Cpu, |d| {
-        d.parse().unwrap_or_else(|e| fail(format!("--device: {e}")))
-    });
+    let device: ComputeDevice = args.value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| fail(format!("--device: {e}"))));
     let quick = args.switch("--quick");
     let passes = args.switch("--passes");
-    let files = args.positional(&[
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "qwen2.5-coder-0.5b-instruct-q5_0.gguf",
-    ]);
+    let files = args.positional(&["SmolLM2-135M-Instruct.Q4_1.gguf", "qwen2.5-coder-0.5b-instruct-q5_0.gguf"]);
     for file in files {
         let path = models_dir.join(&file);
         if passes {
             let ms = pass_ms_by_batch(&path, threads.unwrap_or_else(default_threads));
-            println!(
-                "{}",
-                serde_json::json!({ "model": file, "pass_ms_by_batch": ms })
-            );
+            println!("{}", serde_json::json!({ "model": file, "pass_ms_by_batch": ms }));
             continue;
         }
         let started = Instant::now();
-        let options = EngineOptions {
-            context_length: 2048,
-            threads: threads.unwrap_or(0),
-            device,
-            ..Default::default()
-        };
-        let mut engine = Engine::load(&path, &options, &mut |_| {})
-            .unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+        let options = EngineOptions { context_length: 2048, threads: threads.unwrap_or(0), device, ..Default::default() };
+        let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         let pp512 = prefill_tps(&mut engine, 512);
         if quick {
             let tg = decode_tps(&mut engine, 32);
-            println!(
-                "{}",
-                serde_json::json!({ "model": file, "threads": engine.threads(), "prefill_512_tps": pp512, "decode_tps": tg })
-            );
+            println!("{}", serde_json::json!({ "model": file, "threads": engine.threads(), "prefill_512_tps": pp512, "decode_tps": tg }));
             continue;
         }
         let pp1536 = prefill_tps(&mut engine, 1536);
@@ -203,11 +160,7 @@ fn main() {
         let (plain_repeating, _) = decode_speed(&mut engine, &repeating, 64, false);
         let (speculative_repeating, accepted) = decode_speed(&mut engine, &repeating, 64, true);
         let stats = engine.speculation_stats();
-        let pass_ms: Vec<(usize, f64)> = stats
-            .timed()
-            .into_iter()
-            .map(|(n, s)| (n, s * 1e3))
-            .collect();
+        let pass_ms: Vec<(usize, f64)> = stats.timed().into_iter().map(|(n, s)| (n, s * 1e3)).collect();
         let (edit_ms, computed) = edit_latency_ms(&mut engine);
         println!(
             "{}",

@@ -30,16 +30,11 @@ fn time(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let Some(args) = BenchArgs::from_env("prefill_gemm", &["--threads"]) else {
-        return;
-    };
+    let Some(args) = BenchArgs::from_env("prefill_gemm", &["--threads"]) else { return };
     let threads = args.number("--threads", 2);
     // candle's GEMM sizes its own thread pool from RAYON_NUM_THREADS.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     let m = 512;
     println!("| matrix (rows × width, type) | cria integer kernels (ms) | dequantized f32 + dense GEMM (ms) | GEMM / cria |");
     println!("| --- | ---: | ---: | ---: |");
@@ -52,40 +47,20 @@ fn main() {
         ("down (other layers)", 896, 4864, GgmlDType::Q6K),
     ] {
         let w = Tensor::randn(0f32, 0.05, (rows, k), &Device::Cpu).unwrap();
-        let x: Vec<f32> = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let x: Vec<f32> = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
-        let dense_w = q
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .t()
-            .unwrap()
-            .contiguous()
-            .unwrap();
+        let dense_w = q.dequantize(&Device::Cpu).unwrap().t().unwrap().contiguous().unwrap();
         let ours = QuantMatrix::new(QTensor::quantize(&w, dtype).unwrap()).unwrap();
         let mut out = vec![0f32; m * rows];
         let mut scratch = Scratch::default();
-        let ours_ms = time(|| {
-            pool.install(|| ours.matmul(&x, m, &mut out, &mut scratch))
-                .unwrap()
-        });
+        let ours_ms = time(|| pool.install(|| ours.matmul(&x, m, &mut out, &mut scratch)).unwrap());
         let xt = Tensor::from_slice(&x, (m, k), &Device::Cpu).unwrap();
         let dense_ms = time(|| {
             xt.matmul(&dense_w).unwrap();
         });
         ours_total += ours_ms;
         dense_total += dense_ms;
-        println!(
-            "| {name} ({rows} × {k}, {dtype:?}) | {ours_ms:.1} | {dense_ms:.1} | {:.2}× |",
-            dense_ms / ours_ms
-        );
+        println!("| {name} ({rows} × {k}, {dtype:?}) | {ours_ms:.1} | {dense_ms:.1} | {:.2}× |", dense_ms / ours_ms);
     }
-    println!(
-        "| one layer's products | {ours_total:.1} | {dense_total:.1} | {:.2}× |",
-        dense_total / ours_total
-    );
+    println!("| one layer's products | {ours_total:.1} | {dense_total:.1} | {:.2}× |", dense_total / ours_total);
 }

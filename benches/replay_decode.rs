@@ -34,10 +34,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use cria::completion::{
-    mode_at, resolve_model, start, Ablation, Backend, CursorPlace, Model, Pipeline, PromptSize,
-    SuggestionSettings,
-};
+use cria::completion::{mode_at, resolve_model, start, Ablation, Backend, CursorPlace, Model, Pipeline, PromptSize, SuggestionSettings};
 use cria::context::CompletionMode;
 use cria::documents::Language;
 use cria::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, StopReason};
@@ -58,33 +55,16 @@ const LONG_TOKENS: usize = 48;
 fn typing_session(source: &str, body: &str) -> Vec<(String, usize)> {
     let indent_of = |line: &str| line.len() - line.trim_start_matches(' ').len();
     let mut lines: Vec<String> = source.split('\n').map(str::to_string).collect();
-    let rows: Vec<usize> = (0..lines.len())
-        .filter(|&i| lines[i].trim() == MARKER)
-        .collect();
-    assert_eq!(
-        rows.len(),
-        1,
-        "the source must contain exactly one line `{MARKER}`"
-    );
+    let rows: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim() == MARKER).collect();
+    assert_eq!(rows.len(), 1, "the source must contain exactly one line `{MARKER}`");
     let row = rows[0];
     let base = indent_of(&lines[row]);
     lines[row] = " ".repeat(base);
     let (mut cur_row, mut cur_col) = (row, base);
     let mut states = Vec::new();
-    let mut edit = |lines: &mut Vec<String>,
-                    cur_row: &mut usize,
-                    cur_col: &mut usize,
-                    col0: usize,
-                    col1: usize,
-                    text: &str| {
-        let (head, tail) = (
-            lines[*cur_row][..col0].to_string(),
-            lines[*cur_row][col1..].to_string(),
-        );
-        let new: Vec<String> = format!("{head}{text}{tail}")
-            .split('\n')
-            .map(str::to_string)
-            .collect();
+    let mut edit = |lines: &mut Vec<String>, cur_row: &mut usize, cur_col: &mut usize, col0: usize, col1: usize, text: &str| {
+        let (head, tail) = (lines[*cur_row][..col0].to_string(), lines[*cur_row][col1..].to_string());
+        let new: Vec<String> = format!("{head}{text}{tail}").split('\n').map(str::to_string).collect();
         let added = new.len();
         *cur_col = new[added - 1].len() - tail.len();
         lines.splice(*cur_row..=*cur_row, new);
@@ -96,58 +76,25 @@ fn typing_session(source: &str, body: &str) -> Vec<(String, usize)> {
     for (i, body_line) in body.trim_end_matches('\n').split('\n').enumerate() {
         if i > 0 {
             let current = lines[cur_row].clone();
-            let mut auto = indent_of(&current)
-                + if current.trim_end().ends_with(':') {
-                    INDENT_UNIT
-                } else {
-                    0
-                };
+            let mut auto = indent_of(&current) + if current.trim_end().ends_with(':') { INDENT_UNIT } else { 0 };
             if current.trim().is_empty() {
                 auto = indent_of(&current);
             }
             let col = cur_col;
-            edit(
-                &mut lines,
-                &mut cur_row,
-                &mut cur_col,
-                col,
-                col,
-                &format!("\n{}", " ".repeat(auto)),
-            );
+            edit(&mut lines, &mut cur_row, &mut cur_col, col, col, &format!("\n{}", " ".repeat(auto)));
         }
         let target = base + indent_of(body_line);
         while indent_of(&lines[cur_row]) > target && lines[cur_row].trim().is_empty() {
             let col = cur_col;
-            edit(
-                &mut lines,
-                &mut cur_row,
-                &mut cur_col,
-                col - INDENT_UNIT,
-                col,
-                "",
-            );
+            edit(&mut lines, &mut cur_row, &mut cur_col, col - INDENT_UNIT, col, "");
         }
         while cur_col < target {
             let col = cur_col;
-            edit(
-                &mut lines,
-                &mut cur_row,
-                &mut cur_col,
-                col,
-                col,
-                &" ".repeat(INDENT_UNIT),
-            );
+            edit(&mut lines, &mut cur_row, &mut cur_col, col, col, &" ".repeat(INDENT_UNIT));
         }
         for ch in body_line.trim_start_matches(' ').chars() {
             let col = cur_col;
-            edit(
-                &mut lines,
-                &mut cur_row,
-                &mut cur_col,
-                col,
-                col,
-                &ch.to_string(),
-            );
+            edit(&mut lines, &mut cur_row, &mut cur_col, col, col, &ch.to_string());
         }
     }
     states
@@ -167,30 +114,10 @@ fn served_request(
     if mode == CompletionMode::Skip {
         return None;
     }
-    let place = CursorPlace {
-        text,
-        offset: cursor,
-        tree: Some(tree),
-        language: &Language::Python,
-        mode,
-        path: "ledger.py",
-        anchor: None,
-    };
-    let pipeline = Pipeline {
-        model,
-        settings,
-        backend: &Backend::Embedded,
-    };
+    let place = CursorPlace { text, offset: cursor, tree: Some(tree), language: &Language::Python, mode, path: "ledger.py", anchor: None };
+    let pipeline = Pipeline { model, settings, backend: &Backend::Embedded };
     let no_snippets = &mut |_: &_| Arc::new(Vec::new());
-    let built = pipeline
-        .build(
-            &place,
-            PromptSize::Full,
-            no_snippets,
-            None,
-            CancelFlag::new(),
-        )
-        .expect("prompt");
+    let built = pipeline.build(&place, PromptSize::Full, no_snippets, None, CancelFlag::new()).expect("prompt");
     Some(built.request)
 }
 
@@ -228,34 +155,14 @@ impl Totals {
 }
 
 fn generate(model: &Model, request: &GenerationRequest, speculative: bool) -> Completion {
-    let request = GenerationRequest {
-        speculative,
-        ..request.clone()
-    };
-    model
-        .generator
-        .generate(request)
-        .blocking_recv()
-        .expect("the model worker stopped")
-        .expect("generation")
+    let request = GenerationRequest { speculative, ..request.clone() };
+    model.generator.generate(request).blocking_recv().expect("the model worker stopped").expect("generation")
 }
 
 /// Runs one request both ways and adds it to `totals`.
-fn measure(
-    model: &Model,
-    request: &GenerationRequest,
-    speculative_first: bool,
-    totals: &mut Totals,
-) {
+fn measure(model: &Model, request: &GenerationRequest, speculative_first: bool, totals: &mut Totals) {
     // Fill the cache with this prompt first, so both timed runs start alike.
-    generate(
-        model,
-        &GenerationRequest {
-            max_new_tokens: 1,
-            ..request.clone()
-        },
-        false,
-    );
+    generate(model, &GenerationRequest { max_new_tokens: 1, ..request.clone() }, false);
     let (plain, speculative) = if speculative_first {
         let s = generate(model, request, true);
         (generate(model, request, false), s)
@@ -263,10 +170,7 @@ fn measure(
         let p = generate(model, request, false);
         (p, generate(model, request, true))
     };
-    assert_eq!(
-        plain.tokens, speculative.tokens,
-        "speculation changed the greedy output"
-    );
+    assert_eq!(plain.tokens, speculative.tokens, "speculation changed the greedy output");
     totals.positions += 1;
     totals.tokens += decoded(&plain);
     totals.plain_s += plain.decode.as_secs_f64();
@@ -286,36 +190,19 @@ fn main() {
 
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/data");
     let source = std::fs::read_to_string(data.join("ledger.py")).expect("benches/data/ledger.py");
-    let body = std::fs::read_to_string(data.join("ledger_body.txt"))
-        .expect("benches/data/ledger_body.txt");
+    let body = std::fs::read_to_string(data.join("ledger_body.txt")).expect("benches/data/ledger_body.txt");
     let states = typing_session(&source, &body);
     let mut parser = tree_sitter::Parser::new();
-    parser
-        .set_language(
-            &Language::from_language_id("python")
-                .grammar()
-                .expect("python grammar"),
-        )
-        .unwrap();
-    let settings = SuggestionSettings {
-        ablation: Ablation::from_env(),
-        ..SuggestionSettings::default()
-    };
+    parser.set_language(&Language::from_language_id("python").grammar().expect("python grammar")).unwrap();
+    let settings = SuggestionSettings { ablation: Ablation::from_env(), ..SuggestionSettings::default() };
     let home = CriaHome::from_env().expect("CRIA_HOME");
 
     for name in names {
         let resolved = resolve_model(&name, &home).unwrap_or_else(|e| fail(format!("{name}: {e}")));
-        let options = EngineOptions {
-            context_length: EngineOptions::default().context_length,
-            threads,
-            speculative: true,
-            ..Default::default()
-        };
-        let starting = start(resolved, options, None, Box::new(|_| {}))
-            .unwrap_or_else(|e| fail(format!("{name}: {e}")));
-        let model = starting
-            .finish_blocking()
-            .unwrap_or_else(|e| fail(format!("{name}: {e}")));
+        let options =
+            EngineOptions { context_length: EngineOptions::default().context_length, threads, speculative: true, ..Default::default() };
+        let starting = start(resolved, options, None, Box::new(|_| {})).unwrap_or_else(|e| fail(format!("{name}: {e}")));
+        let model = starting.finish_blocking().unwrap_or_else(|e| fail(format!("{name}: {e}")));
         // Each case in a pass of its own, as a server sees one kind of
         // request: the engine's learnt guess rate follows that case only.
         let (mut served, mut long) = (Totals::default(), Totals::default());
@@ -327,11 +214,7 @@ fn main() {
                     continue;
                 };
                 if multi_line {
-                    let request = GenerationRequest {
-                        max_new_tokens: LONG_TOKENS,
-                        stop_strings: Vec::new(),
-                        ..request
-                    };
+                    let request = GenerationRequest { max_new_tokens: LONG_TOKENS, stop_strings: Vec::new(), ..request };
                     measure(&model, &request, i % 2 == 0, &mut long);
                 } else {
                     measure(&model, &request, i % 2 == 0, &mut served);

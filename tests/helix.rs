@@ -86,54 +86,32 @@ impl Client {
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             while let Some(message) = read_frame(&mut reader) {
-                let is_server_request =
-                    message.get("method").is_some() && message.get("id").is_some();
+                let is_server_request = message.get("method").is_some() && message.get("id").is_some();
                 if is_server_request {
                     let result = match message["method"].as_str() {
-                        Some(
-                            "window/workDoneProgress/create"
-                            | "client/registerCapability"
-                            | "window/showMessageRequest",
-                        ) => Value::Null,
+                        Some("window/workDoneProgress/create" | "client/registerCapability" | "window/showMessageRequest") => Value::Null,
                         Some("workspace/configuration") => json!([]),
                         _ => Value::Null,
                     };
-                    write_frame(
-                        &replies,
-                        &json!({"jsonrpc": "2.0", "id": message["id"], "result": result}),
-                    );
+                    write_frame(&replies, &json!({"jsonrpc": "2.0", "id": message["id"], "result": result}));
                 }
                 if tx.send(message).is_err() {
                     break;
                 }
             }
         });
-        Self {
-            child,
-            stdin,
-            incoming,
-            notifications: VecDeque::new(),
-            next_id: 0,
-        }
+        Self { child, stdin, incoming, notifications: VecDeque::new(), next_id: 0 }
     }
 
     fn notify(&self, method: &str, params: Value) {
-        write_frame(
-            &self.stdin,
-            &json!({"jsonrpc": "2.0", "method": method, "params": params}),
-        );
+        write_frame(&self.stdin, &json!({"jsonrpc": "2.0", "method": method, "params": params}));
     }
 
     fn recv(&self, deadline: Instant, waiting_for: &str) -> Value {
-        match self
-            .incoming
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
+        match self.incoming.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for {waiting_for}"),
-            Err(RecvTimeoutError::Disconnected) => {
-                panic!("the server closed its output while waiting for {waiting_for}")
-            }
+            Err(RecvTimeoutError::Disconnected) => panic!("the server closed its output while waiting for {waiting_for}"),
         }
     }
 
@@ -141,10 +119,7 @@ impl Client {
     fn request(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
-        write_frame(
-            &self.stdin,
-            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
-        );
+        write_frame(&self.stdin, &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         let deadline = Instant::now() + STEP;
         loop {
             let message = self.recv(deadline, method);
@@ -260,8 +235,7 @@ fn helix_initialize(root: &Path, options: Value) -> Value {
 fn languages_toml() -> toml::Table {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../editors/helix/languages.toml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.parse()
-        .unwrap_or_else(|e| panic!("{} is not valid TOML: {e}", path.display()))
+    text.parse().unwrap_or_else(|e| panic!("{} is not valid TOML: {e}", path.display()))
 }
 
 #[test]
@@ -269,38 +243,17 @@ fn languages_toml_adds_cria_to_every_supported_language() {
     let table = languages_toml();
     let server = &table["language-server"]["cria"];
     assert_eq!(server["command"].as_str(), Some("cria"));
-    assert_eq!(
-        server["args"].as_array().unwrap(),
-        &vec![toml::Value::from("lsp")]
-    );
+    assert_eq!(server["args"].as_array().unwrap(), &vec![toml::Value::from("lsp")]);
     assert!(server["config"].is_table());
     let languages = table["language"].as_array().expect("[[language]] entries");
-    for name in [
-        "rust",
-        "python",
-        "javascript",
-        "typescript",
-        "tsx",
-        "go",
-        "c",
-        "cpp",
-        "java",
-    ] {
+    for name in ["rust", "python", "javascript", "typescript", "tsx", "go", "c", "cpp", "java"] {
         let language = languages
             .iter()
             .find(|l| l["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("no [[language]] for {name}"));
-        let servers: Vec<&str> = language["language-servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|s| s.as_str())
-            .collect();
+        let servers: Vec<&str> = language["language-servers"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
         assert!(servers.contains(&"cria"), "{name}: {servers:?}");
-        assert!(
-            servers.len() >= 2,
-            "{name} keeps its usual server next to cria: {servers:?}"
-        );
+        assert!(servers.len() >= 2, "{name} keeps its usual server next to cria: {servers:?}");
     }
 }
 
@@ -314,13 +267,7 @@ fn helix_session_on_smollm2() {
     let smollm2 = support::smollm2();
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join("models")).unwrap();
-    std::os::unix::fs::symlink(
-        &smollm2,
-        home.path()
-            .join("models")
-            .join(smollm2.file_name().unwrap()),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(&smollm2, home.path().join("models").join(smollm2.file_name().unwrap())).unwrap();
     let project = home.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
 
@@ -328,8 +275,7 @@ fn helix_session_on_smollm2() {
     // with didChangeConfiguration. The test model is the fast one, and the
     // budget is generous for slow CI machines.
     let table = languages_toml();
-    let mut options =
-        serde_json::to_value(table["language-server"]["cria"]["config"].clone()).unwrap();
+    let mut options = serde_json::to_value(table["language-server"]["cria"]["config"].clone()).unwrap();
     options["model"] = json!("smollm2-135m-instruct");
     options["latencyBudgetMs"] = json!(30000);
     // Short suggestions keep the test quick on a loaded machine.
@@ -339,25 +285,15 @@ fn helix_session_on_smollm2() {
     let started = Instant::now();
     let init = client.request("initialize", helix_initialize(&project, options.clone()));
     let caps = &init["capabilities"];
-    assert_eq!(
-        caps["positionEncoding"], "utf-8",
-        "utf-8 is Helix's first choice: {caps}"
-    );
+    assert_eq!(caps["positionEncoding"], "utf-8", "utf-8 is Helix's first choice: {caps}");
     assert!(caps["completionProvider"].is_object(), "{caps}");
-    assert_eq!(
-        caps["textDocumentSync"]["change"], 2,
-        "incremental sync: {caps}"
-    );
+    assert_eq!(caps["textDocumentSync"]["change"], 2, "incremental sync: {caps}");
     assert_eq!(init["serverInfo"]["name"], "cria");
     client.notify("initialized", json!({}));
-    client.notify(
-        "workspace/didChangeConfiguration",
-        json!({"settings": options}),
-    );
+    client.notify("workspace/didChangeConfiguration", json!({"settings": options}));
 
     let ready = client.wait_notification("cria/status ready", |m| {
-        m["method"] == "cria/status"
-            && matches!(m["params"]["state"].as_str(), Some("ready" | "error"))
+        m["method"] == "cria/status" && matches!(m["params"]["state"].as_str(), Some("ready" | "error"))
     });
     assert_eq!(ready["params"]["state"], "ready", "{ready}");
     assert_eq!(ready["params"]["model"], "smollm2-135m-instruct");
@@ -365,10 +301,7 @@ fn helix_session_on_smollm2() {
     // A Python file, the cursor in the middle of typing `rad` (for `radius`).
     let uri = format!("file://{}/circle.py", project.display());
     let text = "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\ndef circle_circumference(radius):\n    return 2 * math.pi * rad";
-    client.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": uri, "languageId": "python", "version": 0, "text": text}}),
-    );
+    client.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "python", "version": 0, "text": text}}));
     assert_eq!(client.document_text(&uri), json!(text));
 
     let line = "    return 2 * math.pi * rad";
@@ -377,13 +310,7 @@ fn helix_session_on_smollm2() {
         "textDocument/completion",
         json!({"textDocument": {"uri": uri}, "position": cursor, "context": {"triggerKind": 1}}),
     );
-    check_single_item(
-        &list,
-        8,
-        utf8_len("    return 2 * math.pi * "),
-        "rad",
-        &cursor,
-    );
+    check_single_item(&list, 8, utf8_len("    return 2 * math.pi * "), "rad", &cursor);
     let status = client.wait_notification("cria/status after the completion", |m| {
         m["method"] == "cria/status" && m["params"]["lastLatencyMs"].is_u64()
     });
@@ -396,31 +323,13 @@ fn helix_session_on_smollm2() {
         // Insert a comment line at the top.
         (0, 0, 0, 0, "# café → 😀 naïve\n"),
         // Replace `naïve` (after the emoji) with `résumé`.
-        (
-            0,
-            utf8_len("# café → 😀 "),
-            0,
-            utf8_len("# café → 😀 naïve"),
-            "résumé",
-        ),
+        (0, utf8_len("# café → 😀 "), 0, utf8_len("# café → 😀 naïve"), "résumé"),
         // Insert after the 4-byte emoji.
-        (
-            0,
-            utf8_len("# café → 😀"),
-            0,
-            utf8_len("# café → 😀"),
-            " 🚀",
-        ),
+        (0, utf8_len("# café → 😀"), 0, utf8_len("# café → 😀"), " 🚀"),
         // Delete `é ` across a multi-byte boundary.
         (0, utf8_len("# caf"), 0, utf8_len("# café "), ""),
         // A new last line that ends in an identifier with a multi-byte letter.
-        (
-            9,
-            utf8_len(line),
-            9,
-            utf8_len(line),
-            "\n    naïve_total = naï",
-        ),
+        (9, utf8_len(line), 9, utf8_len(line), "\n    naïve_total = naï"),
     ];
     for (version, (sl, sc, el, ec, new_text)) in edits.into_iter().enumerate() {
         apply(&mut expected, sl, sc, el, ec, new_text);
@@ -431,11 +340,7 @@ fn helix_session_on_smollm2() {
                 "contentChanges": [{"range": {"start": {"line": sl, "character": sc}, "end": {"line": el, "character": ec}}, "text": new_text}]
             }),
         );
-        assert_eq!(
-            client.document_text(&uri),
-            json!(expected),
-            "after edit {version}: {new_text:?}"
-        );
+        assert_eq!(client.document_text(&uri), json!(expected), "after edit {version}: {new_text:?}");
     }
     assert!(expected.starts_with("# caf→ 😀 🚀 résumé\n"), "{expected}");
 
@@ -449,10 +354,7 @@ fn helix_session_on_smollm2() {
     check_single_item(&list, 10, utf8_len("    naïve_total = "), "naï", &cursor);
 
     // Helix closes the document and shuts the server down on exit.
-    client.notify(
-        "textDocument/didClose",
-        json!({"textDocument": {"uri": uri}}),
-    );
+    client.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
     assert_eq!(client.document_text(&uri), Value::Null);
     assert_eq!(client.request("shutdown", Value::Null), Value::Null);
     client.notify("exit", Value::Null);
@@ -465,62 +367,32 @@ fn helix_session_on_smollm2() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status}");
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(120), "took {:?}", started.elapsed());
 }
 
 /// The completion list Helix gets: one item carrying the whole suggestion,
 /// its edit starting at the identifier being typed.
 fn check_single_item(list: &Value, line: u32, word_start: u32, word: &str, cursor: &Value) {
     assert_eq!(list["isIncomplete"], true, "{list}");
-    let items = list["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a CompletionList: {list}"));
+    let items = list["items"].as_array().unwrap_or_else(|| panic!("a CompletionList: {list}"));
     assert_eq!(items.len(), 1, "one item with the whole suggestion: {list}");
     let item = &items[0];
-    assert_eq!(
-        item["insertTextFormat"], 1,
-        "plain text, never a snippet: {item}"
-    );
+    assert_eq!(item["insertTextFormat"], 1, "plain text, never a snippet: {item}");
     assert_eq!(item["detail"], "cria");
     let edit = &item["textEdit"];
-    assert_eq!(
-        edit["range"]["start"],
-        json!({"line": line, "character": word_start}),
-        "{item}"
-    );
-    assert_eq!(
-        edit["range"]["end"], *cursor,
-        "nothing after the cursor to replace: {item}"
-    );
+    assert_eq!(edit["range"]["start"], json!({"line": line, "character": word_start}), "{item}");
+    assert_eq!(edit["range"]["end"], *cursor, "nothing after the cursor to replace: {item}");
     let new_text = edit["newText"].as_str().unwrap();
-    assert!(
-        new_text.starts_with(word) && new_text.len() > word.len(),
-        "newText {new_text:?} extends {word:?}"
-    );
+    assert!(new_text.starts_with(word) && new_text.len() > word.len(), "newText {new_text:?} extends {word:?}");
     let label = item["label"].as_str().unwrap();
-    assert!(
-        label.starts_with(word) && !label.contains('\n'),
-        "label {label:?}"
-    );
-    assert_eq!(
-        item["filterText"].as_str(),
-        Some(new_text),
-        "Helix filters by the typed word"
-    );
+    assert!(label.starts_with(word) && !label.contains('\n'), "label {label:?}");
+    assert_eq!(item["filterText"].as_str(), Some(new_text), "Helix filters by the typed word");
 }
 
 /// Applies an LSP edit with utf-8 positions to a string.
 fn apply(text: &mut String, sl: u32, sc: u32, el: u32, ec: u32, new_text: &str) {
     let offset = |line: u32, character: u32| -> usize {
-        let start: usize = text
-            .split_inclusive('\n')
-            .take(line as usize)
-            .map(str::len)
-            .sum();
+        let start: usize = text.split_inclusive('\n').take(line as usize).map(str::len).sum();
         start + character as usize
     };
     let (start, end) = (offset(sl, sc), offset(el, ec));

@@ -35,10 +35,8 @@ fn ready_server(home: &Path, model: &str, extra: Value) -> LspClient {
 fn handshake_negotiates_encoding_and_announces_capabilities() {
     let home = support::linked_home();
     let mut c = LspClient::start(home.path(), &[]);
-    let result = c.initialize(
-        json!({"general": {"positionEncodings": ["utf-32", "utf-8", "utf-16"]}}),
-        json!({"model": "/nonexistent.gguf"}),
-    );
+    let result =
+        c.initialize(json!({"general": {"positionEncodings": ["utf-32", "utf-8", "utf-16"]}}), json!({"model": "/nonexistent.gguf"}));
     let caps = &result["capabilities"];
     assert_eq!(caps["positionEncoding"], "utf-8");
     assert_eq!(caps["textDocumentSync"]["change"], 2, "incremental sync");
@@ -49,10 +47,7 @@ fn handshake_negotiates_encoding_and_announces_capabilities() {
 
     let mut c = LspClient::start(home.path(), &[]);
     let result = c.initialize(json!({}), json!({"model": "/nonexistent.gguf"}));
-    assert_eq!(
-        result["capabilities"]["positionEncoding"], "utf-16",
-        "utf-16 when the client offers nothing"
-    );
+    assert_eq!(result["capabilities"]["positionEncoding"], "utf-16", "utf-16 when the client offers nothing");
     c.shutdown();
 }
 
@@ -69,57 +64,32 @@ fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
         .received
         .iter()
         .filter(|m| m["method"] == "$/progress")
-        .map(|m| {
-            m["params"]["value"]["kind"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        })
+        .map(|m| m["params"]["value"]["kind"].as_str().unwrap_or("").to_string())
         .collect();
-    assert_eq!(
-        kinds.first().map(String::as_str),
-        Some("begin"),
-        "{kinds:?}"
-    );
+    assert_eq!(kinds.first().map(String::as_str), Some("begin"), "{kinds:?}");
     assert_eq!(kinds.last().map(String::as_str), Some("end"), "{kinds:?}");
-    assert!(c
-        .received
-        .iter()
-        .any(|m| m["method"] == "cria/status" && m["params"]["state"] == "loading"));
+    assert!(c.received.iter().any(|m| m["method"] == "cria/status" && m["params"]["state"] == "loading"));
 
     let uri = "file:///work/numbers.py";
     let text = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    ";
     c.open(uri, "python", text);
     let answer = c.inline_completion(uri, 5, 4, LONG);
-    let items = answer["result"]
-        .as_array()
-        .or_else(|| answer["result"]["items"].as_array())
-        .expect("a list")
-        .clone();
+    let items = answer["result"].as_array().or_else(|| answer["result"]["items"].as_array()).expect("a list").clone();
     assert_eq!(items.len(), 1, "{answer}");
-    assert!(
-        !items[0]["insertText"].as_str().unwrap().trim().is_empty(),
-        "{answer}"
-    );
+    assert!(!items[0]["insertText"].as_str().unwrap().trim().is_empty(), "{answer}");
     let status = c.wait_for(Duration::from_secs(10), "status after completion", |m| {
         m["method"] == "cria/status" && m["params"]["lastLatencyMs"].is_number()
     });
     assert!(status["params"]["promptTokens"].as_u64().unwrap() > 10);
 
-    let id = c.request(
-        "textDocument/completion",
-        json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 4}}),
-    );
+    let id = c.request("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 4}}));
     let answer = c.response(id, LONG);
     let list = &answer["result"];
     assert_eq!(list["isIncomplete"], true);
     let item = &list["items"][0];
     assert_eq!(item["detail"], "cria", "{answer}");
     assert_eq!(item["insertTextFormat"], 1);
-    assert_eq!(
-        item["textEdit"]["range"]["start"],
-        json!({"line": 5, "character": 4})
-    );
+    assert_eq!(item["textEdit"]["range"]["start"], json!({"line": 5, "character": 4}));
     // The same prompt again is answered from the cache, identically.
     let inline_text = items[0]["insertText"].as_str().unwrap();
     assert_eq!(item["textEdit"]["newText"], inline_text);
@@ -130,17 +100,10 @@ fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
     let answer = c.inline_completion(uri, 5, 14, LONG);
     assert!(answer["result"].is_array(), "{answer}");
     let status = c.wait_for(Duration::from_secs(10), "status after the edit", |m| {
-        m["method"] == "cria/status"
-            && m["params"]["promptTokens"].as_u64() > status["params"]["promptTokens"].as_u64()
+        m["method"] == "cria/status" && m["params"]["promptTokens"].as_u64() > status["params"]["promptTokens"].as_u64()
     });
-    let (reused, prompt) = (
-        status["params"]["reusedTokens"].as_u64().unwrap(),
-        status["params"]["promptTokens"].as_u64().unwrap(),
-    );
-    assert!(
-        reused > 10 && reused < prompt,
-        "reused {reused} of {prompt}"
-    );
+    let (reused, prompt) = (status["params"]["reusedTokens"].as_u64().unwrap(), status["params"]["promptTokens"].as_u64().unwrap());
+    assert!(reused > 10 && reused < prompt, "reused {reused} of {prompt}");
     c.shutdown();
 }
 
@@ -151,21 +114,10 @@ fn accepting_a_suggestion_computes_the_next_one_ahead_of_the_request() {
     let uri = "file:///work/accept.py";
     c.open(uri, "python", "def add(a, b):\n    ");
     // The editor inserts an accepted suggestion, then reports it.
-    change(
-        &mut c,
-        uri,
-        2,
-        (1, 4, 1, 4),
-        "return a + b\n\n\ndef sub(a, b):\n    ",
-    );
-    let id = c.request(
-        "workspace/executeCommand",
-        json!({"command": "cria.accepted", "arguments": [{"uri": uri, "text": "return a + b"}]}),
-    );
-    assert!(c
-        .response(id, Duration::from_secs(30))
-        .get("result")
-        .is_some());
+    change(&mut c, uri, 2, (1, 4, 1, 4), "return a + b\n\n\ndef sub(a, b):\n    ");
+    let id =
+        c.request("workspace/executeCommand", json!({"command": "cria.accepted", "arguments": [{"uri": uri, "text": "return a + b"}]}));
+    assert!(c.response(id, Duration::from_secs(30)).get("result").is_some());
     // The speculative completion runs on its own and reports its status.
     let status = c.wait_for(LONG, "status of the speculative completion", |m| {
         m["method"] == "cria/status" && m["params"]["lastLatencyMs"].is_number()
@@ -180,28 +132,14 @@ fn accepting_a_suggestion_computes_the_next_one_ahead_of_the_request() {
 #[test]
 fn fim_completion_on_qwen_coder_uses_the_text_after_the_cursor() {
     let home = support::linked_home();
-    let mut c = ready_server(
-        home.path(),
-        "qwen2.5-coder-0.5b-instruct",
-        json!({"maxTokens": 24}),
-    );
+    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"maxTokens": 24}));
     let uri = "file:///work/shapes.py";
-    let text =
-        "import math\n\n\ndef circle_area(radius):\n    return \n\n\nprint(circle_area(2.0))\n";
+    let text = "import math\n\n\ndef circle_area(radius):\n    return \n\n\nprint(circle_area(2.0))\n";
     c.open(uri, "python", text);
     let answer = c.inline_completion(uri, 4, 11, LONG);
-    let insert = answer["result"][0]["insertText"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        insert.contains("radius"),
-        "FIM answer uses the parameter: {answer}"
-    );
-    assert!(
-        !insert.contains("print(circle_area"),
-        "the text after the cursor is not repeated: {insert:?}"
-    );
+    let insert = answer["result"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    assert!(insert.contains("radius"), "FIM answer uses the parameter: {answer}");
+    assert!(!insert.contains("print(circle_area"), "the text after the cursor is not repeated: {insert:?}");
     c.shutdown();
 }
 
@@ -212,30 +150,15 @@ fn fim_completion_on_qwen_coder_uses_the_text_after_the_cursor() {
 #[test]
 fn answers_continue_a_partial_word_and_a_trailing_space_exactly() {
     let home = support::linked_home();
-    let mut c = ready_server(
-        home.path(),
-        "qwen2.5-coder-0.5b-instruct",
-        json!({"latencyBudgetMs": 60000, "maxTokens": 16}),
-    );
+    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"latencyBudgetMs": 60000, "maxTokens": 16}));
     let original = include_str!("../benches/data/ledger.py");
     let uri = "file:///work/heal/ledger.py";
     c.open(uri, "python", original);
-    let words: std::collections::HashSet<&str> = original
-        .split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
-        .collect();
+    let words: std::collections::HashSet<&str> = original.split(|ch: char| !(ch.is_alphanumeric() || ch == '_')).collect();
     let cases = [
-        (
-            "    totals: dict[str, Decimal] = defaultdict(Decimal)",
-            "    totals: dict[str, Decimal] = de",
-        ),
-        (
-            "    totals: dict[str, Decimal] = defaultdict(Decimal)",
-            "    totals: dict[str, Decimal] = def",
-        ),
-        (
-            "    totals: dict[str, Decimal] = defaultdict(Decimal)",
-            "    totals: dict[str, Decimal] = ",
-        ),
+        ("    totals: dict[str, Decimal] = defaultdict(Decimal)", "    totals: dict[str, Decimal] = de"),
+        ("    totals: dict[str, Decimal] = defaultdict(Decimal)", "    totals: dict[str, Decimal] = def"),
+        ("    totals: dict[str, Decimal] = defaultdict(Decimal)", "    totals: dict[str, Decimal] = "),
         ("    for tx in transactions:", "    for tx in "),
     ];
     for (version, (whole, typed)) in cases.into_iter().enumerate() {
@@ -248,27 +171,11 @@ fn answers_continue_a_partial_word_and_a_trailing_space_exactly() {
             json!({"textDocument": {"uri": uri, "version": version + 2}, "contentChanges": [{"text": text}]}),
         );
         let answer = c.inline_completion(uri, line, typed.len() as u32, LONG);
-        let insert = answer["result"][0]["insertText"]
-            .as_str()
-            .unwrap_or_default();
+        let insert = answer["result"][0]["insertText"].as_str().unwrap_or_default();
         assert!(!insert.trim().is_empty(), "{typed:?}: no answer: {answer}");
-        assert!(
-            !insert.starts_with([' ', '\t']),
-            "{typed:?}: a doubled space: {insert:?}"
-        );
-        let typed_word: String = typed
-            .chars()
-            .rev()
-            .take_while(|ch| ch.is_alphanumeric())
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let spliced: String = typed_word
-            .chars()
-            .chain(insert.chars())
-            .take_while(|ch| ch.is_alphanumeric() || *ch == '_')
-            .collect();
+        assert!(!insert.starts_with([' ', '\t']), "{typed:?}: a doubled space: {insert:?}");
+        let typed_word: String = typed.chars().rev().take_while(|ch| ch.is_alphanumeric()).collect::<Vec<_>>().into_iter().rev().collect();
+        let spliced: String = typed_word.chars().chain(insert.chars()).take_while(|ch| ch.is_alphanumeric() || *ch == '_').collect();
         assert!(
             typed_word.is_empty() || words.contains(spliced.as_str()),
             "{typed:?}: accepting {insert:?} writes `{spliced}`, a word the file does not have"
@@ -284,11 +191,7 @@ fn answers_continue_a_partial_word_and_a_trailing_space_exactly() {
 #[test]
 fn enter_recomputes_only_the_new_line() {
     let home = support::linked_home();
-    let mut c = ready_server(
-        home.path(),
-        "qwen2.5-coder-0.5b-instruct",
-        json!({"latencyBudgetMs": 60000, "maxTokens": 4}),
-    );
+    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"latencyBudgetMs": 60000, "maxTokens": 4}));
     let text = include_str!("../benches/data/ledger.py");
     let uri = "file:///work/enter/ledger.py";
     c.open(uri, "python", text);
@@ -314,19 +217,13 @@ fn enter_recomputes_only_the_new_line() {
             status_of(m).is_some_and(|s| s["promptTokens"].as_u64().is_some_and(|p| p > previous))
         });
         let s = status_of(&status).unwrap();
-        let (prompt, reused) = (
-            s["promptTokens"].as_u64().unwrap(),
-            s["reusedTokens"].as_u64().unwrap(),
-        );
+        let (prompt, reused) = (s["promptTokens"].as_u64().unwrap(), s["reusedTokens"].as_u64().unwrap());
         previous = prompt;
         if typed.starts_with('\n') {
             computed_after_enter.push(prompt - reused);
         }
     }
-    assert!(
-        computed_after_enter.iter().all(|&n| n <= 8),
-        "tokens computed after each Enter: {computed_after_enter:?}"
-    );
+    assert!(computed_after_enter.iter().all(|&n| n <= 8), "tokens computed after each Enter: {computed_after_enter:?}");
     c.shutdown();
 }
 
@@ -338,37 +235,22 @@ fn a_prefetch_flood_builds_only_the_newest_prompts() {
     let home = support::linked_home();
     let log = home.path().join("server.log");
     let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
-    let mut c =
-        LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=debug")], stderr);
-    c.initialize(
-        utf16_caps(),
-        json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 60000, "maxTokens": 8}),
-    );
+    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=debug")], stderr);
+    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 60000, "maxTokens": 8}));
     assert_eq!(c.wait_model(LONG)["state"], "ready");
     let uri = "file:///work/flood.py";
-    let text: String = (0..200)
-        .map(|i| format!("def f{i}(x):\n    return x + {i}\n\n"))
-        .collect();
+    let text: String = (0..200).map(|i| format!("def f{i}(x):\n    return x + {i}\n\n")).collect();
     c.open(uri, "python", &text);
     let floods = 2000;
     for i in 0..floods {
         let position = json!({"line": (i * 7) % 600, "character": 4});
-        c.notify(
-            "cria/prefetch",
-            json!({"textDocument": {"uri": uri}, "position": position}),
-        );
+        c.notify("cria/prefetch", json!({"textDocument": {"uri": uri}, "position": position}));
     }
     let answer = c.inline_completion(uri, 4, 4, LONG);
     assert!(answer["result"].is_array(), "{answer}");
     c.shutdown();
-    let built = std::fs::read_to_string(&log)
-        .unwrap()
-        .matches("prefetch: prompt built")
-        .count();
-    assert!(
-        built < floods / 10,
-        "{built} prompts built for {floods} prefetches"
-    );
+    let built = std::fs::read_to_string(&log).unwrap().matches("prefetch: prompt built").count();
+    assert!(built < floods / 10, "{built} prompts built for {floods} prefetches");
 }
 
 // ---- documents: the server's copy equals the editor's ----
@@ -419,27 +301,21 @@ fn utf16_edits_with_emoji_and_crlf_keep_the_text_exact() {
     let mut c = LspClient::start(home.path(), &[]);
     c.initialize(json!({}), json!({"model": "/nonexistent.gguf"}));
     let uri = "file:///work/emoji.rs";
-    let mut text = String::from(
-        "fn main() {\r\n    let crab = \"🦀🦀\"; // 𝄞 clef\r\n    println!(\"{crab}\");\r\n}\r\n",
-    );
+    let mut text = String::from("fn main() {\r\n    let crab = \"🦀🦀\"; // 𝄞 clef\r\n    println!(\"{crab}\");\r\n}\r\n");
     c.open(uri, "rust", &text);
     type Edit<'a> = ((u32, u32, u32, u32), &'a str);
     let edits: [Edit; 6] = [
-        ((1, 16, 1, 18), ""),    // delete the second crab (2 UTF-16 units)
-        ((1, 16, 1, 16), "🐍é"), // insert after the first crab
-        ((1, 27, 1, 29), "G"),   // replace the clef (a surrogate pair)
+        ((1, 16, 1, 18), ""),                      // delete the second crab (2 UTF-16 units)
+        ((1, 16, 1, 16), "🐍é"),                   // insert after the first crab
+        ((1, 27, 1, 29), "G"),                     // replace the clef (a surrogate pair)
         ((2, 0, 2, 0), "\r\n    // new line\r\n"), // insert lines with CRLF
-        ((0, 11, 1, 0), " // opened\r\n"), // across a CRLF
-        ((4, 99, 4, 99), " tail"), // past the end of a line: clamps to its end
+        ((0, 11, 1, 0), " // opened\r\n"),         // across a CRLF
+        ((4, 99, 4, 99), " tail"),                 // past the end of a line: clamps to its end
     ];
     for (version, (range, new)) in edits.iter().enumerate() {
         change(&mut c, uri, version as i64 + 2, *range, new);
         edit(&mut text, *range, new, true);
-        assert_eq!(
-            c.document_text(uri),
-            json!(text),
-            "after edit {version}: {range:?} {new:?}"
-        );
+        assert_eq!(c.document_text(uri), json!(text), "after edit {version}: {range:?} {new:?}");
     }
     c.shutdown();
 }
@@ -447,37 +323,25 @@ fn utf16_edits_with_emoji_and_crlf_keep_the_text_exact() {
 #[test]
 fn random_edit_sequences_keep_the_text_exact_in_utf8_and_utf16() {
     let home = support::linked_home();
-    for (utf16, caps) in [
-        (false, json!({"general": {"positionEncodings": ["utf-8"]}})),
-        (true, json!({})),
-    ] {
+    for (utf16, caps) in [(false, json!({"general": {"positionEncodings": ["utf-8"]}})), (true, json!({}))] {
         let mut c = LspClient::start(home.path(), &[]);
         c.initialize(caps, json!({"model": "/nonexistent.gguf"}));
         let uri = "file:///work/random.py";
         let mut text = String::from("def f(x):\r\n    return x  # é\n\n🦀 = 1\r");
         c.open(uri, "python", &text);
         let mut rng = StdRng::seed_from_u64(if utf16 { 16 } else { 8 });
-        let pieces = [
-            "", "a", "\n", "\r\n", "\r", "\t", "🦀", "é", "日本", "{}", "()", "\"", "    ",
-            "x = 1\n", "𝄞",
-        ];
+        let pieces = ["", "a", "\n", "\r\n", "\r", "\t", "🦀", "é", "日本", "{}", "()", "\"", "    ", "x = 1\n", "𝄞"];
         for version in 0..300 {
             let lines = text.split('\n').count() as u32 + 1;
             let mut pos = || (rng.random_range(0..lines), rng.random_range(0..12u32));
             let (a, b) = (pos(), pos());
             let (start, end) = if a <= b { (a, b) } else { (b, a) };
-            let new: String = (0..rng.random_range(0..3))
-                .map(|_| pieces[rng.random_range(0..pieces.len())])
-                .collect();
+            let new: String = (0..rng.random_range(0..3)).map(|_| pieces[rng.random_range(0..pieces.len())]).collect();
             let range = (start.0, start.1, end.0, end.1);
             change(&mut c, uri, version + 2, range, &new);
             edit(&mut text, range, &new, utf16);
             if version % 50 == 49 {
-                assert_eq!(
-                    c.document_text(uri),
-                    json!(text),
-                    "utf16={utf16} after {version} edits"
-                );
+                assert_eq!(c.document_text(uri), json!(text), "utf16={utf16} after {version} edits");
             }
         }
         assert_eq!(c.document_text(uri), json!(text));
@@ -488,29 +352,15 @@ fn random_edit_sequences_keep_the_text_exact_in_utf8_and_utf16() {
 #[test]
 fn a_storm_of_edits_and_requests_is_answered_without_deadlock() {
     let home = support::linked_home();
-    let mut c = ready_server(
-        home.path(),
-        "smollm2-135m-instruct",
-        json!({"maxTokens": 8, "latencyBudgetMs": 3000}),
-    );
+    let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 8, "latencyBudgetMs": 3000}));
     let uri = "file:///work/storm.py";
     let mut text = String::from("def storm():\n    ");
     c.open(uri, "python", &text);
-    let typed: String = "total = sum(range(10)) + len('abc') * 2  # typed one key at a time\n    "
-        .chars()
-        .cycle()
-        .take(200)
-        .collect();
+    let typed: String = "total = sum(range(10)) + len('abc') * 2  # typed one key at a time\n    ".chars().cycle().take(200).collect();
     let mut ids = Vec::new();
     let (mut line, mut col) = (1u32, 4u32);
     for (i, ch) in typed.chars().enumerate() {
-        change(
-            &mut c,
-            uri,
-            i as i64 + 2,
-            (line, col, line, col),
-            &ch.to_string(),
-        );
+        change(&mut c, uri, i as i64 + 2, (line, col, line, col), &ch.to_string());
         text.push(ch);
         if ch == '\n' {
             (line, col) = (line + 1, 0);
@@ -526,10 +376,7 @@ fn a_storm_of_edits_and_requests_is_answered_without_deadlock() {
     let mut answered = 0;
     for id in ids {
         let r = c.response(id, Duration::from_secs(120));
-        assert!(
-            r.get("result").is_some() || r["error"]["code"] == -32800,
-            "answered or cancelled: {r}"
-        );
+        assert!(r.get("result").is_some() || r["error"]["code"] == -32800, "answered or cancelled: {r}");
         answered += 1;
     }
     assert_eq!(answered, 200);
@@ -546,10 +393,7 @@ fn bad_input_gets_errors_or_empty_answers_and_the_server_keeps_serving() {
     let mut c = LspClient::start(home.path(), &[]);
     c.initialize(json!({}), json!({"model": "/nonexistent.gguf"}));
     let error_code = |c: &mut LspClient| {
-        c.wait_for(Duration::from_secs(30), "error reply", |m| {
-            m.get("error").is_some() && m["id"].is_null()
-        })["error"]["code"]
-            .clone()
+        c.wait_for(Duration::from_secs(30), "error reply", |m| m.get("error").is_some() && m["id"].is_null())["error"]["code"].clone()
     };
     c.send_raw(b"Content-Length: 9\r\n\r\n{not json");
     assert_eq!(error_code(&mut c), -32700);
@@ -559,18 +403,9 @@ fn bad_input_gets_errors_or_empty_answers_and_the_server_keeps_serving() {
     assert_eq!(error_code(&mut c), -32700);
 
     let id = c.request("cria/noSuchMethod", json!({}));
-    assert_eq!(
-        c.response(id, Duration::from_secs(30))["error"]["code"],
-        -32601
-    );
-    let id = c.request(
-        "textDocument/inlineCompletion",
-        json!({"textDocument": {"uri": "file:///x.py"}, "position": {"line": "two"}}),
-    );
-    assert_eq!(
-        c.response(id, Duration::from_secs(30))["error"]["code"],
-        -32602
-    );
+    assert_eq!(c.response(id, Duration::from_secs(30))["error"]["code"], -32601);
+    let id = c.request("textDocument/inlineCompletion", json!({"textDocument": {"uri": "file:///x.py"}, "position": {"line": "two"}}));
+    assert_eq!(c.response(id, Duration::from_secs(30))["error"]["code"], -32602);
 
     // A document never opened, and a position far past the end: empty answers.
     let r = c.inline_completion("file:///never-opened.py", 0, 0, Duration::from_secs(30));
@@ -593,10 +428,7 @@ fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
     let shown = c.wait_for(LONG, "showMessage", |m| m["method"] == "window/showMessage");
     assert_eq!(shown["params"]["type"], 1, "an error");
     let message = shown["params"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("/models/missing.gguf") && message.contains("model"),
-        "{message}"
-    );
+    assert!(message.contains("/models/missing.gguf") && message.contains("model"), "{message}");
     let status = c.wait_model(LONG);
     assert_eq!(status["state"], "error");
     assert!(status["message"].as_str().unwrap().contains("missing.gguf"));
@@ -604,26 +436,14 @@ fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
     let r = c.inline_completion("file:///a.py", 0, 8, Duration::from_secs(30));
     assert_eq!(r["result"], json!([]));
     // Bad settings values are reported and the rest still applies.
-    c.notify(
-        "workspace/didChangeConfiguration",
-        json!({"settings": {"cria": {"maxTokens": "many", "nonsense": 1}}}),
-    );
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"maxTokens": "many", "nonsense": 1}}}));
     let shown = c.wait_for(Duration::from_secs(30), "showMessage for maxTokens", |m| {
-        m["method"] == "window/showMessage"
-            && m["params"]["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("maxTokens")
+        m["method"] == "window/showMessage" && m["params"]["message"].as_str().unwrap_or("").contains("maxTokens")
     });
     assert_eq!(shown["params"]["type"], 1);
     // Pointing the setting at a real model loads it.
-    c.notify(
-        "workspace/didChangeConfiguration",
-        json!({"settings": {"cria": {"model": "smollm2-135m-instruct"}}}),
-    );
-    let status = c.wait_for(LONG, "ready", |m| {
-        m["method"] == "cria/status" && m["params"]["state"] == "ready"
-    });
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"model": "smollm2-135m-instruct"}}}));
+    let status = c.wait_for(LONG, "ready", |m| m["method"] == "cria/status" && m["params"]["state"] == "ready");
     assert_eq!(status["params"]["model"], "smollm2-135m-instruct");
     c.shutdown();
 }
@@ -634,29 +454,14 @@ fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
 #[test]
 fn changing_a_setting_that_shapes_the_answer_bypasses_the_cache() {
     let home = support::linked_home();
-    let mut c = ready_server(
-        home.path(),
-        "smollm2-135m-instruct",
-        json!({"maxTokens": 16}),
-    );
+    let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 16}));
     let uri = "file:///work/settings.py";
     c.open(uri, "python", "def add(a, b):\n    ");
-    let text_of = |answer: &Value| {
-        answer["result"][0]["insertText"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
+    let text_of = |answer: &Value| answer["result"][0]["insertText"].as_str().unwrap_or_default().to_string();
     let long = text_of(&c.inline_completion(uri, 1, 4, LONG));
-    c.notify(
-        "workspace/didChangeConfiguration",
-        json!({"settings": {"cria": {"maxTokens": 1}}}),
-    );
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"maxTokens": 1}}}));
     let short = text_of(&c.inline_completion(uri, 1, 4, LONG));
-    assert!(
-        long.len() > short.len(),
-        "maxTokens 1 answered {short:?} (with 16: {long:?})"
-    );
+    assert!(long.len() > short.len(), "maxTokens 1 answered {short:?} (with 16: {long:?})");
     c.shutdown();
 }
 
@@ -667,17 +472,9 @@ fn changing_a_setting_that_shapes_the_answer_bypasses_the_cache() {
 #[test]
 fn a_selected_completion_item_is_extended_over_its_range() {
     let home = support::linked_home();
-    let mut c = ready_server(
-        home.path(),
-        "smollm2-135m-instruct",
-        json!({"maxTokens": 8}),
-    );
+    let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 8}));
     let uri = "file:///work/selected.py";
-    c.open(
-        uri,
-        "python",
-        "import math\n\n\ndef area(r):\n    return math.p",
-    );
+    c.open(uri, "python", "import math\n\n\ndef area(r):\n    return math.p");
     let range = json!({"start": {"line": 4, "character": 16}, "end": {"line": 4, "character": 17}});
     let id = c.request(
         "textDocument/inlineCompletion",
@@ -698,10 +495,7 @@ fn a_selected_completion_item_is_extended_over_its_range() {
 /// emptied: the cursor goes there, after the indentation.
 fn ledger() -> (String, u32, u32) {
     let text = include_str!("../benches/data/ledger.py");
-    let line = text
-        .lines()
-        .position(|l| l.contains("# keystroke-replay: cursor"))
-        .expect("marked line") as u32;
+    let line = text.lines().position(|l| l.contains("# keystroke-replay: cursor")).expect("marked line") as u32;
     let text = text.replace("# keystroke-replay: cursor", "");
     (text, line, 8)
 }
@@ -714,11 +508,7 @@ fn status_of(m: &Value) -> Option<&Value> {
 fn a_request_that_outlives_its_budget_is_finished_in_the_background_and_served_on_the_re_ask() {
     let home = support::linked_home();
     // A budget far too short for any prefill: the first answer must be late.
-    let mut c = ready_server(
-        home.path(),
-        "qwen2.5-coder-0.5b-instruct",
-        json!({"latencyBudgetMs": 50, "maxTokens": 24}),
-    );
+    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"latencyBudgetMs": 50, "maxTokens": 24}));
     let (text, line, _) = ledger();
     // A loop header being typed: a one-line answer even from a small prompt.
     let text = text.replacen("\n        \n", "\n        for tx in \n", 1);
@@ -726,70 +516,38 @@ fn a_request_that_outlives_its_budget_is_finished_in_the_background_and_served_o
     let uri = "file:///work/late/ledger.py";
     c.open(uri, "python", &text);
     let first = c.inline_completion(uri, line, character, LONG);
-    assert_eq!(
-        first["result"],
-        json!([]),
-        "nothing is ready within 50 ms: {first}"
-    );
+    assert_eq!(first["result"], json!([]), "nothing is ready within 50 ms: {first}");
     // The editor is told the server is warming, then that the answer is ready.
-    c.wait_for(LONG, "warming", |m| {
-        status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri)
-    });
-    c.wait_for(LONG, "ready after warming", |m| {
-        status_of(m).is_some_and(|s| s["state"] == "ready")
-    });
+    c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri));
+    c.wait_for(LONG, "ready after warming", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));
     let again = c.inline_completion(uri, line, character, LONG);
-    let insert = again["result"][0]["insertText"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(
-        !insert.trim().is_empty(),
-        "the re-ask gets the finished answer from the cache: {again}"
-    );
+    let insert = again["result"][0]["insertText"].as_str().unwrap_or_default();
+    assert!(!insert.trim().is_empty(), "the re-ask gets the finished answer from the cache: {again}");
     c.shutdown();
 }
 
 #[test]
 fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     let home = support::linked_home();
-    let mut c = ready_server(
-        home.path(),
-        "qwen2.5-coder-0.5b-instruct",
-        json!({"latencyBudgetMs": 5000, "maxTokens": 8}),
-    );
+    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"latencyBudgetMs": 5000, "maxTokens": 8}));
     let (text, line, character) = ledger();
     let (a, b) = ("file:///work/warm/ledger.py", "file:///work/warm/other.py");
     let warm = |c: &mut LspClient, uri: &str, line: u32, character: u32| {
         c.notify("cria/prefetch", json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}));
-        c.wait_for(LONG, "warming", |m| {
-            status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri)
-        });
-        c.wait_for(LONG, "warm-up done", |m| {
-            status_of(m).is_some_and(|s| s["state"] == "ready")
-        });
+        c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri));
+        c.wait_for(LONG, "warm-up done", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));
     };
-    let numbers = |s: &Value| {
-        (
-            s["lastLatencyMs"].clone(),
-            s["promptTokens"].clone(),
-            s["reusedTokens"].clone(),
-        )
-    };
+    let numbers = |s: &Value| (s["lastLatencyMs"].clone(), s["promptTokens"].clone(), s["reusedTokens"].clone());
     let reused = |c: &mut LspClient, uri: &str, line: u32, character: u32| {
         let before = c.received.iter().rev().find_map(status_of).map(numbers);
         let answer = c.inline_completion(uri, line, character, LONG);
         assert!(answer["result"].is_array(), "{answer}");
         // The status of this completion: the first with new numbers.
         let status = c.wait_for(LONG, "status of the completion", |m| {
-            status_of(m)
-                .is_some_and(|s| s["lastLatencyMs"].is_number() && Some(numbers(s)) != before)
+            status_of(m).is_some_and(|s| s["lastLatencyMs"].is_number() && Some(numbers(s)) != before)
         });
         let s = status["params"].clone();
-        (
-            s["reusedTokens"].as_u64().unwrap(),
-            s["promptTokens"].as_u64().unwrap(),
-            s["kvSlots"].as_u64().unwrap_or(0),
-        )
+        (s["reusedTokens"].as_u64().unwrap(), s["promptTokens"].as_u64().unwrap(), s["kvSlots"].as_u64().unwrap_or(0))
     };
     c.open(a, "python", &text);
     warm(&mut c, a, line, character);
@@ -800,9 +558,7 @@ fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     );
 
     // Another file, then back: the first file's prompt is still cached.
-    let other = text
-        .replace("Ledger", "Journal")
-        .replace("ledger", "journal");
+    let other = text.replace("Ledger", "Journal").replace("ledger", "journal");
     c.open(b, "python", &other);
     warm(&mut c, b, line, character);
     let (reused_b, prompt_b, slots) = reused(&mut c, b, line, character);
@@ -811,9 +567,6 @@ fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     // Typing a character makes a new prompt (the same one would come from the suggestion cache).
     change(&mut c, a, 2, (line, character, line, character), "t");
     let (back, prompt, _) = reused(&mut c, a, line, character + 1);
-    assert!(
-        back + 8 >= prompt,
-        "switching back computes almost nothing: {back} of {prompt}"
-    );
+    assert!(back + 8 >= prompt, "switching back computes almost nothing: {back} of {prompt}");
     c.shutdown();
 }

@@ -40,61 +40,26 @@ fn fixture() -> Fixture {
     tiny_codellama::write(
         &vocab,
         &dest,
-        &[
-            (before_last, last_of_prefix),
-            (last_of_prefix, hello),
-            (MID, last_of_prefix),
-            (hello, world),
-            (world, EOT),
-        ],
+        &[(before_last, last_of_prefix), (last_of_prefix, hello), (MID, last_of_prefix), (hello, world), (world, EOT)],
     );
     let home = CriaHome::new(dir.path());
-    Fixture {
-        _dir: dir,
-        home,
-        tokenizer,
-        hello,
-        world,
-    }
+    Fixture { _dir: dir, home, tokenizer, hello, world }
 }
 
 fn start_model(f: &Fixture, order: Option<FimOrder>) -> Model {
     let resolved = resolve_model("codellama-7b", &f.home).expect("resolves by name");
     assert!(resolved.gguf.starts_with(f.home.models_dir()));
-    start(
-        resolved,
-        EngineOptions {
-            context_length: 512,
-            ..Default::default()
-        },
-        order,
-        Box::new(|_| {}),
-    )
-    .unwrap()
-    .finish_blocking()
-    .expect("loads and passes the config's vocabulary check")
+    start(resolved, EngineOptions { context_length: 512, ..Default::default() }, order, Box::new(|_| {}))
+        .unwrap()
+        .finish_blocking()
+        .expect("loads and passes the config's vocabulary check")
 }
 
 fn complete(model: &Model) -> (Vec<u32>, cria::engine::Completion) {
-    let cursor = CursorText {
-        prefix: PREFIX.into(),
-        suffix: SUFFIX.into(),
-    };
-    let input = CompletionInput {
-        cursor: &cursor,
-        context: &[],
-        line_comment: "#",
-        path: None,
-    };
-    let (request, prompt) = model
-        .request(&input, &Settings::default(), None, CancelFlag::new())
-        .unwrap();
-    let completion = model
-        .generator
-        .generate(request)
-        .blocking_recv()
-        .unwrap()
-        .unwrap();
+    let cursor = CursorText { prefix: PREFIX.into(), suffix: SUFFIX.into() };
+    let input = CompletionInput { cursor: &cursor, context: &[], line_comment: "#", path: None };
+    let (request, prompt) = model.request(&input, &Settings::default(), None, CancelFlag::new()).unwrap();
+    let completion = model.generator.generate(request).blocking_recv().unwrap().unwrap();
     (prompt.tokens, completion)
 }
 
@@ -112,21 +77,14 @@ fn suffix_prefix_middle_matches_the_reference_layout_and_stops_at_eot() {
     let f = fixture();
     let model = start_model(&f, None);
     assert_eq!(model.name, "codellama-7b");
-    assert_eq!(
-        model.template.order,
-        FimOrder::Spm,
-        "Code Llama prefers suffix-prefix-middle"
-    );
+    assert_eq!(model.template.order, FimOrder::Spm, "Code Llama prefers suffix-prefix-middle");
     let (prompt, completion) = complete(&model);
     let mut expected = vec![1, PRE, SUF];
     expected.extend(f.tokenizer.encode_continuation(SUFFIX).unwrap());
     expected.push(MID);
     expected.extend(healed_prefix(&f.tokenizer));
     assert_eq!(prompt, expected);
-    assert_ne!(
-        f.tokenizer.encode_continuation(SUFFIX).unwrap(),
-        f.tokenizer.encode(SUFFIX).unwrap()
-    );
+    assert_ne!(f.tokenizer.encode_continuation(SUFFIX).unwrap(), f.tokenizer.encode(SUFFIX).unwrap());
     let return_ = f.tokenizer.token_id("\u{2581}return").unwrap();
     assert_eq!(completion.tokens, vec![return_, f.hello, f.world]);
     assert_eq!(completion.text, " hello world");

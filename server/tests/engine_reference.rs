@@ -18,28 +18,14 @@ fn load(path: &Path) -> Engine {
 }
 
 fn load_on(path: &Path, device: ComputeDevice) -> Engine {
-    Engine::load(
-        path,
-        &EngineOptions {
-            device,
-            ..EngineOptions::default()
-        },
-        &mut |_| {},
-    )
-    .expect("model loads")
+    Engine::load(path, &EngineOptions { device, ..EngineOptions::default() }, &mut |_| {}).expect("model loads")
 }
 
 fn reference_logits(path: &Path, tokens: &[u32]) -> Vec<f32> {
     let mut file = std::fs::File::open(path).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
-    let arch = content.metadata["general.architecture"]
-        .to_string()
-        .unwrap()
-        .clone();
-    let input = Tensor::new(tokens, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let arch = content.metadata["general.architecture"].to_string().unwrap().clone();
+    let input = Tensor::new(tokens, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let logits = match arch.as_str() {
         "llama" => quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
             .unwrap()
@@ -71,15 +57,8 @@ fn assert_logits_match(path: &Path, device: ComputeDevice) {
     let reference = reference_logits(path, &tokens);
     assert_eq!(ours.len(), reference.len());
     let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let worst = ours
-        .iter()
-        .zip(&reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= 0.05 * scale.max(1.0),
-        "{device}: max |Δlogit| = {worst} (logit scale {scale})"
-    );
+    let worst = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst <= 0.05 * scale.max(1.0), "{device}: max |Δlogit| = {worst} (logit scale {scale})");
     let softmax = |v: &[f32]| {
         let max = v.iter().cloned().fold(f32::MIN, f32::max);
         let e: Vec<f64> = v.iter().map(|x| ((x - max) as f64).exp()).collect();
@@ -87,12 +66,7 @@ fn assert_logits_match(path: &Path, device: ComputeDevice) {
         e.into_iter().map(|x| x / sum).collect::<Vec<f64>>()
     };
     let (p, q) = (softmax(&reference), softmax(&ours));
-    let kl: f64 = p
-        .iter()
-        .zip(&q)
-        .filter(|(a, _)| **a > 0.0)
-        .map(|(a, b)| a * (a / b.max(1e-300)).ln())
-        .sum();
+    let kl: f64 = p.iter().zip(&q).filter(|(a, _)| **a > 0.0).map(|(a, b)| a * (a / b.max(1e-300)).ln()).sum();
     assert!(kl < 1e-2, "{device}: KL(reference || ours) = {kl}");
     let top = |v: &[f32], n: usize| {
         let mut ids: Vec<usize> = (0..v.len()).collect();
@@ -102,10 +76,7 @@ fn assert_logits_match(path: &Path, device: ComputeDevice) {
     };
     let (theirs, mine) = (top(&reference, 3), top(&ours, 5));
     assert_eq!(mine[0], theirs[0], "{device}: top token");
-    assert!(
-        theirs.iter().all(|t| mine.contains(t)),
-        "{device}: reference top 3 {theirs:?} within our top 5 {mine:?}"
-    );
+    assert!(theirs.iter().all(|t| mine.contains(t)), "{device}: reference top 3 {theirs:?} within our top 5 {mine:?}");
 }
 
 #[test]
@@ -129,9 +100,7 @@ fn device_pass_on_the_cpu_matches_candle_transformers_on_qwen_coder() {
 }
 
 fn greedy(engine: &mut Engine, prompt: &[u32], n: usize) -> cria::engine::Completion {
-    engine
-        .generate(&GenerationRequest::new(prompt.to_vec(), n, vec![]))
-        .unwrap()
+    engine.generate(&GenerationRequest::new(prompt.to_vec(), n, vec![])).unwrap()
 }
 
 fn assert_reuse_matches_cold(path: &Path, device: ComputeDevice) {
@@ -142,32 +111,16 @@ fn assert_reuse_matches_cold(path: &Path, device: ComputeDevice) {
     let edited = tok.encode(&edited_text).unwrap();
     let done = greedy(&mut warm, &first, 6);
     assert_eq!(done.reused_tokens, 0);
-    let common = warm
-        .cached_tokens()
-        .iter()
-        .zip(&edited)
-        .take_while(|(a, b)| a == b)
-        .count();
-    assert!(
-        common > 20 && common < edited.len(),
-        "the edit is near the end ({common} of {})",
-        edited.len()
-    );
+    let common = warm.cached_tokens().iter().zip(&edited).take_while(|(a, b)| a == b).count();
+    assert!(common > 20 && common < edited.len(), "the edit is near the end ({common} of {})", edited.len());
     let reused = greedy(&mut warm, &edited, 12);
     assert_eq!(reused.reused_tokens, common);
-    assert_eq!(
-        reused.computed_tokens(),
-        edited.len() - common,
-        "only the tokens after the common prefix run"
-    );
+    assert_eq!(reused.computed_tokens(), edited.len() - common, "only the tokens after the common prefix run");
 
     let mut cold = load_on(path, device);
     let fresh = greedy(&mut cold, &edited, 12);
     assert_eq!(fresh.reused_tokens, 0);
-    assert_eq!(
-        reused.tokens, fresh.tokens,
-        "reuse changes nothing in greedy output"
-    );
+    assert_eq!(reused.tokens, fresh.tokens, "reuse changes nothing in greedy output");
     assert_eq!(reused.text, fresh.text);
 
     // The same prompt again reuses all but its last token.
@@ -177,14 +130,8 @@ fn assert_reuse_matches_cold(path: &Path, device: ComputeDevice) {
 
     if device.uses_candle() {
         // Candle's batched products are not bit-identical row by row.
-        assert!(
-            !warm.speculative(),
-            "no speculative decoding on the device pass"
-        );
-        assert_eq!(
-            reused.drafted_tokens + fresh.drafted_tokens + again.drafted_tokens,
-            0
-        );
+        assert!(!warm.speculative(), "no speculative decoding on the device pass");
+        assert_eq!(reused.drafted_tokens + fresh.drafted_tokens + again.drafted_tokens, 0);
     }
 }
 
@@ -217,43 +164,24 @@ fn device_pass_kv_reuse_after_an_edit_matches_a_cold_cache_on_qwen_coder() {
 fn tiny_f32_model(arch: &str, dest: &Path) {
     use candle_core::quantized::gguf_file::{self, Value};
     use candle_core::quantized::{GgmlDType, QTensor};
-    let (vocab, embd, heads, kv_heads, ff, layers) =
-        (97usize, 64usize, 4usize, 2usize, 96usize, 2usize);
+    let (vocab, embd, heads, kv_heads, ff, layers) = (97usize, 64usize, 4usize, 2usize, 96usize, 2usize);
     let head_dim = embd / heads;
     let mut seed = 7u64;
     let mut rand = |n: usize, scale: f32| -> Vec<f32> {
         (0..n)
             .map(|_| {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
             })
             .collect()
     };
     let tensor = |data: Vec<f32>, shape: &[usize]| -> QTensor {
-        QTensor::quantize(
-            &Tensor::from_vec(data, shape, &Device::Cpu).unwrap(),
-            GgmlDType::F32,
-        )
-        .unwrap()
+        QTensor::quantize(&Tensor::from_vec(data, shape, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap()
     };
     let mut tensors: Vec<(String, QTensor)> = vec![
-        (
-            "token_embd.weight".into(),
-            tensor(rand(vocab * embd, 1.0), &[vocab, embd]),
-        ),
-        (
-            "output.weight".into(),
-            tensor(rand(vocab * embd, 0.3), &[vocab, embd]),
-        ),
-        (
-            "output_norm.weight".into(),
-            tensor(
-                rand(embd, 1.0).iter().map(|x| 1.0 + x / 2.0).collect(),
-                &[embd],
-            ),
-        ),
+        ("token_embd.weight".into(), tensor(rand(vocab * embd, 1.0), &[vocab, embd])),
+        ("output.weight".into(), tensor(rand(vocab * embd, 0.3), &[vocab, embd])),
+        ("output_norm.weight".into(), tensor(rand(embd, 1.0).iter().map(|x| 1.0 + x / 2.0).collect(), &[embd])),
     ];
     for layer in 0..layers {
         let p = |s: &str| format!("blk.{layer}.{s}");
@@ -266,26 +194,13 @@ fn tiny_f32_model(arch: &str, dest: &Path) {
             ("ffn_up", ff, embd),
             ("ffn_down", embd, ff),
         ] {
-            tensors.push((
-                p(&format!("{name}.weight")),
-                tensor(rand(rows * cols, 0.4), &[rows, cols]),
-            ));
+            tensors.push((p(&format!("{name}.weight")), tensor(rand(rows * cols, 0.4), &[rows, cols])));
         }
         for name in ["attn_norm", "ffn_norm"] {
-            tensors.push((
-                p(&format!("{name}.weight")),
-                tensor(
-                    rand(embd, 1.0).iter().map(|x| 1.0 + x / 2.0).collect(),
-                    &[embd],
-                ),
-            ));
+            tensors.push((p(&format!("{name}.weight")), tensor(rand(embd, 1.0).iter().map(|x| 1.0 + x / 2.0).collect(), &[embd])));
         }
         if arch == "qwen2" {
-            for (name, n) in [
-                ("attn_q", embd),
-                ("attn_k", kv_heads * head_dim),
-                ("attn_v", kv_heads * head_dim),
-            ] {
+            for (name, n) in [("attn_q", embd), ("attn_k", kv_heads * head_dim), ("attn_v", kv_heads * head_dim)] {
                 tensors.push((p(&format!("{name}.bias")), tensor(rand(n, 0.5), &[n])));
             }
         }
@@ -304,15 +219,9 @@ fn tiny_f32_model(arch: &str, dest: &Path) {
         (key("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
         (key("vocab_size"), Value::U32(vocab as u32)),
     ];
-    let metadata_refs: Vec<(&str, &Value)> =
-        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let metadata_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    gguf_file::write(
-        &mut std::fs::File::create(dest).unwrap(),
-        &metadata_refs,
-        &tensor_refs,
-    )
-    .unwrap();
+    gguf_file::write(&mut std::fs::File::create(dest).unwrap(), &metadata_refs, &tensor_refs).unwrap();
 }
 
 fn assert_exact_math(arch: &str, device: ComputeDevice) {
@@ -327,23 +236,12 @@ fn assert_exact_math(arch: &str, device: ComputeDevice) {
     let tokens: Vec<u32> = (0..40).map(|i| (i * 37 + 11) % 97).collect();
     for len in [1, 2, 7, 40] {
         let mut cache = model.new_cache(256).unwrap();
-        let ours = model
-            .forward(&tokens[..len], &mut cache)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let ours = model.forward(&tokens[..len], &mut cache).unwrap().to_vec1::<f32>().unwrap();
         let reference = reference_logits(&path, &tokens[..len]);
         assert_eq!(ours.len(), reference.len());
-        let worst = ours
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
-        assert!(
-            worst <= 1e-5 * scale.max(1.0),
-            "{arch} on {device}, {len} tokens: max |Δlogit| = {worst} (scale {scale})"
-        );
+        assert!(worst <= 1e-5 * scale.max(1.0), "{arch} on {device}, {len} tokens: max |Δlogit| = {worst} (scale {scale})");
     }
 }
 
@@ -376,10 +274,7 @@ fn assert_speculation_changes_nothing(path: &Path) {
     let run = |engine: &mut Engine, speculative: bool| {
         // Start from an empty cache each time.
         engine.prompt_logits(&prompt[..1]).unwrap();
-        let request = GenerationRequest {
-            speculative,
-            ..GenerationRequest::new(prompt.clone(), 48, vec![])
-        };
+        let request = GenerationRequest { speculative, ..GenerationRequest::new(prompt.clone(), 48, vec![]) };
         engine.generate(&request).unwrap()
     };
     let plain = run(&mut engine, false);
@@ -388,21 +283,12 @@ fn assert_speculation_changes_nothing(path: &Path) {
     engine.set_speculation_stats(SpeculationStats::known(1.0, 0.0));
     let fast = run(&mut engine, true);
     assert_eq!(plain.drafted_tokens, 0);
-    assert!(
-        fast.accepted_tokens > 0,
-        "some guesses are right on repeating code ({} drafted)",
-        fast.drafted_tokens
-    );
-    assert_eq!(
-        fast.tokens, plain.tokens,
-        "speculation changes nothing in greedy output"
-    );
+    assert!(fast.accepted_tokens > 0, "some guesses are right on repeating code ({} drafted)", fast.drafted_tokens);
+    assert_eq!(fast.tokens, plain.tokens, "speculation changes nothing in greedy output");
     assert_eq!(fast.text, plain.text);
     assert_eq!(fast.stop_reason, plain.stop_reason);
     // The cache holds what it computed, guesses included: reusing it is exact too.
-    let again = engine
-        .generate(&GenerationRequest::new(prompt.clone(), 48, vec![]))
-        .unwrap();
+    let again = engine.generate(&GenerationRequest::new(prompt.clone(), 48, vec![])).unwrap();
     assert_eq!(again.reused_tokens, prompt.len() - 1);
     assert_eq!(again.tokens, plain.tokens);
 }

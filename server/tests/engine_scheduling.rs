@@ -8,24 +8,14 @@ mod support;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cria::engine::{
-    EngineHandle, EngineOptions, GenerationRequest, JobOptions, Priority, SlotChoice,
-};
+use cria::engine::{EngineHandle, EngineOptions, GenerationRequest, JobOptions, Priority, SlotChoice};
 
 const PROGRAM: &str = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n\n\n";
 
 fn start(kv_cache_mb: usize) -> (EngineHandle, std::sync::Arc<cria::engine::Tokenizer>) {
-    let options = EngineOptions {
-        context_length: 2048,
-        kv_cache_mb,
-        ..EngineOptions::default()
-    };
-    let (engine, loading) =
-        EngineHandle::spawn(support::smollm2(), options, Box::new(|_| {})).expect("engine starts");
-    let loaded = loading
-        .blocking_recv()
-        .expect("an answer")
-        .expect("model loads");
+    let options = EngineOptions { context_length: 2048, kv_cache_mb, ..EngineOptions::default() };
+    let (engine, loading) = EngineHandle::spawn(support::smollm2(), options, Box::new(|_| {})).expect("engine starts");
+    let loaded = loading.blocking_recv().expect("an answer").expect("model loads");
     (engine, loaded.tokenizer)
 }
 
@@ -34,22 +24,11 @@ fn prompt(tokenizer: &cria::engine::Tokenizer, text: &str) -> Vec<u32> {
 }
 
 fn auto(priority: Priority, key: &str) -> JobOptions {
-    JobOptions {
-        slot: SlotChoice::Auto,
-        priority,
-        late_budget: None,
-        key: Some(key.into()),
-    }
+    JobOptions { slot: SlotChoice::Auto, priority, late_budget: None, key: Some(key.into()) }
 }
 
 /// Runs a job and reports when its answer came, on `done`.
-fn run(
-    engine: &EngineHandle,
-    request: GenerationRequest,
-    options: JobOptions,
-    name: &'static str,
-    done: &mpsc::Sender<(&'static str, Instant, String)>,
-) {
+fn run(engine: &EngineHandle, request: GenerationRequest, options: JobOptions, name: &'static str, done: &mpsc::Sender<(&'static str, Instant, String)>) {
     let reply = engine.submit(request, options, None);
     let done = done.clone();
     std::thread::spawn(move || {
@@ -69,76 +48,30 @@ fn a_warm_up_gives_way_to_a_keystroke_and_resumes_without_changing_any_answer() 
     // Reference answers from a fresh engine, no warm-up.
     let (fresh, _) = start(0);
     let reference = |tokens: &[u32]| {
-        fresh
-            .generate(GenerationRequest::new(tokens.to_vec(), 16, vec![]))
-            .blocking_recv()
-            .unwrap()
-            .unwrap()
-            .text
+        fresh.generate(GenerationRequest::new(tokens.to_vec(), 16, vec![])).blocking_recv().unwrap().unwrap().text
     };
     let (want_long, want_other) = (reference(&long_tokens), reference(&other_tokens));
 
     let (done, answers) = mpsc::channel();
-    let warm = GenerationRequest {
-        max_new_tokens: 0,
-        ..GenerationRequest::new(long_tokens.clone(), 0, vec![])
-    };
-    run(
-        &engine,
-        warm,
-        auto(Priority::Background, "long.py"),
-        "warm-up",
-        &done,
-    );
+    let warm = GenerationRequest { max_new_tokens: 0, ..GenerationRequest::new(long_tokens.clone(), 0, vec![]) };
+    run(&engine, warm, auto(Priority::Background, "long.py"), "warm-up", &done);
     std::thread::sleep(Duration::from_millis(30)); // the warm-up is under way
-    run(
-        &engine,
-        GenerationRequest::new(other_tokens.clone(), 16, vec![]),
-        auto(Priority::Interactive, "other.py"),
-        "keystroke",
-        &done,
-    );
-    let first = answers
-        .recv_timeout(Duration::from_secs(300))
-        .expect("an answer");
-    let second = answers
-        .recv_timeout(Duration::from_secs(300))
-        .expect("an answer");
-    assert_eq!(
-        (first.0, second.0),
-        ("keystroke", "warm-up"),
-        "the keystroke is answered before the warm-up ends"
-    );
-    assert_eq!(
-        first.2, want_other,
-        "the keystroke's answer is the one a fresh engine gives"
-    );
+    run(&engine, GenerationRequest::new(other_tokens.clone(), 16, vec![]), auto(Priority::Interactive, "other.py"), "keystroke", &done);
+    let first = answers.recv_timeout(Duration::from_secs(300)).expect("an answer");
+    let second = answers.recv_timeout(Duration::from_secs(300)).expect("an answer");
+    assert_eq!((first.0, second.0), ("keystroke", "warm-up"), "the keystroke is answered before the warm-up ends");
+    assert_eq!(first.2, want_other, "the keystroke's answer is the one a fresh engine gives");
 
     // The warm-up's prompt is cached whole, in a slot of its own.
     assert_eq!(engine.cached_prefix(&long_tokens), long_tokens.len());
-    assert!(
-        engine.cached_prefix(&other_tokens) >= other_tokens.len(),
-        "the keystroke's slot is kept too"
-    );
+    assert!(engine.cached_prefix(&other_tokens) >= other_tokens.len(), "the keystroke's slot is kept too");
     let usage = engine.kv_usage();
-    assert!(
-        usage.slots >= 2 && usage.used >= 2 && usage.bytes > 0,
-        "{usage:?}"
-    );
+    assert!(usage.slots >= 2 && usage.used >= 2 && usage.bytes > 0, "{usage:?}");
     assert!(engine.prefill_rate().is_some_and(|r| r > 0.0));
-    let warmed = engine.submit(
-        GenerationRequest::new(long_tokens.clone(), 16, vec![]),
-        auto(Priority::Interactive, "long.py"),
-        None,
-    );
+    let warmed = engine.submit(GenerationRequest::new(long_tokens.clone(), 16, vec![]), auto(Priority::Interactive, "long.py"), None);
     let warmed = warmed.blocking_recv().unwrap().unwrap();
     assert_eq!(warmed.text, want_long, "resumed warm-up, same answer");
-    assert!(
-        warmed.reused_tokens + 1 >= long_tokens.len(),
-        "reused {} of {}",
-        warmed.reused_tokens,
-        long_tokens.len()
-    );
+    assert!(warmed.reused_tokens + 1 >= long_tokens.len(), "reused {} of {}", warmed.reused_tokens, long_tokens.len());
 }
 
 #[test]
@@ -146,36 +79,12 @@ fn a_late_job_finishes_its_prefill_past_the_deadline_and_decodes_on_its_late_bud
     let (engine, tokenizer) = start(0);
     let tokens = prompt(&tokenizer, &(PROGRAM.repeat(10) + "def main():\n    "));
     let already_past = Instant::now();
-    let late = |late_budget| JobOptions {
-        slot: SlotChoice::Auto,
-        priority: Priority::Interactive,
-        late_budget,
-        key: Some("a.py".into()),
-    };
-    let request = GenerationRequest {
-        deadline: Some(already_past),
-        ..GenerationRequest::new(tokens.clone(), 8, vec![])
-    };
-    let on_time = engine
-        .submit(request.clone(), late(None), None)
-        .blocking_recv()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (on_time.stop_reason.as_str(), on_time.tokens.len()),
-        ("deadline", 0),
-        "without a late budget the deadline ends it"
-    );
-    let finished = engine
-        .submit(request, late(Some(Duration::from_secs(60))), None)
-        .blocking_recv()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        finished.stop_reason.as_str(),
-        "length",
-        "with one it runs to the end"
-    );
+    let late = |late_budget| JobOptions { slot: SlotChoice::Auto, priority: Priority::Interactive, late_budget, key: Some("a.py".into()) };
+    let request = GenerationRequest { deadline: Some(already_past), ..GenerationRequest::new(tokens.clone(), 8, vec![]) };
+    let on_time = engine.submit(request.clone(), late(None), None).blocking_recv().unwrap().unwrap();
+    assert_eq!((on_time.stop_reason.as_str(), on_time.tokens.len()), ("deadline", 0), "without a late budget the deadline ends it");
+    let finished = engine.submit(request, late(Some(Duration::from_secs(60))), None).blocking_recv().unwrap().unwrap();
+    assert_eq!(finished.stop_reason.as_str(), "length", "with one it runs to the end");
     assert_eq!(finished.tokens.len(), 8);
     assert_eq!(engine.cached_prefix(&tokens), tokens.len());
 }

@@ -101,11 +101,7 @@ fn apply(bytes: &mut Vec<u8>, mutation: &Mutation) {
         Mutation::Flip(place, bits) if len > 0 => bytes[at(len, *place).min(len - 1)] ^= bits,
         Mutation::Number(place, n, wide) => {
             let i = at(len, *place);
-            let raw = if *wide {
-                n.to_le_bytes().to_vec()
-            } else {
-                (*n as u32).to_le_bytes().to_vec()
-            };
+            let raw = if *wide { n.to_le_bytes().to_vec() } else { (*n as u32).to_le_bytes().to_vec() };
             for (k, b) in raw.into_iter().enumerate() {
                 if let Some(slot) = bytes.get_mut(i + k) {
                     *slot = b;
@@ -187,10 +183,7 @@ fn run_lsp(runtime: &tokio::runtime::Runtime, input: Vec<u8>) -> bool {
     runtime.block_on(async move {
         let (mut to_server, server_in) = tokio::io::duplex(1 << 16);
         let (server_out, mut from_server) = tokio::io::duplex(1 << 16);
-        let config = cria::protocol::ServerConfig {
-            model: "/nonexistent.gguf".into(),
-            ..Default::default()
-        };
+        let config = cria::protocol::ServerConfig { model: "/nonexistent.gguf".into(), ..Default::default() };
         let server = tokio::spawn(cria::protocol::serve(server_in, server_out, config, None));
         let drain = tokio::spawn(async move {
             let _ = tokio::io::copy(&mut from_server, &mut tokio::io::sink()).await;
@@ -227,9 +220,7 @@ proptest! {
 fn models_dir() -> PathBuf {
     std::env::var_os("CRIA_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/cria")
-        })
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/cria"))
         .join("models")
 }
 
@@ -238,9 +229,7 @@ fn models_dir() -> PathBuf {
 fn load(path: &std::path::Path, weights: bool) {
     use cria::engine::gguf::GgufFile;
     use cria::engine::model::{Hyperparams, Transformer};
-    let Ok(mut file) = GgufFile::open(path) else {
-        return;
-    };
+    let Ok(mut file) = GgufFile::open(path) else { return };
     let _ = cria::engine::Tokenizer::from_gguf(&file);
     if weights && Hyperparams::from_gguf(&file).is_ok() {
         let _ = Transformer::load(&mut file, 64, &candle_core::Device::Cpu, &mut |_| {});
@@ -254,10 +243,7 @@ fn check_gguf(bytes: Vec<u8>, weights: bool) -> Result<(), TestCaseError> {
     let len = bytes.len();
     drop(bytes);
     let ((), peak) = peak_of(|| load(&path, weights));
-    prop_assert!(
-        peak <= (32 << 20) + 6 * len,
-        "peak {peak} bytes for a {len}-byte file"
-    );
+    prop_assert!(peak <= (32 << 20) + 6 * len, "peak {peak} bytes for a {len}-byte file");
     Ok(())
 }
 

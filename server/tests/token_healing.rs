@@ -98,10 +98,7 @@ public final class Ledger {
 "#;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// A file of a crate in Cargo's registry (tree-sitter grammars, esaxx...):
@@ -118,47 +115,26 @@ fn registry_file(crate_prefix: &str, relative: &str) -> PathBuf {
             .map(|e| e.unwrap().path())
             .filter(|p| {
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                name.strip_prefix(crate_prefix)
-                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+                name.strip_prefix(crate_prefix).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
             })
             .collect();
         crates.sort();
-        if let Some(path) = crates
-            .last()
-            .map(|c| c.join(relative))
-            .filter(|p| p.is_file())
-        {
+        if let Some(path) = crates.last().map(|c| c.join(relative)).filter(|p| p.is_file()) {
             return path;
         }
     }
-    panic!(
-        "{crate_prefix}*/{relative} not found under {}",
-        src.display()
-    )
+    panic!("{crate_prefix}*/{relative} not found under {}", src.display())
 }
 
 /// Real code of the eight languages: (language, text).
 fn sources() -> Vec<(&'static str, String)> {
-    let read =
-        |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     vec![
         ("rust", read(repo().join("server/src/engine/generate.rs"))),
-        (
-            "python",
-            read(repo().join("benches/data/header_value_parser.py")),
-        ),
-        (
-            "typescript",
-            read(repo().join("editors/vscode/src/inline.ts")),
-        ),
-        (
-            "javascript",
-            read(registry_file("tree-sitter-javascript-", "grammar.js")),
-        ),
-        (
-            "c",
-            read(registry_file("tree-sitter-python-", "src/scanner.c")),
-        ),
+        ("python", read(repo().join("benches/data/header_value_parser.py"))),
+        ("typescript", read(repo().join("editors/vscode/src/inline.ts"))),
+        ("javascript", read(registry_file("tree-sitter-javascript-", "grammar.js"))),
+        ("c", read(registry_file("tree-sitter-python-", "src/scanner.c"))),
         ("cpp", read(registry_file("esaxx-rs-", "src/esaxx.cpp"))),
         ("go", GO.to_string()),
         ("java", JAVA.to_string()),
@@ -187,12 +163,7 @@ fn random_cursor(text: &str, rng: &mut StdRng) -> (usize, String) {
         .filter(|(_, l)| l.trim().len() >= 2)
         .collect();
     let (start, line) = lines[rng.random_range(0..lines.len())];
-    let boundaries: Vec<usize> = line
-        .char_indices()
-        .map(|(i, _)| i)
-        .skip(1)
-        .chain([line.len()])
-        .collect();
+    let boundaries: Vec<usize> = line.char_indices().map(|(i, _)| i).skip(1).chain([line.len()]).collect();
     let column = boundaries[rng.random_range(0..boundaries.len())];
     (start + column, line[column..].to_string())
 }
@@ -201,24 +172,14 @@ fn random_cursor(text: &str, rng: &mut StdRng) -> (usize, String) {
 /// to encode in a debug build.
 fn around(text: &str, cursor: usize) -> (&str, &str) {
     let before = &text[..cursor];
-    let from = before
-        .match_indices('\n')
-        .rev()
-        .nth(40)
-        .map_or(0, |(i, _)| i + 1);
+    let from = before.match_indices('\n').rev().nth(40).map_or(0, |(i, _)| i + 1);
     let after = &text[cursor..];
-    let to = after
-        .match_indices('\n')
-        .nth(10)
-        .map_or(after.len(), |(i, _)| i + 1);
+    let to = after.match_indices('\n').nth(10).map_or(after.len(), |(i, _)| i + 1);
     (&before[from..], &after[..to])
 }
 
 fn bytes_of(tokenizer: &Tokenizer, tokens: &[u32]) -> Vec<u8> {
-    tokens
-        .iter()
-        .flat_map(|&t| tokenizer.token_bytes(t).to_vec())
-        .collect()
+    tokens.iter().flat_map(|&t| tokenizer.token_bytes(t).to_vec()).collect()
 }
 
 #[test]
@@ -248,7 +209,11 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
                     middle_bytes: None,
                     heal,
                 };
-                let case = format!("{vocab_name} {language} cursor {cursor} (after middle: {after_middle}) {:?}|{:?}", &prefix[prefix.len().saturating_sub(30)..], rest_of_line);
+                let case = format!(
+                    "{vocab_name} {language} cursor {cursor} (after middle: {after_middle}) {:?}|{:?}",
+                    &prefix[prefix.len().saturating_sub(30)..],
+                    rest_of_line
+                );
                 let plain = build_prompt(&template, &tokenizer, &input(false)).unwrap();
                 let healed = build_prompt(&template, &tokenizer, &input(true)).unwrap();
                 cases += 1;
@@ -259,39 +224,23 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
                     // All the text was healed (a prompt-only template at the
                     // file's first word): the prompt is the start token alone.
                     assert_eq!(healed.tokens.len(), 1, "{case}");
-                    assert_eq!(
-                        bytes_of(&tokenizer, &plain.tokens),
-                        healed.healed_text.as_bytes(),
-                        "{case}"
-                    );
+                    assert_eq!(bytes_of(&tokenizer, &plain.tokens), healed.healed_text.as_bytes(), "{case}");
                 } else {
                     assert_eq!(plain.tokens.len(), healed.tokens.len() + k, "{case}");
-                    let same_start = plain
-                        .tokens
-                        .iter()
-                        .zip(&healed.tokens)
-                        .take_while(|(a, b)| a == b)
-                        .count();
+                    let same_start = plain.tokens.iter().zip(&healed.tokens).take_while(|(a, b)| a == b).count();
                     let at = same_start.min(healed.tokens.len());
                     let at = (0..=at)
                         .rev()
                         .find(|&i| plain.tokens[i + k..] == healed.tokens[i..])
                         .unwrap_or_else(|| panic!("{case}: more than the healed tokens changed"));
-                    assert_eq!(
-                        bytes_of(&tokenizer, &plain.tokens[at..at + k]),
-                        healed.healed_text.as_bytes(),
-                        "{case}"
-                    );
+                    assert_eq!(bytes_of(&tokenizer, &plain.tokens[at..at + k]), healed.healed_text.as_bytes(), "{case}");
                 }
                 assert!(
                     prefix.ends_with(&healed.healed_text),
                     "{case}: {:?} is not the end of the text before the cursor",
                     healed.healed_text
                 );
-                assert!(
-                    !healed.healed_text.contains(['\n', '\r']),
-                    "{case}: healing crossed a line"
-                );
+                assert!(!healed.healed_text.contains(['\n', '\r']), "{case}: healing crossed a line");
                 if k == 0 {
                     continue;
                 }
@@ -303,11 +252,7 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
                 let mut answer = Vec::new();
                 for token in tokenizer.encode_continuation(&written).unwrap() {
                     let bytes = tokenizer.token_bytes(token);
-                    assert!(
-                        forced.allows(bytes),
-                        "{case}: the truth's token {:?} was masked",
-                        String::from_utf8_lossy(bytes)
-                    );
+                    assert!(forced.allows(bytes), "{case}: the truth's token {:?} was masked", String::from_utf8_lossy(bytes));
                     answer.extend_from_slice(forced.consume(bytes));
                 }
                 assert_eq!(String::from_utf8(answer).unwrap(), rest_of_line, "{case}");
@@ -317,18 +262,9 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
                 let (mut written, mut answer) = (Vec::new(), Vec::new());
                 for _ in 0..8 {
                     let token = if forced.is_active() {
-                        let mut logits: Vec<f32> =
-                            (0..vocab).map(|_| rng.random::<f32>()).collect();
-                        assert!(
-                            forced.mask(&mut logits, &tokenizer),
-                            "{case}: no token allowed"
-                        );
-                        let best = logits
-                            .iter()
-                            .enumerate()
-                            .max_by(|a, b| a.1.total_cmp(b.1))
-                            .unwrap()
-                            .0 as u32;
+                        let mut logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>()).collect();
+                        assert!(forced.mask(&mut logits, &tokenizer), "{case}: no token allowed");
+                        let best = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
                         assert!(logits[best as usize].is_finite());
                         best
                     } else {
@@ -338,25 +274,17 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
                     written.extend_from_slice(bytes);
                     answer.extend_from_slice(forced.consume(bytes));
                 }
-                assert!(
-                    !forced.is_active(),
-                    "{case}: eight tokens did not write {:?}",
-                    healed.healed_text
-                );
+                assert!(!forced.is_active(), "{case}: eight tokens did not write {:?}", healed.healed_text);
                 let mut spliced = prefix.as_bytes().to_vec();
                 spliced.extend_from_slice(&answer);
-                let mut model_view =
-                    prefix.as_bytes()[..prefix.len() - healed.healed_text.len()].to_vec();
+                let mut model_view = prefix.as_bytes()[..prefix.len() - healed.healed_text.len()].to_vec();
                 model_view.extend_from_slice(&written);
                 assert_eq!(spliced, model_view, "{case}: lost or doubled text");
             }
         }
     }
     // Healing must actually happen on most cursors inside lines.
-    assert!(
-        healed_cases * 10 >= cases * 8,
-        "only {healed_cases} of {cases} cursors were healed"
-    );
+    assert!(healed_cases * 10 >= cases * 8, "only {healed_cases} of {cases} cursors were healed");
 }
 
 /// On a real model (SmolLM2): a prompt ending inside a word is healed, the
@@ -366,18 +294,9 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
 #[test]
 fn healed_generation_continues_the_word_with_and_without_speculation() {
     use cria::engine::{Engine, EngineOptions, GenerationRequest};
-    let mut engine = Engine::load(
-        &support::smollm2(),
-        &EngineOptions {
-            context_length: 512,
-            ..Default::default()
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    let mut engine = Engine::load(&support::smollm2(), &EngineOptions { context_length: 512, ..Default::default() }, &mut |_| {}).unwrap();
     let tokenizer = engine.tokenizer();
-    let text =
-        "def fibonacci(n):\n    if n <= 1:\n        return n\n    return fibonacci(n - 1) + fibon";
+    let text = "def fibonacci(n):\n    if n <= 1:\n        return n\n    return fibonacci(n - 1) + fibon";
     let template = FimTemplate::infer(&tokenizer);
     let input = PromptInput {
         prefix: text,
@@ -393,10 +312,7 @@ fn healed_generation_continues_the_word_with_and_without_speculation() {
         heal: true,
     };
     let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
-    assert!(
-        prompt.healed_tokens > 0 && "fibon".ends_with(prompt.healed_text.trim_start()),
-        "{prompt:?}"
-    );
+    assert!(prompt.healed_tokens > 0 && "fibon".ends_with(prompt.healed_text.trim_start()), "{prompt:?}");
     let answers: Vec<_> = [false, true]
         .into_iter()
         .map(|speculative| {
@@ -411,18 +327,7 @@ fn healed_generation_continues_the_word_with_and_without_speculation() {
     assert_eq!(answers[0].tokens, answers[1].tokens);
     assert_eq!(answers[0].text, answers[1].text);
     let written = bytes_of(&tokenizer, &answers[0].tokens);
-    assert!(
-        written.starts_with(prompt.healed_text.as_bytes()),
-        "{:?}",
-        String::from_utf8_lossy(&written)
-    );
-    assert_eq!(
-        written[prompt.healed_text.len()..],
-        *answers[0].text.as_bytes()
-    );
-    assert!(
-        format!("fibon{}", answers[0].text).starts_with("fibonacci("),
-        "{:?}",
-        answers[0].text
-    );
+    assert!(written.starts_with(prompt.healed_text.as_bytes()), "{:?}", String::from_utf8_lossy(&written));
+    assert_eq!(written[prompt.healed_text.len()..], *answers[0].text.as_bytes());
+    assert!(format!("fibon{}", answers[0].text).starts_with("fibonacci("), "{:?}", answers[0].text);
 }

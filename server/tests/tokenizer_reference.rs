@@ -7,14 +7,7 @@ mod support;
 use cria::engine::gguf::GgufFile;
 use cria::engine::Tokenizer;
 
-const VOCABS: [&str; 6] = [
-    "llama-spm",
-    "llama-bpe",
-    "qwen2",
-    "starcoder",
-    "deepseek-coder",
-    "gpt-2",
-];
+const VOCABS: [&str; 6] = ["llama-spm", "llama-bpe", "qwen2", "starcoder", "deepseek-coder", "gpt-2"];
 
 fn tokenizer(name: &str) -> Tokenizer {
     let file = GgufFile::open(&support::vocab(name)).expect("vocab file opens");
@@ -43,17 +36,9 @@ fn reference_cases(name: &str) -> Vec<(String, Vec<u32>)> {
     }
     let outputs: Vec<Vec<u32>> = out
         .lines()
-        .map(|l| {
-            l.split_whitespace()
-                .map(|t| t.parse().expect("id"))
-                .collect()
-        })
+        .map(|l| l.split_whitespace().map(|t| t.parse().expect("id")).collect())
         .collect();
-    assert_eq!(
-        inputs.len(),
-        outputs.len(),
-        "{name}: .inp and .out disagree on the number of cases"
-    );
+    assert_eq!(inputs.len(), outputs.len(), "{name}: .inp and .out disagree on the number of cases");
     inputs.into_iter().zip(outputs).collect()
 }
 
@@ -67,19 +52,12 @@ fn every_reference_case_encodes_to_llama_cpp_ids() {
             total += 1;
             let got = tok.encode(&text).expect("encodes");
             if got != expected {
-                failures.push(format!(
-                    "{name}: {text:?}\n  expected {expected:?}\n  got      {got:?}"
-                ));
+                failures.push(format!("{name}: {text:?}\n  expected {expected:?}\n  got      {got:?}"));
             }
         }
     }
     assert!(total > 100, "only {total} reference cases found");
-    assert!(
-        failures.is_empty(),
-        "{} of {total} cases differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {total} cases differ:\n{}", failures.len(), failures.join("\n"));
 }
 
 const CODE: &str = "fn main() {\r\n\tlet s = \"héllo wörld — 🦀 日本語\";\r\n    if s.len() > 0 {\r\n        println!(\"{s}\");\r\n    }\r\n}\n\n\n                    x = 1\t\t# trailing tabs\t\n\u{00a0}nbsp and \u{200b}zero-width\n";
@@ -88,21 +66,9 @@ const CODE: &str = "fn main() {\r\n\tlet s = \"héllo wörld — 🦀 日本語\
 fn decode_inverts_encode_on_code() {
     for name in VOCABS {
         let tok = tokenizer(name);
-        for text in [
-            CODE,
-            " leading space",
-            "  two leading spaces",
-            "x",
-            "\n",
-            "",
-            "a\rb\r\nc",
-        ] {
+        for text in [CODE, " leading space", "  two leading spaces", "x", "\n", "", "a\rb\r\nc"] {
             let ids = tok.encode(text).unwrap();
-            assert_eq!(
-                tok.decode(&ids, true),
-                text,
-                "{name}: round trip of {text:?}"
-            );
+            assert_eq!(tok.decode(&ids, true), text, "{name}: round trip of {text:?}");
         }
     }
 }
@@ -116,10 +82,7 @@ fn continuation_encoding_drops_only_sentencepiece_leading_space() {
     assert_eq!(spm.decode(&plain, false), " return x");
     assert_eq!(spm.decode(&cont, false), "return x");
     let bpe = tokenizer("qwen2");
-    assert_eq!(
-        bpe.encode("return x").unwrap(),
-        bpe.encode_continuation("return x").unwrap()
-    );
+    assert_eq!(bpe.encode("return x").unwrap(), bpe.encode_continuation("return x").unwrap());
 }
 
 #[test]
@@ -135,14 +98,7 @@ fn control_tokens_are_never_produced_from_text() {
         }
         let ids = tok.encode(&text).unwrap();
         let leaked: Vec<_> = ids.iter().filter(|id| controls.contains(id)).collect();
-        assert!(
-            leaked.is_empty(),
-            "{name}: control tokens {leaked:?} produced from text"
-        );
-        assert_eq!(
-            tok.decode(&ids, true),
-            text,
-            "{name}: control-token text survives as text"
-        );
+        assert!(leaked.is_empty(), "{name}: control tokens {leaked:?} produced from text");
+        assert_eq!(tok.decode(&ids, true), text, "{name}: control-token text survives as text");
     }
 }

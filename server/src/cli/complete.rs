@@ -11,8 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use cria::completion::anchor::choose_anchor;
 use cria::completion::{
-    mode_at, resolve_model, start, Ablation, Backend, CursorPlace, Pipeline, PromptSize,
-    SuggestionSettings, DEFAULT_MAX_TOKENS,
+    mode_at, resolve_model, start, Ablation, Backend, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_MAX_TOKENS,
 };
 use cria::context::{split_at_line_column, CompletionMode};
 use cria::documents::{Document, Language};
@@ -74,12 +73,8 @@ fn parse_location(location: &str) -> anyhow::Result<(PathBuf, usize, usize)> {
     let (Some(col), Some(line), Some(file)) = (col, line, file) else {
         bail!("expected FILE:LINE:COL, got `{location}`");
     };
-    let line = line
-        .parse()
-        .with_context(|| format!("line `{line}` is not a number"))?;
-    let col = col
-        .parse()
-        .with_context(|| format!("column `{col}` is not a number"))?;
+    let line = line.parse().with_context(|| format!("line `{line}` is not a number"))?;
+    let col = col.parse().with_context(|| format!("column `{col}` is not a number"))?;
     Ok((PathBuf::from(file), line, col))
 }
 
@@ -96,9 +91,7 @@ fn parse_order(order: &str) -> anyhow::Result<FimOrder> {
 fn read_text(path: &Path, from_stdin: bool) -> anyhow::Result<String> {
     let bytes = if from_stdin {
         let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("cannot read standard input")?;
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
         bytes
     } else {
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
@@ -122,10 +115,7 @@ fn mode_name(mode: CompletionMode) -> &'static str {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (path, line, col) = parse_location(&args.location)?;
     let text = read_text(&path, args.stdin)?;
-    let offset = split_at_line_column(&text, line, col)
-        .with_context(|| format!("{}:{line}:{col}", path.display()))?
-        .prefix
-        .len();
+    let offset = split_at_line_column(&text, line, col).with_context(|| format!("{}:{line}:{col}", path.display()))?.prefix.len();
     let order = args.order.as_deref().map(parse_order).transpose()?;
     let path_text = path.to_string_lossy();
     let language = Language::from_path(&path_text).unwrap_or_else(|| {
@@ -167,11 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ablation: Ablation::from_env(),
         ..SuggestionSettings::default()
     };
-    let pipeline = Pipeline {
-        model: &model,
-        settings: &settings,
-        backend: &Backend::Embedded,
-    };
+    let pipeline = Pipeline { model: &model, settings: &settings, backend: &Backend::Embedded };
     let place = CursorPlace {
         text: &text,
         offset,
@@ -184,26 +170,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     // No other files are open: no snippets, as in an editor with one file.
     let no_snippets = &mut |_: &_| Arc::new(Vec::new());
-    let mut built = pipeline.build(
-        &place,
-        PromptSize::Full,
-        no_snippets,
-        None,
-        CancelFlag::new(),
-    )?;
+    let mut built = pipeline.build(&place, PromptSize::Full, no_snippets, None, CancelFlag::new())?;
     built.request.sampling.seed = args.seed;
-    let completion = model
-        .generator
-        .generate(built.request)
-        .blocking_recv()
-        .context("the model worker stopped")??;
+    let completion = model.generator.generate(built.request).blocking_recv().context("the model worker stopped")??;
     let shown = pipeline.shown_text(&place, &built.cursor, &completion);
     // A blank suggestion is none: the editor shows nothing.
-    let shown = if shown.trim().is_empty() {
-        String::new()
-    } else {
-        shown
-    };
+    let shown = if shown.trim().is_empty() { String::new() } else { shown };
 
     if args.json {
         let object = serde_json::json!({

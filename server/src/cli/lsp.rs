@@ -20,23 +20,13 @@ pub fn run(args: Args, log_control: LogControl) -> anyhow::Result<()> {
     if let Some(model) = args.model {
         config.model = model;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let end = runtime.block_on(serve(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        config,
-        Some(log_control),
-    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let end = runtime.block_on(serve(tokio::io::stdin(), tokio::io::stdout(), config, Some(log_control)));
     // Don't wait for a model still loading on a blocking thread.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match end {
         SessionEnd::Clean => Ok(()),
         // The LSP specification: exit code 1 unless `shutdown` came first.
-        SessionEnd::WithoutShutdown => {
-            anyhow::bail!("the client ended the session without a `shutdown` request")
-        }
+        SessionEnd::WithoutShutdown => anyhow::bail!("the client ended the session without a `shutdown` request"),
     }
 }

@@ -79,11 +79,7 @@ fn init_logging() -> cria::protocol::LogControl {
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false),
-        )
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false))
         .try_init();
     std::sync::Arc::new(move |level: &str| {
         if from_env.is_some() {

@@ -16,11 +16,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let home = CriaHome::from_env()?;
     let catalogue = load_catalogue(&home)?;
     let config = catalogue.get(&args.name).with_context(|| {
-        format!(
-            "unknown model `{}`; known models: {}",
-            args.name,
-            catalogue.names().join(", ")
-        )
+        format!("unknown model `{}`; known models: {}", args.name, catalogue.names().join(", "))
     })?;
     let dest = home.models_dir();
     std::fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;

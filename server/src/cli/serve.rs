@@ -45,22 +45,14 @@ pub struct Args {
 
 /// Runs the server until the process is stopped.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let listen: SocketAddr = args.listen.parse().with_context(|| {
-        format!(
-            "--listen `{}`: expected ADDRESS:PORT, e.g. 127.0.0.1:8080",
-            args.listen
-        )
-    })?;
+    let listen: SocketAddr = args.listen.parse().with_context(|| format!("--listen `{}`: expected ADDRESS:PORT, e.g. 127.0.0.1:8080", args.listen))?;
     if !(1..=64).contains(&args.slots) {
         bail!("--slots must be from 1 to 64, got {}", args.slots);
     }
     if args.max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
-    let limits = Limits {
-        max_connections: args.max_connections,
-        ..Limits::default()
-    };
+    let limits = Limits { max_connections: args.max_connections, ..Limits::default() };
     let token = match &args.token_env {
         Some(name) => match std::env::var(name) {
             Ok(token) if !token.trim().is_empty() => Some(token.trim().to_string()),
@@ -80,35 +72,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         device: args.device,
         ..EngineOptions::default()
     };
-    let model = start_with_slots(resolved, options, args.slots, None, Box::new(|_| {}))?
-        .finish_blocking()?;
+    let model = start_with_slots(resolved, options, args.slots, None, Box::new(|_| {}))?.finish_blocking()?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
         // The one line on stdout: where to point clients (tests read it).
-        println!(
-            "cria serve: {} on http://{address} ({} slots, load {} ms)",
-            model.name,
-            args.slots,
-            model.load_time.as_millis()
-        );
-        serve(
-            model,
-            listener,
-            ServeOptions {
-                token,
-                slots: args.slots,
-                limits,
-            },
-        )
-        .await?;
+        println!("cria serve: {} on http://{address} ({} slots, load {} ms)", model.name, args.slots, model.load_time.as_millis());
+        serve(model, listener, ServeOptions { token, slots: args.slots, limits }).await?;
         anyhow::Ok(())
     })
 }

@@ -38,11 +38,7 @@ pub struct Anchor {
 
 /// The anchor for a cursor, and the line start to warm a prompt for (if one
 /// should be warmed now), given the document's previous anchor.
-pub fn choose_anchor(
-    text: &str,
-    cursor: usize,
-    previous: Option<Anchor>,
-) -> (Anchor, Option<usize>) {
+pub fn choose_anchor(text: &str, cursor: usize, previous: Option<Anchor>) -> (Anchor, Option<usize>) {
     let cursor = floor_boundary(text, cursor.min(text.len()));
     let line_start = text[..cursor].rfind(['\n', '\r']).map_or(0, |i| i + 1);
     let usable = |at: usize| {
@@ -57,25 +53,14 @@ pub fn choose_anchor(
         Some(Anchor { next: Some(n), .. }) if usable(n) => (n, None),
         _ => (line_start, None),
     };
-    let warm = (next.is_none() && lines_between(text, offset, line_start) >= WARM_AFTER_LINES)
-        .then_some(line_start);
-    (
-        Anchor {
-            offset,
-            next: next.or(warm),
-        },
-        warm,
-    )
+    let warm = (next.is_none() && lines_between(text, offset, line_start) >= WARM_AFTER_LINES).then_some(line_start);
+    (Anchor { offset, next: next.or(warm) }, warm)
 }
 
 /// Line breaks in `text[from..to]`.
 fn lines_between(text: &str, from: usize, to: usize) -> usize {
     let bytes = &text.as_bytes()[from..to];
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
-        .count()
+    bytes.iter().enumerate().filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))).count()
 }
 
 fn floor_boundary(text: &str, mut at: usize) -> usize {
@@ -99,13 +84,7 @@ mod tests {
     fn a_first_request_anchors_at_the_cursor_line() {
         let (text, cursor) = marked("def f():\n    x = 1\n    re$0\n");
         let (anchor, warm) = choose_anchor(&text, cursor, None);
-        assert_eq!(
-            anchor,
-            Anchor {
-                offset: text.find("    re").unwrap(),
-                next: None
-            }
-        );
+        assert_eq!(anchor, Anchor { offset: text.find("    re").unwrap(), next: None });
         assert_eq!(warm, None);
     }
 
@@ -130,18 +109,12 @@ mod tests {
             let (next, warm) = choose_anchor(&text, text.len(), Some(anchor));
             warmed.extend(warm);
             let middle_lines = text[next.offset..].matches('\n').count();
-            assert!(
-                middle_lines <= MAX_MIDDLE_LINES,
-                "line {line}: {middle_lines} lines in the middle"
-            );
+            assert!(middle_lines <= MAX_MIDDLE_LINES, "line {line}: {middle_lines} lines in the middle");
             anchor = next;
         }
         // Warmed at 4 lines, taken at 9 (leaving 5), warmed again at 4 more.
         assert!(!warmed.is_empty());
-        assert!(
-            warmed.contains(&anchor.offset),
-            "the anchor moved to a warmed line: {anchor:?} {warmed:?}"
-        );
+        assert!(warmed.contains(&anchor.offset), "the anchor moved to a warmed line: {anchor:?} {warmed:?}");
     }
 
     #[test]
@@ -156,14 +129,7 @@ mod tests {
         let (shifted, _) = choose_anchor(&edited, cursor, Some(anchor));
         assert_eq!(shifted.offset, edited.len());
         // Out-of-range offsets are only clamped.
-        let (clamped, _) = choose_anchor(
-            "é",
-            1,
-            Some(Anchor {
-                offset: 99,
-                next: Some(1),
-            }),
-        );
+        let (clamped, _) = choose_anchor("é", 1, Some(Anchor { offset: 99, next: Some(1) }));
         assert_eq!(clamped.offset, 0);
     }
 }

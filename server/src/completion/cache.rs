@@ -22,11 +22,7 @@ pub struct SuggestionLru {
 impl SuggestionLru {
     /// An empty cache holding at most `capacity` suggestions.
     pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-        }
+        Self { capacity: capacity.max(1), entries: HashMap::new(), order: VecDeque::new() }
     }
 
     /// The key of a prompt (its tokens and anything else that shapes the answer).
@@ -80,19 +76,12 @@ impl Shown {
     /// first characters of the suggestion typed at the cursor, the rest of
     /// the suggestion.
     pub fn typed_through(&self, document: &str, cursor: usize) -> Option<String> {
-        if cursor <= self.cursor
-            || cursor > document.len()
-            || !document.is_char_boundary(self.cursor)
-            || !document.is_char_boundary(cursor)
-        {
+        if cursor <= self.cursor || cursor > document.len() || !document.is_char_boundary(self.cursor) || !document.is_char_boundary(cursor) {
             return None;
         }
         let typed = &document[self.cursor..cursor];
         let rest = self.text.strip_prefix(typed)?;
-        if rest.trim().is_empty()
-            || hash(&document[cursor..]) != self.suffix_hash
-            || hash(&document[..self.cursor]) != self.prefix_hash
-        {
+        if rest.trim().is_empty() || hash(&document[cursor..]) != self.suffix_hash || hash(&document[..self.cursor]) != self.prefix_hash {
             return None;
         }
         Some(rest.to_string())
@@ -109,36 +98,16 @@ mod tests {
         let shown = Shown::new(doc, 14, "return x * 2");
         let typed = "def f(x):\n    ret\n";
         assert_eq!(shown.typed_through(typed, 17).as_deref(), Some("urn x * 2"));
-        assert_eq!(
-            shown.typed_through("def f(x):\n    rex\n", 17),
-            None,
-            "typed something else"
-        );
-        assert_eq!(
-            shown.typed_through("def g(x):\n    ret\n", 17),
-            None,
-            "the text before changed"
-        );
-        assert_eq!(
-            shown.typed_through("def f(x):\n    ret\nmore", 17),
-            None,
-            "the text after changed"
-        );
-        assert_eq!(
-            shown.typed_through("def f(x):\n    return x * 2\n", 26),
-            None,
-            "nothing left to show"
-        );
+        assert_eq!(shown.typed_through("def f(x):\n    rex\n", 17), None, "typed something else");
+        assert_eq!(shown.typed_through("def g(x):\n    ret\n", 17), None, "the text before changed");
+        assert_eq!(shown.typed_through("def f(x):\n    ret\nmore", 17), None, "the text after changed");
+        assert_eq!(shown.typed_through("def f(x):\n    return x * 2\n", 26), None, "nothing left to show");
     }
 
     #[test]
     fn the_lru_evicts_the_least_recently_used() {
         let mut lru = SuggestionLru::new(2);
-        let (a, b, c) = (
-            SuggestionLru::key(&[1], ""),
-            SuggestionLru::key(&[2], ""),
-            SuggestionLru::key(&[3], ""),
-        );
+        let (a, b, c) = (SuggestionLru::key(&[1], ""), SuggestionLru::key(&[2], ""), SuggestionLru::key(&[3], ""));
         lru.put(a, "a".into());
         lru.put(b, "b".into());
         assert_eq!(lru.get(a).as_deref(), Some("a"));

@@ -80,9 +80,7 @@ enum Inner {
 /// error means the backend went away without answering.
 pub struct Pending(Inner);
 
-fn widen<E: Into<GenerateError>>(
-    result: Result<Result<Completion, E>, oneshot::error::RecvError>,
-) -> Result<Result<Completion, GenerateError>, oneshot::error::RecvError> {
+fn widen<E: Into<GenerateError>>(result: Result<Result<Completion, E>, oneshot::error::RecvError>) -> Result<Result<Completion, GenerateError>, oneshot::error::RecvError> {
     result.map(|r| r.map_err(Into::into))
 }
 
@@ -99,9 +97,7 @@ impl Future for Pending {
 
 impl Pending {
     /// Waits on a plain thread (never inside an async runtime).
-    pub fn blocking_recv(
-        self,
-    ) -> Result<Result<Completion, GenerateError>, oneshot::error::RecvError> {
+    pub fn blocking_recv(self) -> Result<Result<Completion, GenerateError>, oneshot::error::RecvError> {
         match self.0 {
             Inner::Engine(rx) => widen(rx.blocking_recv()),
             Inner::Remote(rx) => widen(rx.blocking_recv()),

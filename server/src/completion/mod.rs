@@ -20,9 +20,8 @@ pub mod warm;
 pub use cache::{Shown, SuggestionLru};
 pub use generator::{Backend, GenerateError, Generator, Pending};
 pub use pipeline::{
-    mode_at, Ablation, BuiltPrompt, CursorPlace, Pipeline, PromptSize, SuggestionSettings,
-    DEFAULT_CONTEXT_SHARE, DEFAULT_MAX_SUFFIX_TOKENS, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT_TOKENS,
-    DEFAULT_SUFFIX_SHARE,
+    mode_at, Ablation, BuiltPrompt, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_CONTEXT_SHARE,
+    DEFAULT_MAX_SUFFIX_TOKENS, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT_TOKENS, DEFAULT_SUFFIX_SHARE,
 };
 pub use scheduler::{Scheduler, Superseded, Ticket};
 pub use warm::{plan_prompt, PromptPlan};
@@ -33,13 +32,10 @@ use std::time::{Duration, Instant};
 use crate::context::CursorText;
 use crate::engine::gguf::GgufFile;
 use crate::engine::{
-    CancelFlag, EngineError, EngineHandle, EngineOptions, GenerationRequest, Hyperparams,
-    LoadReceiver, LoadedModel, SamplingParams, Tokenizer,
+    CancelFlag, EngineError, EngineHandle, EngineOptions, GenerationRequest, Hyperparams, LoadReceiver, LoadedModel, SamplingParams,
+    Tokenizer,
 };
-use crate::models::{
-    load_catalogue, resolve, ConfigError, CriaHome, FimOrder, ResolveError, ResolvedModel,
-    SearchPaths,
-};
+use crate::models::{load_catalogue, resolve, ConfigError, CriaHome, FimOrder, ResolveError, ResolvedModel, SearchPaths};
 use crate::prompt::{build_prompt, ContextChunk, FimTemplate, Prompt, PromptInput, TemplateError};
 use crate::remote::{RemoteClient, RemoteConfig, RemoteError};
 
@@ -95,14 +91,8 @@ pub struct Starting {
 }
 
 enum StartingKind {
-    Engine {
-        engine: EngineHandle,
-        loading: LoadReceiver,
-    },
-    Remote {
-        config: RemoteConfig,
-        loaded: Result<LoadedModel, EngineError>,
-    },
+    Engine { engine: EngineHandle, loading: LoadReceiver },
+    Remote { config: RemoteConfig, loaded: Result<LoadedModel, EngineError> },
 }
 
 /// Spawns the engine thread for a resolved model; loading begins at once.
@@ -125,14 +115,8 @@ pub fn start_with_slots(
     progress: Box<dyn FnMut(f32) + Send>,
 ) -> Result<Starting, StartError> {
     let started = Instant::now();
-    let (engine, loading) =
-        EngineHandle::spawn_with_slots(resolved.gguf.clone(), options, slots, progress)?;
-    Ok(Starting {
-        resolved,
-        order,
-        started,
-        kind: StartingKind::Engine { engine, loading },
-    })
+    let (engine, loading) = EngineHandle::spawn_with_slots(resolved.gguf.clone(), options, slots, progress)?;
+    Ok(Starting { resolved, order, started, kind: StartingKind::Engine { engine, loading } })
 }
 
 /// Starts the model on the backend the settings choose. For a remote
@@ -150,36 +134,18 @@ pub fn start_backend(
         Backend::Remote(config) => {
             let started = Instant::now();
             let loaded = read_tokenizer(&resolved, &options);
-            Ok(Starting {
-                resolved,
-                order: None,
-                started,
-                kind: StartingKind::Remote {
-                    config: config.clone(),
-                    loaded,
-                },
-            })
+            Ok(Starting { resolved, order: None, started, kind: StartingKind::Remote { config: config.clone(), loaded } })
         }
     }
 }
 
 /// The tokenizer and shape of a model file, without its weights.
-fn read_tokenizer(
-    resolved: &ResolvedModel,
-    options: &EngineOptions,
-) -> Result<LoadedModel, EngineError> {
+fn read_tokenizer(resolved: &ResolvedModel, options: &EngineOptions) -> Result<LoadedModel, EngineError> {
     let file = GgufFile::open(&resolved.gguf)?;
     let hyperparams = Hyperparams::from_gguf(&file)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
-    let context_length = options
-        .context_length
-        .min(hyperparams.trained_context)
-        .max(16);
-    Ok(LoadedModel {
-        tokenizer: Arc::new(tokenizer),
-        hyperparams,
-        context_length,
-    })
+    let context_length = options.context_length.min(hyperparams.trained_context).max(16);
+    Ok(LoadedModel { tokenizer: Arc::new(tokenizer), hyperparams, context_length })
 }
 
 impl Starting {
@@ -188,21 +154,11 @@ impl Starting {
         match self.kind {
             StartingKind::Engine { engine, loading } => {
                 let loaded = loading.await.map_err(|_| EngineError::WorkerGone)?;
-                finish_start(
-                    self.resolved,
-                    self.order,
-                    Backing::Engine(engine),
-                    loaded,
-                    self.started,
-                )
+                finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
             }
-            StartingKind::Remote { config, loaded } => finish_start(
-                self.resolved,
-                self.order,
-                Backing::Remote(config),
-                loaded,
-                self.started,
-            ),
+            StartingKind::Remote { config, loaded } => {
+                finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started)
+            }
         }
     }
 
@@ -210,24 +166,12 @@ impl Starting {
     pub fn finish_blocking(self) -> Result<Model, StartError> {
         match self.kind {
             StartingKind::Engine { engine, loading } => {
-                let loaded = loading
-                    .blocking_recv()
-                    .map_err(|_| EngineError::WorkerGone)?;
-                finish_start(
-                    self.resolved,
-                    self.order,
-                    Backing::Engine(engine),
-                    loaded,
-                    self.started,
-                )
+                let loaded = loading.blocking_recv().map_err(|_| EngineError::WorkerGone)?;
+                finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
             }
-            StartingKind::Remote { config, loaded } => finish_start(
-                self.resolved,
-                self.order,
-                Backing::Remote(config),
-                loaded,
-                self.started,
-            ),
+            StartingKind::Remote { config, loaded } => {
+                finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started)
+            }
         }
     }
 }
@@ -250,17 +194,10 @@ fn finish_start(
         Some(config) => {
             let label = format!("model config `{}` checked against {label}", config.name);
             config.check_vocabulary(&label, |id| loaded.tokenizer.piece(id).map(str::to_string))?;
-            (
-                config.name.clone(),
-                FimTemplate::from_config(config, order)?,
-            )
+            (config.name.clone(), FimTemplate::from_config(config, order)?)
         }
         None => {
-            let name = resolved
-                .gguf
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| label.clone());
+            let name = resolved.gguf.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| label.clone());
             (name, FimTemplate::infer(&loaded.tokenizer))
         }
     };
@@ -268,21 +205,10 @@ fn finish_start(
         Backing::Engine(engine) => Generator::Embedded(engine),
         Backing::Remote(config) => {
             let env = |name: &str| std::env::var(name).ok();
-            Generator::Remote(Arc::new(RemoteClient::new(
-                config,
-                loaded.tokenizer.clone(),
-                template.clone(),
-                env,
-            )?))
+            Generator::Remote(Arc::new(RemoteClient::new(config, loaded.tokenizer.clone(), template.clone(), env)?))
         }
     };
-    Ok(Model {
-        name,
-        generator,
-        loaded,
-        template,
-        load_time: started.elapsed(),
-    })
+    Ok(Model { name, generator, loaded, template, load_time: started.elapsed() })
 }
 
 /// One engine request's generation and prompt settings, as
@@ -352,10 +278,7 @@ impl Model {
         deadline: Option<Instant>,
         cancel: CancelFlag,
     ) -> Result<(GenerationRequest, Prompt), EngineError> {
-        let room = self
-            .loaded
-            .context_length
-            .saturating_sub(settings.max_new_tokens);
+        let room = self.loaded.context_length.saturating_sub(settings.max_new_tokens);
         let budget = settings.prompt_budget.map_or(room, |b| b.min(room));
         let prompt = build_prompt(
             &self.template,
@@ -384,13 +307,7 @@ impl Model {
             max_new_tokens: settings.max_new_tokens + prompt.healed_tokens,
             sampling: settings.sampling.clone(),
             stop_tokens,
-            stop_strings: self
-                .template
-                .stop_strings
-                .iter()
-                .chain(&settings.stop_strings)
-                .cloned()
-                .collect(),
+            stop_strings: self.template.stop_strings.iter().chain(&settings.stop_strings).cloned().collect(),
             deadline,
             cancel,
             speculative: true,

@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Backend, Model, Settings, SuggestionLru};
-use crate::context::{
-    completion_mode, cursor_windows, line_comment, CompletionMode, CursorText, WindowBudget,
-};
+use crate::context::{completion_mode, cursor_windows, line_comment, CompletionMode, CursorText, WindowBudget};
 use crate::documents::Language;
 use crate::engine::StopReason;
 use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams};
@@ -109,13 +107,7 @@ pub struct Ablation {
 
 impl Ablation {
     /// The names `CRIA_ABLATE` accepts.
-    pub const NAMES: [&'static str; 5] = [
-        "heal",
-        "cursor-line-after-middle",
-        "suffix-cap",
-        "postprocess",
-        "windows",
-    ];
+    pub const NAMES: [&'static str; 5] = ["heal", "cursor-line-after-middle", "suffix-cap", "postprocess", "windows"];
 
     /// Parses a comma-separated list of names; an unknown name is an error.
     pub fn parse(list: &str) -> Result<Self, String> {
@@ -127,12 +119,7 @@ impl Ablation {
                 "suffix-cap" => ablation.no_suffix_cap = true,
                 "postprocess" => ablation.no_postprocess = true,
                 "windows" => ablation.no_windows = true,
-                other => {
-                    return Err(format!(
-                        "unknown ingredient `{other}` in CRIA_ABLATE (known: {})",
-                        Self::NAMES.join(", ")
-                    ))
-                }
+                other => return Err(format!("unknown ingredient `{other}` in CRIA_ABLATE (known: {})", Self::NAMES.join(", "))),
             }
         }
         Ok(ablation)
@@ -253,13 +240,7 @@ impl Pipeline<'_> {
         };
         let (request, _) = self.model.request(&input, &settings, deadline, cancel)?;
         let key = SuggestionLru::key(&request.prompt, &self.cache_variant(&request, place.mode));
-        Ok(BuiltPrompt {
-            request,
-            prompt_tokens,
-            context,
-            cursor,
-            key,
-        })
+        Ok(BuiltPrompt { request, prompt_tokens, context, cursor, key })
     }
 
     /// Everything that shapes the answer besides the prompt's tokens: the
@@ -267,19 +248,10 @@ impl Pipeline<'_> {
     /// `= de`), the model, the token limit, sampling, the backend and what
     /// is switched off.
     fn cache_variant(&self, request: &GenerationRequest, mode: CompletionMode) -> String {
-        let mode = if mode == CompletionMode::SingleLine {
-            "single"
-        } else {
-            "multi"
-        };
+        let mode = if mode == CompletionMode::SingleLine { "single" } else { "multi" };
         format!(
             "{mode}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}",
-            request.healed_text,
-            self.model.name,
-            request.max_new_tokens,
-            request.sampling,
-            self.backend,
-            self.settings.ablation
+            request.healed_text, self.model.name, request.max_new_tokens, request.sampling, self.backend, self.settings.ablation
         )
     }
 
@@ -289,12 +261,7 @@ impl Pipeline<'_> {
     /// generation was cut short; for a remote answer (not token-healed), a
     /// re-typed space or word start dropped first. May be blank: then
     /// there is nothing to show.
-    pub fn shown_text(
-        &self,
-        place: &CursorPlace,
-        cursor: &CursorText,
-        completion: &Completion,
-    ) -> String {
+    pub fn shown_text(&self, place: &CursorPlace, cursor: &CursorText, completion: &Completion) -> String {
         let text = if self.model.generator.engine().is_none() {
             drop_retyped_cursor_text(&completion.text, &cursor.prefix)
         } else {
@@ -303,15 +270,8 @@ impl Pipeline<'_> {
         if self.settings.ablation.no_postprocess {
             return text.to_string();
         }
-        let truncated = matches!(
-            completion.stop_reason,
-            StopReason::Deadline | StopReason::Length
-        );
-        let mode = if place.mode == CompletionMode::SingleLine {
-            PostMode::SingleLine
-        } else {
-            PostMode::MultiLine
-        };
+        let truncated = matches!(completion.stop_reason, StopReason::Deadline | StopReason::Length);
+        let mode = if place.mode == CompletionMode::SingleLine { PostMode::SingleLine } else { PostMode::MultiLine };
         postprocess(&PostprocessInput {
             completion: text,
             prefix: &cursor.prefix,
@@ -328,10 +288,7 @@ impl SuggestionSettings {
     pub fn request_settings(&self) -> Settings {
         Settings {
             max_new_tokens: self.max_tokens,
-            sampling: SamplingParams {
-                temperature: self.temperature,
-                ..SamplingParams::default()
-            },
+            sampling: SamplingParams { temperature: self.temperature, ..SamplingParams::default() },
             prompt_budget: Some(self.prompt_tokens),
             suffix_share: self.suffix_share,
             context_share: self.context_share,
@@ -353,28 +310,15 @@ impl SuggestionSettings {
     /// small prompt answers a cold cursor (nothing cached) within the
     /// budget while the full one is computed in the background. It keeps
     /// the suffix to a third and leaves out other files' snippets.
-    pub fn quick_windows(
-        &self,
-        prompt_tokens: usize,
-        model: &Model,
-        place: &CursorPlace,
-    ) -> (CursorText, Settings) {
-        let quick = SuggestionSettings {
-            max_suffix_tokens: self.max_suffix_tokens.min(prompt_tokens / 3),
-            context_share: 0.0,
-            ..self.clone()
-        };
+    pub fn quick_windows(&self, prompt_tokens: usize, model: &Model, place: &CursorPlace) -> (CursorText, Settings) {
+        let quick =
+            SuggestionSettings { max_suffix_tokens: self.max_suffix_tokens.min(prompt_tokens / 3), context_share: 0.0, ..self.clone() };
         let (cursor_text, mut settings) = quick.windows_within(prompt_tokens, model, place);
         settings.prompt_budget = Some(prompt_tokens);
         (cursor_text, settings)
     }
 
-    fn windows_within(
-        &self,
-        prompt_tokens: usize,
-        model: &Model,
-        place: &CursorPlace,
-    ) -> (CursorText, Settings) {
+    fn windows_within(&self, prompt_tokens: usize, model: &Model, place: &CursorPlace) -> (CursorText, Settings) {
         let (text, cursor) = (place.text, place.offset);
         let tokenizer = &model.loaded.tokenizer;
         let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
@@ -389,17 +333,11 @@ impl SuggestionSettings {
             _ => share,
         };
         let context_tokens = (room as f32 * self.context_share) as usize;
-        let budget = WindowBudget {
-            prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens),
-            suffix_tokens,
-        };
+        let budget = WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens };
         let mut settings = self.request_settings();
         let cursor_text = if self.ablation.no_windows {
             settings.suffix_share = suffix_tokens as f32 / room.max(1) as f32;
-            CursorText {
-                prefix: text[..cursor].to_string(),
-                suffix: text[cursor..].to_string(),
-            }
+            CursorText { prefix: text[..cursor].to_string(), suffix: text[cursor..].to_string() }
         } else {
             // The windows already fit; the prompt builder only guards the budget.
             settings.suffix_share = 1.0;
@@ -420,17 +358,9 @@ mod tests {
     #[test]
     fn ablation_names_parse_and_unknown_ones_are_refused() {
         let all = Ablation::parse(&Ablation::NAMES.join(",")).unwrap();
-        assert!(
-            all.no_healing
-                && all.no_cursor_line_after_middle
-                && all.no_suffix_cap
-                && all.no_postprocess
-                && all.no_windows
-        );
+        assert!(all.no_healing && all.no_cursor_line_after_middle && all.no_suffix_cap && all.no_postprocess && all.no_windows);
         assert_eq!(Ablation::parse(" , ").unwrap(), Ablation::default());
-        assert!(Ablation::parse("heal,colour")
-            .unwrap_err()
-            .contains("colour"));
+        assert!(Ablation::parse("heal,colour").unwrap_err().contains("colour"));
     }
 
     #[test]
@@ -438,10 +368,7 @@ mod tests {
         let settings = SuggestionSettings {
             max_tokens: 7,
             temperature: 0.5,
-            ablation: Ablation {
-                no_healing: true,
-                ..Ablation::default()
-            },
+            ablation: Ablation { no_healing: true, ..Ablation::default() },
             ..SuggestionSettings::default()
         };
         let request = settings.request_settings();

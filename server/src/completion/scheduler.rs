@@ -52,24 +52,13 @@ impl Scheduler {
             old_notify.notify_one();
             self.superseded.fetch_add(1, Ordering::Relaxed);
         }
-        Ticket {
-            scheduler: self.clone(),
-            key: key.to_string(),
-            id,
-            flag,
-            notify,
-        }
+        Ticket { scheduler: self.clone(), key: key.to_string(), id, flag, notify }
     }
 
     /// Cancels whatever is in flight for `key` (the document changed in a
     /// way that makes it stale, or was closed).
     pub fn cancel(&self, key: &str) {
-        if let Some((_, flag, notify)) = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key)
-        {
+        if let Some((_, flag, notify)) = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
             flag.cancel();
             notify.notify_one();
         }
@@ -78,11 +67,7 @@ impl Scheduler {
     /// Whether no request is in flight for `key` (speculative work only runs
     /// when the editor is not waiting on the model).
     pub fn is_idle(&self, key: &str) -> bool {
-        !self
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(key)
+        !self.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key)
     }
 
     /// Requests cancelled because a newer one arrived, since start.
@@ -112,10 +97,7 @@ impl Ticket {
     /// A view that waits for this request to be superseded, for a waiter
     /// that does not own the ticket.
     pub fn superseded(&self) -> Superseded {
-        Superseded {
-            flag: self.flag.clone(),
-            notify: self.notify.clone(),
-        }
+        Superseded { flag: self.flag.clone(), notify: self.notify.clone() }
     }
 
     /// The flag the engine checks between tokens.
@@ -137,11 +119,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.flag.cancel();
-        let mut map = self
-            .scheduler
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut map = self.scheduler.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(&self.key).is_some_and(|(id, _, _)| *id == self.id) {
             map.remove(&self.key);
         }
@@ -164,15 +142,9 @@ mod tests {
         assert!(!a2.flag().is_cancelled());
         assert_eq!(s.superseded(), 1);
         drop(a);
-        assert!(
-            !a2.flag().is_cancelled(),
-            "dropping the old ticket leaves the new one alone"
-        );
+        assert!(!a2.flag().is_cancelled(), "dropping the old ticket leaves the new one alone");
         let flag = a2.flag();
         drop(a2);
-        assert!(
-            flag.is_cancelled(),
-            "an abandoned request stops its generation"
-        );
+        assert!(flag.is_cancelled(), "an abandoned request stops its generation");
     }
 }

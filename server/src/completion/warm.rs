@@ -37,21 +37,14 @@ pub enum PromptPlan {
 
 /// Prompt tokens that can be computed within `COLD_SHARE` of `budget`.
 pub fn affordable_tokens(rate: Option<f64>, budget: Duration) -> usize {
-    let rate = rate
-        .filter(|r| r.is_finite() && *r > 0.0)
-        .unwrap_or(ASSUMED_PREFILL_RATE);
+    let rate = rate.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(ASSUMED_PREFILL_RATE);
     (rate * budget.as_secs_f64() * COLD_SHARE) as usize
 }
 
 /// Chooses the prompt for a request whose full prompt has `prompt_len`
 /// tokens, `cached` of them already in a KV cache, at a prefill rate of
 /// `rate` tokens per second (`None`: not measured yet).
-pub fn plan_prompt(
-    prompt_len: usize,
-    cached: usize,
-    rate: Option<f64>,
-    budget: Duration,
-) -> PromptPlan {
+pub fn plan_prompt(prompt_len: usize, cached: usize, rate: Option<f64>, budget: Duration) -> PromptPlan {
     let affordable = affordable_tokens(rate, budget);
     let missing = prompt_len.saturating_sub(cached);
     if missing <= affordable {
@@ -60,19 +53,12 @@ pub fn plan_prompt(
     // Sizes come from a ladder, so that a prefill rate measured a little
     // differently from one request to the next keeps the same quick prompt
     // (and its cached prefix).
-    let quick = QUICK_LADDER
-        .iter()
-        .copied()
-        .rev()
-        .find(|&n| n <= affordable)
-        .unwrap_or(MIN_QUICK_TOKENS);
+    let quick = QUICK_LADDER.iter().copied().rev().find(|&n| n <= affordable).unwrap_or(MIN_QUICK_TOKENS);
     // A quick prompt nearly as long as the full one saves nothing.
     if quick * 4 >= prompt_len * 3 {
         return PromptPlan::Full;
     }
-    PromptPlan::Quick {
-        prompt_tokens: quick,
-    }
+    PromptPlan::Quick { prompt_tokens: quick }
 }
 
 #[cfg(test)]
@@ -83,56 +69,22 @@ mod tests {
 
     #[test]
     fn a_cached_prompt_runs_whole() {
-        assert_eq!(
-            plan_prompt(1500, 1490, Some(200.0), BUDGET),
-            PromptPlan::Full
-        );
-        assert_eq!(
-            plan_prompt(1500, 1400, Some(200.0), BUDGET),
-            PromptPlan::Full,
-            "100 new tokens fit in 0.6 s at 200 tok/s"
-        );
+        assert_eq!(plan_prompt(1500, 1490, Some(200.0), BUDGET), PromptPlan::Full);
+        assert_eq!(plan_prompt(1500, 1400, Some(200.0), BUDGET), PromptPlan::Full, "100 new tokens fit in 0.6 s at 200 tok/s");
     }
 
     #[test]
     fn a_cold_prompt_gets_a_quick_one_sized_by_the_measured_rate() {
-        assert_eq!(
-            plan_prompt(1500, 0, Some(200.0), BUDGET),
-            PromptPlan::Quick { prompt_tokens: 96 },
-            "120 affordable"
-        );
-        assert_eq!(
-            plan_prompt(1500, 0, Some(300.0), BUDGET),
-            PromptPlan::Quick { prompt_tokens: 160 },
-            "180 affordable"
-        );
-        assert_eq!(
-            plan_prompt(1500, 0, Some(330.0), BUDGET),
-            PromptPlan::Quick { prompt_tokens: 160 },
-            "198: the same rung"
-        );
-        assert_eq!(
-            plan_prompt(1500, 0, Some(700.0), BUDGET),
-            PromptPlan::Quick { prompt_tokens: 384 }
-        );
-        assert_eq!(
-            plan_prompt(1500, 0, None, BUDGET),
-            PromptPlan::Quick { prompt_tokens: 96 },
-            "the assumed rate gives 90: the floor holds"
-        );
+        assert_eq!(plan_prompt(1500, 0, Some(200.0), BUDGET), PromptPlan::Quick { prompt_tokens: 96 }, "120 affordable");
+        assert_eq!(plan_prompt(1500, 0, Some(300.0), BUDGET), PromptPlan::Quick { prompt_tokens: 160 }, "180 affordable");
+        assert_eq!(plan_prompt(1500, 0, Some(330.0), BUDGET), PromptPlan::Quick { prompt_tokens: 160 }, "198: the same rung");
+        assert_eq!(plan_prompt(1500, 0, Some(700.0), BUDGET), PromptPlan::Quick { prompt_tokens: 384 });
+        assert_eq!(plan_prompt(1500, 0, None, BUDGET), PromptPlan::Quick { prompt_tokens: 96 }, "the assumed rate gives 90: the floor holds");
     }
 
     #[test]
     fn fast_machines_and_small_files_never_go_quick() {
-        assert_eq!(
-            plan_prompt(1500, 0, Some(5000.0), BUDGET),
-            PromptPlan::Full,
-            "a GPU computes it within the budget"
-        );
-        assert_eq!(
-            plan_prompt(120, 0, Some(150.0), BUDGET),
-            PromptPlan::Full,
-            "a quick prompt would be as long"
-        );
+        assert_eq!(plan_prompt(1500, 0, Some(5000.0), BUDGET), PromptPlan::Full, "a GPU computes it within the budget");
+        assert_eq!(plan_prompt(120, 0, Some(150.0), BUDGET), PromptPlan::Full, "a quick prompt would be as long");
     }
 }

@@ -35,17 +35,10 @@ pub enum CursorError {
 /// Splits `text` at a 1-based line and column (column in characters, as
 /// compilers print them; one past the end of the line is allowed). Lines end
 /// at `\n`, `\r\n` or `\r`, as in LSP.
-pub fn split_at_line_column(
-    text: &str,
-    line: usize,
-    column: usize,
-) -> Result<CursorText, CursorError> {
+pub fn split_at_line_column(text: &str, line: usize, column: usize) -> Result<CursorText, CursorError> {
     let starts = line_starts(text);
     if line == 0 || line > starts.len() {
-        return Err(CursorError::LineOutOfRange {
-            line,
-            lines: starts.len(),
-        });
+        return Err(CursorError::LineOutOfRange { line, lines: starts.len() });
     }
     let start = starts[line - 1];
     let rest = &text[start..];
@@ -53,22 +46,10 @@ pub fn split_at_line_column(
     let content = &rest[..content_len];
     let chars = content.chars().count();
     if column == 0 || column > chars + 1 {
-        return Err(CursorError::ColumnOutOfRange {
-            line,
-            column,
-            chars,
-        });
+        return Err(CursorError::ColumnOutOfRange { line, column, chars });
     }
-    let offset = start
-        + content
-            .char_indices()
-            .nth(column - 1)
-            .map(|(i, _)| i)
-            .unwrap_or(content_len);
-    Ok(CursorText {
-        prefix: text[..offset].to_string(),
-        suffix: text[offset..].to_string(),
-    })
+    let offset = start + content.char_indices().nth(column - 1).map(|(i, _)| i).unwrap_or(content_len);
+    Ok(CursorText { prefix: text[..offset].to_string(), suffix: text[offset..].to_string() })
 }
 
 fn line_starts(text: &str) -> Vec<usize> {
@@ -87,12 +68,11 @@ fn line_starts(text: &str) -> Vec<usize> {
 /// id; `#` for unknown languages is a guess that reads fine to a model.
 pub fn line_comment(language: &str) -> &'static str {
     match language {
-        "py" | "python" | "sh" | "bash" | "shellscript" | "rb" | "ruby" | "toml" | "yaml"
-        | "yml" | "r" | "pl" | "perl" => "#",
+        "py" | "python" | "sh" | "bash" | "shellscript" | "rb" | "ruby" | "toml" | "yaml" | "yml" | "r" | "pl" | "perl" => "#",
         "lua" | "sql" | "hs" | "haskell" => "--",
-        "rs" | "rust" | "c" | "h" | "cpp" | "cc" | "hpp" | "cxx" | "java" | "js" | "javascript"
-        | "jsx" | "javascriptreact" | "ts" | "typescript" | "tsx" | "typescriptreact" | "go"
-        | "kt" | "kotlin" | "swift" | "cs" | "csharp" | "scala" | "dart" | "zig" | "php" => "//",
+        "rs" | "rust" | "c" | "h" | "cpp" | "cc" | "hpp" | "cxx" | "java" | "js" | "javascript" | "jsx" | "javascriptreact"
+        | "ts" | "typescript" | "tsx" | "typescriptreact" | "go" | "kt" | "kotlin" | "swift" | "cs" | "csharp" | "scala"
+        | "dart" | "zig" | "php" => "//",
         _ => "#",
     }
 }
@@ -123,21 +103,8 @@ mod tests {
 
     #[test]
     fn positions_outside_the_file_are_errors() {
-        assert_eq!(
-            split_at_line_column("a\nb", 3, 1),
-            Err(CursorError::LineOutOfRange { line: 3, lines: 2 })
-        );
-        assert_eq!(
-            split_at_line_column("a\nb", 0, 1),
-            Err(CursorError::LineOutOfRange { line: 0, lines: 2 })
-        );
-        assert_eq!(
-            split_at_line_column("abc", 1, 5),
-            Err(CursorError::ColumnOutOfRange {
-                line: 1,
-                column: 5,
-                chars: 3
-            })
-        );
+        assert_eq!(split_at_line_column("a\nb", 3, 1), Err(CursorError::LineOutOfRange { line: 3, lines: 2 }));
+        assert_eq!(split_at_line_column("a\nb", 0, 1), Err(CursorError::LineOutOfRange { line: 0, lines: 2 }));
+        assert_eq!(split_at_line_column("abc", 1, 5), Err(CursorError::ColumnOutOfRange { line: 1, column: 5, chars: 3 }));
     }
 }

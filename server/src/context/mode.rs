@@ -26,12 +26,7 @@ fn closing_only(rest: &str) -> bool {
 /// Decides the mode at byte offset `cursor` of `text`. With
 /// `skip_mid_identifier`, a cursor between two identifier characters gets
 /// [`CompletionMode::Skip`].
-pub fn completion_mode(
-    text: &str,
-    cursor: usize,
-    tree: Option<&Tree>,
-    skip_mid_identifier: bool,
-) -> CompletionMode {
+pub fn completion_mode(text: &str, cursor: usize, tree: Option<&Tree>, skip_mid_identifier: bool) -> CompletionMode {
     let cursor = cursor.min(text.len());
     if !text.is_char_boundary(cursor) {
         return CompletionMode::Skip;
@@ -40,10 +35,7 @@ pub fn completion_mode(
     let after = &text[cursor..];
     let line_before = before.rsplit(['\n', '\r']).next().unwrap_or("");
     let rest = after.split(['\n', '\r']).next().unwrap_or("");
-    if skip_mid_identifier
-        && line_before.chars().next_back().is_some_and(is_ident)
-        && rest.chars().next().is_some_and(is_ident)
-    {
+    if skip_mid_identifier && line_before.chars().next_back().is_some_and(is_ident) && rest.chars().next().is_some_and(is_ident) {
         return CompletionMode::Skip;
     }
     if let Some(tree) = tree {
@@ -52,10 +44,7 @@ pub fn completion_mode(
         let mut node = tree.root_node().descendant_for_byte_range(at, at);
         while let Some(n) = node {
             let kind = n.kind();
-            if (kind.contains("comment") || kind.contains("string"))
-                && n.start_byte() < cursor
-                && cursor < n.end_byte()
-            {
+            if (kind.contains("comment") || kind.contains("string")) && n.start_byte() < cursor && cursor < n.end_byte() {
                 return CompletionMode::SingleLine;
             }
             node = n.parent();
@@ -72,12 +61,7 @@ pub fn completion_mode(
     if trimmed.trim_start().is_empty() {
         return CompletionMode::MultiLine; // a blank line (in a body, or anywhere)
     }
-    let opener = trimmed.ends_with(':')
-        || trimmed.ends_with('{')
-        || trimmed.ends_with("=>")
-        || trimmed.ends_with(" do")
-        || trimmed.ends_with('(')
-        || trimmed.ends_with('[');
+    let opener = trimmed.ends_with(':') || trimmed.ends_with('{') || trimmed.ends_with("=>") || trimmed.ends_with(" do") || trimmed.ends_with('(') || trimmed.ends_with('[');
     if opener {
         CompletionMode::MultiLine
     } else {
@@ -93,9 +77,7 @@ mod tests {
         let cursor = marked.find("$0").unwrap();
         let text = marked.replace("$0", "");
         let mut parser = tree_sitter::Parser::new();
-        parser
-            .set_language(&tree_sitter_python::LANGUAGE.into())
-            .unwrap();
+        parser.set_language(&tree_sitter_python::LANGUAGE.into()).unwrap();
         let tree = parser.parse(&text, None).unwrap();
         completion_mode(&text, cursor, Some(&tree), true)
     }
@@ -104,10 +86,7 @@ mod tests {
     fn blocks_and_blank_lines_are_multi_line() {
         assert_eq!(mode("def f(x):\n    $0\n"), CompletionMode::MultiLine);
         assert_eq!(mode("def f(x):$0\n"), CompletionMode::MultiLine);
-        assert_eq!(
-            mode("if x:\n    y = 1\n\n    $0\n"),
-            CompletionMode::MultiLine
-        );
+        assert_eq!(mode("if x:\n    y = 1\n\n    $0\n"), CompletionMode::MultiLine);
     }
 
     #[test]
@@ -126,10 +105,7 @@ mod tests {
 
     #[test]
     fn column_zero_in_front_of_code_inserts_lines_above() {
-        assert_eq!(
-            mode("def f(x):\n$0    return x\n"),
-            CompletionMode::MultiLine
-        );
+        assert_eq!(mode("def f(x):\n$0    return x\n"), CompletionMode::MultiLine);
         assert_eq!(mode("$0import os\n"), CompletionMode::MultiLine);
     }
 

@@ -32,52 +32,30 @@ pub struct WindowBudget {
 /// Chooses the text before and after the cursor (`cursor` is a byte offset
 /// into `text` on a char boundary). `count` gives the number of tokens of a
 /// piece of text.
-pub fn cursor_windows(
-    text: &str,
-    cursor: usize,
-    tree: Option<&Tree>,
-    budget: WindowBudget,
-    count: &dyn Fn(&str) -> usize,
-) -> CursorText {
+pub fn cursor_windows(text: &str, cursor: usize, tree: Option<&Tree>, budget: WindowBudget, count: &dyn Fn(&str) -> usize) -> CursorText {
     let cursor = floor_char_boundary(text, cursor.min(text.len()));
     let starts = line_starts(text);
     let cursor_line = starts.partition_point(|&s| s <= cursor) - 1;
 
     // Suffix: whole lines from the cursor while they fit.
-    let suffix_ends: Vec<usize> = starts[cursor_line + 1..]
-        .iter()
-        .copied()
-        .chain(std::iter::once(text.len()))
-        .collect();
-    let suffix_end = last_fitting(&suffix_ends, |end| {
-        count(&text[cursor..end]) <= budget.suffix_tokens
-    })
-    .unwrap_or(cursor);
+    let suffix_ends: Vec<usize> = starts[cursor_line + 1..].iter().copied().chain(std::iter::once(text.len())).collect();
+    let suffix_end = last_fitting(&suffix_ends, |end| count(&text[cursor..end]) <= budget.suffix_tokens).unwrap_or(cursor);
     let suffix = text[cursor..suffix_end].to_string();
 
     // Prefix: the earliest line start whose text up to the cursor fits.
     let all = count(&text[..cursor]);
     if all <= budget.prefix_tokens {
-        return CursorText {
-            prefix: text[..cursor].to_string(),
-            suffix,
-        };
+        return CursorText { prefix: text[..cursor].to_string(), suffix };
     }
-    let header = tree
-        .map(|t| header_lines(text, t, cursor))
-        .unwrap_or_default();
-    let header: Vec<(usize, usize)> = header
-        .into_iter()
-        .filter(|&(s, e)| e <= starts[cursor_line] && s < e)
-        .collect();
+    let header = tree.map(|t| header_lines(text, t, cursor)).unwrap_or_default();
+    let header: Vec<(usize, usize)> = header.into_iter().filter(|&(s, e)| e <= starts[cursor_line] && s < e).collect();
     let header_text: String = header.iter().map(|&(s, e)| &text[s..e]).collect();
     let header_tokens = count(&header_text);
-    let (header_text, header_tokens, header) =
-        if header_tokens <= budget.prefix_tokens / HEADER_SHARE {
-            (header_text, header_tokens, header)
-        } else {
-            (String::new(), 0, Vec::new())
-        };
+    let (header_text, header_tokens, header) = if header_tokens <= budget.prefix_tokens / HEADER_SHARE {
+        (header_text, header_tokens, header)
+    } else {
+        (String::new(), 0, Vec::new())
+    };
     let room = budget.prefix_tokens.saturating_sub(header_tokens);
     let candidates = &starts[..=cursor_line];
     // The lines before the cursor's line must fit beside a reserve for the
@@ -86,8 +64,7 @@ pub fn cursor_windows(
     // most for small, quick prompts, where a line's worth of tokens would
     // otherwise move the start on every keystroke.
     let line_start = starts[cursor_line];
-    let head_reserve =
-        (count(&text[line_start..cursor]) / HEAD_RESERVE_STEP + 1) * HEAD_RESERVE_STEP;
+    let head_reserve = (count(&text[line_start..cursor]) / HEAD_RESERVE_STEP + 1) * HEAD_RESERVE_STEP;
     // Lines are found from the earliest start that fits, then aligned.
     let fits = |s: usize| count(&text[s..line_start]) + head_reserve <= room;
     let first_fit = fits(starts[cursor_line]).then(|| first_fitting(candidates, cursor_line, fits));
@@ -98,11 +75,7 @@ pub fn cursor_windows(
     let window_start = starts[line];
     // Header lines already inside the window are not repeated.
     let header_text = if header.iter().any(|&(s, _)| s >= window_start) {
-        header
-            .iter()
-            .filter(|&&(s, _)| s < window_start)
-            .map(|&(s, e)| &text[s..e])
-            .collect()
+        header.iter().filter(|&&(s, _)| s < window_start).map(|&(s, e)| &text[s..e]).collect()
     } else {
         header_text
     };
@@ -110,11 +83,7 @@ pub fn cursor_windows(
     let window = &text[window_start..cursor];
     if prefix.is_empty() && count(window) > room {
         // Not even the cursor line fits: keep its end.
-        let keep = window
-            .char_indices()
-            .map(|(i, _)| i)
-            .find(|&i| count(&window[i..]) <= room)
-            .unwrap_or(window.len());
+        let keep = window.char_indices().map(|(i, _)| i).find(|&i| count(&window[i..]) <= room).unwrap_or(window.len());
         prefix.push_str(&window[keep..]);
     } else {
         prefix.push_str(window);
@@ -255,10 +224,7 @@ fn header_lines(text: &str, tree: &Tree, cursor: usize) -> Vec<(usize, usize)> {
         if is_scope(n.kind()) && n.start_byte() < cursor {
             // Only the scope's first line: its signature or header.
             let (start, _) = whole_line(n);
-            let first_line_end = starts
-                .get(starts.partition_point(|&s| s <= start))
-                .copied()
-                .unwrap_or(text.len());
+            let first_line_end = starts.get(starts.partition_point(|&s| s <= start)).copied().unwrap_or(text.len());
             ranges.push((start, first_line_end));
         }
         node = n.parent();
@@ -278,9 +244,7 @@ mod tests {
 
     fn python(text: &str) -> Tree {
         let mut parser = tree_sitter::Parser::new();
-        parser
-            .set_language(&tree_sitter_python::LANGUAGE.into())
-            .unwrap();
+        parser.set_language(&tree_sitter_python::LANGUAGE.into()).unwrap();
         parser.parse(text, None).unwrap()
     }
 
@@ -288,16 +252,7 @@ mod tests {
     fn small_files_are_taken_whole() {
         let text = "import os\n\ndef f():\n    return 1\n";
         let at = text.find("return").unwrap();
-        let w = cursor_windows(
-            text,
-            at,
-            None,
-            WindowBudget {
-                prefix_tokens: 100,
-                suffix_tokens: 100,
-            },
-            &words,
-        );
+        let w = cursor_windows(text, at, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 100 }, &words);
         assert_eq!(w.prefix, &text[..at]);
         assert_eq!(w.suffix, &text[at..]);
     }
@@ -311,10 +266,7 @@ mod tests {
         let line_start = text.len();
         // 15 words: within one step of the head's reserve.
         text.push_str("total = a1 + a2 + a3 + a4 + a5 + a6 + a7");
-        let budget = WindowBudget {
-            prefix_tokens: 40,
-            suffix_tokens: 0,
-        };
+        let budget = WindowBudget { prefix_tokens: 40, suffix_tokens: 0 };
         let starts: Vec<usize> = (line_start + 1..=text.len())
             .map(|cursor| {
                 let w = cursor_windows(&text[..cursor], cursor, None, budget, &words);
@@ -322,59 +274,28 @@ mod tests {
             })
             .collect();
         let moves = starts.windows(2).filter(|w| w[0] != w[1]).count();
-        assert_eq!(
-            moves, 0,
-            "the window's start moved while typing one line: {starts:?}"
-        );
+        assert_eq!(moves, 0, "the window's start moved while typing one line: {starts:?}");
     }
 
     #[test]
     fn the_suffix_is_cut_at_a_line_end() {
         let text = "x = 1\ny = 2\nz = 3\nw = 4\n";
-        let w = cursor_windows(
-            text,
-            2,
-            None,
-            WindowBudget {
-                prefix_tokens: 100,
-                suffix_tokens: 6,
-            },
-            &words,
-        );
+        let w = cursor_windows(text, 2, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 6 }, &words);
         assert_eq!(w.suffix, "= 1\ny = 2\n");
     }
 
     #[test]
     fn far_prefix_keeps_imports_and_the_enclosing_signature() {
-        let mut text =
-            String::from("import os\nimport sys\n\n\nclass Store:\n    def load(self, path):\n");
+        let mut text = String::from("import os\nimport sys\n\n\nclass Store:\n    def load(self, path):\n");
         for i in 0..60 {
-            text.push_str(&format!(
-                "        step_{i} = os.path.join(path, 'part{i}')\n"
-            ));
+            text.push_str(&format!("        step_{i} = os.path.join(path, 'part{i}')\n"));
         }
         text.push_str("        return ");
         let cursor = text.len();
         let tree = python(&text);
-        let w = cursor_windows(
-            &text,
-            cursor,
-            Some(&tree),
-            WindowBudget {
-                prefix_tokens: 120,
-                suffix_tokens: 10,
-            },
-            &words,
-        );
-        assert!(
-            w.prefix
-                .starts_with("import os\nimport sys\nclass Store:\n    def load(self, path):\n"),
-            "{}",
-            w.prefix
-        );
-        assert!(w
-            .prefix
-            .ends_with("step_59 = os.path.join(path, 'part59')\n        return "));
+        let w = cursor_windows(&text, cursor, Some(&tree), WindowBudget { prefix_tokens: 120, suffix_tokens: 10 }, &words);
+        assert!(w.prefix.starts_with("import os\nimport sys\nclass Store:\n    def load(self, path):\n"), "{}", w.prefix);
+        assert!(w.prefix.ends_with("step_59 = os.path.join(path, 'part59')\n        return "));
         assert!(!w.prefix.contains("step_0 "));
         assert!(words(&w.prefix) <= 120);
     }
@@ -385,10 +306,7 @@ mod tests {
         for i in 0..200 {
             text.push_str(&format!("value_{i} = compute({i}) + offset\n"));
         }
-        let budget = WindowBudget {
-            prefix_tokens: 300,
-            suffix_tokens: 0,
-        };
+        let budget = WindowBudget { prefix_tokens: 300, suffix_tokens: 0 };
         let mut starts = std::collections::HashSet::new();
         for typed in ["r", "re", "res", "resu", "result = ", "result = value_1 +"] {
             let doc = format!("{text}{typed}");

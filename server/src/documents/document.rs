@@ -247,10 +247,7 @@ impl Document {
 
     /// True when the document exceeds the size limit.
     pub fn too_large_for_context(&self) -> bool {
-        matches!(
-            skip_reason(&self.rope, self.nuls, self.limits),
-            Some(SkipReason::TooLarge { .. })
-        )
+        matches!(skip_reason(&self.rope, self.nuls, self.limits), Some(SkipReason::TooLarge { .. }))
     }
 
     /// True when the document contains a NUL byte.

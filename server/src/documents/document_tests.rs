@@ -329,12 +329,7 @@ fn a_stale_document_ignores_ranged_changes_until_a_whole_text_change() {
 
 #[test]
 fn a_stale_document_over_the_size_limit_is_still_too_large() {
-    let mut doc = Document::with_limits(
-        "fn a() {}",
-        Language::Rust,
-        0,
-        DocumentLimits { max_bytes: 4 },
-    );
+    let mut doc = Document::with_limits("fn a() {}", Language::Rust, 0, DocumentLimits { max_bytes: 4 });
     doc.mark_stale();
     assert!(doc.too_large_for_context());
     assert_eq!(doc.skip_reason(), Some(SkipReason::Stale));

@@ -179,10 +179,7 @@ mod tests {
         assert!(store.mark_stale(URI).is_err());
         store.open(URI, "rust", 1, "fn a() {}");
         assert_eq!(store.mark_stale(URI), Ok(()));
-        assert_eq!(
-            store.snapshot(URI).ok().and_then(|s| s.skip_reason()),
-            Some(SkipReason::Stale)
-        );
+        assert_eq!(store.snapshot(URI).ok().and_then(|s| s.skip_reason()), Some(SkipReason::Stale));
         store.open(URI, "rust", 2, "fn a() {}");
         assert_eq!(store.snapshot(URI).ok().and_then(|s| s.skip_reason()), None);
     }

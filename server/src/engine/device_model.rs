@@ -67,35 +67,21 @@ impl DeviceTransformer {
     /// Loads every tensor onto `device`, reporting progress as a fraction in
     /// `0..=1`. `max_context` bounds the rotary tables (and so the usable
     /// window).
-    pub fn load(
-        file: &mut GgufFile,
-        max_context: usize,
-        device: &Device,
-        progress: &mut dyn FnMut(f32),
-    ) -> Result<Self, EngineError> {
+    pub fn load(file: &mut GgufFile, max_context: usize, device: &Device, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         let hp = Hyperparams::from_gguf(file)?;
         hp.check_tensors(file)?;
         check_dtypes(file)?;
         let embedding = Arc::new(file.tensor("token_embd.weight", device)?);
         let (embedding_rows, width) = embedding.shape().dims2()?;
         if width != hp.n_embd {
-            return Err(corrupt(
-                file,
-                format!(
-                    "token_embd.weight is {embedding_rows}x{width}, expected width {}",
-                    hp.n_embd
-                ),
-            ));
+            return Err(corrupt(file, format!("token_embd.weight is {embedding_rows}x{width}, expected width {}", hp.n_embd)));
         }
         let embeddings = QMatMul::from_arc(embedding)?;
         let (output, vocab) = if file.has_tensor("output.weight") {
             let output = file.tensor("output.weight", device)?;
             let (rows, cols) = output.shape().dims2()?;
             if cols != hp.n_embd {
-                return Err(corrupt(
-                    file,
-                    format!("output.weight has width {cols}, expected {}", hp.n_embd),
-                ));
+                return Err(corrupt(file, format!("output.weight has width {cols}, expected {}", hp.n_embd)));
             }
             (QMatMul::from_qtensor(output)?, rows)
         } else {
@@ -110,13 +96,7 @@ impl DeviceTransformer {
             let wq = matrix(file, &p("attn_q.weight"), Some(q_width), hp.n_embd, device)?;
             let wk = matrix(file, &p("attn_k.weight"), Some(kv_width), hp.n_embd, device)?;
             let wv = matrix(file, &p("attn_v.weight"), Some(kv_width), hp.n_embd, device)?;
-            let wo = matrix(
-                file,
-                &p("attn_output.weight"),
-                Some(hp.n_embd),
-                q_width,
-                device,
-            )?;
+            let wo = matrix(file, &p("attn_output.weight"), Some(hp.n_embd), q_width, device)?;
             let (w_gate, n_ff) = matrix_rows(file, &p("ffn_gate.weight"), None, hp.n_embd, device)?;
             let w_up = matrix(file, &p("ffn_up.weight"), Some(n_ff), hp.n_embd, device)?;
             let w_down = matrix(file, &p("ffn_down.weight"), Some(hp.n_embd), n_ff, device)?;
@@ -127,11 +107,7 @@ impl DeviceTransformer {
                     Ok(None)
                 }
             };
-            let (bq, bk, bv) = (
-                bias("attn_q.bias", q_width)?,
-                bias("attn_k.bias", kv_width)?,
-                bias("attn_v.bias", kv_width)?,
-            );
+            let (bq, bk, bv) = (bias("attn_q.bias", q_width)?, bias("attn_k.bias", kv_width)?, bias("attn_v.bias", kv_width)?);
             layers.push(Layer {
                 attn_norm: dense(file, &p("attn_norm.weight"), hp.n_embd, device)?,
                 ffn_norm: dense(file, &p("ffn_norm.weight"), hp.n_embd, device)?,
@@ -150,12 +126,7 @@ impl DeviceTransformer {
         }
         let freq_factors = if file.has_tensor("rope_freqs.weight") {
             let q = file.tensor("rope_freqs.weight", &Device::Cpu)?;
-            Some(
-                q.dequantize(&Device::Cpu)?
-                    .to_dtype(DType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?,
-            )
+            Some(q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
         } else {
             None
         };
@@ -163,18 +134,7 @@ impl DeviceTransformer {
         let half = hp.head_dim / 2;
         let cos = Tensor::from_vec(cos, (max_context, half), device)?;
         let sin = Tensor::from_vec(sin, (max_context, half), device)?;
-        Ok(Self {
-            hp,
-            embeddings,
-            embedding_rows,
-            layers,
-            norm,
-            output,
-            vocab,
-            cos,
-            sin,
-            device: device.clone(),
-        })
+        Ok(Self { hp, embeddings, embedding_rows, layers, norm, output, vocab, cos, sin, device: device.clone() })
     }
 
     /// The network's shape.
@@ -205,13 +165,7 @@ impl DeviceTransformer {
 
     /// A KV cache on this network's device, sized for `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache, EngineError> {
-        KvCache::on_device(
-            self.hp.n_layers,
-            self.hp.n_kv_heads,
-            self.hp.head_dim,
-            capacity.min(self.max_context()),
-            &self.device,
-        )
+        KvCache::on_device(self.hp.n_layers, self.hp.n_kv_heads, self.hp.head_dim, capacity.min(self.max_context()), &self.device)
     }
 
     /// Runs `tokens` after what `cache` holds, appends their keys and values,
@@ -224,11 +178,7 @@ impl DeviceTransformer {
 
     /// Like [`Self::forward`], but returns the logits of every token,
     /// `[tokens.len() * vocab]` row by row, copied to the host.
-    pub fn forward_all(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-    ) -> Result<Vec<f32>, EngineError> {
+    pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
         let hidden = self.hidden(tokens, cache)?;
         Ok(self.logits(&hidden)?.flatten_all()?.to_vec1::<f32>()?)
     }
@@ -244,31 +194,18 @@ impl DeviceTransformer {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        if let Some(&bad) = tokens
-            .iter()
-            .find(|&&t| t as usize >= self.hp.vocab_size.min(self.embedding_rows))
-        {
-            return Err(EngineError::Tokenizer(format!(
-                "token id {bad} is outside the model's vocabulary"
-            )));
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.hp.vocab_size.min(self.embedding_rows)) {
+            return Err(EngineError::Tokenizer(format!("token id {bad} is outside the model's vocabulary")));
         }
         let pos = cache.len();
         let seq = tokens.len();
         if pos + seq > cache.capacity() || pos + seq > self.max_context() {
-            return Err(EngineError::ContextOverflow {
-                prompt: pos + seq,
-                max_new: 0,
-                context: cache.capacity(),
-            });
+            return Err(EngineError::ContextOverflow { prompt: pos + seq, max_new: 0, context: cache.capacity() });
         }
         let kv = cache.device_mut()?;
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embeddings.embedding(&ids)?;
-        let mask = if seq > 1 {
-            Some(causal_mask(seq, pos, &self.device)?)
-        } else {
-            None
-        };
+        let mask = if seq > 1 { Some(causal_mask(seq, pos, &self.device)?) } else { None };
         let cos = self.cos.narrow(0, pos, seq)?;
         let sin = self.sin.narrow(0, pos, seq)?;
         let eps = self.hp.rms_eps;
@@ -308,9 +245,7 @@ impl DeviceTransformer {
         };
         // [seq, heads * dim] -> [1, heads, seq, dim], the layout the rope kernels take.
         let heads = |t: Tensor, n: usize| -> Result<Tensor, EngineError> {
-            Ok(t.reshape((1, seq, n, hp.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
+            Ok(t.reshape((1, seq, n, hp.head_dim))?.transpose(1, 2)?.contiguous()?)
         };
         let q = heads(project(&layer.wq, &layer.bq)?, hp.n_heads)?;
         let k = heads(project(&layer.wk, &layer.bk)?, hp.n_kv_heads)?;
@@ -347,56 +282,30 @@ impl DeviceTransformer {
 }
 
 fn corrupt(file: &GgufFile, reason: String) -> EngineError {
-    EngineError::Corrupt {
-        path: file.path().to_path_buf(),
-        reason,
-    }
+    EngineError::Corrupt { path: file.path().to_path_buf(), reason }
 }
 
 /// A weight matrix of `rows` (any, when `None`) by `cols`, and its row count.
-fn matrix_rows(
-    file: &mut GgufFile,
-    name: &str,
-    rows: Option<usize>,
-    cols: usize,
-    device: &Device,
-) -> Result<(QMatMul, usize), EngineError> {
+fn matrix_rows(file: &mut GgufFile, name: &str, rows: Option<usize>, cols: usize, device: &Device) -> Result<(QMatMul, usize), EngineError> {
     let q: QTensor = file.tensor(name, device)?;
     let (r, c) = q.shape().dims2()?;
     if rows.is_some_and(|rows| rows != r) || c != cols {
         let expected = rows.map_or("?".into(), |r| r.to_string());
-        return Err(corrupt(
-            file,
-            format!("{name} is {r}x{c}, expected {expected}x{cols}"),
-        ));
+        return Err(corrupt(file, format!("{name} is {r}x{c}, expected {expected}x{cols}")));
     }
     Ok((QMatMul::from_qtensor(q)?, r))
 }
 
-fn matrix(
-    file: &mut GgufFile,
-    name: &str,
-    rows: Option<usize>,
-    cols: usize,
-    device: &Device,
-) -> Result<QMatMul, EngineError> {
+fn matrix(file: &mut GgufFile, name: &str, rows: Option<usize>, cols: usize, device: &Device) -> Result<QMatMul, EngineError> {
     Ok(matrix_rows(file, name, rows, cols, device)?.0)
 }
 
 /// A small f32 tensor (norm weights, biases) of exactly `len` values, on `device`.
-fn dense(
-    file: &mut GgufFile,
-    name: &str,
-    len: usize,
-    device: &Device,
-) -> Result<Tensor, EngineError> {
+fn dense(file: &mut GgufFile, name: &str, len: usize, device: &Device) -> Result<Tensor, EngineError> {
     let q: QTensor = file.tensor(name, device)?;
     let t = q.dequantize(device)?.to_dtype(DType::F32)?.flatten_all()?;
     if t.elem_count() != len {
-        return Err(corrupt(
-            file,
-            format!("{name} has {} values, expected {len}", t.elem_count()),
-        ));
+        return Err(corrupt(file, format!("{name} has {} values, expected {len}", t.elem_count())));
     }
     Ok(t)
 }

@@ -57,9 +57,7 @@ pub enum EngineError {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// The prompt does not fit the model's context window.
-    #[error(
-        "prompt of {prompt} tokens plus {max_new} new tokens exceeds the context length {context}"
-    )]
+    #[error("prompt of {prompt} tokens plus {max_new} new tokens exceeds the context length {context}")]
     ContextOverflow {
         /// Prompt tokens.
         prompt: usize,
@@ -88,9 +86,7 @@ pub enum EngineError {
     /// A KV cache was handed to a forward pass that keeps its keys and
     /// values elsewhere. Caches come from the model's own `new_cache`, so this
     /// is a bug in the caller, reported instead of a panic.
-    #[error(
-        "internal error: the {expected} forward pass was given a KV cache made for another device"
-    )]
+    #[error("internal error: the {expected} forward pass was given a KV cache made for another device")]
     CacheMismatch {
         /// The kind of cache the forward pass needs.
         expected: &'static str,

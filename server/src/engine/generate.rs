@@ -182,22 +182,14 @@ pub const MAX_SLOTS: usize = 8;
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self {
-            context_length: 4096,
-            threads: 0,
-            speculative: true,
-            device: ComputeDevice::Cpu,
-            kv_cache_mb: 0,
-        }
+        Self { context_length: 4096, threads: 0, speculative: true, device: ComputeDevice::Cpu, kv_cache_mb: 0 }
     }
 }
 
 /// The physical cores this process may run on: one thread per core is what
 /// memory-bound matrix products want (hyper-threads share a core's units).
 pub fn default_threads() -> usize {
-    let allowed = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     allowed.min(num_cpus::get_physical().max(1))
 }
 
@@ -269,12 +261,7 @@ pub struct RunControl<'a> {
 impl RunControl<'_> {
     /// An interactive job: never gives way, ends at its deadline.
     pub fn interactive() -> RunControl<'static> {
-        RunControl {
-            background: false,
-            should_yield: &|| false,
-            late_budget: None,
-            on_prefill: None,
-        }
+        RunControl { background: false, should_yield: &|| false, late_budget: None, on_prefill: None }
     }
 }
 
@@ -299,29 +286,17 @@ const REUSE_SHARE: f32 = 0.5;
 impl Engine {
     /// Loads a GGUF file: tokenizer first (cheap, and the most common reason a
     /// file is unusable), then the weights. `progress` receives `0..=1`.
-    pub fn load(
-        path: &Path,
-        options: &EngineOptions,
-        progress: &mut dyn FnMut(f32),
-    ) -> Result<Self, EngineError> {
+    pub fn load(path: &Path, options: &EngineOptions, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         let mut file = GgufFile::open(path)?;
         let hp = Hyperparams::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let context = options.context_length.min(hp.trained_context).max(16);
-        let threads = if options.threads == 0 {
-            default_threads()
-        } else {
-            options.threads
-        };
+        let threads = if options.threads == 0 { default_threads() } else { options.threads };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cria-compute-{i}"))
             .build()
-            .map_err(|e| {
-                EngineError::Compute(candle_core::Error::Msg(format!(
-                    "cannot start {threads} compute threads: {e}"
-                )))
-            })?;
+            .map_err(|e| EngineError::Compute(candle_core::Error::Msg(format!("cannot start {threads} compute threads: {e}"))))?;
         let model = Network::load(&mut file, context, options.device, progress)?;
         let cache = model.new_cache(context)?;
         // Speculation must not change the output: only with products that give
@@ -380,20 +355,12 @@ impl Engine {
     /// requests can already size their prompts to the budget; the cache is
     /// left empty.
     pub fn calibrate_prefill(&mut self) -> Result<(), EngineError> {
-        let filler = self
-            .tokenizer
-            .encode(&"def value(x):\n    return x + 1\n\n\n".repeat(16))?;
+        let filler = self.tokenizer.encode(&"def value(x):\n    return x + 1\n\n\n".repeat(16))?;
         let chunk = &filler[..filler.len().min(PREFILL_CHUNK).min(self.context_length())];
         if chunk.len() < 16 {
             return Ok(());
         }
-        let Self {
-            model,
-            caches,
-            pool,
-            prefill_rate,
-            ..
-        } = self;
+        let Self { model, caches, pool, prefill_rate, .. } = self;
         let cache = &mut caches[0];
         cache.truncate(0);
         let started = Instant::now();
@@ -434,19 +401,10 @@ impl Engine {
             .caches
             .iter()
             .zip(&self.last_used)
-            .map(|(c, &last_used)| SlotInfo {
-                common: c.common_prefix(prompt),
-                len: c.len(),
-                last_used,
-            })
+            .map(|(c, &last_used)| SlotInfo { common: c.common_prefix(prompt), len: c.len(), last_used })
             .collect();
         let slot = choose_slot(&infos, prompt.len(), beside);
-        let (donor, shared) = infos
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.common))
-            .max_by_key(|&(_, c)| c)
-            .unwrap_or((slot, 0));
+        let (donor, shared) = infos.iter().enumerate().map(|(i, s)| (i, s.common)).max_by_key(|&(_, c)| c).unwrap_or((slot, 0));
         if donor != slot && shared > infos[slot].common + BACKGROUND_PREFILL_CHUNK {
             let (to, from) = if slot < donor {
                 let (a, b) = self.caches.split_at_mut(donor);
@@ -481,34 +439,10 @@ impl Engine {
         if let Some(used) = self.last_used.get_mut(slot) {
             *used = self.clock;
         }
-        let Self {
-            model,
-            tokenizer,
-            caches,
-            pool,
-            speculative,
-            speculation_stats,
-            prefill_rate,
-            ..
-        } = self;
-        let cache = caches
-            .get_mut(slot)
-            .ok_or(EngineError::NoSuchSlot { slot, slots })?;
+        let Self { model, tokenizer, caches, pool, speculative, speculation_stats, prefill_rate, .. } = self;
+        let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
         let speculative = *speculative;
-        pool.install(|| {
-            run(
-                model,
-                tokenizer,
-                cache,
-                speculative,
-                speculation_stats,
-                prefill_rate,
-                slot,
-                request,
-                control,
-                on_text,
-            )
-        })
+        pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, prefill_rate, slot, request, control, on_text))
     }
 
     /// Number of KV cache slots.
@@ -558,12 +492,7 @@ impl Engine {
     /// Logits of the last prompt token, computed from scratch (no reuse). For
     /// tests that compare against a reference implementation.
     pub fn prompt_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, EngineError> {
-        let Self {
-            model,
-            caches,
-            pool,
-            ..
-        } = self;
+        let Self { model, caches, pool, .. } = self;
         let cache = &mut caches[0];
         cache.truncate(0);
         let logits = pool.install(|| model.forward(prompt, cache))?;
@@ -587,42 +516,17 @@ impl Engine {
         on_text: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Completion, EngineError> {
         let slots = self.caches.len();
-        let Self {
-            model,
-            tokenizer,
-            caches,
-            pool,
-            speculative,
-            speculation_stats,
-            ..
-        } = self;
-        let cache = caches
-            .get_mut(slot)
-            .ok_or(EngineError::NoSuchSlot { slot, slots })?;
+        let Self { model, tokenizer, caches, pool, speculative, speculation_stats, .. } = self;
+        let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
         let speculative = *speculative;
         let mut control = RunControl::interactive();
         let mut rate = 0.0;
-        match pool.install(|| {
-            run(
-                model,
-                tokenizer,
-                cache,
-                speculative,
-                speculation_stats,
-                &mut rate,
-                slot,
-                request,
-                &mut control,
-                on_text,
-            )
-        })? {
+        match pool
+            .install(|| run(model, tokenizer, cache, speculative, speculation_stats, &mut rate, slot, request, &mut control, on_text))?
+        {
             Ran::Done(completion) => Ok(completion),
             // An interactive job never gives way; answered as cancelled if it did.
-            Ran::Yielded => Ok(Outcome::new(request.prompt.len(), 0).finish(
-                StopReason::Cancelled,
-                Instant::now(),
-                None,
-            )),
+            Ran::Yielded => Ok(Outcome::new(request.prompt.len(), 0).finish(StopReason::Cancelled, Instant::now(), None)),
         }
     }
 }
@@ -651,30 +555,15 @@ pub struct SlotInfo {
 /// keystrokes use), and the engine copies the shared start into it.
 pub fn choose_slot(slots: &[SlotInfo], prompt_len: usize, beside: bool) -> usize {
     if beside {
-        let extendable = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.len > 0 && s.common == s.len)
-            .max_by_key(|(_, s)| s.len);
+        let extendable = slots.iter().enumerate().filter(|(_, s)| s.len > 0 && s.common == s.len).max_by_key(|(_, s)| s.len);
         let in_use = |s: &SlotInfo| s.common as f32 >= prompt_len as f32 * REUSE_SHARE;
         let chosen = extendable
             .or_else(|| slots.iter().enumerate().find(|(_, s)| s.len == 0))
-            .or_else(|| {
-                slots
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| !in_use(s))
-                    .min_by_key(|(_, s)| s.last_used)
-            })
+            .or_else(|| slots.iter().enumerate().filter(|(_, s)| !in_use(s)).min_by_key(|(_, s)| s.last_used))
             .or_else(|| slots.iter().enumerate().min_by_key(|(_, s)| s.last_used));
         return chosen.map_or(0, |(i, _)| i);
     }
-    let best = slots
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, s)| (s.common, s.last_used))
-        .map(|(i, _)| i)
-        .unwrap_or(0);
+    let best = slots.iter().enumerate().max_by_key(|(_, s)| (s.common, s.last_used)).map(|(i, _)| i).unwrap_or(0);
     let Some(b) = slots.get(best) else { return 0 };
     if b.common > 0 && (b.common as f32 >= prompt_len as f32 * REUSE_SHARE || b.common == b.len) {
         return best;
@@ -682,12 +571,7 @@ pub fn choose_slot(slots: &[SlotInfo], prompt_len: usize, beside: bool) -> usize
     if let Some(empty) = slots.iter().position(|s| s.len == 0) {
         return empty;
     }
-    slots
-        .iter()
-        .enumerate()
-        .min_by_key(|(_, s)| s.last_used)
-        .map(|(i, _)| i)
-        .unwrap_or(0)
+    slots.iter().enumerate().min_by_key(|(_, s)| s.last_used).map(|(i, _)| i).unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)] // the engine's parts, borrowed apart
@@ -709,11 +593,7 @@ fn run(
     }
     let context = cache.capacity();
     if prompt.len() + request.max_new_tokens.min(1) > context {
-        return Err(EngineError::ContextOverflow {
-            prompt: prompt.len(),
-            max_new: request.max_new_tokens,
-            context,
-        });
+        return Err(EngineError::ContextOverflow { prompt: prompt.len(), max_new: request.max_new_tokens, context });
     }
     let started = Instant::now();
     // At least one prompt token is always run, to get fresh logits.
@@ -724,11 +604,7 @@ fn run(
     // Past the deadline a job with a late budget carries on, giving way.
     let mut deadline = request.deadline;
     let mut late = false;
-    let chunk_size = if control.background {
-        BACKGROUND_PREFILL_CHUNK
-    } else {
-        PREFILL_CHUNK
-    };
+    let chunk_size = if control.background { BACKGROUND_PREFILL_CHUNK } else { PREFILL_CHUNK };
     for chunk in prompt[reused..].chunks(chunk_size) {
         if let Some(reason) = interrupted(&request.cancel, deadline) {
             match (reason, control.late_budget) {
@@ -746,11 +622,7 @@ fn run(
         logits = Some(model.forward(chunk, cache)?);
         if chunk.len() >= 16 {
             let rate = chunk.len() as f64 / chunk_started.elapsed().as_secs_f64().max(1e-6);
-            *prefill_rate = if *prefill_rate > 0.0 {
-                0.7 * *prefill_rate + 0.3 * rate
-            } else {
-                rate
-            };
+            *prefill_rate = if *prefill_rate > 0.0 { 0.7 * *prefill_rate + 0.3 * rate } else { rate };
         }
         if let Some(on_prefill) = control.on_prefill.as_mut() {
             on_prefill(slot, cache.tokens(), prompt.len());
@@ -767,13 +639,7 @@ fn run(
     let mut sampler = Sampler::new(request.sampling.clone());
     let mut logits = match logits {
         Some(l) => l.to_vec1::<f32>()?,
-        None => {
-            return Ok(Ran::Done(outcome.finish(
-                StopReason::Cancelled,
-                started,
-                Some(prefill_done),
-            )))
-        }
+        None => return Ok(Ran::Done(outcome.finish(StopReason::Cancelled, started, Some(prefill_done)))),
     };
     let max_new = request.max_new_tokens.min(context - cache.len());
     let mut text = StreamingText::new(&request.stop_strings);
@@ -785,38 +651,22 @@ fn run(
     loop {
         if outcome.tokens.len() >= max_new {
             outcome.text = text.finish(on_text);
-            return Ok(Ran::Done(outcome.finish(
-                StopReason::Length,
-                started,
-                Some(prefill_done),
-            )));
+            return Ok(Ran::Done(outcome.finish(StopReason::Length, started, Some(prefill_done))));
         }
         if forced.is_active() && !forced.mask(&mut logits, tokenizer) {
             // No token of this vocabulary writes the healed text: no answer.
-            return Ok(Ran::Done(outcome.finish(
-                StopReason::Stop,
-                started,
-                Some(prefill_done),
-            )));
+            return Ok(Ran::Done(outcome.finish(StopReason::Stop, started, Some(prefill_done))));
         }
         let next = sampler.sample(&logits);
         if request.stop_tokens.contains(&next) {
             outcome.text = text.finish(on_text);
-            return Ok(Ran::Done(outcome.finish(
-                StopReason::Eos,
-                started,
-                Some(prefill_done),
-            )));
+            return Ok(Ran::Done(outcome.finish(StopReason::Eos, started, Some(prefill_done))));
         }
         outcome.tokens.push(next);
         text.push(forced.consume(tokenizer.token_bytes(next)));
         if let Some(cut) = text.find_stop(&request.stop_strings) {
             outcome.text = text.finish_at(cut, on_text);
-            return Ok(Ran::Done(outcome.finish(
-                StopReason::Stop,
-                started,
-                Some(prefill_done),
-            )));
+            return Ok(Ran::Done(outcome.finish(StopReason::Stop, started, Some(prefill_done))));
         }
         text.stream(on_text);
         if (control.background || late) && (control.should_yield)() {
@@ -824,24 +674,13 @@ fn run(
         }
         if let Some(reason) = interrupted(&request.cancel, deadline) {
             outcome.text = text.finish(on_text);
-            return Ok(Ran::Done(outcome.finish(
-                reason,
-                started,
-                Some(prefill_done),
-            )));
+            return Ok(Ran::Done(outcome.finish(reason, started, Some(prefill_done))));
         }
         if outcome.tokens.len() >= max_new {
             continue;
         }
         let cached = prompt.len() + outcome.tokens.len() - 1;
-        logits = speculator.step(
-            model,
-            cache,
-            stats,
-            next,
-            cached,
-            max_new - outcome.tokens.len(),
-        )?;
+        logits = speculator.step(model, cache, stats, next, cached, max_new - outcome.tokens.len())?;
         (outcome.drafted, outcome.accepted) = (speculator.drafted, speculator.accepted);
     }
 }
@@ -868,22 +707,10 @@ struct Outcome {
 
 impl Outcome {
     fn new(prompt_tokens: usize, reused_tokens: usize) -> Self {
-        Self {
-            prompt_tokens,
-            reused_tokens,
-            tokens: Vec::new(),
-            text: String::new(),
-            drafted: 0,
-            accepted: 0,
-        }
+        Self { prompt_tokens, reused_tokens, tokens: Vec::new(), text: String::new(), drafted: 0, accepted: 0 }
     }
 
-    fn finish(
-        self,
-        stop_reason: StopReason,
-        started: Instant,
-        prefill_done: Option<Instant>,
-    ) -> Completion {
+    fn finish(self, stop_reason: StopReason, started: Instant, prefill_done: Option<Instant>) -> Completion {
         let now = Instant::now();
         let prefill_done = prefill_done.unwrap_or(now);
         Completion {
@@ -912,11 +739,7 @@ struct StreamingText {
 
 impl StreamingText {
     fn new(stops: &[String]) -> Self {
-        Self {
-            bytes: Vec::new(),
-            streamed: 0,
-            hold: stops.iter().map(String::len).max().unwrap_or(0),
-        }
+        Self { bytes: Vec::new(), streamed: 0, hold: stops.iter().map(String::len).max().unwrap_or(0) }
     }
 
     fn push(&mut self, bytes: &[u8]) {
@@ -934,11 +757,7 @@ impl StreamingText {
     /// Where the first stop string begins, if one appeared.
     fn find_stop(&self, stops: &[String]) -> Option<usize> {
         let text = self.valid();
-        stops
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| text.find(s.as_str()))
-            .min()
+        stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
     }
 
     /// Streams the text that no later stop string can take back: a stop
@@ -998,51 +817,27 @@ mod tests {
         assert_eq!(text, "fn main() {");
         assert_eq!(pieces.concat(), text);
         let (text, pieces) = generate(&["a", "b", "c"], &[]);
-        assert_eq!(
-            (text.as_str(), pieces.len()),
-            ("abc", 3),
-            "without stops every token streams at once"
-        );
+        assert_eq!((text.as_str(), pieces.len()), ("abc", 3), "without stops every token streams at once");
     }
 
     fn slot(common: usize, len: usize, last_used: u64) -> SlotInfo {
-        SlotInfo {
-            common,
-            len,
-            last_used,
-        }
+        SlotInfo { common, len, last_used }
     }
 
     #[test]
     fn a_prompt_goes_to_the_slot_holding_most_of_it() {
         let slots = [slot(10, 1500, 5), slot(1490, 1500, 1), slot(0, 0, 0)];
-        assert_eq!(
-            choose_slot(&slots, 1500, false),
-            1,
-            "typing on: the slot with the document"
-        );
+        assert_eq!(choose_slot(&slots, 1500, false), 1, "typing on: the slot with the document");
         let warmed = [slot(3, 900, 9), slot(600, 600, 2)];
-        assert_eq!(
-            choose_slot(&warmed, 1500, false),
-            1,
-            "a warmed start of the prompt is extended even if under half"
-        );
+        assert_eq!(choose_slot(&warmed, 1500, false), 1, "a warmed start of the prompt is extended even if under half");
     }
 
     #[test]
     fn another_document_gets_a_free_slot_then_the_least_recently_used() {
         let free = [slot(2, 1500, 5), slot(0, 1400, 3), slot(0, 0, 0)];
-        assert_eq!(
-            choose_slot(&free, 1500, false),
-            2,
-            "sharing only the first tokens is not enough"
-        );
+        assert_eq!(choose_slot(&free, 1500, false), 2, "sharing only the first tokens is not enough");
         let full = [slot(2, 1500, 5), slot(0, 1400, 3), slot(300, 1500, 9)];
-        assert_eq!(
-            choose_slot(&full, 1500, false),
-            1,
-            "the least recently used goes; a far jump keeps the slot it left"
-        );
+        assert_eq!(choose_slot(&full, 1500, false), 1, "the least recently used goes; a far jump keeps the slot it left");
         assert_eq!(choose_slot(&[slot(0, 0, 0)], 10, false), 0);
         assert_eq!(choose_slot(&[slot(0, 0, 0)], 10, true), 0);
         assert_eq!(choose_slot(&[], 10, false), 0);
@@ -1053,17 +848,9 @@ mod tests {
         // Slot 1 holds the layout in use; the warm-up shares 1,200 of 1,500.
         let slots = [slot(10, 1500, 5), slot(1200, 1500, 9), slot(0, 0, 0)];
         assert_eq!(choose_slot(&slots, 1500, false), 1);
-        assert_eq!(
-            choose_slot(&slots, 1500, true),
-            2,
-            "a free slot, not the one in use"
-        );
+        assert_eq!(choose_slot(&slots, 1500, true), 2, "a free slot, not the one in use");
         let full = [slot(10, 1500, 5), slot(1200, 1500, 3), slot(0, 900, 4)];
-        assert_eq!(
-            choose_slot(&full, 1500, true),
-            2,
-            "the least recently used slot not in use"
-        );
+        assert_eq!(choose_slot(&full, 1500, true), 2, "the least recently used slot not in use");
         // Resumed after giving way, it goes on where it is, even while the
         // slot in use shares as much and was used later.
         let resumed = [slot(10, 1500, 5), slot(1200, 1500, 9), slot(1200, 1200, 6)];

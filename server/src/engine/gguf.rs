@@ -38,21 +38,10 @@ impl GgufFile {
                 reason: "it is a directory".into(),
             });
         }
-        let size = file
-            .metadata()
-            .map_err(|source| EngineError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len();
+        let size = file.metadata().map_err(|source| EngineError::Open { path: path.to_path_buf(), source })?.len();
         let mut reader = BufReader::new(file);
         super::gguf_check::check_header(path, &mut reader, size)?;
-        reader
-            .seek(SeekFrom::Start(0))
-            .map_err(|source| EngineError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        reader.seek(SeekFrom::Start(0)).map_err(|source| EngineError::Open { path: path.to_path_buf(), source })?;
         let content = Content::read(&mut reader).map_err(|err| {
             let reason = err.to_string();
             // candle names a tensor type it has no kernels for this way.
@@ -62,10 +51,7 @@ impl GgufFile {
                     tensor: "(a tensor)".into(),
                     dtype: format!("ggml type {}", code.trim()),
                 },
-                None => EngineError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason,
-                },
+                None => EngineError::Corrupt { path: path.to_path_buf(), reason },
             }
         })?;
         Ok(Self {
@@ -97,10 +83,7 @@ impl GgufFile {
     pub fn string(&self, key: &str) -> Result<&str, EngineError> {
         match self.value(key) {
             Some(Value::String(s)) => Ok(s),
-            Some(other) => Err(self.metadata_error(
-                key,
-                format!("expected a string, found {:?}", other.value_type()),
-            )),
+            Some(other) => Err(self.metadata_error(key, format!("expected a string, found {:?}", other.value_type()))),
             None => Err(self.metadata_error(key, "missing")),
         }
     }
@@ -115,18 +98,10 @@ impl GgufFile {
 
     /// A required unsigned integer, whatever its stored width.
     pub fn usize(&self, key: &str) -> Result<usize, EngineError> {
-        let value = self
-            .value(key)
-            .ok_or_else(|| self.metadata_error(key, "missing"))?;
-        value_as_u64(value).map(|v| v as usize).ok_or_else(|| {
-            self.metadata_error(
-                key,
-                format!(
-                    "expected an unsigned integer, found {:?}",
-                    value.value_type()
-                ),
-            )
-        })
+        let value = self.value(key).ok_or_else(|| self.metadata_error(key, "missing"))?;
+        value_as_u64(value)
+            .map(|v| v as usize)
+            .ok_or_else(|| self.metadata_error(key, format!("expected an unsigned integer, found {:?}", value.value_type())))
     }
 
     /// An optional unsigned integer.
@@ -158,10 +133,7 @@ impl GgufFile {
             .iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.as_str()),
-                other => Err(self.metadata_error(
-                    key,
-                    format!("expected strings, found {:?}", other.value_type()),
-                )),
+                other => Err(self.metadata_error(key, format!("expected strings, found {:?}", other.value_type()))),
             })
             .collect()
     }
@@ -192,10 +164,7 @@ impl GgufFile {
     fn array(&self, key: &str) -> Result<&Vec<Value>, EngineError> {
         match self.value(key) {
             Some(Value::Array(a)) => Ok(a),
-            Some(other) => Err(self.metadata_error(
-                key,
-                format!("expected an array, found {:?}", other.value_type()),
-            )),
+            Some(other) => Err(self.metadata_error(key, format!("expected an array, found {:?}", other.value_type()))),
             None => Err(self.metadata_error(key, "missing")),
         }
     }

@@ -104,10 +104,7 @@ struct Placed {
 
 impl<R: Read + Seek> Reader<'_, R> {
     fn corrupt(&self, reason: impl Into<String>) -> EngineError {
-        EngineError::Corrupt {
-            path: self.path.to_path_buf(),
-            reason: reason.into(),
-        }
+        EngineError::Corrupt { path: self.path.to_path_buf(), reason: reason.into() }
     }
 
     fn left(&self) -> u64 {
@@ -116,9 +113,7 @@ impl<R: Read + Seek> Reader<'_, R> {
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], EngineError> {
         let mut out = [0; N];
-        self.inner.read_exact(&mut out).map_err(|e| {
-            self.corrupt(format!("the header ends early at byte {}: {e}", self.pos))
-        })?;
+        self.inner.read_exact(&mut out).map_err(|e| self.corrupt(format!("the header ends early at byte {}: {e}", self.pos)))?;
         self.pos += N as u64;
         Ok(out)
     }
@@ -151,16 +146,10 @@ impl<R: Read + Seek> Reader<'_, R> {
     /// Moves past `n` bytes, which must be in the file.
     fn skip(&mut self, n: u64, what: &str) -> Result<(), EngineError> {
         if n > self.left() {
-            return Err(self.corrupt(format!(
-                "{what} needs {n} bytes at byte {}, only {} are left",
-                self.pos,
-                self.left()
-            )));
+            return Err(self.corrupt(format!("{what} needs {n} bytes at byte {}, only {} are left", self.pos, self.left())));
         }
         // `n` is at most the file's size, so it fits an i64.
-        self.inner
-            .seek_relative(n as i64)
-            .map_err(|e| self.corrupt(e.to_string()))?;
+        self.inner.seek_relative(n as i64).map_err(|e| self.corrupt(e.to_string()))?;
         self.pos += n;
         Ok(())
     }
@@ -172,9 +161,7 @@ impl<R: Read + Seek> Reader<'_, R> {
             return Err(self.corrupt(format!("{what} at byte {} is {n} bytes long", self.pos)));
         }
         let mut bytes = vec![0; n as usize];
-        self.inner
-            .read_exact(&mut bytes)
-            .map_err(|e| self.corrupt(e.to_string()))?;
+        self.inner.read_exact(&mut bytes).map_err(|e| self.corrupt(e.to_string()))?;
         self.pos += n;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
@@ -236,10 +223,7 @@ impl<R: Read + Seek> Reader<'_, R> {
                 let n = self.length()?;
                 let needed = n.checked_mul(min).filter(|&b| b <= self.left());
                 let Some(needed) = needed else {
-                    return Err(self.corrupt(format!(
-                        "an array of {n} values at byte {} does not fit in the file",
-                        self.pos
-                    )));
+                    return Err(self.corrupt(format!("an array of {n} values at byte {} does not fit in the file", self.pos)));
                 };
                 self.spend(n.saturating_mul(per_value))?;
                 if matches!(element, STRING | ARRAY) {
@@ -261,9 +245,7 @@ impl<R: Read + Seek> Reader<'_, R> {
         let name = self.name("a tensor name")?;
         let n_dims = self.u32()?;
         if n_dims > MAX_DIMS {
-            return Err(self.corrupt(format!(
-                "tensor `{name}` has {n_dims} dimensions (at most {MAX_DIMS})"
-            )));
+            return Err(self.corrupt(format!("tensor `{name}` has {n_dims} dimensions (at most {MAX_DIMS})")));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -278,73 +260,39 @@ impl<R: Read + Seek> Reader<'_, R> {
                 dtype: format!("ggml type {code}"),
             });
         };
-        let shape = || {
-            dims.iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join("x")
-        };
+        let shape = || dims.iter().map(u64::to_string).collect::<Vec<_>>().join("x");
         if dims.contains(&0) {
-            return Err(self.corrupt(format!(
-                "tensor `{name}` has an empty dimension ({})",
-                shape()
-            )));
+            return Err(self.corrupt(format!("tensor `{name}` has an empty dimension ({})", shape())));
         }
         let elements = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
         let Some(elements) = elements else {
-            return Err(self.corrupt(format!(
-                "tensor `{name}` has more elements than a number can hold ({})",
-                shape()
-            )));
+            return Err(self.corrupt(format!("tensor `{name}` has more elements than a number can hold ({})", shape())));
         };
         if dims.first().is_some_and(|&row| row % block != 0) {
-            return Err(self.corrupt(format!(
-                "tensor `{name}` ({}) has rows that are not whole {type_name} blocks of {block}",
-                shape()
-            )));
+            return Err(self.corrupt(format!("tensor `{name}` ({}) has rows that are not whole {type_name} blocks of {block}", shape())));
         }
         let Some(bytes) = (elements / block).checked_mul(block_bytes) else {
-            return Err(self.corrupt(format!(
-                "tensor `{name}` ({}) is larger than a number can hold",
-                shape()
-            )));
+            return Err(self.corrupt(format!("tensor `{name}` ({}) is larger than a number can hold", shape())));
         };
         if !names.insert(name.clone()) {
             return Err(self.corrupt(format!("tensor `{name}` is listed twice")));
         }
         self.spend(name.len() as u64 + 64)?;
-        Ok(Placed {
-            name,
-            offset,
-            bytes,
-        })
+        Ok(Placed { name, offset, bytes })
     }
 }
 
 /// Checks the header of the GGUF file `inner` reads (from its start), of
 /// `size` bytes, named `path` in errors. See the module docs for the rules.
-pub fn check_header<R: Read + Seek>(
-    path: &Path,
-    inner: &mut BufReader<R>,
-    size: u64,
-) -> Result<(), EngineError> {
-    let mut r = Reader {
-        inner,
-        pos: 0,
-        size,
-        path,
-        v1: false,
-        metadata: 0,
-    };
+pub fn check_header<R: Read + Seek>(path: &Path, inner: &mut BufReader<R>, size: u64) -> Result<(), EngineError> {
+    let mut r = Reader { inner, pos: 0, size, path, v1: false, metadata: 0 };
     let magic = r.array::<4>()?;
     if &magic != b"GGUF" {
         return Err(r.corrupt("it is not a GGUF file (no GGUF magic number)"));
     }
     let version = r.u32()?;
     if !(1..=3).contains(&version) {
-        return Err(r.corrupt(format!(
-            "GGUF version {version} is not supported (1 to 3 are)"
-        )));
+        return Err(r.corrupt(format!("GGUF version {version} is not supported (1 to 3 are)")));
     }
     r.v1 = version == 1;
     let tensor_count = r.length()?;
@@ -354,11 +302,7 @@ pub fn check_header<R: Read + Seek>(
     // tensor.
     let min_kv = r.length_size() + 4 + 1;
     let min_tensor = r.length_size() + 4 + 4 + 8;
-    let needed = kv_count.checked_mul(min_kv).and_then(|k| {
-        tensor_count
-            .checked_mul(min_tensor)
-            .and_then(|t| t.checked_add(k))
-    });
+    let needed = kv_count.checked_mul(min_kv).and_then(|k| tensor_count.checked_mul(min_tensor).and_then(|t| t.checked_add(k)));
     if needed.is_none_or(|n| n > r.left()) {
         return Err(r.corrupt(format!("its header lists {tensor_count} tensors and {kv_count} metadata keys, more than the file can hold")));
     }
@@ -373,12 +317,7 @@ pub fn check_header<R: Read + Seek>(
             let small_integer = matches!(kind, U8 | I8 | U16 | I16 | U32 | I32);
             alignment = match value.and_then(|v| u64::try_from(v).ok()) {
                 Some(a) if small_integer && a.is_power_of_two() => a,
-                _ => {
-                    return Err(r.corrupt(format!(
-                        "general.alignment is {}; it must be a power of two (a 32-bit integer)",
-                        value.map_or("not an integer".to_string(), |v| v.to_string())
-                    )))
-                }
+                _ => return Err(r.corrupt(format!("general.alignment is {}; it must be a power of two (a 32-bit integer)", value.map_or("not an integer".to_string(), |v| v.to_string())))),
             };
         }
         if !keys.insert(key.clone()) {
@@ -399,28 +338,22 @@ pub fn check_header<R: Read + Seek>(
     let mut end_of_previous = data_start;
     for tensor in &placed {
         if tensor.offset % alignment != 0 {
-            return Err(r.corrupt(format!(
-                "tensor `{}` starts at offset {}, not a multiple of the alignment {alignment}",
-                tensor.name, tensor.offset
-            )));
+            return Err(r.corrupt(format!("tensor `{}` starts at offset {}, not a multiple of the alignment {alignment}", tensor.name, tensor.offset)));
         }
         let start = data_start.checked_add(tensor.offset);
         let end = start.and_then(|s| s.checked_add(tensor.bytes));
         match (start, end) {
             (Some(start), Some(end)) if end <= size => {
                 if start < end_of_previous {
-                    return Err(r.corrupt(format!(
-                        "tensor `{}` overlaps the tensor before it",
-                        tensor.name
-                    )));
+                    return Err(r.corrupt(format!("tensor `{}` overlaps the tensor before it", tensor.name)));
                 }
                 end_of_previous = end;
             }
             _ => {
                 return Err(r.corrupt(format!(
-                "tensor `{}` needs {} bytes at offset {}, past the end of the file ({size} bytes)",
-                tensor.name, tensor.bytes, tensor.offset
-            )))
+                    "tensor `{}` needs {} bytes at offset {}, past the end of the file ({size} bytes)",
+                    tensor.name, tensor.bytes, tensor.offset
+                )))
             }
         }
     }

@@ -14,11 +14,7 @@ use crate::engine::gguf::GgufFile;
 use crate::engine::model::{Hyperparams, Transformer};
 
 fn check(bytes: &[u8]) -> Result<(), EngineError> {
-    check_header(
-        Path::new("test.gguf"),
-        &mut BufReader::new(Cursor::new(bytes)),
-        bytes.len() as u64,
-    )
+    check_header(Path::new("test.gguf"), &mut BufReader::new(Cursor::new(bytes)), bytes.len() as u64)
 }
 
 fn refused(g: &Gguf) -> String {
@@ -46,13 +42,7 @@ fn the_tiny_model_passes_and_loads() {
 
 #[test]
 fn a_zero_or_odd_alignment_is_refused() {
-    for value in [
-        Val::U32(0),
-        Val::U32(3),
-        Val::I32(-32),
-        Val::U64(32),
-        Val::Str("32".into()),
-    ] {
+    for value in [Val::U32(0), Val::U32(3), Val::I32(-32), Val::U64(32), Val::Str("32".into())] {
         let mut g = tiny_llama();
         g.set("general.alignment", value.clone());
         assert!(refused(&g).contains("general.alignment"), "{value:?}");
@@ -61,12 +51,7 @@ fn a_zero_or_odd_alignment_is_refused() {
 
 #[test]
 fn a_block_count_beyond_the_tensors_is_refused_before_anything_is_sized_from_it() {
-    for count in [
-        Val::U32(u32::MAX),
-        Val::U64(1 << 62),
-        Val::U32(3),
-        Val::U32(0),
-    ] {
+    for count in [Val::U32(u32::MAX), Val::U64(1 << 62), Val::U32(3), Val::U32(0)] {
         let mut g = tiny_llama();
         g.set("llama.block_count", count.clone());
         let err = load(&g).expect_err("refused").to_string();
@@ -127,10 +112,7 @@ fn an_unknown_tensor_type_names_the_tensor() {
     let mut g = tiny_llama();
     g.tensor_mut("output_norm.weight").ggml_type = 99;
     let err = check(&g.bytes()).expect_err("refused");
-    assert!(
-        matches!(&err, EngineError::UnsupportedQuantization { tensor, .. } if tensor == "output_norm.weight"),
-        "{err}"
-    );
+    assert!(matches!(&err, EngineError::UnsupportedQuantization { tensor, .. } if tensor == "output_norm.weight"), "{err}");
 }
 
 #[test]
@@ -139,14 +121,7 @@ fn metadata_that_would_cost_many_times_its_bytes_is_refused() {
     let mut g = Gguf::default();
     let len = 32u64 << 20;
     g.set("general.architecture", Val::Str("llama".into()));
-    g.set(
-        "junk",
-        Val::RawArray {
-            element: kind::U8,
-            len,
-            bytes: vec![7; len as usize],
-        },
-    );
+    g.set("junk", Val::RawArray { element: kind::U8, len, bytes: vec![7; len as usize] });
     assert!(refused(&g).contains("memory"));
     // The same bytes as a string are fine: a string costs what it weighs.
     let mut g = Gguf::default();
@@ -157,24 +132,10 @@ fn metadata_that_would_cost_many_times_its_bytes_is_refused() {
 #[test]
 fn counts_and_lengths_past_the_file_are_refused() {
     let mut g = tiny_llama();
-    g.set(
-        "junk",
-        Val::RawArray {
-            element: kind::U32,
-            len: 1 << 60,
-            bytes: vec![0; 16],
-        },
-    );
+    g.set("junk", Val::RawArray { element: kind::U32, len: 1 << 60, bytes: vec![0; 16] });
     assert!(refused(&g).contains("array"));
     let mut g = tiny_llama();
-    g.set(
-        "junk",
-        Val::RawArray {
-            element: 77,
-            len: 1,
-            bytes: vec![0; 16],
-        },
-    );
+    g.set("junk", Val::RawArray { element: 77, len: 1, bytes: vec![0; 16] });
     assert!(refused(&g).contains("unknown value type"));
     let mut g = tiny_llama();
     g.tensor_count = Some(u64::MAX);
@@ -197,14 +158,10 @@ fn counts_and_lengths_past_the_file_are_refused() {
 #[test]
 fn names_listed_twice_are_refused() {
     let mut g = tiny_llama();
-    g.metadata
-        .push(("general.name".into(), Val::Str("again".into())));
+    g.metadata.push(("general.name".into(), Val::Str("again".into())));
     assert!(refused(&g).contains("twice"));
     let mut g = tiny_llama();
-    let copy = Tensor {
-        offset: None,
-        ..g.tensor_mut("output_norm.weight").clone()
-    };
+    let copy = Tensor { offset: None, ..g.tensor_mut("output_norm.weight").clone() };
     g.tensors.push(copy);
     assert!(refused(&g).contains("twice"));
 }
@@ -221,29 +178,17 @@ fn a_header_cut_anywhere_is_an_error_not_a_panic() {
     for cut in (0..header_len.min(bytes.len())).step_by(7) {
         assert!(check(&bytes[..cut]).is_err(), "cut at {cut}");
     }
-    let mut v1 = Gguf {
-        version: 7,
-        ..Gguf::default()
-    };
+    let mut v1 = Gguf { version: 7, ..Gguf::default() };
     assert!(refused(&v1).contains("version"));
     v1.version = 3;
     v1.set("x", Val::Bool(true));
     assert!(check(&v1.bytes()).is_ok());
-    let mut f32_tensor = Tensor {
-        name: "t".into(),
-        dims: vec![4],
-        ggml_type: F32_TYPE,
-        offset: None,
-        data: vec![0; 16],
-    };
+    let mut f32_tensor = Tensor { name: "t".into(), dims: vec![4], ggml_type: F32_TYPE, offset: None, data: vec![0; 16] };
     let mut g = Gguf::default();
     g.tensors.push(f32_tensor.clone());
     assert!(check(&g.bytes()).is_ok());
     f32_tensor.data.clear();
-    let g = Gguf {
-        tensors: vec![f32_tensor],
-        ..Gguf::default()
-    };
+    let g = Gguf { tensors: vec![f32_tensor], ..Gguf::default() };
     assert!(refused(&g).contains("past the end"));
 }
 
@@ -252,9 +197,7 @@ fn a_header_cut_anywhere_is_an_error_not_a_panic() {
 fn every_fetched_gguf_passes() {
     let home = std::env::var_os("CRIA_HOME")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/cria")
-        });
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/cria"));
     let mut files: Vec<_> = ["models", "models/vocab"]
         .iter()
         .filter_map(|d| std::fs::read_dir(home.join(d)).ok())
@@ -264,10 +207,7 @@ fn every_fetched_gguf_passes() {
         .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 3,
-        "run scripts/fetch-models first: {files:?}"
-    );
+    assert!(files.len() >= 3, "run scripts/fetch-models first: {files:?}");
     for path in files {
         let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if file.has_tensor("token_embd.weight") {

@@ -23,9 +23,7 @@ pub struct ForcedText {
 impl ForcedText {
     /// Generation must begin with `text`.
     pub fn new(text: &str) -> Self {
-        Self {
-            remaining: text.as_bytes().to_vec(),
-        }
+        Self { remaining: text.as_bytes().to_vec() }
     }
 
     /// Whether some of the forced text is still to be written.
@@ -35,8 +33,7 @@ impl ForcedText {
 
     /// Whether a token with these bytes may come next.
     pub fn allows(&self, token: &[u8]) -> bool {
-        !token.is_empty()
-            && (self.remaining.starts_with(token) || token.starts_with(&self.remaining))
+        !token.is_empty() && (self.remaining.starts_with(token) || token.starts_with(&self.remaining))
     }
 
     /// Masks the logits of every token that cannot come next; false when no

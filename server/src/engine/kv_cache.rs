@@ -49,30 +49,14 @@ impl KvCache {
     /// `n_kv_heads * capacity * head_dim` arrays.
     pub fn on_host(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
         let store = KvStore::Host(HostKv::new(n_layers, n_kv_heads, head_dim, capacity));
-        Self {
-            tokens: Vec::new(),
-            capacity,
-            store,
-        }
+        Self { tokens: Vec::new(), capacity, store }
     }
 
     /// A cache in `device`'s memory for the forward pass on that device:
     /// `n_layers` pairs of `[n_kv_heads, capacity, head_dim]` tensors.
-    pub fn on_device(
-        n_layers: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        capacity: usize,
-        device: &Device,
-    ) -> Result<Self, EngineError> {
-        let store = KvStore::Device(DeviceKv::new(
-            n_layers, n_kv_heads, head_dim, capacity, device,
-        )?);
-        Ok(Self {
-            tokens: Vec::new(),
-            capacity,
-            store,
-        })
+    pub fn on_device(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self, EngineError> {
+        let store = KvStore::Device(DeviceKv::new(n_layers, n_kv_heads, head_dim, capacity, device)?);
+        Ok(Self { tokens: Vec::new(), capacity, store })
     }
 
     /// Number of positions currently held.
@@ -113,9 +97,7 @@ impl KvCache {
     /// Bytes of keys and values one position takes in this cache.
     pub fn bytes_per_position(&self) -> usize {
         match &self.store {
-            KvStore::Host(kv) => {
-                kv.keys.len() * kv.n_kv_heads * kv.head_dim * 2 * std::mem::size_of::<f32>()
-            }
+            KvStore::Host(kv) => kv.keys.len() * kv.n_kv_heads * kv.head_dim * 2 * std::mem::size_of::<f32>(),
             KvStore::Device(kv) => kv.bytes_per_position(),
         }
     }
@@ -130,9 +112,7 @@ impl KvCache {
         let (KvStore::Host(to), KvStore::Host(from)) = (&mut self.store, &other.store) else {
             return 0;
         };
-        if (to.keys.len(), to.n_kv_heads, to.head_dim)
-            != (from.keys.len(), from.n_kv_heads, from.head_dim)
-        {
+        if (to.keys.len(), to.n_kv_heads, to.head_dim) != (from.keys.len(), from.n_kv_heads, from.head_dim) {
             return 0;
         }
         let (heads, dim) = (to.n_kv_heads, to.head_dim);
@@ -145,8 +125,7 @@ impl KvCache {
             for head in 0..heads {
                 // Values: [kv_heads, capacity, head_dim].
                 let (t, f) = (head * to.capacity * dim, head * from.capacity * dim);
-                to.values[layer][t..t + n * dim]
-                    .copy_from_slice(&from.values[layer][f..f + n * dim]);
+                to.values[layer][t..t + n * dim].copy_from_slice(&from.values[layer][f..f + n * dim]);
             }
         }
         self.tokens.clear();
@@ -168,9 +147,7 @@ impl KvCache {
     pub fn device_mut(&mut self) -> Result<&mut DeviceKv, EngineError> {
         match &mut self.store {
             KvStore::Device(kv) => Ok(kv),
-            KvStore::Host(_) => Err(EngineError::CacheMismatch {
-                expected: "candle device",
-            }),
+            KvStore::Host(_) => Err(EngineError::CacheMismatch { expected: "candle device" }),
         }
     }
 }
@@ -199,20 +176,9 @@ impl HostKv {
     /// Writes the key and value (`head_dim` each) of one key/value head at
     /// position `pos` of `layer`. Positions past the committed length may be
     /// written before [`KvCache::commit`].
-    pub fn write(
-        &mut self,
-        layer: usize,
-        kv_head: usize,
-        pos: usize,
-        key: &[f32],
-        value: &[f32],
-    ) -> Result<(), EngineError> {
+    pub fn write(&mut self, layer: usize, kv_head: usize, pos: usize, key: &[f32], value: &[f32]) -> Result<(), EngineError> {
         if pos >= self.capacity || kv_head >= self.n_kv_heads || layer >= self.keys.len() {
-            return Err(EngineError::ContextOverflow {
-                prompt: pos + 1,
-                max_new: 0,
-                context: self.capacity,
-            });
+            return Err(EngineError::ContextOverflow { prompt: pos + 1, max_new: 0, context: self.capacity });
         }
         let (dim, capacity) = (self.head_dim, self.capacity);
         let at = (kv_head * capacity + pos) * dim;
@@ -246,61 +212,29 @@ pub struct DeviceKv {
 }
 
 impl DeviceKv {
-    fn new(
-        n_layers: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        capacity: usize,
-        device: &Device,
-    ) -> Result<Self, EngineError> {
+    fn new(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self, EngineError> {
         let mut keys = Vec::with_capacity(n_layers);
         let mut values = Vec::with_capacity(n_layers);
         for _ in 0..n_layers {
-            keys.push(Tensor::zeros(
-                (n_kv_heads, capacity, head_dim),
-                DType::F32,
-                device,
-            )?);
-            values.push(Tensor::zeros(
-                (n_kv_heads, capacity, head_dim),
-                DType::F32,
-                device,
-            )?);
+            keys.push(Tensor::zeros((n_kv_heads, capacity, head_dim), DType::F32, device)?);
+            values.push(Tensor::zeros((n_kv_heads, capacity, head_dim), DType::F32, device)?);
         }
-        Ok(Self {
-            keys,
-            values,
-            capacity,
-        })
+        Ok(Self { keys, values, capacity })
     }
 
     /// Bytes of keys and values one position takes (every layer).
     fn bytes_per_position(&self) -> usize {
-        let per_layer = |t: &Tensor| {
-            t.dims().first().copied().unwrap_or(0)
-                * t.dims().get(2).copied().unwrap_or(0)
-                * t.dtype().size_in_bytes()
-        };
+        let per_layer = |t: &Tensor| t.dims().first().copied().unwrap_or(0) * t.dims().get(2).copied().unwrap_or(0) * t.dtype().size_in_bytes();
         self.keys.iter().chain(&self.values).map(per_layer).sum()
     }
 
     /// Writes one layer's new keys and values (`[n_kv_heads, n, head_dim]`)
     /// at positions `start..start + n` and returns views over positions
     /// `0..start + n` of that layer, the new ones included.
-    pub fn append(
-        &mut self,
-        layer: usize,
-        start: usize,
-        keys: &Tensor,
-        values: &Tensor,
-    ) -> Result<(Tensor, Tensor), EngineError> {
+    pub fn append(&mut self, layer: usize, start: usize, keys: &Tensor, values: &Tensor) -> Result<(Tensor, Tensor), EngineError> {
         let n = keys.dim(1)?;
         if start + n > self.capacity || layer >= self.keys.len() {
-            return Err(EngineError::ContextOverflow {
-                prompt: start + n,
-                max_new: 0,
-                context: self.capacity,
-            });
+            return Err(EngineError::ContextOverflow { prompt: start + n, max_new: 0, context: self.capacity });
         }
         self.keys[layer].slice_set(&keys.contiguous()?, 1, start)?;
         self.values[layer].slice_set(&values.contiguous()?, 1, start)?;
@@ -316,10 +250,7 @@ mod tests {
 
     #[test]
     fn bookkeeping_is_the_same_for_both_stores() {
-        let mut caches = [
-            KvCache::on_host(2, 1, 4, 8),
-            KvCache::on_device(2, 1, 4, 8, &Device::Cpu).unwrap(),
-        ];
+        let mut caches = [KvCache::on_host(2, 1, 4, 8), KvCache::on_device(2, 1, 4, 8, &Device::Cpu).unwrap()];
         for cache in &mut caches {
             cache.commit(&[1, 2, 3]);
             assert_eq!((cache.len(), cache.capacity()), (3, 8));
@@ -335,27 +266,15 @@ mod tests {
     fn device_store_writes_in_place_and_returns_what_is_held() {
         let mut cache = KvCache::on_device(1, 2, 3, 4, &Device::Cpu).unwrap();
         let kv = cache.device_mut().unwrap();
-        let first = Tensor::arange(0f32, 6.0, &Device::Cpu)
-            .unwrap()
-            .reshape((2, 1, 3))
-            .unwrap();
-        let second = Tensor::arange(6f32, 18.0, &Device::Cpu)
-            .unwrap()
-            .reshape((2, 2, 3))
-            .unwrap();
+        let first = Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 1, 3)).unwrap();
+        let second = Tensor::arange(6f32, 18.0, &Device::Cpu).unwrap().reshape((2, 2, 3)).unwrap();
         kv.append(0, 0, &first, &first).unwrap();
         let (k, v) = kv.append(0, 1, &second, &second).unwrap();
         assert_eq!(k.dims(), &[2, 3, 3]);
         let k: Vec<Vec<Vec<f32>>> = k.to_vec3().unwrap();
-        assert_eq!(
-            k[0],
-            vec![vec![0., 1., 2.], vec![6., 7., 8.], vec![9., 10., 11.]]
-        );
+        assert_eq!(k[0], vec![vec![0., 1., 2.], vec![6., 7., 8.], vec![9., 10., 11.]]);
         assert_eq!(k[1][0], vec![3., 4., 5.]);
         assert_eq!(v.to_vec3::<f32>().unwrap(), k);
-        assert!(
-            kv.append(0, 3, &second, &second).is_err(),
-            "past the capacity"
-        );
+        assert!(kv.append(0, 3, &second, &second).is_err(), "past the capacity");
     }
 }

@@ -24,14 +24,12 @@ mod worker;
 
 pub use error::EngineError;
 pub use generate::{
-    choose_slot, default_threads, CancelFlag, Completion, Engine, EngineOptions, GenerationRequest,
-    Ran, RunControl, SlotChoice, SlotInfo, StopReason, BACKGROUND_PREFILL_CHUNK, MAX_SLOTS,
+    choose_slot, default_threads, CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, Ran, RunControl, SlotChoice, SlotInfo,
+    StopReason, BACKGROUND_PREFILL_CHUNK, MAX_SLOTS,
 };
 pub use model::{Hyperparams, ModelFamily};
 pub use network::{ComputeDevice, UnknownDevice};
 pub use sampling::SamplingParams;
 pub use speculate::SpeculationStats;
 pub use tokenizer::{TokenKind, Tokenizer, VocabKind};
-pub use worker::{
-    EngineHandle, JobOptions, KvUsage, LoadReceiver, LoadedModel, Priority, TextSink, Warming,
-};
+pub use worker::{EngineHandle, JobOptions, KvUsage, LoadReceiver, LoadedModel, Priority, TextSink, Warming};

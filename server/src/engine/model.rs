@@ -96,9 +96,7 @@ impl Hyperparams {
         let key = |k: &str| format!("{arch}.{k}");
         let n_embd = file.usize(&key("embedding_length"))?;
         let n_heads = file.usize(&key("attention.head_count"))?;
-        let n_kv_heads = file
-            .opt_usize(&key("attention.head_count_kv"))
-            .unwrap_or(n_heads);
+        let n_kv_heads = file.opt_usize(&key("attention.head_count_kv")).unwrap_or(n_heads);
         let bad = |k: &str, reason: &str| EngineError::Metadata {
             path: file.path().to_path_buf(),
             key: key(k),
@@ -113,20 +111,14 @@ impl Hyperparams {
         let head_dim = n_embd / n_heads;
         if let Some(rope_dim) = file.opt_usize(&key("rope.dimension_count")) {
             if rope_dim != head_dim {
-                return Err(bad(
-                    "rope.dimension_count",
-                    "partial rotary embeddings are not supported",
-                ));
+                return Err(bad("rope.dimension_count", "partial rotary embeddings are not supported"));
             }
         }
         let rope_linear_factor = match file.opt_string(&key("rope.scaling.type")) {
             Some("linear") => file.opt_f32(&key("rope.scaling.factor")).unwrap_or(1.0),
             Some("none") | None => file.opt_f32(&key("rope.scale_linear")).unwrap_or(1.0),
             Some(other) => {
-                tracing::warn!(
-                    scaling = other,
-                    "rope scaling type not supported; using unscaled positions"
-                );
+                tracing::warn!(scaling = other, "rope scaling type not supported; using unscaled positions");
                 1.0
             }
         };
@@ -141,15 +133,9 @@ impl Hyperparams {
             n_heads,
             n_kv_heads,
             head_dim,
-            rms_eps: file
-                .opt_f32(&key("attention.layer_norm_rms_epsilon"))
-                .unwrap_or(1e-6),
+            rms_eps: file.opt_f32(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6),
             rope_theta: file.opt_f32(&key("rope.freq_base")).unwrap_or(10_000.0),
-            rope_linear_factor: if rope_linear_factor > 0.0 {
-                rope_linear_factor
-            } else {
-                1.0
-            },
+            rope_linear_factor: if rope_linear_factor > 0.0 { rope_linear_factor } else { 1.0 },
             trained_context: file.opt_usize(&key("context_length")).unwrap_or(4096),
             vocab_size,
         })
@@ -177,45 +163,21 @@ impl Hyperparams {
     /// what is sized from these numbers afterwards is bounded too.
     pub fn check_tensors(&self, file: &GgufFile) -> Result<(), EngineError> {
         let arch = self.family.gguf_name();
-        let bad = |key: &str, reason: String| EngineError::Metadata {
-            path: file.path().to_path_buf(),
-            key: format!("{arch}.{key}"),
-            reason,
-        };
+        let bad = |key: &str, reason: String| EngineError::Metadata { path: file.path().to_path_buf(), key: format!("{arch}.{key}"), reason };
         // Each block has several tensors, so a count past the directory's
         // size is refused before a name is even formatted.
         if self.n_layers == 0 || self.n_layers > file.tensor_count() {
-            return Err(bad(
-                "block_count",
-                format!(
-                    "is {}, but the file holds {} tensors",
-                    self.n_layers,
-                    file.tensor_count()
-                ),
-            ));
+            return Err(bad("block_count", format!("is {}, but the file holds {} tensors", self.n_layers, file.tensor_count())));
         }
         for i in 0..self.n_layers {
-            if let Some(missing) = BLOCK_TENSORS
-                .iter()
-                .map(|t| format!("blk.{i}.{t}"))
-                .find(|name| !file.has_tensor(name))
-            {
-                return Err(bad(
-                    "block_count",
-                    format!("is {}, but tensor `{missing}` is missing", self.n_layers),
-                ));
+            if let Some(missing) = BLOCK_TENSORS.iter().map(|t| format!("blk.{i}.{t}")).find(|name| !file.has_tensor(name)) {
+                return Err(bad("block_count", format!("is {}, but tensor `{missing}` is missing", self.n_layers)));
             }
         }
         match file.tensor_dims("token_embd.weight") {
             Some(&[_, width]) if width == self.n_embd => Ok(()),
-            Some(dims) => Err(bad(
-                "embedding_length",
-                format!("is {}, but token_embd.weight is {dims:?}", self.n_embd),
-            )),
-            None => Err(EngineError::Corrupt {
-                path: file.path().to_path_buf(),
-                reason: "tensor `token_embd.weight` is missing".into(),
-            }),
+            Some(dims) => Err(bad("embedding_length", format!("is {}, but token_embd.weight is {dims:?}", self.n_embd))),
+            None => Err(EngineError::Corrupt { path: file.path().to_path_buf(), reason: "tensor `token_embd.weight` is missing".into() }),
         }
     }
 }
@@ -269,12 +231,7 @@ pub(super) fn supported_dtype(dtype: GgmlDType) -> bool {
 impl Transformer {
     /// Loads every tensor, reporting progress as a fraction in `0..=1`.
     /// `max_context` bounds the rotary tables (and so the usable window).
-    pub fn load(
-        file: &mut GgufFile,
-        max_context: usize,
-        device: &Device,
-        progress: &mut dyn FnMut(f32),
-    ) -> Result<Self, EngineError> {
+    pub fn load(file: &mut GgufFile, max_context: usize, device: &Device, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         let hp = Hyperparams::from_gguf(file)?;
         hp.check_tensors(file)?;
         if !device.is_cpu() {
@@ -283,40 +240,21 @@ impl Transformer {
             )));
         }
         check_dtypes(file)?;
-        let corrupt = |file: &GgufFile, reason: String| EngineError::Corrupt {
-            path: file.path().to_path_buf(),
-            reason,
-        };
+        let corrupt = |file: &GgufFile, reason: String| EngineError::Corrupt { path: file.path().to_path_buf(), reason };
         let embeddings = file.tensor("token_embd.weight", device)?;
         let (rows, width) = embeddings.shape().dims2()?;
         if width != hp.n_embd || rows < hp.vocab_size.min(rows) {
-            return Err(corrupt(
-                file,
-                format!(
-                    "token_embd.weight is {rows}x{width}, expected width {}",
-                    hp.n_embd
-                ),
-            ));
+            return Err(corrupt(file, format!("token_embd.weight is {rows}x{width}, expected width {}", hp.n_embd)));
         }
         // Untied embeddings are only looked up: no need to repack them.
         let (embeddings, output) = if file.has_tensor("output.weight") {
-            (
-                Arc::new(QuantMatrix::for_lookup(embeddings)?),
-                Arc::new(QuantMatrix::new(file.tensor("output.weight", device)?)?),
-            )
+            (Arc::new(QuantMatrix::for_lookup(embeddings)?), Arc::new(QuantMatrix::new(file.tensor("output.weight", device)?)?))
         } else {
             let tied = Arc::new(QuantMatrix::new(embeddings)?);
             (tied.clone(), tied)
         };
         if output.cols() != hp.n_embd {
-            return Err(corrupt(
-                file,
-                format!(
-                    "output.weight has width {}, expected {}",
-                    output.cols(),
-                    hp.n_embd
-                ),
-            ));
+            return Err(corrupt(file, format!("output.weight has width {}, expected {}", output.cols(), hp.n_embd)));
         }
         let norm = dense(file, "output_norm.weight", hp.n_embd, device)?;
         let (q_width, kv_width) = (hp.n_heads * hp.head_dim, hp.n_kv_heads * hp.head_dim);
@@ -324,23 +262,16 @@ impl Transformer {
         for i in 0..hp.n_layers {
             let p = |s: &str| format!("blk.{i}.{s}");
             // `rows: None` takes the tensor's own (the feed-forward width).
-            let mut matrix =
-                |s: &str, rows: Option<usize>, cols: usize| -> Result<QuantMatrix, EngineError> {
-                    let m = QuantMatrix::new(file.tensor(&p(s), device)?)?;
-                    if rows.is_some_and(|rows| rows != m.rows()) || m.cols() != cols {
-                        return Err(EngineError::Corrupt {
-                            path: file.path().to_path_buf(),
-                            reason: format!(
-                                "{} is {}x{}, expected {}x{cols}",
-                                p(s),
-                                m.rows(),
-                                m.cols(),
-                                rows.map_or("?".into(), |r| r.to_string())
-                            ),
-                        });
-                    }
-                    Ok(m)
-                };
+            let mut matrix = |s: &str, rows: Option<usize>, cols: usize| -> Result<QuantMatrix, EngineError> {
+                let m = QuantMatrix::new(file.tensor(&p(s), device)?)?;
+                if rows.is_some_and(|rows| rows != m.rows()) || m.cols() != cols {
+                    return Err(EngineError::Corrupt {
+                        path: file.path().to_path_buf(),
+                        reason: format!("{} is {}x{}, expected {}x{cols}", p(s), m.rows(), m.cols(), rows.map_or("?".into(), |r| r.to_string())),
+                    });
+                }
+                Ok(m)
+            };
             let wq = matrix("attn_q.weight", Some(q_width), hp.n_embd)?;
             let wk = matrix("attn_k.weight", Some(kv_width), hp.n_embd)?;
             let wv = matrix("attn_v.weight", Some(kv_width), hp.n_embd)?;
@@ -351,11 +282,7 @@ impl Transformer {
             let down = matrix("ffn_down.weight", Some(hp.n_embd), n_ff)?;
             let mut biases = Vec::new();
             let mut any_bias = false;
-            for (s, width) in [
-                ("attn_q.bias", q_width),
-                ("attn_k.bias", kv_width),
-                ("attn_v.bias", kv_width),
-            ] {
+            for (s, width) in [("attn_q.bias", q_width), ("attn_k.bias", kv_width), ("attn_v.bias", kv_width)] {
                 if file.has_tensor(&p(s)) {
                     biases.extend(dense(file, &p(s), width, device)?);
                     any_bias = true;
@@ -376,27 +303,12 @@ impl Transformer {
         }
         let freq_factors = if file.has_tensor("rope_freqs.weight") {
             let q = file.tensor("rope_freqs.weight", device)?;
-            Some(
-                q.dequantize(device)?
-                    .to_dtype(DType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?,
-            )
+            Some(q.dequantize(device)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
         } else {
             None
         };
         let (cos, sin) = rotary_tables(&hp, max_context, freq_factors.as_deref());
-        Ok(Self {
-            hp,
-            embeddings,
-            layers,
-            norm,
-            output,
-            cos,
-            sin,
-            device: device.clone(),
-            work: Mutex::new(Workspace::default()),
-        })
+        Ok(Self { hp, embeddings, layers, norm, output, cos, sin, device: device.clone(), work: Mutex::new(Workspace::default()) })
     }
 
     /// The network's shape.
@@ -417,21 +329,13 @@ impl Transformer {
     /// Whether a token's logits are the same bits whatever else is in its
     /// batch: true unless some weight type went to candle's products.
     pub fn batch_invariant(&self) -> bool {
-        let matrices = self
-            .layers
-            .iter()
-            .flat_map(|l| [&l.qkv, &l.wo, &l.gate_up, &l.down]);
+        let matrices = self.layers.iter().flat_map(|l| [&l.qkv, &l.wo, &l.gate_up, &l.down]);
         matrices.chain([&*self.output]).all(|m| !m.has_fallback())
     }
 
     /// A KV cache in CPU memory sized for this network and `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache, EngineError> {
-        Ok(KvCache::on_host(
-            self.hp.n_layers,
-            self.hp.n_kv_heads,
-            self.hp.head_dim,
-            capacity.min(self.max_context()),
-        ))
+        Ok(KvCache::on_host(self.hp.n_layers, self.hp.n_kv_heads, self.hp.head_dim, capacity.min(self.max_context())))
     }
 
     /// Runs `tokens` after what `cache` holds, appends their keys and values,
@@ -444,47 +348,26 @@ impl Transformer {
 
     /// Like [`Self::forward`], but returns the logits of every token,
     /// `[tokens.len() * vocab]` row by row: what verifying drafted tokens needs.
-    pub fn forward_all(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-    ) -> Result<Vec<f32>, EngineError> {
+    pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
         self.run(tokens, cache, true)
     }
 
-    fn run(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        all_logits: bool,
-    ) -> Result<Vec<f32>, EngineError> {
+    fn run(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>, EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        if let Some(&bad) = tokens
-            .iter()
-            .find(|&&t| t as usize >= self.hp.vocab_size.min(self.embeddings.rows()))
-        {
-            return Err(EngineError::Tokenizer(format!(
-                "token id {bad} is outside the model's vocabulary"
-            )));
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.hp.vocab_size.min(self.embeddings.rows())) {
+            return Err(EngineError::Tokenizer(format!("token id {bad} is outside the model's vocabulary")));
         }
         let pos = cache.len();
         let m = tokens.len();
         if pos + m > cache.capacity() || pos + m > self.max_context() {
-            return Err(EngineError::ContextOverflow {
-                prompt: pos + m,
-                max_new: 0,
-                context: cache.capacity(),
-            });
+            return Err(EngineError::ContextOverflow { prompt: pos + m, max_new: 0, context: cache.capacity() });
         }
         let kv = cache.host_mut()?;
         // A panic elsewhere cannot leave the buffers inconsistent: they are
         // fully rewritten before use.
-        let mut guard = self
-            .work
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self.work.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let ws = &mut *guard;
         let d = self.hp.n_embd;
         ws.x.resize(m * d, 0.0);
@@ -499,36 +382,22 @@ impl Transformer {
         let first = if all_logits { 0 } else { m - 1 };
         let rows = m - first;
         ws.h.resize(rows * d, 0.0);
-        for (x, h) in ws.x[first * d..]
-            .chunks_exact(d)
-            .zip(ws.h.chunks_exact_mut(d))
-        {
+        for (x, h) in ws.x[first * d..].chunks_exact(d).zip(ws.h.chunks_exact_mut(d)) {
             ops::rms_norm(x, &self.norm, self.hp.rms_eps, h);
         }
         let mut logits = vec![0f32; rows * self.output.rows()];
-        self.output
-            .matmul(&ws.h, rows, &mut logits, &mut ws.scratch)?;
+        self.output.matmul(&ws.h, rows, &mut logits, &mut ws.scratch)?;
         Ok(logits)
     }
 
-    fn attention_block(
-        &self,
-        index: usize,
-        layer: &Layer,
-        pos: usize,
-        m: usize,
-        cache: &mut HostKv,
-        ws: &mut Workspace,
-    ) -> Result<(), EngineError> {
+    fn attention_block(&self, index: usize, layer: &Layer, pos: usize, m: usize, cache: &mut HostKv, ws: &mut Workspace) -> Result<(), EngineError> {
         let hp = &self.hp;
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let (q_width, kv_width) = (hp.n_heads * hd, hp.n_kv_heads * hd);
         let width = q_width + 2 * kv_width;
         norm_rows(&ws.x, &layer.attn_norm, hp.rms_eps, d, &mut ws.h);
         ws.qkv.resize(m * width, 0.0);
-        layer
-            .qkv
-            .matmul(&ws.h[..m * d], m, &mut ws.qkv, &mut ws.scratch)?;
+        layer.qkv.matmul(&ws.h[..m * d], m, &mut ws.qkv, &mut ws.scratch)?;
         let halves = hp.family == ModelFamily::Qwen2;
         let half = hd / 2;
         for (i, row) in ws.qkv.chunks_exact_mut(width).enumerate() {
@@ -536,22 +405,13 @@ impl Transformer {
                 row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
             }
             let p = pos + i;
-            let (cos, sin) = (
-                &self.cos[p * half..(p + 1) * half],
-                &self.sin[p * half..(p + 1) * half],
-            );
+            let (cos, sin) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
             for head in row[..q_width + kv_width].chunks_exact_mut(hd) {
                 ops::rope(head, cos, sin, halves);
             }
             let (k, v) = row[q_width..].split_at(kv_width);
             for h in 0..hp.n_kv_heads {
-                cache.write(
-                    index,
-                    h,
-                    p,
-                    &k[h * hd..(h + 1) * hd],
-                    &v[h * hd..(h + 1) * hd],
-                )?;
+                cache.write(index, h, p, &k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd])?;
             }
         }
         let (keys, values) = cache.layer(index);
@@ -561,46 +421,25 @@ impl Transformer {
         ws.attn.resize(m * q_width, 0.0);
         let qkv = &ws.qkv;
         // One task per (token, query head); query head h reads key/value head h / group.
-        ws.attn
-            .par_chunks_mut(hd)
-            .enumerate()
-            .for_each_init(Vec::new, |scores, (task, out)| {
-                let (i, h) = (task / hp.n_heads, task % hp.n_heads);
-                let q = &qkv[i * width + h * hd..i * width + (h + 1) * hd];
-                let kv = h / group;
-                let span = kv * capacity * hd..(kv + 1) * capacity * hd;
-                ops::attend(
-                    q,
-                    &keys[span.clone()],
-                    capacity,
-                    &values[span],
-                    pos + i + 1,
-                    scale,
-                    scores,
-                    out,
-                );
-            });
+        ws.attn.par_chunks_mut(hd).enumerate().for_each_init(Vec::new, |scores, (task, out)| {
+            let (i, h) = (task / hp.n_heads, task % hp.n_heads);
+            let q = &qkv[i * width + h * hd..i * width + (h + 1) * hd];
+            let kv = h / group;
+            let span = kv * capacity * hd..(kv + 1) * capacity * hd;
+            ops::attend(q, &keys[span.clone()], capacity, &values[span], pos + i + 1, scale, scores, out);
+        });
         ws.proj.resize(m * d, 0.0);
-        layer
-            .wo
-            .matmul(&ws.attn, m, &mut ws.proj, &mut ws.scratch)?;
+        layer.wo.matmul(&ws.attn, m, &mut ws.proj, &mut ws.scratch)?;
         ws.x.iter_mut().zip(&ws.proj).for_each(|(x, p)| *x += p);
         Ok(())
     }
 
-    fn feed_forward_block(
-        &self,
-        layer: &Layer,
-        m: usize,
-        ws: &mut Workspace,
-    ) -> Result<(), EngineError> {
+    fn feed_forward_block(&self, layer: &Layer, m: usize, ws: &mut Workspace) -> Result<(), EngineError> {
         let d = self.hp.n_embd;
         let n_ff = layer.down.cols();
         norm_rows(&ws.x, &layer.ffn_norm, self.hp.rms_eps, d, &mut ws.h);
         ws.gate_up.resize(m * 2 * n_ff, 0.0);
-        layer
-            .gate_up
-            .matmul(&ws.h[..m * d], m, &mut ws.gate_up, &mut ws.scratch)?;
+        layer.gate_up.matmul(&ws.h[..m * d], m, &mut ws.gate_up, &mut ws.scratch)?;
         ws.act.resize(m * n_ff, 0.0);
         let gate_up = &ws.gate_up;
         let gated = |(row, act): (usize, &mut [f32])| {
@@ -614,9 +453,7 @@ impl Transformer {
             ws.act.chunks_mut(n_ff).enumerate().for_each(gated);
         }
         ws.proj.resize(m * d, 0.0);
-        layer
-            .down
-            .matmul(&ws.act, m, &mut ws.proj, &mut ws.scratch)?;
+        layer.down.matmul(&ws.act, m, &mut ws.proj, &mut ws.scratch)?;
         ws.x.iter_mut().zip(&ws.proj).for_each(|(x, p)| *x += p);
         Ok(())
     }
@@ -647,34 +484,18 @@ pub(super) fn check_dtypes(file: &GgufFile) -> Result<(), EngineError> {
 }
 
 /// A small f32 tensor (norm weights, biases) of exactly `len` values.
-fn dense(
-    file: &mut GgufFile,
-    name: &str,
-    len: usize,
-    device: &Device,
-) -> Result<Vec<f32>, EngineError> {
+fn dense(file: &mut GgufFile, name: &str, len: usize, device: &Device) -> Result<Vec<f32>, EngineError> {
     let q: QTensor = file.tensor(name, device)?;
-    let v = q
-        .dequantize(device)?
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
+    let v = q.dequantize(device)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     if v.len() != len {
-        return Err(EngineError::Corrupt {
-            path: file.path().to_path_buf(),
-            reason: format!("{name} has {} values, expected {len}", v.len()),
-        });
+        return Err(EngineError::Corrupt { path: file.path().to_path_buf(), reason: format!("{name} has {} values, expected {len}", v.len()) });
     }
     Ok(v)
 }
 
 /// Rotary cosines and sines for positions `0..positions`, `[positions,
 /// head_dim / 2]` each: shared by both forward passes.
-pub(super) fn rotary_tables(
-    hp: &Hyperparams,
-    positions: usize,
-    freq_factors: Option<&[f32]>,
-) -> (Vec<f32>, Vec<f32>) {
+pub(super) fn rotary_tables(hp: &Hyperparams, positions: usize, freq_factors: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
     let half = hp.head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
         .map(|i| {
@@ -699,7 +520,5 @@ pub(super) fn rotary_tables(
 
 /// Index of the largest logit: greedy decoding's choice.
 pub fn argmax(logits: &Tensor) -> Result<u32, EngineError> {
-    Ok(super::sampling::greedy(
-        &logits.flatten_all()?.to_vec1::<f32>()?,
-    ))
+    Ok(super::sampling::greedy(&logits.flatten_all()?.to_vec1::<f32>()?))
 }

@@ -80,20 +80,14 @@ impl ComputeDevice {
     /// Opens the candle device. A GPU this build has no support for is an
     /// error that says which feature to rebuild with.
     pub fn open(self) -> Result<Device, EngineError> {
-        let unavailable = |reason: String| EngineError::DeviceUnavailable {
-            device: self.to_string(),
-            reason,
-        };
+        let unavailable = |reason: String| EngineError::DeviceUnavailable { device: self.to_string(), reason };
         match self {
             Self::Cpu | Self::CandleCpu => Ok(Device::Cpu),
             Self::Cuda(ordinal) => {
                 #[cfg(feature = "cuda")]
                 {
                     Device::new_cuda(ordinal).map_err(|e| {
-                        unavailable(format!(
-                            "{} (is the NVIDIA driver installed, and is there a GPU {ordinal}?)",
-                            without_backtrace(e)
-                        ))
+                        unavailable(format!("{} (is the NVIDIA driver installed, and is there a GPU {ordinal}?)", without_backtrace(e)))
                     })
                 }
                 #[cfg(not(feature = "cuda"))]
@@ -107,12 +101,7 @@ impl ComputeDevice {
             Self::Metal(ordinal) => {
                 #[cfg(feature = "metal")]
                 {
-                    Device::new_metal(ordinal).map_err(|e| {
-                        unavailable(format!(
-                            "{} (is there a Metal GPU {ordinal}?)",
-                            without_backtrace(e)
-                        ))
-                    })
+                    Device::new_metal(ordinal).map_err(|e| unavailable(format!("{} (is there a Metal GPU {ordinal}?)", without_backtrace(e))))
                 }
                 #[cfg(not(feature = "metal"))]
                 {
@@ -150,27 +139,12 @@ pub enum Network {
 impl Network {
     /// Loads the weights for `device`. `max_context` bounds the usable
     /// window; `progress` receives `0..=1`.
-    pub fn load(
-        file: &mut GgufFile,
-        max_context: usize,
-        device: ComputeDevice,
-        progress: &mut dyn FnMut(f32),
-    ) -> Result<Self, EngineError> {
+    pub fn load(file: &mut GgufFile, max_context: usize, device: ComputeDevice, progress: &mut dyn FnMut(f32)) -> Result<Self, EngineError> {
         if device.uses_candle() {
             let device = device.open()?;
-            Ok(Self::Device(Box::new(DeviceTransformer::load(
-                file,
-                max_context,
-                &device,
-                progress,
-            )?)))
+            Ok(Self::Device(Box::new(DeviceTransformer::load(file, max_context, &device, progress)?)))
         } else {
-            Ok(Self::Cpu(Box::new(Transformer::load(
-                file,
-                max_context,
-                &Device::Cpu,
-                progress,
-            )?)))
+            Ok(Self::Cpu(Box::new(Transformer::load(file, max_context, &Device::Cpu, progress)?)))
         }
     }
 
@@ -225,11 +199,7 @@ impl Network {
     }
 
     /// Like [`Self::forward`], with every token's logits, row by row.
-    pub fn forward_all(
-        &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-    ) -> Result<Vec<f32>, EngineError> {
+    pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
         match self {
             Self::Cpu(m) => m.forward_all(tokens, cache),
             Self::Device(m) => m.forward_all(tokens, cache),
@@ -254,14 +224,8 @@ mod tests {
             assert_eq!(text.parse::<ComputeDevice>(), Ok(device), "{text}");
             assert_eq!(device.to_string().parse::<ComputeDevice>(), Ok(device));
         }
-        for bad in [
-            "gpu", "cuda:", "cuda:x", "cpu:0", "CUDA", "", "cuda:-1", "rocm",
-        ] {
-            assert_eq!(
-                bad.parse::<ComputeDevice>(),
-                Err(UnknownDevice(bad.into())),
-                "{bad}"
-            );
+        for bad in ["gpu", "cuda:", "cuda:x", "cpu:0", "CUDA", "", "cuda:-1", "rocm"] {
+            assert_eq!(bad.parse::<ComputeDevice>(), Err(UnknownDevice(bad.into())), "{bad}");
         }
         assert_eq!(ComputeDevice::default(), ComputeDevice::Cpu);
     }
@@ -276,9 +240,7 @@ mod tests {
     #[test]
     fn cuda_without_the_feature_says_how_to_rebuild() {
         let err = ComputeDevice::Cuda(0).open().unwrap_err();
-        assert!(
-            matches!(&err, EngineError::DeviceUnavailable { device, .. } if device == "cuda:0")
-        );
+        assert!(matches!(&err, EngineError::DeviceUnavailable { device, .. } if device == "cuda:0"));
         assert!(err.to_string().contains("--features cuda"), "{err}");
     }
 
@@ -289,10 +251,7 @@ mod tests {
     #[test]
     fn a_missing_cuda_gpu_is_an_error_that_names_it() {
         let err = ComputeDevice::Cuda(999).open().unwrap_err();
-        assert!(
-            matches!(&err, EngineError::DeviceUnavailable { device, .. } if device == "cuda:999"),
-            "{err}"
-        );
+        assert!(matches!(&err, EngineError::DeviceUnavailable { device, .. } if device == "cuda:999"), "{err}");
         assert!(err.to_string().contains("is there a GPU 999?"), "{err}");
     }
 
@@ -301,17 +260,12 @@ mod tests {
     fn a_device_error_reads_without_candles_backtrace() {
         let error = candle_core::Error::WithBacktrace {
             inner: Box::new(candle_core::Error::WithBacktrace {
-                inner: Box::new(candle_core::Error::Msg(
-                    "no CUDA-capable device is detected".into(),
-                )),
+                inner: Box::new(candle_core::Error::Msg("no CUDA-capable device is detected".into())),
                 backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
             }),
             backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
         };
-        assert_eq!(
-            without_backtrace(error).to_string(),
-            "no CUDA-capable device is detected"
-        );
+        assert_eq!(without_backtrace(error).to_string(), "no CUDA-capable device is detected");
     }
 
     #[cfg(not(feature = "metal"))]

@@ -115,11 +115,7 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
 pub fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], halves: bool) {
     let half = head.len() / 2;
     for i in 0..half {
-        let (a, b) = if halves {
-            (i, i + half)
-        } else {
-            (2 * i, 2 * i + 1)
-        };
+        let (a, b) = if halves { (i, i + half) } else { (2 * i, 2 * i + 1) };
         let (x0, x1) = (head[a], head[b]);
         head[a] = x0 * cos[i] - x1 * sin[i];
         head[b] = x0 * sin[i] + x1 * cos[i];
@@ -132,23 +128,12 @@ pub fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], halves: bool) {
 /// `i * stride + j`), so the scores grow a vector of positions at a time;
 /// `values` holds `head_dim`-wide rows. `scores` is scratch.
 #[allow(clippy::too_many_arguments)]
-pub fn attend(
-    q: &[f32],
-    keys_t: &[f32],
-    stride: usize,
-    values: &[f32],
-    len: usize,
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
+pub fn attend(q: &[f32], keys_t: &[f32], stride: usize, values: &[f32], len: usize, scale: f32, scores: &mut Vec<f32>, out: &mut [f32]) {
     let dim = out.len();
     scores.clear();
     scores.resize(len, 0.0);
     transposed_scores(&q[..dim], keys_t, stride, scores);
-    let max = scores
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &s| m.max(s * scale));
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s * scale));
     scores.iter_mut().for_each(|s| *s = *s * scale - max);
     exp_in_place(scores);
     let sum: f32 = scores.iter().sum();
@@ -184,9 +169,7 @@ pub fn weighted_rows(weights: &[f32], rows: &[f32], out: &mut [f32]) {
     let dim = out.len();
     out.fill(0.0);
     for (j, &w) in weights.iter().enumerate() {
-        out.iter_mut()
-            .zip(&rows[j * dim..(j + 1) * dim])
-            .for_each(|(o, v)| *o += w * v);
+        out.iter_mut().zip(&rows[j * dim..(j + 1) * dim]).for_each(|(o, v)| *o += w * v);
     }
 }
 
@@ -212,27 +195,15 @@ mod x86 {
         while i + 16 <= n {
             // SAFETY: i + 16 <= n, within both slices.
             unsafe {
-                acc0 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(a.as_ptr().add(i)),
-                    _mm256_loadu_ps(b.as_ptr().add(i)),
-                    acc0,
-                );
-                acc1 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
-                    _mm256_loadu_ps(b.as_ptr().add(i + 8)),
-                    acc1,
-                );
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), _mm256_loadu_ps(b.as_ptr().add(i + 8)), acc1);
             }
             i += 16;
         }
         while i + 8 <= n {
             // SAFETY: i + 8 <= n, within both slices.
             unsafe {
-                acc0 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(a.as_ptr().add(i)),
-                    _mm256_loadu_ps(b.as_ptr().add(i)),
-                    acc0,
-                );
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc0);
             }
             i += 8;
         }
@@ -258,11 +229,7 @@ mod x86 {
                 let row = &rows[j * dim + i..j * dim + i + 32];
                 for (u, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: `row` is 32 floats.
-                    *acc = _mm256_fmadd_ps(
-                        wv,
-                        unsafe { _mm256_loadu_ps(row.as_ptr().add(8 * u)) },
-                        *acc,
-                    );
+                    *acc = _mm256_fmadd_ps(wv, unsafe { _mm256_loadu_ps(row.as_ptr().add(8 * u)) }, *acc);
                 }
             }
             for (u, acc) in acc.iter().enumerate() {
@@ -289,10 +256,7 @@ mod x86 {
             // SAFETY: i + 8 <= n, within both slices.
             unsafe {
                 let p = y.as_mut_ptr().add(i);
-                _mm256_storeu_ps(
-                    p,
-                    _mm256_fmadd_ps(a, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(p)),
-                );
+                _mm256_storeu_ps(p, _mm256_fmadd_ps(a, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(p)));
             }
             i += 8;
         }
@@ -306,13 +270,8 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub fn exp8(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
-            _mm256_set1_ps(88.0),
-        );
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        );
+        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3)), _mm256_set1_ps(88.0));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
         let mut p = _mm256_set1_ps(1.987_569_1e-4);
@@ -321,15 +280,8 @@ mod x86 {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
-        let p = _mm256_fmadd_ps(
-            p,
-            _mm256_mul_ps(r, r),
-            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
-        );
-        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        ));
+        let p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
         _mm256_mul_ps(p, _mm256_castsi256_ps(pow2))
     }
 
@@ -389,31 +341,16 @@ mod arm {
         while i + 16 <= n {
             for (u, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: i + 16 <= n, within both slices.
-                *acc = unsafe {
-                    vfmaq_f32(
-                        *acc,
-                        vld1q_f32(a.as_ptr().add(i + 4 * u)),
-                        vld1q_f32(b.as_ptr().add(i + 4 * u)),
-                    )
-                };
+                *acc = unsafe { vfmaq_f32(*acc, vld1q_f32(a.as_ptr().add(i + 4 * u)), vld1q_f32(b.as_ptr().add(i + 4 * u))) };
             }
             i += 16;
         }
         while i + 4 <= n {
             // SAFETY: i + 4 <= n, within both slices.
-            acc[0] = unsafe {
-                vfmaq_f32(
-                    acc[0],
-                    vld1q_f32(a.as_ptr().add(i)),
-                    vld1q_f32(b.as_ptr().add(i)),
-                )
-            };
+            acc[0] = unsafe { vfmaq_f32(acc[0], vld1q_f32(a.as_ptr().add(i)), vld1q_f32(b.as_ptr().add(i))) };
             i += 4;
         }
-        let mut sum = vaddvq_f32(vaddq_f32(
-            vaddq_f32(acc[0], acc[1]),
-            vaddq_f32(acc[2], acc[3]),
-        ));
+        let mut sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
         for j in i..n {
             sum += a[j] * b[j];
         }
@@ -460,10 +397,7 @@ mod arm {
             // SAFETY: i + 4 <= n, within both slices.
             unsafe {
                 let p = y.as_mut_ptr().add(i);
-                vst1q_f32(
-                    p,
-                    vfmaq_n_f32(vld1q_f32(p), vld1q_f32(x.as_ptr().add(i)), alpha),
-                );
+                vst1q_f32(p, vfmaq_n_f32(vld1q_f32(p), vld1q_f32(x.as_ptr().add(i)), alpha));
             }
             i += 4;
         }
@@ -482,13 +416,7 @@ mod arm {
         let r = vfmsq_n_f32(x, n, 0.693_359_4);
         let r = vfmsq_n_f32(r, n, -2.121_944_4e-4);
         let mut p = vdupq_n_f32(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
             p = vfmaq_f32(vdupq_n_f32(c), p, r);
         }
         let p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0)), p, vmulq_f32(r, r));
@@ -548,18 +476,13 @@ mod tests {
 
     #[test]
     fn exp_is_accurate_over_its_range() {
-        let mut x: Vec<f32> = (0..20_000)
-            .map(|i| -87.0 + 175.0 * i as f32 / 20_000.0)
-            .collect();
+        let mut x: Vec<f32> = (0..20_000).map(|i| -87.0 + 175.0 * i as f32 / 20_000.0).collect();
         x.extend([0.0, -0.0, 1e-30, -1e-30, 88.0]);
         let mut y = x.clone();
         exp_in_place(&mut y);
         for (x, y) in x.iter().zip(&y) {
             let e = x.exp();
-            assert!(
-                (y - e).abs() <= 4.0 * f32::EPSILON * e,
-                "exp({x}) = {y}, expected {e}"
-            );
+            assert!((y - e).abs() <= 4.0 * f32::EPSILON * e, "exp({x}) = {y}, expected {e}");
         }
         let mut extreme = vec![-1000.0, 1000.0, f32::NEG_INFINITY];
         exp_in_place(&mut extreme);
@@ -571,10 +494,7 @@ mod tests {
         for n in [1, 7, 8, 15, 64, 100, 896] {
             let (a, b) = (random(n, 1), random(n, 2));
             let scalar: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            assert!(
-                (dot(&a, &b) as f64 - scalar).abs() < 1e-4 * (1.0 + scalar.abs()),
-                "dot {n}"
-            );
+            assert!((dot(&a, &b) as f64 - scalar).abs() < 1e-4 * (1.0 + scalar.abs()), "dot {n}");
             let mut y = a.clone();
             axpy(&mut y, 0.5, &b);
             for i in 0..n {
@@ -584,10 +504,7 @@ mod tests {
             silu_mul(&mut g, &b);
             for i in 0..n {
                 let expect = a[i] as f64 / (1.0 + (-a[i] as f64).exp()) * b[i] as f64;
-                assert!(
-                    (g[i] as f64 - expect).abs() < 1e-5 * (1.0 + expect.abs()),
-                    "silu {n} [{i}]"
-                );
+                assert!((g[i] as f64 - expect).abs() < 1e-5 * (1.0 + expect.abs()), "silu {n} [{i}]");
             }
         }
     }
@@ -605,24 +522,13 @@ mod tests {
         }
         let mut out = vec![0f32; dim];
         attend(&q, &k_t, stride, &v, len, 0.3, &mut Vec::new(), &mut out);
-        let s: Vec<f64> = (0..len)
-            .map(|j| {
-                (0..dim)
-                    .map(|i| q[i] as f64 * k[j * dim + i] as f64)
-                    .sum::<f64>()
-                    * 0.3
-            })
-            .collect();
+        let s: Vec<f64> = (0..len).map(|j| (0..dim).map(|i| q[i] as f64 * k[j * dim + i] as f64).sum::<f64>() * 0.3).collect();
         let max = s.iter().cloned().fold(f64::MIN, f64::max);
         let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
         let total: f64 = e.iter().sum();
         for i in 0..dim {
             let expect: f64 = (0..len).map(|j| e[j] / total * v[j * dim + i] as f64).sum();
-            assert!(
-                (out[i] as f64 - expect).abs() < 1e-5,
-                "[{i}] {} vs {expect}",
-                out[i]
-            );
+            assert!((out[i] as f64 - expect).abs() < 1e-5, "[{i}] {} vs {expect}", out[i]);
         }
     }
 
@@ -634,25 +540,15 @@ mod tests {
             let mut scores = vec![0f32; len];
             transposed_scores(&q, &keys_t, stride, &mut scores);
             for (j, s) in scores.iter().enumerate() {
-                let expect: f64 = (0..dim)
-                    .map(|i| q[i] as f64 * keys_t[i * stride + j] as f64)
-                    .sum();
-                assert!(
-                    (*s as f64 - expect).abs() < 1e-4 * (1.0 + expect.abs()),
-                    "score {j}"
-                );
+                let expect: f64 = (0..dim).map(|i| q[i] as f64 * keys_t[i * stride + j] as f64).sum();
+                assert!((*s as f64 - expect).abs() < 1e-4 * (1.0 + expect.abs()), "score {j}");
             }
             let rows = random(len * dim, 8);
             let mut out = vec![0f32; dim];
             weighted_rows(&scores, &rows, &mut out);
             for (i, o) in out.iter().enumerate() {
-                let expect: f64 = (0..len)
-                    .map(|j| scores[j] as f64 * rows[j * dim + i] as f64)
-                    .sum();
-                assert!(
-                    (*o as f64 - expect).abs() < 1e-3 * (1.0 + expect.abs()),
-                    "out {i}"
-                );
+                let expect: f64 = (0..len).map(|j| scores[j] as f64 * rows[j * dim + i] as f64).sum();
+                assert!((*o as f64 - expect).abs() < 1e-3 * (1.0 + expect.abs()), "out {i}");
             }
         }
     }

@@ -20,12 +20,7 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self {
-            temperature: 0.0,
-            top_k: 40,
-            top_p: 0.95,
-            seed: 0,
-        }
+        Self { temperature: 0.0, top_k: 40, top_p: 0.95, seed: 0 }
     }
 }
 
@@ -116,12 +111,7 @@ mod tests {
     #[test]
     fn sampling_is_reproducible_for_a_seed_and_stays_in_top_k() {
         let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
-        let params = SamplingParams {
-            temperature: 1.0,
-            top_k: 5,
-            top_p: 1.0,
-            seed: 7,
-        };
+        let params = SamplingParams { temperature: 1.0, top_k: 5, top_p: 1.0, seed: 7 };
         let run = || {
             let mut s = Sampler::new(params.clone());
             (0..50).map(|_| s.sample(&logits)).collect::<Vec<_>>()
@@ -131,10 +121,7 @@ mod tests {
         let mut order: Vec<usize> = (0..100).collect();
         order.sort_by(|x, y| logits[*y].total_cmp(&logits[*x]));
         let top: Vec<u32> = order[..5].iter().map(|i| *i as u32).collect();
-        assert!(
-            a.iter().all(|t| top.contains(t)),
-            "{a:?} not all in {top:?}"
-        );
+        assert!(a.iter().all(|t| top.contains(t)), "{a:?} not all in {top:?}");
         assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 1);
     }
 }

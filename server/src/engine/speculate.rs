@@ -111,13 +111,7 @@ pub struct SpeculationStats {
 
 impl Default for SpeculationStats {
     fn default() -> Self {
-        Self {
-            seconds: [None; MAX_DRAFT + 2],
-            batches: 0,
-            since_batch: 0,
-            pinned: false,
-            guess_rate: 0.5,
-        }
+        Self { seconds: [None; MAX_DRAFT + 2], batches: 0, since_batch: 0, pinned: false, guess_rate: 0.5 }
     }
 }
 
@@ -130,13 +124,7 @@ impl SpeculationStats {
         for (tokens, s) in seconds.iter_mut().enumerate().skip(1) {
             *s = Some(single + (tokens - 1) as f64 * per_extra);
         }
-        Self {
-            seconds,
-            batches: TRUSTED_AFTER,
-            since_batch: 0,
-            pinned: true,
-            guess_rate: 0.5,
-        }
+        Self { seconds, batches: TRUSTED_AFTER, since_batch: 0, pinned: true, guess_rate: 0.5 }
     }
 
     /// Takes in one checked guess (run or not).
@@ -152,11 +140,7 @@ impl SpeculationStats {
     /// Seconds per pass for the batch sizes timed so far, for logs and
     /// benchmarks: `(tokens, seconds)`.
     pub fn timed(&self) -> Vec<(usize, f64)> {
-        self.seconds
-            .iter()
-            .enumerate()
-            .filter_map(|(n, s)| s.map(|s| (n, s)))
-            .collect()
+        self.seconds.iter().enumerate().filter_map(|(n, s)| s.map(|s| (n, s))).collect()
     }
 
     /// Takes in one pass of `tokens` tokens that took `seconds`.
@@ -187,9 +171,7 @@ impl SpeculationStats {
         let (from, to) = match above {
             Some(above) => (below, above),
             None => {
-                let largest = (2..self.seconds.len())
-                    .rev()
-                    .find(|&n| timed(n).is_some())?;
+                let largest = (2..self.seconds.len()).rev().find(|&n| timed(n).is_some())?;
                 let slope = (timed(largest)? - single) / (largest - 1) as f64;
                 return Some(timed(largest)? + slope.max(0.0) * (tokens - largest) as f64);
             }
@@ -250,31 +232,18 @@ pub struct Speculator {
 impl Speculator {
     /// A speculator that guesses only when `enabled`.
     pub fn new(enabled: bool) -> Self {
-        Self {
-            enabled,
-            ahead: VecDeque::new(),
-            shadow: VecDeque::new(),
-            hits: 0,
-            misses: 0,
-            draft_len: FIRST_DRAFT,
-            drafted: 0,
-            accepted: 0,
-            passes: 0,
-        }
+        Self { enabled, ahead: VecDeque::new(), shadow: VecDeque::new(), hits: 0, misses: 0, draft_len: FIRST_DRAFT, drafted: 0, accepted: 0, passes: 0 }
     }
 
     /// How likely the next guess is right, given this generation's guesses
     /// so far, starting from the rate earlier generations saw.
     fn hit_rate(&self, stats: &SpeculationStats) -> f64 {
-        (self.hits as f64 + PRIOR_GUESSES * stats.guess_rate())
-            / ((self.hits + self.misses) as f64 + PRIOR_GUESSES)
+        (self.hits as f64 + PRIOR_GUESSES * stats.guess_rate()) / ((self.hits + self.misses) as f64 + PRIOR_GUESSES)
     }
 
     /// How many tokens to guess now.
     fn draft_len(&self, stats: &SpeculationStats) -> usize {
-        stats
-            .best_draft(self.hit_rate(stats), MAX_DRAFT)
-            .unwrap_or(self.draft_len)
+        stats.best_draft(self.hit_rate(stats), MAX_DRAFT).unwrap_or(self.draft_len)
     }
 
     /// Counts one checked guess, here and in the engine's running rate.
@@ -293,15 +262,7 @@ impl Speculator {
     /// (prompt and earlier generated tokens); `room` bounds the tokens that may
     /// still be generated after `next`.
     /// `stats` are the engine's, updated here.
-    pub fn step(
-        &mut self,
-        model: &Network,
-        cache: &mut KvCache,
-        stats: &mut SpeculationStats,
-        next: u32,
-        cached: usize,
-        room: usize,
-    ) -> Result<Vec<f32>, EngineError> {
+    pub fn step(&mut self, model: &Network, cache: &mut KvCache, stats: &mut SpeculationStats, next: u32, cached: usize, room: usize) -> Result<Vec<f32>, EngineError> {
         if let Some(guess) = self.shadow.pop_front() {
             self.checked(stats, guess == next);
             if guess != next {
@@ -399,18 +360,10 @@ mod tests {
     fn costs_are_learnt_from_timings() {
         let mut costs = SpeculationStats::default();
         costs.record(4, 0.04);
-        assert_eq!(
-            costs.best_draft(0.5, 4),
-            None,
-            "one batch timed: not trusted yet"
-        );
+        assert_eq!(costs.best_draft(0.5, 4), None, "one batch timed: not trusted yet");
         costs.record(1, 0.010);
         costs.record(5, 0.014);
-        assert_eq!(
-            costs.best_draft(0.5, 12),
-            None,
-            "two batches timed: not trusted yet"
-        );
+        assert_eq!(costs.best_draft(0.5, 12), None, "two batches timed: not trusted yet");
         costs.record(5, 0.014);
         costs.record(5, 0.014);
         // 1 ms per extra token: at p = 0.5, a few guesses pay.
@@ -434,10 +387,7 @@ mod tests {
     fn generations_start_from_the_guess_rate_earlier_ones_saw() {
         let mut stats = SpeculationStats::default();
         let fresh = Speculator::new(true);
-        assert!(
-            (fresh.hit_rate(&stats) - 0.5).abs() < 1e-12,
-            "nothing seen yet: an even chance"
-        );
+        assert!((fresh.hit_rate(&stats) - 0.5).abs() < 1e-12, "nothing seen yet: an even chance");
         for _ in 0..64 {
             stats.record_guess(false);
         }

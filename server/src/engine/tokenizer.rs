@@ -82,39 +82,25 @@ pub struct Tokenizer {
     bos: Option<u32>,
     eos: Option<u32>,
     add_bos: bool,
-    /// The text tokens' byte strings, sorted (built on first use): which
-    /// tokens start with given bytes is a binary search.
-    sorted_bytes: std::sync::OnceLock<Vec<Vec<u8>>>,
+    /// The text tokens' ids in the order of their bytes (built at load, off
+    /// the keystroke path): which tokens start with given bytes is a binary
+    /// search.
+    by_bytes: Vec<u32>,
 }
 
 impl Tokenizer {
     /// Builds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(file: &GgufFile) -> Result<Self, EngineError> {
         let model = file.string("tokenizer.ggml.model")?.to_string();
-        let pieces: Vec<String> = file
-            .strings("tokenizer.ggml.tokens")?
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let pieces: Vec<String> = file.strings("tokenizer.ggml.tokens")?.into_iter().map(str::to_string).collect();
         let n = pieces.len();
         let kinds: Vec<TokenKind> = match file.opt_i64s("tokenizer.ggml.token_type") {
-            Some(types) if types.len() == n => {
-                types.into_iter().map(TokenKind::from_gguf).collect()
-            }
+            Some(types) if types.len() == n => types.into_iter().map(TokenKind::from_gguf).collect(),
             _ => vec![TokenKind::Normal; n],
         };
-        let bos = file
-            .opt_usize("tokenizer.ggml.bos_token_id")
-            .map(|v| v as u32)
-            .filter(|&v| (v as usize) < n);
-        let eos = file
-            .opt_usize("tokenizer.ggml.eos_token_id")
-            .map(|v| v as u32)
-            .filter(|&v| (v as usize) < n);
-        let spec = VocabSpec {
-            pieces: &pieces,
-            kinds: &kinds,
-        };
+        let bos = file.opt_usize("tokenizer.ggml.bos_token_id").map(|v| v as u32).filter(|&v| (v as usize) < n);
+        let eos = file.opt_usize("tokenizer.ggml.eos_token_id").map(|v| v as u32).filter(|&v| (v as usize) < n);
+        let spec = VocabSpec { pieces: &pieces, kinds: &kinds };
         match model.as_str() {
             "gpt2" => {
                 let merges = file.strings("tokenizer.ggml.merges")?;
@@ -129,39 +115,17 @@ impl Tokenizer {
                         _ => byte_level_decode(p),
                     })
                     .collect();
-                let add_bos = file
-                    .opt_bool("tokenizer.ggml.add_bos_token")
-                    .unwrap_or(false);
-                Ok(Self::assemble(
-                    VocabKind::ByteLevelBpe,
-                    encoder,
-                    None,
-                    pieces,
-                    kinds,
-                    bytes,
-                    bos,
-                    eos,
-                    add_bos,
-                ))
+                let add_bos = file.opt_bool("tokenizer.ggml.add_bos_token").unwrap_or(false);
+                Ok(Self::assemble(VocabKind::ByteLevelBpe, encoder, None, pieces, kinds, bytes, bos, eos, add_bos))
             }
             "llama" => {
                 let scores = file
                     .opt_f32s("tokenizer.ggml.scores")
                     .filter(|s| s.len() == n)
-                    .ok_or_else(|| {
-                        EngineError::Tokenizer(
-                            "SentencePiece vocabulary without `tokenizer.ggml.scores`".into(),
-                        )
-                    })?;
-                let add_space = file
-                    .opt_bool("tokenizer.ggml.add_space_prefix")
-                    .unwrap_or(true);
+                    .ok_or_else(|| EngineError::Tokenizer("SentencePiece vocabulary without `tokenizer.ggml.scores`".into()))?;
+                let add_space = file.opt_bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
                 let encoder = build_sentencepiece(&spec, &scores, add_space)?;
-                let continuation = if add_space {
-                    Some(build_sentencepiece(&spec, &scores, false)?)
-                } else {
-                    None
-                };
+                let continuation = if add_space { Some(build_sentencepiece(&spec, &scores, false)?) } else { None };
                 let bytes = pieces
                     .iter()
                     .zip(&kinds)
@@ -171,24 +135,10 @@ impl Tokenizer {
                         _ => p.replace('\u{2581}', " ").into_bytes(),
                     })
                     .collect();
-                let add_bos = file
-                    .opt_bool("tokenizer.ggml.add_bos_token")
-                    .unwrap_or(true);
-                Ok(Self::assemble(
-                    VocabKind::SentencePiece,
-                    encoder,
-                    continuation,
-                    pieces,
-                    kinds,
-                    bytes,
-                    bos,
-                    eos,
-                    add_bos,
-                ))
+                let add_bos = file.opt_bool("tokenizer.ggml.add_bos_token").unwrap_or(true);
+                Ok(Self::assemble(VocabKind::SentencePiece, encoder, continuation, pieces, kinds, bytes, bos, eos, add_bos))
             }
-            other => Err(EngineError::Tokenizer(format!(
-                "unsupported tokenizer model `{other}` (supported: gpt2, llama)"
-            ))),
+            other => Err(EngineError::Tokenizer(format!("unsupported tokenizer model `{other}` (supported: gpt2, llama)"))),
         }
     }
 
@@ -208,19 +158,9 @@ impl Tokenizer {
         for (id, piece) in pieces.iter().enumerate() {
             by_text.entry(piece.clone()).or_insert(id as u32);
         }
-        Self {
-            kind,
-            encoder,
-            encoder_continuation,
-            pieces,
-            kinds,
-            bytes,
-            by_text,
-            bos,
-            eos,
-            add_bos,
-            sorted_bytes: std::sync::OnceLock::new(),
-        }
+        let mut by_bytes: Vec<u32> = (0..bytes.len() as u32).filter(|&id| !bytes[id as usize].is_empty()).collect();
+        by_bytes.sort_unstable_by(|&a, &b| bytes[a as usize].cmp(&bytes[b as usize]));
+        Self { kind, encoder, encoder_continuation, pieces, kinds, bytes, by_text, bos, eos, add_bos, by_bytes }
     }
 
     /// Encodes text as it appears at the start of a document or after a
@@ -241,29 +181,15 @@ impl Tokenizer {
 
     /// The bytes a token stands for; empty for control tokens.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
-        self.bytes
-            .get(id as usize)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.bytes.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Whether some text token is longer than `bytes` and starts with them:
     /// then text ending in `bytes` may end inside what the tokenizer would
     /// merge with the characters that come next (token healing asks this).
     pub fn has_token_extending(&self, bytes: &[u8]) -> bool {
-        let sorted = self.sorted_bytes.get_or_init(|| {
-            let mut all: Vec<Vec<u8>> = self
-                .bytes
-                .iter()
-                .filter(|b| !b.is_empty())
-                .cloned()
-                .collect();
-            all.sort_unstable();
-            all.dedup();
-            all
-        });
-        let at = sorted.partition_point(|t| t.as_slice() <= bytes);
-        sorted.get(at).is_some_and(|t| t.starts_with(bytes))
+        let at = self.by_bytes.partition_point(|&id| self.token_bytes(id) <= bytes);
+        self.by_bytes.get(at).is_some_and(|&id| self.token_bytes(id).starts_with(bytes))
     }
 
     /// Decodes ids to text (invalid UTF-8 replaced). With `strip_leading_space`,
@@ -274,11 +200,7 @@ impl Tokenizer {
             out.extend_from_slice(self.token_bytes(id));
         }
         let mut text = String::from_utf8_lossy(&out).into_owned();
-        if strip_leading_space
-            && self.kind == VocabKind::SentencePiece
-            && self.encoder_continuation.is_some()
-            && text.starts_with(' ')
-        {
+        if strip_leading_space && self.kind == VocabKind::SentencePiece && self.encoder_continuation.is_some() && text.starts_with(' ') {
             text.remove(0);
         }
         text
@@ -327,12 +249,7 @@ impl Tokenizer {
     /// Ids of every control token: generation stops on any of them by default,
     /// since none of them can be part of code shown to a user.
     pub fn control_tokens(&self) -> Vec<u32> {
-        self.kinds
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| **k == TokenKind::Control)
-            .map(|(id, _)| id as u32)
-            .collect()
+        self.kinds.iter().enumerate().filter(|(_, k)| **k == TokenKind::Control).map(|(id, _)| id as u32).collect()
     }
 }
 
@@ -340,10 +257,7 @@ fn encode_with(encoder: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>, 
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    encoder
-        .encode_fast(text, false)
-        .map(|e| e.get_ids().to_vec())
-        .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    encoder.encode_fast(text, false).map(|e| e.get_ids().to_vec()).map_err(|e| EngineError::Tokenizer(e.to_string()))
 }
 
 struct VocabSpec<'a> {
@@ -373,8 +287,7 @@ impl VocabSpec<'_> {
             .iter()
             .zip(self.kinds)
             .filter(|(piece, kind)| {
-                **kind == TokenKind::UserDefined
-                    && !(piece.len() > 2 && piece.starts_with('<') && piece.ends_with('>'))
+                **kind == TokenKind::UserDefined && !(piece.len() > 2 && piece.starts_with('<') && piece.ends_with('>'))
             })
             .map(|(piece, _)| AddedToken::from(piece.clone(), false).normalized(false))
             .collect()
@@ -384,24 +297,16 @@ impl VocabSpec<'_> {
 /// Pre-tokenizer regexes per `tokenizer.ggml.pre`, as llama.cpp applies them
 /// (each splits the pieces the previous one produced).
 fn pre_tokenizer_patterns(pre: &str) -> Result<&'static [&'static str], EngineError> {
-    const GPT2: &str =
-        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+    const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
     const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-    const STARCODER: &str =
-        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+    const STARCODER: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
     Ok(match pre {
         "default" | "gpt-2" | "gpt2" => &[GPT2],
         "llama3" | "llama-v3" | "llama-bpe" => &[LLAMA3],
         "qwen2" => &[QWEN2],
         "starcoder" | "smollm" | "refact" | "command-r" => &[r"\p{N}", STARCODER],
-        "deepseek-coder" => &[
-            r"[\r\n]",
-            r"\s?\p{L}+",
-            r"\s?\p{P}+",
-            "[\u{4e00}-\u{9fa5}\u{0800}-\u{4e00}\u{ac00}-\u{d7ff}]+",
-            r"\p{N}",
-        ],
+        "deepseek-coder" => &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", "[\u{4e00}-\u{9fa5}\u{0800}-\u{4e00}\u{ac00}-\u{d7ff}]+", r"\p{N}"],
         other => {
             return Err(EngineError::Tokenizer(format!(
                 "unsupported pre-tokenizer `{other}` (supported: qwen2, smollm, starcoder, deepseek-coder, llama-bpe, gpt-2)"
@@ -410,18 +315,9 @@ fn pre_tokenizer_patterns(pre: &str) -> Result<&'static [&'static str], EngineEr
     })
 }
 
-fn build_byte_level(
-    spec: &VocabSpec,
-    merges: &[&str],
-    pre: &str,
-) -> Result<tokenizers::Tokenizer, EngineError> {
-    let merges: Vec<(String, String)> = merges
-        .iter()
-        .filter_map(|m| {
-            m.split_once(' ')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-        })
-        .collect();
+fn build_byte_level(spec: &VocabSpec, merges: &[&str], pre: &str) -> Result<tokenizers::Tokenizer, EngineError> {
+    let merges: Vec<(String, String)> =
+        merges.iter().filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string()))).collect();
     let bpe = BPE::builder()
         .vocab_and_merges(spec.model_vocab(), merges)
         .ignore_merges(matches!(pre, "llama3" | "llama-v3" | "llama-bpe"))
@@ -429,55 +325,33 @@ fn build_byte_level(
         .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
     let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
     for pattern in pre_tokenizer_patterns(pre)? {
-        let split = Split::new(
-            SplitPattern::Regex(pattern.to_string()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(|e| EngineError::Tokenizer(format!("pre-tokenizer regex: {e}")))?;
+        let split = Split::new(SplitPattern::Regex(pattern.to_string()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|e| EngineError::Tokenizer(format!("pre-tokenizer regex: {e}")))?;
         steps.push(split.into());
     }
     steps.push(ByteLevel::new(false, false, false).into());
     let mut tokenizer = tokenizers::Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(PreSequence::new(steps)));
-    tokenizer
-        .add_tokens(spec.verbatim_tokens())
-        .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+    tokenizer.add_tokens(spec.verbatim_tokens()).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
     Ok(tokenizer)
 }
 
-fn build_sentencepiece(
-    spec: &VocabSpec,
-    scores: &[f32],
-    add_space_prefix: bool,
-) -> Result<tokenizers::Tokenizer, EngineError> {
+fn build_sentencepiece(spec: &VocabSpec, scores: &[f32], add_space_prefix: bool) -> Result<tokenizers::Tokenizer, EngineError> {
     let vocab = spec.model_vocab();
     let merges = sentencepiece_merges(spec, scores, &vocab);
-    let mut builder = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .byte_fallback(true);
+    let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);
     if let Some(unk) = spec.kinds.iter().position(|k| *k == TokenKind::Unknown) {
         builder = builder.unk_token(spec.pieces[unk].clone());
     }
-    let bpe = builder
-        .build()
-        .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+    let bpe = builder.build().map_err(|e| EngineError::Tokenizer(e.to_string()))?;
     let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
     if add_space_prefix {
         normalizers.push(Prepend::new("\u{2581}".into()).into());
     }
-    normalizers.push(
-        Replace::new(" ", "\u{2581}")
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))?
-            .into(),
-    );
+    normalizers.push(Replace::new(" ", "\u{2581}").map_err(|e| EngineError::Tokenizer(e.to_string()))?.into());
     let mut tokenizer = tokenizers::Tokenizer::new(bpe);
-    tokenizer
-        .with_normalizer(Some(NormalizerSequence::new(normalizers)))
-        .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-    tokenizer
-        .add_tokens(spec.verbatim_tokens())
-        .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+    tokenizer.with_normalizer(Some(NormalizerSequence::new(normalizers))).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+    tokenizer.add_tokens(spec.verbatim_tokens()).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
     Ok(tokenizer)
 }
 
@@ -487,10 +361,7 @@ fn build_sentencepiece(
 fn sentencepiece_merges(spec: &VocabSpec, scores: &[f32], vocab: &Vocab) -> Vec<(String, String)> {
     let mut ranked: Vec<(f32, u32, String, String)> = Vec::new();
     for (piece, &id) in vocab.iter() {
-        if !matches!(
-            spec.kinds[id as usize],
-            TokenKind::Normal | TokenKind::UserDefined
-        ) {
+        if !matches!(spec.kinds[id as usize], TokenKind::Normal | TokenKind::UserDefined) {
             continue;
         }
         for (split, _) in piece.char_indices().skip(1) {
@@ -518,9 +389,7 @@ fn byte_level_decode(piece: &str) -> Vec<u8> {
 fn byte_of_char(c: char) -> Option<u8> {
     static TABLE: std::sync::OnceLock<Vec<Option<u8>>> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        let printable = |b: u32| {
-            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b)
-        };
+        let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         let mut table = vec![None; 512];
         let mut next_unprintable = 256;
         for byte in 0u32..256 {

@@ -22,9 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc as async_mpsc, oneshot, watch};
 
-use super::generate::{
-    Completion, Engine, EngineOptions, GenerationRequest, Ran, RunControl, SlotChoice,
-};
+use super::generate::{Completion, Engine, EngineOptions, GenerationRequest, Ran, RunControl, SlotChoice};
 use super::model::Hyperparams;
 use super::tokenizer::Tokenizer;
 use super::EngineError;
@@ -72,12 +70,7 @@ pub struct JobOptions {
 impl JobOptions {
     /// An interactive job in a given slot, as jobs always were.
     pub fn in_slot(slot: usize) -> Self {
-        Self {
-            slot: SlotChoice::Fixed(slot),
-            priority: Priority::Interactive,
-            late_budget: None,
-            key: None,
-        }
+        Self { slot: SlotChoice::Fixed(slot), priority: Priority::Interactive, late_budget: None, key: None }
     }
 }
 
@@ -160,11 +153,7 @@ pub struct KvUsage {
 impl EngineHandle {
     /// Starts the model thread, which loads `path` at once. `progress` is
     /// called on that thread with the loaded fraction.
-    pub fn spawn(
-        path: PathBuf,
-        options: EngineOptions,
-        progress: Box<dyn FnMut(f32) + Send>,
-    ) -> Result<(Self, LoadReceiver), EngineError> {
+    pub fn spawn(path: PathBuf, options: EngineOptions, progress: Box<dyn FnMut(f32) + Send>) -> Result<(Self, LoadReceiver), EngineError> {
         Self::spawn_with_slots(path, options, 1, progress)
     }
 
@@ -191,13 +180,12 @@ impl EngineHandle {
         thread::Builder::new()
             .name("cria-engine".into())
             .spawn(move || {
-                let loaded =
-                    Engine::load(&path, &options, &mut *progress).and_then(|mut engine| {
-                        if engine.slots() < slots {
-                            engine.set_slots(slots)?;
-                        }
-                        Ok(engine)
-                    });
+                let loaded = Engine::load(&path, &options, &mut *progress).and_then(|mut engine| {
+                    if engine.slots() < slots {
+                        engine.set_slots(slots)?;
+                    }
+                    Ok(engine)
+                });
                 let engine = match loaded {
                     Ok(engine) => engine,
                     Err(err) => {
@@ -222,55 +210,31 @@ impl EngineHandle {
                 serve_jobs(engine, &jobs_rx, &thread_shared);
             })
             .map_err(|_| EngineError::WorkerGone)?;
-        Ok((
-            Self {
-                jobs: jobs_tx,
-                shared,
-            },
-            loaded_rx,
-        ))
+        Ok((Self { jobs: jobs_tx, shared }, loaded_rx))
     }
 
     /// Queues a generation in slot 0; the answer arrives on the returned receiver.
-    pub fn generate(
-        &self,
-        request: GenerationRequest,
-    ) -> oneshot::Receiver<Result<Completion, EngineError>> {
+    pub fn generate(&self, request: GenerationRequest) -> oneshot::Receiver<Result<Completion, EngineError>> {
         self.submit(request, JobOptions::in_slot(0), None)
     }
 
     /// Queues a generation in KV cache `slot`, sending its text to `text`
     /// (if given) piece by piece as it is generated; the full answer arrives
     /// on the receiver. The sink is dropped once the job is done.
-    pub fn generate_in(
-        &self,
-        request: GenerationRequest,
-        slot: usize,
-        text: Option<TextSink>,
-    ) -> oneshot::Receiver<Result<Completion, EngineError>> {
+    pub fn generate_in(&self, request: GenerationRequest, slot: usize, text: Option<TextSink>) -> oneshot::Receiver<Result<Completion, EngineError>> {
         self.submit(request, JobOptions::in_slot(slot), text)
     }
 
     /// Queues a job with explicit options (priority, slot choice, late
     /// finishing, key); a request with `max_new_tokens: 0` only warms the
     /// cache with its prompt.
-    pub fn submit(
-        &self,
-        request: GenerationRequest,
-        options: JobOptions,
-        text: Option<TextSink>,
-    ) -> oneshot::Receiver<Result<Completion, EngineError>> {
+    pub fn submit(&self, request: GenerationRequest, options: JobOptions, text: Option<TextSink>) -> oneshot::Receiver<Result<Completion, EngineError>> {
         let (tx, rx) = oneshot::channel();
         let interactive = options.priority == Priority::Interactive;
         if interactive {
             self.shared.waiting.fetch_add(1, Ordering::SeqCst);
         }
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job {
-            request,
-            options,
-            text,
-            reply: tx,
-        }) {
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { request, options, text, reply: tx }) {
             if interactive {
                 self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
             }
@@ -284,11 +248,7 @@ impl EngineHandle {
     /// have to compute.
     pub fn cached_prefix(&self, prompt: &[u32]) -> usize {
         let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots
-            .iter()
-            .map(|held| super::kv_cache::common_prefix(held, prompt))
-            .max()
-            .unwrap_or(0)
+        slots.iter().map(|held| super::kv_cache::common_prefix(held, prompt)).max().unwrap_or(0)
     }
 
     /// Prompt tokens per second the engine's prefill runs at (`None` until
@@ -302,11 +262,7 @@ impl EngineHandle {
     pub fn kv_usage(&self) -> KvUsage {
         let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
         let per = self.shared.bytes_per_position.load(Ordering::Relaxed);
-        KvUsage {
-            slots: slots.len(),
-            used: slots.iter().filter(|s| !s.is_empty()).count(),
-            bytes: slots.iter().map(|s| s.len() * per).sum(),
-        }
+        KvUsage { slots: slots.len(), used: slots.iter().filter(|s| !s.is_empty()).count(), bytes: slots.iter().map(|s| s.len() * per).sum() }
     }
 
     /// The warm-up under way; changes are signalled on the receiver.
@@ -317,11 +273,7 @@ impl EngineHandle {
     /// The panic the engine thread caught in its last job that ended, if
     /// that job panicked (a later job that succeeds clears it).
     pub fn last_panic(&self) -> Option<String> {
-        self.shared
-            .last_panic
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.last_panic.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// `Err` with the reason while the last job that ended panicked: for
@@ -337,8 +289,7 @@ impl EngineHandle {
 impl Shared {
     fn publish(&self, engine: &Engine) {
         *self.slots.lock().unwrap_or_else(|p| p.into_inner()) = engine.slot_tokens();
-        self.bytes_per_position
-            .store(engine.kv_bytes_per_position(), Ordering::Relaxed);
+        self.bytes_per_position.store(engine.kv_bytes_per_position(), Ordering::Relaxed);
         if let Some(rate) = engine.prefill_rate() {
             self.prefill_rate.store(rate.to_bits(), Ordering::Relaxed);
         }
@@ -346,8 +297,7 @@ impl Shared {
 
     fn set_warming(&self, warming: Option<Warming>) {
         self.warming.send_if_modified(|now| {
-            let changed = now.as_ref().map(|w| (&w.key, w.percentage()))
-                != warming.as_ref().map(|w| (&w.key, w.percentage()));
+            let changed = now.as_ref().map(|w| (&w.key, w.percentage())) != warming.as_ref().map(|w| (&w.key, w.percentage()));
             *now = warming;
             changed
         });
@@ -379,9 +329,7 @@ fn serve_jobs(mut engine: Engine, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
             },
             None => return,
         };
-        if job.request.cancel.is_cancelled()
-            || (job.options.priority == Priority::Interactive && job.reply.is_closed())
-        {
+        if job.request.cancel.is_cancelled() || (job.options.priority == Priority::Interactive && job.reply.is_closed()) {
             let _ = job.reply.send(Ok(cancelled(&job.request)));
             continue;
         }
@@ -399,12 +347,7 @@ fn serve_jobs(mut engine: Engine, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
 /// warm-ups for its key (its own prompt is the fresher one; it queues the
 /// warm-up it still wants after itself). Warm-ups replace each other by
 /// their cancellation flags, set by whoever queued them.
-fn admit(
-    job: Job,
-    interactive: &mut VecDeque<Job>,
-    background: &mut VecDeque<Job>,
-    shared: &Shared,
-) {
+fn admit(job: Job, interactive: &mut VecDeque<Job>, background: &mut VecDeque<Job>, shared: &Shared) {
     if job.options.priority == Priority::Interactive {
         let stale = |queued: &Job| queued.is_warm_up() && queued.same_key(&job.options.key);
         let (dropped, kept): (Vec<Job>, Vec<Job>) = background.drain(..).partition(stale);
@@ -424,42 +367,21 @@ fn admit(
 
 /// Runs a job; gives it back if it gave way to an interactive one.
 fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
-    let Job {
-        request,
-        options,
-        text,
-        reply,
-    } = job;
+    let Job { request, options, text, reply } = job;
     let background = options.priority == Priority::Background;
     let should_yield = || shared.waiting.load(Ordering::SeqCst) > 0;
-    let warm_key = options
-        .key
-        .clone()
-        .filter(|_| background || options.late_budget.is_some());
+    let warm_key = options.key.clone().filter(|_| background || options.late_budget.is_some());
     if let (true, Some(key)) = (background, &warm_key) {
-        shared.set_warming(Some(Warming {
-            key: key.clone(),
-            done: 0,
-            total: request.prompt.len(),
-        }));
+        shared.set_warming(Some(Warming { key: key.clone(), done: 0, total: request.prompt.len() }));
     }
     let mut on_prefill = |slot: usize, held: &[u32], total: usize| {
-        if let Some(published) = shared
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(slot)
-        {
+        if let Some(published) = shared.slots.lock().unwrap_or_else(|p| p.into_inner()).get_mut(slot) {
             published.clear();
             published.extend_from_slice(held);
         }
         if let Some(key) = &warm_key {
             if background || held.len() < total {
-                shared.set_warming(Some(Warming {
-                    key: key.clone(),
-                    done: held.len().min(total),
-                    total,
-                }));
+                shared.set_warming(Some(Warming { key: key.clone(), done: held.len().min(total), total }));
             }
         }
     };
@@ -468,12 +390,7 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
             let _ = sink.send(piece.to_string());
         }
     };
-    let mut control = RunControl {
-        background,
-        should_yield: &should_yield,
-        late_budget: options.late_budget,
-        on_prefill: Some(&mut on_prefill),
-    };
+    let mut control = RunControl { background, should_yield: &should_yield, late_budget: options.late_budget, on_prefill: Some(&mut on_prefill) };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         test_hook_panic(shared);
         engine.run_job(options.slot, &request, &mut control, &mut on_text)
@@ -490,12 +407,7 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
     };
     shared.publish(engine);
     match outcome {
-        Ok(Ran::Yielded) => Some(Job {
-            request,
-            options,
-            text,
-            reply,
-        }),
+        Ok(Ran::Yielded) => Some(Job { request, options, text, reply }),
         Ok(Ran::Done(completion)) => {
             *shared.last_panic.lock().unwrap_or_else(|p| p.into_inner()) = None;
             let _ = reply.send(Ok(completion));
@@ -513,11 +425,7 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
 fn test_hook_panic(shared: &Shared) {
     if cfg!(debug_assertions) {
         let n = shared.jobs_run.fetch_add(1, Ordering::SeqCst) + 1;
-        if std::env::var("CRIA_TEST_ENGINE_PANIC_ON_JOB")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            == Some(n)
-        {
+        if std::env::var("CRIA_TEST_ENGINE_PANIC_ON_JOB").ok().and_then(|v| v.parse::<usize>().ok()) == Some(n) {
             panic!("test hook: job {n} panics on purpose");
         }
     }

@@ -116,15 +116,8 @@ pub fn postprocess(input: &PostprocessInput) -> String {
     // would be. Not at column 0 in front of code, where a line must come
     // with its line break.
     let first_line_done = input.completion.trim_start().contains(['\n', '\r']);
-    if shown.is_empty()
-        && input.mode == Mode::MultiLine
-        && first_line_done
-        && !Context::new(input).inserts_lines_above
-    {
-        return postprocess_in_mode(&PostprocessInput {
-            mode: Mode::SingleLine,
-            ..*input
-        });
+    if shown.is_empty() && input.mode == Mode::MultiLine && first_line_done && !Context::new(input).inserts_lines_above {
+        return postprocess_in_mode(&PostprocessInput { mode: Mode::SingleLine, ..*input });
     }
     shown
 }
@@ -146,10 +139,7 @@ fn postprocess_in_mode(input: &PostprocessInput) -> String {
     // the line break that file uses there.
     let line_break = if context.inserts_lines_above && input.mode == Mode::MultiLine {
         let rest = lines::first_line(input.suffix);
-        let crlf = input
-            .suffix
-            .get(rest.len()..)
-            .is_some_and(|after| after.starts_with("\r\n"));
+        let crlf = input.suffix.get(rest.len()..).is_some_and(|after| after.starts_with("\r\n"));
         if crlf {
             "\r\n"
         } else {

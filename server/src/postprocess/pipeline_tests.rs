@@ -9,11 +9,7 @@ use crate::documents::Language;
 
 fn run(language: &str, doc: &str, completion: &str, mode: Mode, truncated: bool, expect: Expect) {
     let language = Language::from_language_id(language);
-    let input = super::PostprocessInput {
-        mode,
-        truncated,
-        ..input(&language, doc, completion)
-    };
+    let input = super::PostprocessInput { mode, truncated, ..input(&language, doc, completion) };
     expect.assert_eq(&render(&postprocess(&input)));
 }
 
@@ -130,12 +126,7 @@ fn java_method_with_crlf_line_endings() {
 
 #[test]
 fn python_whitespace_only_output_is_nothing() {
-    multi(
-        "python",
-        "def f():\n    pass\n$0",
-        "\n\n   \n",
-        expect![[r#"(empty)"#]],
-    );
+    multi("python", "def f():\n    pass\n$0", "\n\n   \n", expect![[r#"(empty)"#]]);
 }
 
 #[test]
@@ -220,12 +211,5 @@ fn a_block_cut_short_still_shows_its_first_line() {
 
 #[test]
 fn nothing_stays_nothing_when_the_first_line_is_unfinished() {
-    run(
-        "c",
-        "int load(const char *opt_path) {\n    $0\n    return 0;\n}\n",
-        "if (opt_pa",
-        Mode::MultiLine,
-        true,
-        expect![[r#"(empty)"#]],
-    );
+    run("c", "int load(const char *opt_path) {\n    $0\n    return 0;\n}\n", "if (opt_pa", Mode::MultiLine, true, expect![[r#"(empty)"#]]);
 }

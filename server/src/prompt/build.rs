@@ -82,11 +82,7 @@ pub struct Prompt {
 }
 
 /// Builds the prompt's token ids from the template and the input.
-pub fn build_prompt(
-    template: &FimTemplate,
-    tokenizer: &Tokenizer,
-    input: &PromptInput,
-) -> Result<Prompt, EngineError> {
+pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &PromptInput) -> Result<Prompt, EngineError> {
     let available = input.budget.saturating_sub(template.control_token_count());
     let encode_suffix = |text: &str| match template.suffix_encoding {
         SuffixEncoding::Infill => tokenizer.encode_continuation(text),
@@ -99,22 +95,14 @@ pub fn build_prompt(
         (Vec::new(), 0)
     };
     let context_limit = (available as f32 * input.context_share.clamp(0.0, 1.0)) as usize;
-    let (context_tokens, context_chunks) =
-        encode_context(template, tokenizer, input, context_limit)?;
-    let ends_with_middle = template.order == FimOrder::Psm
-        && matches!(template.segments.last(), Some(Segment::Token(_)));
+    let (context_tokens, context_chunks) = encode_context(template, tokenizer, input, context_limit)?;
+    let ends_with_middle = template.order == FimOrder::Psm && matches!(template.segments.last(), Some(Segment::Token(_)));
     let split = match input.prefix.rfind(['\n', '\r']) {
         Some(at) if input.cursor_line_after_middle && ends_with_middle => {
             let head = at + 1;
-            let anchored = input
-                .middle_bytes
-                .and_then(|n| input.prefix.len().checked_sub(n))
-                .filter(|&start| {
-                    start > 0
-                        && start <= head
-                        && input.prefix.is_char_boundary(start)
-                        && input.prefix[..start].ends_with(['\n', '\r'])
-                });
+            let anchored = input.middle_bytes.and_then(|n| input.prefix.len().checked_sub(n)).filter(|&start| {
+                start > 0 && start <= head && input.prefix.is_char_boundary(start) && input.prefix[..start].ends_with(['\n', '\r'])
+            });
             Some(anchored.unwrap_or(head))
         }
         _ => None,
@@ -124,14 +112,11 @@ pub fn build_prompt(
         None => (input.prefix, ""),
     };
     let mut middle_tokens = tokenizer.encode_continuation(line_head)?;
-    let prefix_limit =
-        available.saturating_sub(suffix_tokens.len() + context_tokens.len() + middle_tokens.len());
+    let prefix_limit = available.saturating_sub(suffix_tokens.len() + context_tokens.len() + middle_tokens.len());
     // After inline context (comment headers), the prefix continues that text.
     let inline_context = template.file_separator.is_none() && !context_tokens.is_empty();
     let (mut prefix_tokens, prefix_bytes) = if inline_context {
-        fit_tail(prefix_text, prefix_limit, &|t| {
-            tokenizer.encode_continuation(t)
-        })?
+        fit_tail(prefix_text, prefix_limit, &|t| tokenizer.encode_continuation(t))?
     } else {
         fit_tail(prefix_text, prefix_limit, &|t| tokenizer.encode(t))?
     };
@@ -173,14 +158,7 @@ pub fn build_prompt(
         // end-of-text, so the model has something to condition on.
         tokens.extend(tokenizer.bos().or(tokenizer.eos()));
     }
-    Ok(Prompt {
-        tokens,
-        prefix_bytes,
-        suffix_bytes,
-        context_chunks,
-        healed_text,
-        healed_tokens,
-    })
+    Ok(Prompt { tokens, prefix_bytes, suffix_bytes, context_chunks, healed_text, healed_tokens })
 }
 
 /// Most tokens token healing takes back.
@@ -194,19 +172,12 @@ const MAX_HEALED_TOKENS: usize = 3;
 /// when the text left out would not start on a character boundary. The
 /// removed text must be exactly the end of `text` (SentencePiece's added
 /// leading space is not), or nothing is removed.
-fn back_off_partial_token(
-    tokens: &mut Vec<u32>,
-    text: &str,
-    tokenizer: &Tokenizer,
-) -> (String, usize) {
+fn back_off_partial_token(tokens: &mut Vec<u32>, text: &str, tokenizer: &Tokenizer) -> (String, usize) {
     let mut removed: Vec<u8> = Vec::new();
     let mut count = 0;
     while let Some(&last) = tokens.get(tokens.len().wrapping_sub(count + 1)) {
         let bytes = tokenizer.token_bytes(last);
-        if bytes.is_empty()
-            || bytes.iter().any(|b| matches!(b, b'\n' | b'\r'))
-            || count == MAX_HEALED_TOKENS
-        {
+        if bytes.is_empty() || bytes.iter().any(|b| matches!(b, b'\n' | b'\r')) || count == MAX_HEALED_TOKENS {
             break;
         }
         let mut joined = bytes.to_vec();
@@ -240,19 +211,10 @@ fn encode_context(
         let block = match template.file_separator {
             Some(sep) => {
                 let mut block = vec![sep];
-                block.extend(tokenizer.encode(&format!(
-                    "{}\n{}\n",
-                    chunk.path,
-                    chunk.text.trim_end_matches('\n')
-                ))?);
+                block.extend(tokenizer.encode(&format!("{}\n{}\n", chunk.path, chunk.text.trim_end_matches('\n')))?);
                 block
             }
-            None => tokenizer.encode(&format!(
-                "{} {}\n{}\n",
-                input.line_comment,
-                chunk.path,
-                chunk.text.trim_end_matches('\n')
-            ))?,
+            None => tokenizer.encode(&format!("{} {}\n{}\n", input.line_comment, chunk.path, chunk.text.trim_end_matches('\n')))?,
         };
         if used + block.len() > limit {
             break;
@@ -262,8 +224,7 @@ fn encode_context(
     }
     let count = blocks.len();
     blocks.reverse();
-    if let (Some(sep), Some(path), true) = (template.file_separator, input.current_path, count > 0)
-    {
+    if let (Some(sep), Some(path), true) = (template.file_separator, input.current_path, count > 0) {
         let mut own = vec![sep];
         own.extend(tokenizer.encode(&format!("{path}\n"))?);
         if used + own.len() <= limit {

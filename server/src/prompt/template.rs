@@ -60,19 +60,13 @@ pub enum TemplateError {
 
 impl FimTemplate {
     /// The template of `order` (or the config's preferred one) from a config.
-    pub fn from_config(
-        config: &ModelConfig,
-        order: Option<FimOrder>,
-    ) -> Result<Self, TemplateError> {
+    pub fn from_config(config: &ModelConfig, order: Option<FimOrder>) -> Result<Self, TemplateError> {
         let order = order.unwrap_or_else(|| config.preferred_order());
-        let parts = config
-            .fim
-            .template(order)
-            .ok_or_else(|| TemplateError::UnsupportedOrder {
-                model: config.name.clone(),
-                order,
-                supported: config.fim.orders.clone(),
-            })?;
+        let parts = config.fim.template(order).ok_or_else(|| TemplateError::UnsupportedOrder {
+            model: config.name.clone(),
+            order,
+            supported: config.fim.orders.clone(),
+        })?;
         let mut segments = Vec::with_capacity(parts.len());
         for part in parts {
             segments.push(match part {
@@ -81,10 +75,7 @@ impl FimTemplate {
                 TemplatePart::Token(name) => Segment::Token(
                     config
                         .token(name)
-                        .ok_or_else(|| TemplateError::UnknownToken {
-                            model: config.name.clone(),
-                            token: name.clone(),
-                        })?
+                        .ok_or_else(|| TemplateError::UnknownToken { model: config.name.clone(), token: name.clone() })?
                         .id,
                 ),
             });
@@ -103,16 +94,8 @@ impl FimTemplate {
     /// Qwen/StarCoder-style `<|fim_*|>` or `<fim_*>`, Code Llama's `▁<PRE>`,
     /// DeepSeek-Coder's `<｜fim▁*｜>`; otherwise plain continuation of the prefix.
     pub fn infer(tokenizer: &Tokenizer) -> Self {
-        let control = |text: &str| {
-            tokenizer.token_id(text).filter(|id| {
-                tokenizer.kind_of(*id) != Some(TokenKind::Normal) || text.starts_with('<')
-            })
-        };
-        let bos = if tokenizer.add_bos() {
-            tokenizer.bos()
-        } else {
-            None
-        };
+        let control = |text: &str| tokenizer.token_id(text).filter(|id| tokenizer.kind_of(*id) != Some(TokenKind::Normal) || text.starts_with('<'));
+        let bos = if tokenizer.add_bos() { tokenizer.bos() } else { None };
         let stop_tokens = tokenizer.control_tokens();
         let with_bos = |mut segments: Vec<Segment>| {
             if let Some(bos) = bos {
@@ -121,30 +104,10 @@ impl FimTemplate {
             segments
         };
         let families: [(&str, &str, &str, SuffixEncoding); 4] = [
-            (
-                "<|fim_prefix|>",
-                "<|fim_suffix|>",
-                "<|fim_middle|>",
-                SuffixEncoding::Plain,
-            ),
-            (
-                "<fim_prefix>",
-                "<fim_suffix>",
-                "<fim_middle>",
-                SuffixEncoding::Plain,
-            ),
-            (
-                "\u{2581}<PRE>",
-                "\u{2581}<SUF>",
-                "\u{2581}<MID>",
-                SuffixEncoding::Infill,
-            ),
-            (
-                "<\u{ff5c}fim\u{2581}begin\u{ff5c}>",
-                "<\u{ff5c}fim\u{2581}hole\u{ff5c}>",
-                "<\u{ff5c}fim\u{2581}end\u{ff5c}>",
-                SuffixEncoding::Plain,
-            ),
+            ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", SuffixEncoding::Plain),
+            ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", SuffixEncoding::Plain),
+            ("\u{2581}<PRE>", "\u{2581}<SUF>", "\u{2581}<MID>", SuffixEncoding::Infill),
+            ("<\u{ff5c}fim\u{2581}begin\u{ff5c}>", "<\u{ff5c}fim\u{2581}hole\u{ff5c}>", "<\u{ff5c}fim\u{2581}end\u{ff5c}>", SuffixEncoding::Plain),
         ];
         for (pre, suf, mid, suffix_encoding) in families {
             if let (Some(pre), Some(suf), Some(mid)) = (control(pre), control(suf), control(mid)) {
@@ -160,14 +123,7 @@ impl FimTemplate {
                 if let Some(eot) = control("\u{2581}<EOT>") {
                     stop_tokens.push(eot);
                 }
-                return Self {
-                    order: FimOrder::Psm,
-                    segments,
-                    suffix_encoding,
-                    file_separator,
-                    stop_tokens,
-                    stop_strings: Vec::new(),
-                };
+                return Self { order: FimOrder::Psm, segments, suffix_encoding, file_separator, stop_tokens, stop_strings: Vec::new() };
             }
         }
         Self {
@@ -187,9 +143,6 @@ impl FimTemplate {
 
     /// Number of control tokens the layout adds around the text.
     pub fn control_token_count(&self) -> usize {
-        self.segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Token(_)))
-            .count()
+        self.segments.iter().filter(|s| matches!(s, Segment::Token(_))).count()
     }
 }

@@ -56,10 +56,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             model: "qwen2.5-coder-0.5b-instruct".into(),
-            suggestion: SuggestionSettings {
-                ablation: Ablation::from_env(),
-                ..SuggestionSettings::default()
-            },
+            suggestion: SuggestionSettings { ablation: Ablation::from_env(), ..SuggestionSettings::default() },
             latency_budget_ms: DEFAULT_LATENCY_BUDGET_MS,
             context_length: 4096,
             threads: 0,
@@ -99,31 +96,19 @@ impl ServerConfig {
             if settings.is_null() {
                 return Vec::new();
             }
-            return vec![ConfigProblem::BadValue {
-                key: "settings".into(),
-                message: "expected an object".into(),
-            }];
+            return vec![ConfigProblem::BadValue { key: "settings".into(), message: "expected an object".into() }];
         };
         let mut problems = Vec::new();
         for (key, value) in map {
             let result = match key.as_str() {
                 "model" => string(value).map(|v| self.model = v),
-                "maxTokens" => {
-                    integer(value, 1, 2048).map(|v| self.suggestion.max_tokens = v as usize)
-                }
-                "latencyBudgetMs" => {
-                    integer(value, 50, 600_000).map(|v| self.latency_budget_ms = v)
-                }
-                "promptTokens" => {
-                    integer(value, 16, 1 << 20).map(|v| self.suggestion.prompt_tokens = v as usize)
-                }
+                "maxTokens" => integer(value, 1, 2048).map(|v| self.suggestion.max_tokens = v as usize),
+                "latencyBudgetMs" => integer(value, 50, 600_000).map(|v| self.latency_budget_ms = v),
+                "promptTokens" => integer(value, 16, 1 << 20).map(|v| self.suggestion.prompt_tokens = v as usize),
                 "suffixShare" => fraction(value).map(|v| self.suggestion.suffix_share = v),
-                "maxSuffixTokens" => integer(value, 0, 1 << 20)
-                    .map(|v| self.suggestion.max_suffix_tokens = v as usize),
+                "maxSuffixTokens" => integer(value, 0, 1 << 20).map(|v| self.suggestion.max_suffix_tokens = v as usize),
                 "contextShare" => fraction(value).map(|v| self.suggestion.context_share = v),
-                "contextLength" => {
-                    integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize)
-                }
+                "contextLength" => integer(value, 128, 1 << 20).map(|v| self.context_length = v as usize),
                 "threads" => integer(value, 0, 1024).map(|v| self.threads = v as usize),
                 "device" => device(value).map(|v| self.device = v),
                 "enabledLanguages" => languages(value).map(|(on, off)| {
@@ -140,10 +125,7 @@ impl ServerConfig {
                 }
             };
             if let Err(message) = result {
-                problems.push(ConfigProblem::BadValue {
-                    key: key.clone(),
-                    message,
-                });
+                problems.push(ConfigProblem::BadValue { key: key.clone(), message });
             }
         }
         problems
@@ -171,18 +153,14 @@ fn string(value: &Value) -> Result<String, String> {
 fn integer(value: &Value, min: u64, max: u64) -> Result<u64, String> {
     match value.as_u64() {
         Some(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(format!(
-            "expected an integer from {min} to {max}, got {value}"
-        )),
+        _ => Err(format!("expected an integer from {min} to {max}, got {value}")),
     }
 }
 
 fn number(value: &Value, min: f64, max: f64) -> Result<f32, String> {
     match value.as_f64() {
         Some(v) if (min..=max).contains(&v) => Ok(v as f32),
-        _ => Err(format!(
-            "expected a number from {min} to {max}, got {value}"
-        )),
+        _ => Err(format!("expected a number from {min} to {max}, got {value}")),
     }
 }
 
@@ -194,12 +172,8 @@ fn fraction(value: &Value) -> Result<f32, String> {
 /// Whether this build can use it is found out when the model loads.
 fn device(value: &Value) -> Result<ComputeDevice, String> {
     match value {
-        Value::String(s) => s
-            .parse()
-            .map_err(|e: crate::engine::UnknownDevice| e.to_string()),
-        _ => Err(format!(
-            "expected a device name such as \"cpu\", \"cuda\" or \"cuda:1\", got {value}"
-        )),
+        Value::String(s) => s.parse().map_err(|e: crate::engine::UnknownDevice| e.to_string()),
+        _ => Err(format!("expected a device name such as \"cpu\", \"cuda\" or \"cuda:1\", got {value}")),
     }
 }
 
@@ -215,11 +189,8 @@ fn backend(value: &Value) -> Result<Backend, String> {
             return Err(format!("expected {{ \"kind\": \"embedded\" }} or {{ \"kind\": \"remote\", \"url\": ... }}, got {got}"));
         }
     };
-    let text = |key: &str| -> Result<Option<String>, String> {
-        map.get(key)
-            .map(|v| string(v).map_err(|e| format!("`{key}`: {e}")))
-            .transpose()
-    };
+    let text =
+        |key: &str| -> Result<Option<String>, String> { map.get(key).map(|v| string(v).map_err(|e| format!("`{key}`: {e}"))).transpose() };
     match text("kind")?.as_deref() {
         Some("embedded") => {
             if let Some(key) = map.keys().find(|k| *k != "kind") {
@@ -230,37 +201,24 @@ fn backend(value: &Value) -> Result<Backend, String> {
         Some("remote") => {
             const KEYS: [&str; 6] = ["kind", "url", "flavour", "apiKeyEnv", "model", "prompt"];
             if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
-                return Err(format!(
-                    "unknown key `{key}` (expected one of {})",
-                    KEYS.join(", ")
-                ));
+                return Err(format!("unknown key `{key}` (expected one of {})", KEYS.join(", ")));
             }
             let url = text("url")?.ok_or("a remote backend needs `url`")?;
             let flavour = match text("flavour")? {
                 None => Flavour::default(),
-                Some(f) => Flavour::parse(&f).ok_or_else(|| {
-                    format!("`flavour`: expected \"openai\" or \"llamacpp-infill\", got \"{f}\"")
-                })?,
+                Some(f) => {
+                    Flavour::parse(&f).ok_or_else(|| format!("`flavour`: expected \"openai\" or \"llamacpp-infill\", got \"{f}\""))?
+                }
             };
             let prompt = match text("prompt")? {
                 None => PromptFormat::default(),
-                Some(p) => PromptFormat::parse(&p).ok_or_else(|| {
-                    format!("`prompt`: expected \"tokens\" or \"text\", got \"{p}\"")
-                })?,
+                Some(p) => PromptFormat::parse(&p).ok_or_else(|| format!("`prompt`: expected \"tokens\" or \"text\", got \"{p}\""))?,
             };
-            let config = RemoteConfig {
-                url,
-                flavour,
-                api_key_env: text("apiKeyEnv")?,
-                served_model: text("model")?,
-                prompt,
-            };
+            let config = RemoteConfig { url, flavour, api_key_env: text("apiKeyEnv")?, served_model: text("model")?, prompt };
             config.endpoint().map_err(|e| e.to_string())?;
             Ok(Backend::Remote(config))
         }
-        Some(other) => Err(format!(
-            "`kind`: expected \"embedded\" or \"remote\", got \"{other}\""
-        )),
+        Some(other) => Err(format!("`kind`: expected \"embedded\" or \"remote\", got \"{other}\"")),
         None => Err("`kind` is missing (\"embedded\" or \"remote\")".into()),
     }
 }
@@ -270,11 +228,7 @@ fn languages(value: &Value) -> Result<(Option<Vec<String>>, Vec<String>), String
     match value {
         Value::Array(items) => items
             .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("expected language ids, got {i}"))
-            })
+            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| format!("expected language ids, got {i}")))
             .collect::<Result<Vec<_>, _>>()
             .map(|list| (Some(list), Vec::new())),
         Value::Object(map) => {
@@ -290,9 +244,7 @@ fn languages(value: &Value) -> Result<(Option<Vec<String>>, Vec<String>), String
             let all = map.get("*").and_then(Value::as_bool).unwrap_or(true);
             Ok((if all { None } else { Some(on) }, off))
         }
-        _ => Err(format!(
-            "expected a list of language ids or an object of booleans, got {value}"
-        )),
+        _ => Err(format!("expected a list of language ids or an object of booleans, got {value}")),
     }
 }
 
@@ -346,15 +298,8 @@ mod tests {
         assert_eq!(c.device, ComputeDevice::Metal(0));
         for bad in [json!("gpu"), json!("cuda:x"), json!(1), json!(null)] {
             let problems = c.apply(&json!({ "device": bad }));
-            assert!(
-                matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "device"),
-                "{bad}: {problems:?}"
-            );
-            assert_eq!(
-                c.device,
-                ComputeDevice::Metal(0),
-                "a bad device keeps the previous one"
-            );
+            assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "device"), "{bad}: {problems:?}");
+            assert_eq!(c.device, ComputeDevice::Metal(0), "a bad device keeps the previous one");
         }
         assert!(c.apply(&json!({"device": "cpu"})).is_empty());
         assert_eq!(c.device, ComputeDevice::Cpu);
@@ -363,9 +308,7 @@ mod tests {
     #[test]
     fn settings_nested_under_cria_are_read() {
         let mut c = ServerConfig::default();
-        assert!(c
-            .apply(&json!({"cria": {"model": "smollm2-135m-instruct"}}))
-            .is_empty());
+        assert!(c.apply(&json!({"cria": {"model": "smollm2-135m-instruct"}})).is_empty());
         assert_eq!(c.model, "smollm2-135m-instruct");
     }
 
@@ -374,15 +317,9 @@ mod tests {
         let mut c = ServerConfig::default();
         let problems = c.apply(&json!({"backend": {"kind": "remote", "url": "http://gpu:8000/v1", "flavour": "llamacpp-infill", "apiKeyEnv": "GPU_KEY", "model": "qwen"}}));
         assert!(problems.is_empty(), "{problems:?}");
-        let Backend::Remote(remote) = &c.backend else {
-            panic!("remote expected")
-        };
+        let Backend::Remote(remote) = &c.backend else { panic!("remote expected") };
         assert_eq!(
-            (
-                remote.flavour,
-                remote.api_key_env.as_deref(),
-                remote.served_model.as_deref()
-            ),
+            (remote.flavour, remote.api_key_env.as_deref(), remote.served_model.as_deref()),
             (Flavour::LlamaCppInfill, Some("GPU_KEY"), Some("qwen"))
         );
         assert_eq!(remote.prompt, PromptFormat::Tokens);
@@ -397,10 +334,7 @@ mod tests {
         ] {
             let before = c.backend.clone();
             let problems = c.apply(&json!({ "backend": bad }));
-            assert!(
-                matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "backend"),
-                "{bad}: {problems:?}"
-            );
+            assert!(matches!(&problems[..], [ConfigProblem::BadValue { key, .. }] if key == "backend"), "{bad}: {problems:?}");
             assert_eq!(c.backend, before, "a bad backend keeps the previous one");
         }
         assert!(c.apply(&json!({"backend": "embedded"})).is_empty());

@@ -4,40 +4,26 @@
 
 use tower_lsp_server::gen_lsp_types as lsp;
 
-use crate::documents::{Position, PositionEncoding, Range, TextChange};
+use crate::documents::{PositionEncoding, Position, Range, TextChange};
 
 /// An LSP position as the documents layer's plain position.
 pub fn position(p: lsp::Position) -> Position {
-    Position {
-        line: p.line,
-        character: p.character,
-    }
+    Position { line: p.line, character: p.character }
 }
 
 /// A plain position as an LSP position.
 pub fn to_lsp_position(p: Position) -> lsp::Position {
-    lsp::Position {
-        line: p.line,
-        character: p.character,
-    }
+    lsp::Position { line: p.line, character: p.character }
 }
 
 /// An LSP content change as a plain text change.
 pub fn text_change(change: lsp::TextDocumentContentChangeEvent) -> TextChange {
     match change {
         lsp::TextDocumentContentChangeEvent::TextDocumentContentChangePartial(p) => TextChange {
-            range: Some(Range {
-                start: position(p.range.start),
-                end: position(p.range.end),
-            }),
+            range: Some(Range { start: position(p.range.start), end: position(p.range.end) }),
             text: p.text,
         },
-        lsp::TextDocumentContentChangeEvent::TextDocumentContentChangeWholeDocument(w) => {
-            TextChange {
-                range: None,
-                text: w.text,
-            }
-        }
+        lsp::TextDocumentContentChangeEvent::TextDocumentContentChangeWholeDocument(w) => TextChange { range: None, text: w.text },
     }
 }
 

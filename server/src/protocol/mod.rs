@@ -37,12 +37,7 @@ pub enum SessionEnd {
 
 /// Serves one client over a pair of streams (stdio in the binary, an
 /// in-memory pipe in tests) until it exits.
-pub async fn serve<I, O>(
-    input: I,
-    output: O,
-    config: ServerConfig,
-    log_control: Option<LogControl>,
-) -> SessionEnd
+pub async fn serve<I, O>(input: I, output: O, config: ServerConfig, log_control: Option<LogControl>) -> SessionEnd
 where
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
@@ -55,17 +50,12 @@ where
     })
     .custom_method(ext::DOCUMENT_TEXT_METHOD, server::Backend::document_text)
     .custom_method(ext::PREFETCH_METHOD, server::Backend::prefetch)
-    .custom_method(
-        transport::REFUSED_CHANGE_METHOD,
-        server::Backend::refused_change,
-    )
+    .custom_method(transport::REFUSED_CHANGE_METHOD, server::Backend::refused_change)
     .finish();
     let (server_in, server_out, pump) = transport::guard(input, output);
     // Many requests may wait on the model at once; keep reading edits and
     // cancellations meanwhile.
-    let server = Server::new(server_in, server_out, socket)
-        .concurrency_level(256)
-        .serve(service);
+    let server = Server::new(server_in, server_out, socket).concurrency_level(256).serve(service);
     tokio::select! {
         () = server => {}
         () = pump => {}

@@ -24,11 +24,7 @@ static CLIENT_SUPPORTS_PROGRESS: AtomicBool = AtomicBool::new(false);
 
 /// Records, at initialize, whether the client takes work-done progress.
 pub(super) fn set_client_support(capabilities: &lsp::ClientCapabilities) {
-    let supported = capabilities
-        .window
-        .as_ref()
-        .and_then(|w| w.work_done_progress)
-        .unwrap_or(false);
+    let supported = capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
     CLIENT_SUPPORTS_PROGRESS.store(supported, Ordering::Relaxed);
 }
 
@@ -51,26 +47,12 @@ impl Progress {
         }
         let create = {
             let (client, token) = (client.clone(), token.clone());
-            async move {
-                client
-                    .send_request::<lsp::WorkDoneProgressCreateRequest>(
-                        lsp::WorkDoneProgressCreateParams { token },
-                    )
-                    .await
-                    .is_ok()
-            }
+            async move { client.send_request::<lsp::WorkDoneProgressCreateRequest>(lsp::WorkDoneProgressCreateParams { token }).await.is_ok() }
         };
         let client = client.clone();
         let send = move |value: Value| {
             let (client, token) = (client.clone(), token.clone());
-            async move {
-                client
-                    .send_notification::<lsp::ProgressNotification>(lsp::ProgressParams {
-                        token,
-                        value,
-                    })
-                    .await
-            }
+            async move { client.send_notification::<lsp::ProgressNotification>(lsp::ProgressParams { token, value }).await }
         };
         Self::spawn(create, send, CREATE_TIMEOUT)
     }
@@ -112,10 +94,7 @@ mod tests {
 
     use super::*;
 
-    fn recorder() -> (
-        Arc<Mutex<Vec<Value>>>,
-        impl Fn(Value) -> std::future::Ready<()> + Send + 'static,
-    ) {
+    fn recorder() -> (Arc<Mutex<Vec<Value>>>, impl Fn(Value) -> std::future::Ready<()> + Send + 'static) {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let log = sent.clone();
         (sent, move |v| {
@@ -133,12 +112,7 @@ mod tests {
         }
         drop(progress);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let kinds: Vec<Value> = sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|v| v["kind"].clone())
-            .collect();
+        let kinds: Vec<Value> = sent.lock().unwrap().iter().map(|v| v["kind"].clone()).collect();
         assert_eq!(kinds, vec![json!("begin"), json!("report"), json!("end")]);
     }
 

@@ -9,9 +9,7 @@ use tower_lsp_server::gen_lsp_types as lsp;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::LanguageServer;
 
-use super::convert::{
-    encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position,
-};
+use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
 use super::ext::ACCEPTED_COMMAND;
 use super::state::{SelectedItem, State, Suggestion};
 use super::throttle::Throttle;
@@ -37,19 +35,13 @@ pub struct RefusedChangeParams {
 impl Backend {
     /// `cria/documentText`: the server's copy of a document, so editors'
     /// tests (and curious users) can check it equals the editor's text.
-    pub async fn document_text(
-        &self,
-        params: super::ext::DocumentTextParams,
-    ) -> Result<Option<String>> {
+    pub async fn document_text(&self, params: super::ext::DocumentTextParams) -> Result<Option<String>> {
         Ok(self.state.documents().get(&params.uri).map(|d| d.text()))
     }
 
     /// `cria/prefetch`: the cursor is here; warm its prompt in the background.
     pub async fn prefetch(&self, params: super::ext::PrefetchParams) {
-        let position = crate::documents::Position {
-            line: params.position.line,
-            character: params.position.character,
-        };
+        let position = crate::documents::Position { line: params.position.line, character: params.position.character };
         self.state.prefetch(&params.text_document.uri, position);
     }
 
@@ -68,10 +60,7 @@ impl Backend {
         );
         if let Some(suppressed) = REFUSED_CHANGE.check() {
             tracing::warn!(suppressed, "{text}");
-            self.state
-                .client
-                .log_message(lsp::MessageType::Warning, text)
-                .await;
+            self.state.client.log_message(lsp::MessageType::Warning, text).await;
         }
     }
 
@@ -134,22 +123,15 @@ fn end_after_insert(
 
 /// The workspace folders (or the root URI) as local paths.
 fn workspace_roots(params: &lsp::InitializeParams) -> Vec<std::path::PathBuf> {
-    let mut uris: Vec<String> = match &params.workspace_folders_initialize_params.workspace_folders
-    {
-        Some(lsp::WorkspaceFolders::WorkspaceFolderList(folders)) => {
-            folders.iter().map(|f| f.uri.0.clone()).collect()
-        }
+    let mut uris: Vec<String> = match &params.workspace_folders_initialize_params.workspace_folders {
+        Some(lsp::WorkspaceFolders::WorkspaceFolderList(folders)) => folders.iter().map(|f| f.uri.0.clone()).collect(),
         _ => Vec::new(),
     };
     if uris.is_empty() {
         #[allow(deprecated)]
         uris.extend(params.root_uri.clone().map(|u| u.0));
     }
-    uris.iter()
-        .filter_map(|u| u.strip_prefix("file://"))
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_dir())
-        .collect()
+    uris.iter().filter_map(|u| u.strip_prefix("file://")).map(std::path::PathBuf::from).filter(|p| p.is_dir()).collect()
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
@@ -197,24 +179,15 @@ impl LanguageServer for Backend {
     async fn did_open(&self, params: lsp::DidOpenTextDocumentParams) {
         let item = params.text_document;
         let language = language_id(&item.language_id);
-        self.state
-            .documents()
-            .open(item.uri.0.as_str(), &language, item.version, &item.text);
+        self.state.documents().open(item.uri.0.as_str(), &language, item.version, &item.text);
         self.state.document_activity(item.uri.0.as_str());
     }
 
     async fn did_change(&self, params: lsp::DidChangeTextDocumentParams) {
         let uri = params.text_document.text_document_identifier.uri.0.clone();
-        let changes: Vec<_> = params
-            .content_changes
-            .into_iter()
-            .map(text_change)
-            .collect();
+        let changes: Vec<_> = params.content_changes.into_iter().map(text_change).collect();
         let encoding = self.state.encoding();
-        let result =
-            self.state
-                .documents()
-                .change(&uri, params.text_document.version, &changes, encoding);
+        let result = self.state.documents().change(&uri, params.text_document.version, &changes, encoding);
         match result {
             Ok(report) => {
                 if !report.clamped.is_empty() {
@@ -230,21 +203,14 @@ impl LanguageServer for Backend {
                 if let Some(range) = changes.iter().find_map(|c| c.range) {
                     self.state.record_edit(&uri, range.start.line as usize);
                 }
-                if let Some(end) = changes.last().and_then(|c| {
-                    c.range
-                        .map(|r| end_after_insert(r.start, &c.text, encoding))
-                }) {
+                if let Some(end) = changes.last().and_then(|c| c.range.map(|r| end_after_insert(r.start, &c.text, encoding))) {
                     self.state.record_edit_end(&uri, end);
                 }
                 self.state.document_activity(&uri);
             }
             Err(e) => {
                 if let Some(suppressed) = CHANGE_PROBLEM.check() {
-                    tracing::warn!(
-                        suppressed,
-                        "didChange: {}",
-                        super::transport::excerpt(e.to_string().as_bytes())
-                    );
+                    tracing::warn!(suppressed, "didChange: {}", super::transport::excerpt(e.to_string().as_bytes()));
                 }
             }
         }
@@ -255,11 +221,7 @@ impl LanguageServer for Backend {
         self.state.cancel_pending(uri);
         if let Err(e) = self.state.documents().close(uri) {
             if let Some(suppressed) = CHANGE_PROBLEM.check() {
-                tracing::warn!(
-                    suppressed,
-                    "didClose: {}",
-                    super::transport::excerpt(e.to_string().as_bytes())
-                );
+                tracing::warn!(suppressed, "didClose: {}", super::transport::excerpt(e.to_string().as_bytes()));
             }
         }
     }
@@ -272,88 +234,46 @@ impl LanguageServer for Backend {
         }
     }
 
-    async fn inline_completion(
-        &self,
-        params: lsp::InlineCompletionParams,
-    ) -> Result<Option<lsp::InlineCompletionResponse>> {
+    async fn inline_completion(&self, params: lsp::InlineCompletionParams) -> Result<Option<lsp::InlineCompletionResponse>> {
         let at = params.text_document_position_params;
         let uri = at.text_document.uri.0.as_str();
-        let selected = params
-            .context
-            .selected_completion_info
-            .map(|item| SelectedItem {
-                start: position(item.range.start),
-                end: position(item.range.end),
-                text: item.text,
-            });
-        let suggestion = if self.can_suggest(uri) {
-            self.state
-                .suggest(uri, position(at.position), selected)
-                .await
-        } else {
-            None
-        };
+        let selected = params.context.selected_completion_info.map(|item| SelectedItem {
+            start: position(item.range.start),
+            end: position(item.range.end),
+            text: item.text,
+        });
+        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), selected).await } else { None };
         let Some(s) = suggestion else {
-            return Ok(Some(
-                lsp::InlineCompletionResponse::InlineCompletionItemList(Vec::new()),
-            ));
+            return Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(Vec::new())));
         };
-        let range = s
-            .replace_end
-            .map(|end| json!({ "start": to_lsp_position(s.cursor), "end": to_lsp_position(end) }));
+        let range = s.replace_end.map(|end| json!({ "start": to_lsp_position(s.cursor), "end": to_lsp_position(end) }));
         let item = json!({ "insertText": s.text, "range": range });
-        Ok(Some(
-            lsp::InlineCompletionResponse::InlineCompletionItemList(vec![from_json(strip_nulls(
-                item,
-            ))]),
-        ))
+        Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(vec![from_json(strip_nulls(item))])))
     }
 
-    async fn completion(
-        &self,
-        params: lsp::CompletionParams,
-    ) -> Result<Option<lsp::CompletionResponse>> {
+    async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position_params;
         let uri = at.text_document.uri.0.as_str();
-        let suggestion = if self.can_suggest(uri) {
-            self.state.suggest(uri, position(at.position), None).await
-        } else {
-            None
-        };
-        let items = suggestion
-            .map(|s| vec![completion_item(&s)])
-            .unwrap_or_default();
-        Ok(Some(lsp::CompletionResponse::CompletionList(
-            lsp::CompletionList {
-                is_incomplete: true,
-                item_defaults: None,
-                apply_kind: None,
-                items,
-            },
-        )))
+        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), None).await } else { None };
+        let items = suggestion.map(|s| vec![completion_item(&s)]).unwrap_or_default();
+        Ok(Some(lsp::CompletionResponse::CompletionList(lsp::CompletionList {
+            is_incomplete: true,
+            item_defaults: None,
+            apply_kind: None,
+            items,
+        })))
     }
 
-    async fn execute_command(
-        &self,
-        params: lsp::ExecuteCommandParams,
-    ) -> Result<Option<lsp::LspAny>> {
+    async fn execute_command(&self, params: lsp::ExecuteCommandParams) -> Result<Option<lsp::LspAny>> {
         if params.command == ACCEPTED_COMMAND {
             tracing::info!("suggestion accepted");
-            let uri = params
-                .arguments
-                .as_ref()
-                .and_then(|a| a.first())
-                .and_then(|a| a.get("uri"))
-                .and_then(|u| u.as_str());
+            let uri = params.arguments.as_ref().and_then(|a| a.first()).and_then(|a| a.get("uri")).and_then(|u| u.as_str());
             if let Some(uri) = uri {
                 self.state.speculate_after_accept(uri);
             }
             return Ok(None);
         }
-        Err(tower_lsp_server::jsonrpc::Error::invalid_params(format!(
-            "unknown command `{}`",
-            params.command
-        )))
+        Err(tower_lsp_server::jsonrpc::Error::invalid_params(format!("unknown command `{}`", params.command)))
     }
 }
 
@@ -362,13 +282,7 @@ impl LanguageServer for Backend {
 /// being typed, so clients that filter items by it keep showing it.
 fn completion_item(s: &Suggestion) -> lsp::CompletionItem {
     let new_text = format!("{}{}", s.word, s.text);
-    let label = s
-        .text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_string();
+    let label = s.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
     let end = s.replace_end.unwrap_or(s.cursor);
     from_json(json!({
         "label": format!("{}{}", s.word, label),

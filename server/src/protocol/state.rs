@@ -19,20 +19,16 @@ use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification, WarmingStatus};
 use crate::completion::anchor::{choose_anchor, Anchor};
 use crate::completion::{
-    mode_at, plan_prompt, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline,
-    PromptPlan, PromptSize, Scheduler, Shown, SuggestionLru,
+    mode_at, plan_prompt, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline, PromptPlan, PromptSize, Scheduler,
+    Shown, SuggestionLru,
 };
 use crate::context::{
-    definitions, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText,
-    Definition, SourceFile,
+    definitions, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText, Definition, SourceFile,
 };
 use crate::documents::encoding::{byte_to_position, position_to_byte};
 use crate::documents::DocumentSnapshot;
 use crate::documents::{DocumentLimits, DocumentStore, Language, Position, PositionEncoding};
-use crate::engine::{
-    CancelFlag, Completion, EngineOptions, GenerationRequest, JobOptions, Priority, SlotChoice,
-    StopReason,
-};
+use crate::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, JobOptions, Priority, SlotChoice, StopReason};
 use crate::models::CriaHome;
 use crate::prompt::ContextChunk;
 
@@ -221,10 +217,7 @@ impl State {
     /// Remembers where the user edited, for context from recent edits.
     pub fn record_edit(&self, uri: &str, line: usize) {
         let mut edits = lock(&self.recent_edits);
-        if edits
-            .back()
-            .is_some_and(|(u, l)| u == uri && l.abs_diff(line) < 4)
-        {
+        if edits.back().is_some_and(|(u, l)| u == uri && l.abs_diff(line) < 4) {
             return;
         }
         edits.push_back((uri.to_string(), line));
@@ -309,6 +302,7 @@ impl State {
         };
         tracing::debug!(%uri, "prefetch: prompt built");
         self.remember_context(&built, &prepared);
+        self.warm_next_anchor(uri, &built.model, prepared.next_anchor.as_ref());
         let full = &prepared.full.request.prompt;
         if prepared.quick.is_none() && engine.cached_prefix(full) + 1 >= full.len() {
             return; // already warm
@@ -350,15 +344,8 @@ impl State {
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let found = crate::workspace::index_definitions(&roots);
-            tracing::info!(
-                definitions = found.len(),
-                ms = started.elapsed().as_millis() as u64,
-                "workspace indexed"
-            );
-            *state
-                .workspace_definitions
-                .write()
-                .unwrap_or_else(|p| p.into_inner()) = Arc::new(found);
+            tracing::info!(definitions = found.len(), ms = started.elapsed().as_millis() as u64, "workspace indexed");
+            *state.workspace_definitions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(found);
         });
     }
 
@@ -377,27 +364,14 @@ impl State {
     /// Applies settings; returns the problems and whether the model changed.
     pub fn apply_settings(&self, settings: &serde_json::Value) -> (Vec<ConfigProblem>, bool) {
         let mut config = lock(&self.config);
-        let before = (
-            config.model.clone(),
-            config.context_length,
-            config.threads,
-            config.device,
-            config.backend.clone(),
-        );
+        let before = (config.model.clone(), config.context_length, config.threads, config.device, config.backend.clone());
         let problems = config.apply(settings);
         if let Some(control) = &self.log_control {
             if let Err(e) = control(&config.log_level) {
                 tracing::warn!("logLevel: {e}");
             }
         }
-        let changed = before
-            != (
-                config.model.clone(),
-                config.context_length,
-                config.threads,
-                config.device,
-                config.backend.clone(),
-            );
+        let changed = before != (config.model.clone(), config.context_length, config.threads, config.device, config.backend.clone());
         (problems, changed)
     }
 
@@ -407,12 +381,9 @@ impl State {
             match problem {
                 ConfigProblem::UnknownKey(key) => tracing::warn!("unknown setting `{key}` ignored"),
                 ConfigProblem::BadValue { key, message } => {
-                    let text =
-                        format!("cria: setting `{key}`: {message}; keeping the previous value");
+                    let text = format!("cria: setting `{key}`: {message}; keeping the previous value");
                     tracing::error!("{text}");
-                    self.client
-                        .show_message(lsp::MessageType::Error, text)
-                        .await;
+                    self.client.show_message(lsp::MessageType::Error, text).await;
                 }
             }
         }
@@ -431,43 +402,30 @@ impl State {
     async fn publish_status_with(&self, answer_ready: bool, late: Option<&str>) {
         let status = {
             let mut last = lock(&self.last);
-            let (model, state, message) =
-                match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
-                    ModelState::NotStarted => (String::new(), "loading", None),
-                    ModelState::Loading { name } => (name.clone(), "loading", None),
-                    ModelState::Ready(m) => {
-                        let engine = m.generator.engine();
-                        last.warming = engine.and_then(|e| e.warming().borrow().clone()).map(|w| {
-                            WarmingStatus {
-                                percentage: w.percentage(),
-                                uri: w.key,
-                            }
-                        });
-                        if let Some(uri) = late {
-                            if last.warming.as_ref().is_none_or(|w| w.uri != uri) {
-                                last.warming = Some(WarmingStatus {
-                                    uri: uri.to_string(),
-                                    percentage: 0,
-                                });
-                            }
-                        }
-                        if let Some(usage) = engine.map(|e| e.kv_usage()) {
-                            last.kv_cache_mb =
-                                Some((usage.bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0);
-                            last.kv_slots = Some(usage.used);
-                        }
-                        match lock(&self.generation_error).clone() {
-                            Some(error) => (m.name.clone(), "error", Some(error)),
-                            None if last.warming.is_some() && !answer_ready => {
-                                (m.name.clone(), "warming", None)
-                            }
-                            None => (m.name.clone(), "ready", None),
+            let (model, state, message) = match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
+                ModelState::NotStarted => (String::new(), "loading", None),
+                ModelState::Loading { name } => (name.clone(), "loading", None),
+                ModelState::Ready(m) => {
+                    let engine = m.generator.engine();
+                    last.warming =
+                        engine.and_then(|e| e.warming().borrow().clone()).map(|w| WarmingStatus { percentage: w.percentage(), uri: w.key });
+                    if let Some(uri) = late {
+                        if last.warming.as_ref().is_none_or(|w| w.uri != uri) {
+                            last.warming = Some(WarmingStatus { uri: uri.to_string(), percentage: 0 });
                         }
                     }
-                    ModelState::Failed { name, message } => {
-                        (name.clone(), "error", Some(message.clone()))
+                    if let Some(usage) = engine.map(|e| e.kv_usage()) {
+                        last.kv_cache_mb = Some((usage.bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0);
+                        last.kv_slots = Some(usage.used);
                     }
-                };
+                    match lock(&self.generation_error).clone() {
+                        Some(error) => (m.name.clone(), "error", Some(error)),
+                        None if last.warming.is_some() && !answer_ready => (m.name.clone(), "warming", None),
+                        None => (m.name.clone(), "ready", None),
+                    }
+                }
+                ModelState::Failed { name, message } => (name.clone(), "error", Some(message.clone())),
+            };
             if state != "warming" {
                 last.warming = None;
             }
@@ -476,9 +434,7 @@ impl State {
             last.message = message;
             last.clone()
         };
-        self.client
-            .send_notification::<StatusNotification>(status)
-            .await;
+        self.client.send_notification::<StatusNotification>(status).await;
     }
 
     fn set_model_state(&self, generation: u64, state: ModelState) -> bool {
@@ -494,9 +450,7 @@ impl State {
     pub fn start_loading(self: &Arc<Self>) {
         let generation = self.load_generation.fetch_add(1, Ordering::SeqCst) + 1;
         let config = lock(&self.config).clone();
-        *self.model.write().unwrap_or_else(|p| p.into_inner()) = ModelState::Loading {
-            name: config.model.clone(),
-        };
+        *self.model.write().unwrap_or_else(|p| p.into_inner()) = ModelState::Loading { name: config.model.clone() };
         // Suggestions of the previous model (or backend) are not this one's.
         *lock(&self.lru) = SuggestionLru::new(256);
         lock(&self.shown).clear();
@@ -513,7 +467,8 @@ impl State {
             progress.report(value);
             std::future::ready(())
         };
-        report(json!({"kind": "begin", "title": "cria: loading model", "message": config.model, "percentage": 0, "cancellable": false})).await;
+        report(json!({"kind": "begin", "title": "cria: loading model", "message": config.model, "percentage": 0, "cancellable": false}))
+            .await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
         let spec = config.model.clone();
         let options = EngineOptions {
@@ -576,19 +531,11 @@ impl State {
             Err(message) => {
                 tracing::error!("model {} failed to load: {message}", config.model);
                 report(json!({"kind": "end", "message": "failed"})).await;
-                if !self.set_model_state(
-                    generation,
-                    ModelState::Failed {
-                        name: config.model.clone(),
-                        message: message.clone(),
-                    },
-                ) {
+                if !self.set_model_state(generation, ModelState::Failed { name: config.model.clone(), message: message.clone() }) {
                     return;
                 }
                 let text = format!("cria could not load model `{}`: {message}\nSet `model` in the cria settings to a model name or a .gguf path (see `cria models`).", config.model);
-                self.client
-                    .show_message(lsp::MessageType::Error, text)
-                    .await;
+                self.client.show_message(lsp::MessageType::Error, text).await;
             }
         }
         self.publish_status().await;
@@ -598,12 +545,7 @@ impl State {
     /// now (ordered with the edits before it), the settings and the model.
     /// `None` when there is nothing to do (model not ready, document unknown
     /// or skipped, language off, no completion wanted here).
-    fn prepare(
-        &self,
-        uri: &str,
-        position: Position,
-        selected: Option<&SelectedItem>,
-    ) -> Option<Arc<CursorRequest>> {
+    fn prepare(&self, uri: &str, position: Position, selected: Option<&SelectedItem>) -> Option<Arc<CursorRequest>> {
         let snapshot = match self.documents().snapshot(uri) {
             Ok(s) => s,
             Err(e) => {
@@ -647,15 +589,8 @@ impl State {
             return None;
         }
         let block = position.line as usize / crate::context::ALIGN_LINES;
-        let memo = lock(&self.context_memo)
-            .get(uri)
-            .filter(|(b, _)| *b == block)
-            .map(|(_, chunks)| chunks.clone());
-        let others = if config.suggestion.context_share > 0.0 && memo.is_none() {
-            self.other_documents(uri)
-        } else {
-            Vec::new()
-        };
+        let memo = lock(&self.context_memo).get(uri).filter(|(b, _)| *b == block).map(|(_, chunks)| chunks.clone());
+        let others = if config.suggestion.context_share > 0.0 && memo.is_none() { self.other_documents(uri) } else { Vec::new() };
         let roots = lock(&self.workspace_roots).clone();
         let (anchor, warm_anchor) = {
             let mut anchors = lock(&self.anchors);
@@ -680,11 +615,7 @@ impl State {
             path: display_path(uri, &roots),
             others,
             recent: lock(&self.recent_edits).iter().cloned().collect(),
-            index: self
-                .workspace_definitions
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            index: self.workspace_definitions.read().unwrap_or_else(|p| p.into_inner()).clone(),
             roots,
             config,
             model,
@@ -698,10 +629,7 @@ impl State {
             return;
         }
         if request.memo.is_none() {
-            lock(&self.context_memo).insert(
-                request.uri.clone(),
-                (request.block, prepared.full.context.clone()),
-            );
+            lock(&self.context_memo).insert(request.uri.clone(), (request.block, prepared.full.context.clone()));
         }
         let mut sizes = lock(&self.quick_sizes);
         match &prepared.quick {
@@ -717,6 +645,17 @@ impl State {
             return;
         };
         queue_warm_up(engine, uri, request, &self.new_warm_up(uri));
+    }
+
+    /// Queues the warm-up of the prompt the document's next anchor will use
+    /// (see `completion::anchor`), in a KV slot beside the one in use so
+    /// the keystrokes keep their prompt; a newer one replaces it.
+    fn warm_next_anchor(&self, uri: &str, model: &Model, next: Option<&BuiltPrompt>) {
+        if let (Some(next), Some(engine)) = (next, model.generator.engine()) {
+            let flag = self.new_warm_up(&anchor_warm_up_key(uri));
+            queue_warm_up_in(engine, None, SlotChoice::Beside, &next.request, &flag);
+            tracing::debug!(%uri, "next anchor's prompt queued to warm");
+        }
     }
 
     /// A fresh cancellation flag for `uri`'s warm-ups; the earlier ones stop.
@@ -745,12 +684,7 @@ impl State {
     /// the item's text, then the suggestion (LSP 3.18: an editor shows an
     /// inline suggestion beside its list only if it extends the selected
     /// item).
-    pub async fn suggest(
-        self: &Arc<Self>,
-        uri: &str,
-        position: Position,
-        selected: Option<SelectedItem>,
-    ) -> Option<Suggestion> {
+    pub async fn suggest(self: &Arc<Self>, uri: &str, position: Position, selected: Option<SelectedItem>) -> Option<Suggestion> {
         let started = Instant::now();
         let request = self.prepare(uri, position, selected.as_ref())?;
         self.note_cursor(uri, position);
@@ -763,19 +697,10 @@ impl State {
                 word_start: item.start,
                 word: String::new(),
             }),
-            None => Some(placed(
-                &request.rope,
-                &request.text,
-                request.offset,
-                request.encoding,
-                shown,
-            )),
+            None => Some(placed(&request.rope, &request.text, request.offset, request.encoding, shown)),
         };
         // Typed-through: the user typed the start of the suggestion shown.
-        let shown = lock(&self.shown)
-            .get(uri)
-            .filter(|_| selected.is_none())
-            .and_then(|s| s.typed_through(&request.text, request.offset));
+        let shown = lock(&self.shown).get(uri).filter(|_| selected.is_none()).and_then(|s| s.typed_through(&request.text, request.offset));
         if let Some(rest) = shown {
             self.scheduler.cancel(uri);
             return place(rest);
@@ -785,11 +710,7 @@ impl State {
         let deadline = started + budget;
         let cancel = ticket.flag();
         let builder = request.clone();
-        let prepared = match tokio::task::spawn_blocking(move || {
-            builder.build(budget, Some(deadline), cancel)
-        })
-        .await
-        {
+        let prepared = match tokio::task::spawn_blocking(move || builder.build(budget, Some(deadline), cancel)).await {
             Ok(Some(prepared)) => prepared,
             Ok(None) => return None,
             Err(e) => {
@@ -798,27 +719,17 @@ impl State {
             }
         };
         self.remember_context(&request, &prepared);
-        let Prepared {
-            full,
-            quick,
-            next_anchor,
-        } = prepared;
+        let Prepared { full, quick, next_anchor } = prepared;
         if quick.is_some() {
             tracing::debug!(%uri, full = full.request.prompt.len(), "cold cursor: a quick prompt now, the full one warmed");
         }
-        let cached = [Some(&full), quick.as_ref()]
-            .into_iter()
-            .flatten()
-            .find_map(|b| lock(&self.lru).get(b.key));
+        let cached = [Some(&full), quick.as_ref()].into_iter().flatten().find_map(|b| lock(&self.lru).get(b.key));
         if let Some(hit) = cached {
             tracing::debug!("completion from cache");
             if quick.is_some() {
                 self.warm_full_prompt(uri, &request.model, &full.request);
             }
-            lock(&self.shown).insert(
-                uri.to_string(),
-                Shown::new(&request.text, request.offset, &hit),
-            );
+            lock(&self.shown).insert(uri.to_string(), Shown::new(&request.text, request.offset, &hit));
             return if hit.is_empty() { None } else { place(hit) };
         }
         let full_request = quick.is_some().then(|| full.request.clone());
@@ -831,28 +742,18 @@ impl State {
             late_budget: embedded.then_some(budget.max(LATE_DECODE_BUDGET)),
             key: Some(uri.to_string()),
         };
-        let pending = request
-            .model
-            .generator
-            .submit(chosen.request.clone(), options);
+        let pending = request.model.generator.submit(chosen.request.clone(), options);
         if let Some(full_request) = &full_request {
             self.warm_full_prompt(uri, &request.model, full_request);
         }
-        if let (Some(next), Some(engine)) = (&next_anchor, request.model.generator.engine()) {
-            // Beside the slot in use: the keystrokes keep their prompt.
-            let flag = self.new_warm_up(&anchor_warm_up_key(uri));
-            queue_warm_up_in(engine, None, SlotChoice::Beside, &next.request, &flag);
-            tracing::debug!(%uri, "next anchor's prompt queued to warm");
-        }
+        self.warm_next_anchor(uri, &request.model, next_anchor.as_ref());
         let superseded = ticket.superseded();
         let (answered, answer) = tokio::sync::oneshot::channel();
         let state = self.clone();
         let job_request = request.clone();
         let job_uri = uri.to_string();
         tokio::spawn(async move {
-            let shown = state
-                .finish(pending.await, &job_request, &chosen, started)
-                .await;
+            let shown = state.finish(pending.await, &job_request, &chosen, started).await;
             drop(ticket);
             if let Err(Some(_)) = answered.send(shown) {
                 // The request was answered empty meanwhile: the answer is
@@ -867,10 +768,7 @@ impl State {
         };
         match outcome {
             Ok(Ok(Some(shown))) => {
-                lock(&self.shown).insert(
-                    uri.to_string(),
-                    Shown::new(&request.text, request.offset, &shown),
-                );
+                lock(&self.shown).insert(uri.to_string(), Shown::new(&request.text, request.offset, &shown));
                 place(shown)
             }
             Ok(_) => None,
@@ -881,8 +779,7 @@ impl State {
             }
             Err(_) => {
                 tracing::info!(%uri, "no answer from the engine within the latency budget");
-                *lock(&self.generation_error) =
-                    Some("the remote engine did not answer within the latency budget".into());
+                *lock(&self.generation_error) = Some("the remote engine did not answer within the latency budget".into());
                 self.publish_status().await;
                 None
             }
@@ -893,10 +790,7 @@ impl State {
     /// cached when complete); `None` when there is nothing to show.
     async fn finish(
         &self,
-        answer: Result<
-            Result<Completion, crate::completion::GenerateError>,
-            tokio::sync::oneshot::error::RecvError,
-        >,
+        answer: Result<Result<Completion, crate::completion::GenerateError>, tokio::sync::oneshot::error::RecvError>,
         request: &CursorRequest,
         built: &BuiltPrompt,
         started: Instant,
@@ -918,14 +812,9 @@ impl State {
             return None;
         }
         let place = request.place(request.anchor);
-        let shown = request
-            .pipeline()
-            .shown_text(&place, &built.cursor, &completion);
+        let shown = request.pipeline().shown_text(&place, &built.cursor, &completion);
         tracing::debug!(raw = ?completion.text, shown = ?shown, "postprocessed");
-        if matches!(
-            completion.stop_reason,
-            StopReason::Eos | StopReason::Stop | StopReason::Length
-        ) {
+        if matches!(completion.stop_reason, StopReason::Eos | StopReason::Stop | StopReason::Length) {
             lock(&self.lru).put(built.key, shown.clone());
         }
         (!shown.trim().is_empty()).then_some(shown)
@@ -939,8 +828,7 @@ impl State {
             last.prompt_tokens = Some(completion.prompt_tokens);
             last.reused_tokens = Some(completion.reused_tokens);
             let decode = completion.decode.as_secs_f64();
-            last.tokens_per_second =
-                (decode > 0.0).then(|| completion.tokens.len() as f64 / decode);
+            last.tokens_per_second = (decode > 0.0).then(|| completion.tokens.len() as f64 / decode);
         }
         tracing::info!(
             latency_ms = latency.as_millis() as u64,
@@ -961,12 +849,7 @@ type ContextMemo = (usize, Arc<Vec<ContextChunk>>);
 
 /// Queues a warm-up of `request`'s prompt for `uri`: background priority,
 /// nothing generated, stopped by `flag`.
-fn queue_warm_up(
-    engine: &crate::engine::EngineHandle,
-    uri: &str,
-    request: &GenerationRequest,
-    flag: &CancelFlag,
-) {
+fn queue_warm_up(engine: &crate::engine::EngineHandle, uri: &str, request: &GenerationRequest, flag: &CancelFlag) {
     queue_warm_up_in(engine, Some(uri), SlotChoice::Auto, request, flag);
 }
 
@@ -985,18 +868,8 @@ fn queue_warm_up_in(
     request: &GenerationRequest,
     flag: &CancelFlag,
 ) {
-    let request = GenerationRequest {
-        max_new_tokens: 0,
-        deadline: None,
-        cancel: flag.clone(),
-        ..request.clone()
-    };
-    let options = JobOptions {
-        slot,
-        priority: Priority::Background,
-        late_budget: None,
-        key: key.map(str::to_string),
-    };
+    let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag.clone(), ..request.clone() };
+    let options = JobOptions { slot, priority: Priority::Background, late_budget: None, key: key.map(str::to_string) };
     drop(engine.submit(request, options, None));
 }
 
@@ -1040,50 +913,26 @@ struct Prepared {
 }
 
 impl CursorRequest {
-    fn build(
-        &self,
-        budget: Duration,
-        deadline: Option<Instant>,
-        cancel: CancelFlag,
-    ) -> Option<Prepared> {
+    fn build(&self, budget: Duration, deadline: Option<Instant>, cancel: CancelFlag) -> Option<Prepared> {
         let full = self.build_one(None, self.anchor, deadline, cancel.clone())?;
         let quick = self.model.generator.engine().and_then(|engine| {
             let cached = engine.cached_prefix(&full.request.prompt);
-            match plan_prompt(
-                full.request.prompt.len(),
-                cached,
-                engine.prefill_rate(),
-                budget,
-            ) {
-                PromptPlan::Quick { prompt_tokens } => self.build_one(
-                    Some(self.quick_size.unwrap_or(prompt_tokens)),
-                    self.anchor,
-                    deadline,
-                    cancel.clone(),
-                ),
+            match plan_prompt(full.request.prompt.len(), cached, engine.prefill_rate(), budget) {
+                PromptPlan::Quick { prompt_tokens } => {
+                    self.build_one(Some(self.quick_size.unwrap_or(prompt_tokens)), self.anchor, deadline, cancel.clone())
+                }
                 PromptPlan::Full => None,
             }
         });
         // The prompt the next anchor will use, to warm beside this one.
         let embedded = self.model.generator.engine().is_some();
-        let next_anchor = self
-            .warm_anchor
-            .filter(|_| embedded)
-            .and_then(|at| self.build_one(None, Some(at), None, cancel));
-        Some(Prepared {
-            full,
-            quick,
-            next_anchor,
-        })
+        let next_anchor = self.warm_anchor.filter(|_| embedded).and_then(|at| self.build_one(None, Some(at), None, cancel));
+        Some(Prepared { full, quick, next_anchor })
     }
 
     /// The completion pipeline with this request's model and settings.
     fn pipeline(&self) -> Pipeline<'_> {
-        Pipeline {
-            model: &self.model,
-            settings: &self.config.suggestion,
-            backend: &self.config.backend,
-        }
+        Pipeline { model: &self.model, settings: &self.config.suggestion, backend: &self.config.backend }
     }
 
     /// The cursor as the pipeline takes it, the middle from `anchor`.
@@ -1102,30 +951,14 @@ impl CursorRequest {
     /// One prompt: full, or quick of `quick` tokens; the middle from the
     /// line start `anchor` (see `completion::anchor`). A full prompt uses
     /// the snippets chosen earlier for the cursor's block, or gathers them.
-    fn build_one(
-        &self,
-        quick: Option<usize>,
-        anchor: Option<usize>,
-        deadline: Option<Instant>,
-        cancel: CancelFlag,
-    ) -> Option<BuiltPrompt> {
+    fn build_one(&self, quick: Option<usize>, anchor: Option<usize>, deadline: Option<Instant>, cancel: CancelFlag) -> Option<BuiltPrompt> {
         let size = quick.map_or(PromptSize::Full, PromptSize::Quick);
         let mut snippets = |cursor: &CursorText| match &self.memo {
             Some(memo) => memo.clone(),
-            None => Arc::new(gather_context(
-                cursor,
-                &self.path,
-                &self.others,
-                &self.recent,
-                &self.index,
-                &self.roots,
-            )),
+            None => Arc::new(gather_context(cursor, &self.path, &self.others, &self.recent, &self.index, &self.roots)),
         };
         let place = self.place(anchor);
-        match self
-            .pipeline()
-            .build(&place, size, &mut snippets, deadline, cancel)
-        {
+        match self.pipeline().build(&place, size, &mut snippets, deadline, cancel) {
             Ok(built) => Some(built),
             Err(e) => {
                 if let Some(suppressed) = PROMPT_PROBLEM.check() {
@@ -1140,17 +973,9 @@ impl CursorRequest {
 /// The rest of the cursor's line, and the identifier characters just before
 /// the cursor.
 fn around_cursor(text: &str, offset: usize) -> (String, String) {
-    let rest_of_line = text[offset..]
-        .split(['\n', '\r'])
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let rest_of_line = text[offset..].split(['\n', '\r']).next().unwrap_or("").to_string();
     let word: String = {
-        let tail: Vec<char> = text[..offset]
-            .chars()
-            .rev()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
+        let tail: Vec<char> = text[..offset].chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         tail.into_iter().rev().collect()
     };
     (rest_of_line, word)
@@ -1178,28 +1003,14 @@ fn gather_context(
     roots: &[PathBuf],
 ) -> Vec<ContextChunk> {
     let wanted = neighbourhood(&cursor.prefix, &cursor.suffix);
-    let texts: Vec<(String, String)> = others
-        .iter()
-        .map(|(u, s)| (display_path(u, roots), s.text()))
-        .collect();
-    let files: Vec<SourceFile> = others
-        .iter()
-        .zip(&texts)
-        .map(|((_, s), (p, t))| SourceFile {
-            path: p,
-            text: t,
-            tree: s.tree(),
-            language: s.language(),
-        })
-        .collect();
+    let texts: Vec<(String, String)> = others.iter().map(|(u, s)| (display_path(u, roots), s.text())).collect();
+    let files: Vec<SourceFile> =
+        others.iter().zip(&texts).map(|((_, s), (p, t))| SourceFile { path: p, text: t, tree: s.tree(), language: s.language() }).collect();
     let mut all: Vec<Definition> = index.to_vec();
     for file in &files {
         all.extend(definitions(file));
     }
-    let recent: Vec<(String, usize)> = recent
-        .iter()
-        .map(|(u, l)| (display_path(u, roots), *l))
-        .collect();
+    let recent: Vec<(String, usize)> = recent.iter().map(|(u, l)| (display_path(u, roots), *l)).collect();
     let mut chunks = relevant_definitions(&wanted, &all, path, 4);
     chunks.extend(similar_chunks(&wanted, &files, &recent, 3));
     chunks
@@ -1207,32 +1018,13 @@ fn gather_context(
 
 /// A suggestion placed in the document: positions in the negotiated
 /// encoding, and the closing characters after the cursor it also covers.
-fn placed(
-    rope: &ropey::Rope,
-    text: &str,
-    offset: usize,
-    encoding: PositionEncoding,
-    shown: String,
-) -> Suggestion {
+fn placed(rope: &ropey::Rope, text: &str, offset: usize, encoding: PositionEncoding, shown: String) -> Suggestion {
     let (rest_of_line, word) = around_cursor(text, offset);
     let cursor = byte_to_position(rope, offset, encoding).value;
     let covers_rest = !rest_of_line.trim().is_empty()
-        && rest_of_line
-            .trim()
-            .chars()
-            .all(|c| ")]}\"'`;,>".contains(c))
-        && shown
-            .lines()
-            .next()
-            .is_some_and(|first| first.trim_end().ends_with(rest_of_line.trim()));
-    let replace_end =
-        covers_rest.then(|| byte_to_position(rope, offset + rest_of_line.len(), encoding).value);
+        && rest_of_line.trim().chars().all(|c| ")]}\"'`;,>".contains(c))
+        && shown.lines().next().is_some_and(|first| first.trim_end().ends_with(rest_of_line.trim()));
+    let replace_end = covers_rest.then(|| byte_to_position(rope, offset + rest_of_line.len(), encoding).value);
     let word_start = byte_to_position(rope, offset - word.len(), encoding).value;
-    Suggestion {
-        text: shown,
-        cursor,
-        replace_end,
-        word_start,
-        word,
-    }
+    Suggestion { text: shown, cursor, replace_end, word_start, word }
 }

@@ -38,11 +38,7 @@ impl Throttle {
 
     fn check_at(&self, now: Instant) -> Option<u64> {
         let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let window = guard.get_or_insert(Window {
-            start: now,
-            logged: 0,
-            suppressed: 0,
-        });
+        let window = guard.get_or_insert(Window { start: now, logged: 0, suppressed: 0 });
         if now.duration_since(window.start) >= WINDOW {
             window.start = now;
             window.logged = 0;
@@ -66,15 +62,9 @@ mod tests {
         let throttle = Throttle::new();
         let t0 = Instant::now();
         let logged: Vec<Option<u64>> = (0..1000).map(|_| throttle.check_at(t0)).collect();
-        assert_eq!(
-            logged.iter().filter(|l| l.is_some()).count(),
-            BURST as usize
-        );
+        assert_eq!(logged.iter().filter(|l| l.is_some()).count(), BURST as usize);
         assert!(logged[..BURST as usize].iter().all(|l| *l == Some(0)));
-        assert_eq!(
-            throttle.check_at(t0 + WINDOW),
-            Some(1000 - u64::from(BURST))
-        );
+        assert_eq!(throttle.check_at(t0 + WINDOW), Some(1000 - u64::from(BURST)));
         assert_eq!(throttle.check_at(t0 + WINDOW), Some(0));
     }
 }

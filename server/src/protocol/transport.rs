@@ -77,16 +77,8 @@ pub(super) struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub(super) fn new(input: R) -> Self {
-        let needle = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build([NEEDLE])
-            .expect("a fixed pattern builds");
-        Self {
-            input,
-            buf: Vec::new(),
-            start: 0,
-            needle,
-        }
+        let needle = AhoCorasick::builder().ascii_case_insensitive(true).build([NEEDLE]).expect("a fixed pattern builds");
+        Self { input, buf: Vec::new(), start: 0, needle }
     }
 
     fn available(&self) -> &[u8] {
@@ -176,10 +168,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Ok(false);
             }
             let available = self.available();
-            let take = available
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(available.len(), |i| i + 1);
+            let take = available.iter().position(|&b| b == b'\n').map_or(available.len(), |i| i + 1);
             window.extend_from_slice(&available[..take]);
             self.consume(take);
         }
@@ -223,9 +212,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         loop {
             let raw = match self.read_line().await? {
                 Line::End => return Ok(None),
-                Line::TooLong { resynced: true } => {
-                    return Ok(Some(Frame::Malformed("a header line is longer than 8 KiB")))
-                }
+                Line::TooLong { resynced: true } => return Ok(Some(Frame::Malformed("a header line is longer than 8 KiB"))),
                 Line::TooLong { resynced: false } => {
                     problem.get_or_insert("a header line is longer than 8 KiB");
                     lines += 1;
@@ -247,11 +234,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         let value = value.trim();
                         let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
                         // A number too large for memory is too large a body, not junk.
-                        length = Some(value.parse::<usize>().or(if digits {
-                            Ok(usize::MAX)
-                        } else {
-                            Err(())
-                        }));
+                        length = Some(value.parse::<usize>().or(if digits { Ok(usize::MAX) } else { Err(()) }));
                     }
                 }
                 None => {
@@ -271,9 +254,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         match (length, problem) {
             (None | Some(Err(())), Some(problem)) => Ok(Some(Frame::Malformed(problem))),
-            (None | Some(Err(())), None) => Ok(Some(Frame::Malformed(
-                "missing or invalid Content-Length header",
-            ))),
+            (None | Some(Err(())), None) => Ok(Some(Frame::Malformed("missing or invalid Content-Length header"))),
             (Some(Ok(n)), _) if n > MAX_BODY => {
                 self.skip(n, true).await?;
                 Ok(Some(Frame::Malformed("the message is larger than 64 MiB")))
@@ -316,10 +297,7 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
 fn parse_header(line: &[u8]) -> Option<(&str, &str)> {
     let line = std::str::from_utf8(line).ok()?;
     let (name, value) = line.split_once(':')?;
-    let token = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     token.then_some((name, value))
 }
 
@@ -330,24 +308,15 @@ fn error_reply(id: Value, code: i64, message: &str) -> Value {
 /// Checks a body is a JSON-RPC message and returns it; otherwise the error
 /// reply to send.
 fn check_message(body: &[u8]) -> Result<Value, Value> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| error_reply(Value::Null, -32700, "Parse error"))?;
+    let value: Value = serde_json::from_slice(body).map_err(|_| error_reply(Value::Null, -32700, "Parse error"))?;
     let Value::Object(map) = &value else {
-        return Err(error_reply(
-            Value::Null,
-            -32600,
-            "Invalid Request: not a JSON object",
-        ));
+        return Err(error_reply(Value::Null, -32600, "Invalid Request: not a JSON object"));
     };
     let id = map.get("id").cloned().unwrap_or(Value::Null);
     let id_ok = matches!(id, Value::Null | Value::Number(_) | Value::String(_));
     let is_request_or_notification = matches!(map.get("method"), Some(Value::String(_)));
-    let is_response =
-        map.contains_key("id") && (map.contains_key("result") || map.contains_key("error"));
-    if map.get("jsonrpc") != Some(&Value::String("2.0".into()))
-        || !id_ok
-        || !(is_request_or_notification || is_response)
-    {
+    let is_response = map.contains_key("id") && (map.contains_key("result") || map.contains_key("error"));
+    if map.get("jsonrpc") != Some(&Value::String("2.0".into())) || !id_ok || !(is_request_or_notification || is_response) {
         let id = if id_ok { id } else { Value::Null };
         return Err(error_reply(id, -32600, "Invalid Request"));
     }
@@ -362,22 +331,15 @@ fn refused_change(message: &Value) -> Option<Value> {
         return None;
     }
     let params = message.get("params");
-    let uri = params
-        .and_then(|p| p.pointer("/textDocument/uri"))
-        .and_then(Value::as_str)?;
+    let uri = params.and_then(|p| p.pointer("/textDocument/uri")).and_then(Value::as_str)?;
     let reason = change_problem(params?)?;
-    Some(
-        json!({"jsonrpc": "2.0", "method": REFUSED_CHANGE_METHOD, "params": {"uri": uri, "reason": reason}}),
-    )
+    Some(json!({"jsonrpc": "2.0", "method": REFUSED_CHANGE_METHOD, "params": {"uri": uri, "reason": reason}}))
 }
 
 /// What is wrong with `didChange` parameters, if anything.
 fn change_problem(params: &Value) -> Option<String> {
     let version = params.pointer("/textDocument/version");
-    if version
-        .and_then(Value::as_i64)
-        .is_none_or(|v| i32::try_from(v).is_err())
-    {
+    if version.and_then(Value::as_i64).is_none_or(|v| i32::try_from(v).is_err()) {
         return Some("the version is not a 32-bit integer".into());
     }
     let Some(changes) = params.get("contentChanges").and_then(Value::as_array) else {
@@ -408,10 +370,7 @@ fn single_change_problem(change: &Map<String, Value>) -> Option<String> {
         Some(())
     };
     if position("start").is_none() || position("end").is_none() {
-        return Some(format!(
-            "has a range that is not a range of unsigned 32-bit positions: {}",
-            excerpt(range.to_string().as_bytes())
-        ));
+        return Some(format!("has a range that is not a range of unsigned 32-bit positions: {}", excerpt(range.to_string().as_bytes())));
     }
     None
 }
@@ -419,11 +378,7 @@ fn single_change_problem(change: &Map<String, Value>) -> Option<String> {
 /// At most 120 characters of untrusted text, escaped, for a log line.
 pub(super) fn excerpt(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let mut out: String = text
-        .chars()
-        .take(120)
-        .flat_map(char::escape_debug)
-        .collect();
+    let mut out: String = text.chars().take(120).flat_map(char::escape_debug).collect();
     if text.chars().nth(120).is_some() {
         out.push('…');
     }
@@ -449,9 +404,7 @@ pub(super) enum Outcome {
 
 /// Reads the editor's next frame and decides what to do with it; `None`
 /// at end of input.
-pub(super) async fn next_outcome<R: AsyncRead + Unpin>(
-    reader: &mut FrameReader<R>,
-) -> std::io::Result<Option<Outcome>> {
+pub(super) async fn next_outcome<R: AsyncRead + Unpin>(reader: &mut FrameReader<R>) -> std::io::Result<Option<Outcome>> {
     let outcome = match reader.next_frame().await? {
         None => return Ok(None),
         Some(Frame::Body(body)) => match check_message(&body) {
@@ -464,11 +417,7 @@ pub(super) async fn next_outcome<R: AsyncRead + Unpin>(
                     reader.resync_in(&body);
                 }
                 if let Some(suppressed) = MALFORMED.check() {
-                    tracing::warn!(
-                        suppressed,
-                        "malformed message from the client: {}",
-                        excerpt(&body)
-                    );
+                    tracing::warn!(suppressed, "malformed message from the client: {}", excerpt(&body));
                 }
                 Outcome::Reply(reply)
             }
@@ -477,11 +426,7 @@ pub(super) async fn next_outcome<R: AsyncRead + Unpin>(
             if let Some(suppressed) = MALFORMED.check() {
                 tracing::warn!(suppressed, "malformed message frame from the client: {why}");
             }
-            Outcome::Reply(error_reply(
-                Value::Null,
-                -32700,
-                &format!("Parse error: {why}"),
-            ))
+            Outcome::Reply(error_reply(Value::Null, -32700, &format!("Parse error: {why}")))
         }
     };
     Ok(Some(outcome))
@@ -490,14 +435,7 @@ pub(super) async fn next_outcome<R: AsyncRead + Unpin>(
 /// Connects the editor's streams to the server's: returns the streams the
 /// server reads from and writes to, and a future that pumps bytes until the
 /// editor closes its side or the server closes its output.
-pub fn guard<I, O>(
-    input: I,
-    output: O,
-) -> (
-    tokio::io::DuplexStream,
-    tokio::io::DuplexStream,
-    impl std::future::Future<Output = ()>,
-)
+pub fn guard<I, O>(input: I, output: O) -> (tokio::io::DuplexStream, tokio::io::DuplexStream, impl std::future::Future<Output = ()>)
 where
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,

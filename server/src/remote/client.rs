@@ -10,10 +10,7 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
 use super::prompt::{prompt_text, split_infill};
 use super::sse::SseReader;
-use super::wire::{
-    CompletionRequest, CompletionResponse, ErrorBody, InfillChunk, InfillExtra, InfillRequest,
-    PromptValue, StopValue, StreamOptions,
-};
+use super::wire::{CompletionRequest, CompletionResponse, ErrorBody, InfillChunk, InfillExtra, InfillRequest, PromptValue, StopValue, StreamOptions};
 use super::{Flavour, PromptFormat, RemoteClient, RemoteError};
 use crate::engine::{CancelFlag, Completion, GenerationRequest, StopReason};
 
@@ -33,10 +30,7 @@ const MIN_ANSWER_BYTES: usize = 4 << 20;
 /// The most bytes read of an answer to `request`: a flooding engine is cut
 /// off there, whatever it sends.
 pub(super) fn answer_limit(request: &GenerationRequest) -> usize {
-    request
-        .max_new_tokens
-        .saturating_mul(STREAM_BYTES_PER_TOKEN)
-        .max(MIN_ANSWER_BYTES)
+    request.max_new_tokens.saturating_mul(STREAM_BYTES_PER_TOKEN).max(MIN_ANSWER_BYTES)
 }
 
 /// A network error on one line: its causes (the top message only repeats
@@ -49,11 +43,7 @@ pub(super) fn describe(error: &reqwest::Error) -> String {
         causes.push(cause.to_string());
         source = cause.source();
     }
-    let text = if causes.is_empty() {
-        error.to_string()
-    } else {
-        causes.join(": ")
-    };
+    let text = if causes.is_empty() { error.to_string() } else { causes.join(": ") };
     super::redact_userinfo(&text)
 }
 
@@ -96,27 +86,10 @@ struct Answer {
 
 impl Answer {
     fn new(stops: &[String]) -> Self {
-        let stops: Vec<&str> = stops
-            .iter()
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-            .collect();
+        let stops: Vec<&str> = stops.iter().map(String::as_str).filter(|s| !s.is_empty()).collect();
         let longest_stop = stops.iter().map(|s| s.len()).max().unwrap_or(0);
-        let matcher = if stops.is_empty() {
-            None
-        } else {
-            aho_corasick::AhoCorasick::new(&stops).ok()
-        };
-        Self {
-            text: String::new(),
-            finish: None,
-            cached_tokens: None,
-            first_text: None,
-            done: false,
-            stops: matcher,
-            longest_stop,
-            scanned: 0,
-        }
+        let matcher = if stops.is_empty() { None } else { aho_corasick::AhoCorasick::new(&stops).ok() };
+        Self { text: String::new(), finish: None, cached_tokens: None, first_text: None, done: false, stops: matcher, longest_stop, scanned: 0 }
     }
 
     fn add_text(&mut self, piece: &str) {
@@ -130,12 +103,8 @@ impl Answer {
     /// Only text that came since the last call (and the tail a stop string
     /// could straddle) is searched, so the scan is linear in the answer.
     fn cut_at_stop(&mut self) -> bool {
-        let Some(stops) = &self.stops else {
-            return false;
-        };
-        let mut from = self
-            .scanned
-            .saturating_sub(self.longest_stop.saturating_sub(1));
+        let Some(stops) = &self.stops else { return false };
+        let mut from = self.scanned.saturating_sub(self.longest_stop.saturating_sub(1));
         while !self.text.is_char_boundary(from) {
             from -= 1;
         }
@@ -165,10 +134,7 @@ impl RemoteClient {
     }
 
     fn malformed(&self, detail: impl Into<String>) -> RemoteError {
-        RemoteError::Malformed {
-            url: self.url(),
-            detail: detail.into(),
-        }
+        RemoteError::Malformed { url: self.url(), detail: detail.into() }
     }
 
     /// The request body for the flavour.
@@ -181,9 +147,7 @@ impl RemoteClient {
                 model: self.config.served_model.clone(),
                 prompt: Some(match self.config.prompt {
                     PromptFormat::Tokens => PromptValue::Tokens(request.prompt.clone()),
-                    PromptFormat::Text => {
-                        PromptValue::Text(prompt_text(&self.tokenizer, &request.prompt))
-                    }
+                    PromptFormat::Text => PromptValue::Text(prompt_text(&self.tokenizer, &request.prompt)),
                 }),
                 max_tokens: Some(request.max_new_tokens),
                 temperature: Some(sampling.temperature),
@@ -191,23 +155,16 @@ impl RemoteClient {
                 seed,
                 stop: (!stop.is_empty()).then_some(StopValue::Many(stop)),
                 stream: true,
-                stream_options: Some(StreamOptions {
-                    include_usage: true,
-                }),
+                stream_options: Some(StreamOptions { include_usage: true }),
                 user: Some(self.client_id.clone()),
                 ..CompletionRequest::default()
             }),
             Flavour::LlamaCppInfill => {
-                let text = split_infill(&self.template, &self.tokenizer, &request.prompt)
-                    .ok_or(RemoteError::Prompt)?;
+                let text = split_infill(&self.template, &self.tokenizer, &request.prompt).ok_or(RemoteError::Prompt)?;
                 serde_json::to_vec(&InfillRequest {
                     input_prefix: text.prefix,
                     input_suffix: text.suffix,
-                    input_extra: text
-                        .extra
-                        .into_iter()
-                        .map(|(filename, text)| InfillExtra { filename, text })
-                        .collect(),
+                    input_extra: text.extra.into_iter().map(|(filename, text)| InfillExtra { filename, text }).collect(),
                     prompt: text.middle,
                     n_predict: request.max_new_tokens,
                     temperature: sampling.temperature,
@@ -233,40 +190,23 @@ impl RemoteClient {
             .header(ACCEPT, "text/event-stream")
             .body(self.body(request)?);
         if let Some(key) = &self.api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.0)).map_err(|_| {
-                RemoteError::Client(
-                    "the API key contains characters not allowed in an HTTP header".into(),
-                )
-            })?;
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.0))
+                .map_err(|_| RemoteError::Client("the API key contains characters not allowed in an HTTP header".into()))?;
             value.set_sensitive(true);
             builder = builder.header(AUTHORIZATION, value);
         }
-        let timeout = || RemoteError::Timeout {
-            url: self.url(),
-            ms: started.elapsed().as_millis() as u64,
-        };
+        let timeout = || RemoteError::Timeout { url: self.url(), ms: started.elapsed().as_millis() as u64 };
         let mut answer = Answer::new(&request.stop_strings);
         let limit = answer_limit(request);
         let mut response = match until(deadline, cancel, builder.send()).await {
             Wait::Done(Ok(response)) => response,
-            Wait::Done(Err(e)) => {
-                return Err(RemoteError::Connect {
-                    url: self.url(),
-                    reason: describe(&e),
-                })
-            }
+            Wait::Done(Err(e)) => return Err(RemoteError::Connect { url: self.url(), reason: describe(&e) }),
             Wait::Deadline => return Err(timeout()),
-            Wait::Cancelled => {
-                return Ok(self
-                    .completion(request, answer, StopReason::Cancelled, started)
-                    .await)
-            }
+            Wait::Cancelled => return Ok(self.completion(request, answer, StopReason::Cancelled, started).await),
         };
         let status = response.status();
         if !status.is_success() {
-            return Err(self
-                .status_error(status.as_u16(), response, deadline, cancel)
-                .await);
+            return Err(self.status_error(status.as_u16(), response, deadline, cancel).await);
         }
         let is_json = response
             .headers()
@@ -280,24 +220,11 @@ impl RemoteClient {
         while !answer.done {
             let chunk = match until(deadline, cancel, response.chunk()).await {
                 Wait::Done(Ok(chunk)) => chunk,
-                Wait::Done(Err(e)) => {
-                    return Err(RemoteError::Transport {
-                        url: self.url(),
-                        reason: describe(&e),
-                    })
-                }
+                Wait::Done(Err(e)) => return Err(RemoteError::Transport { url: self.url(), reason: describe(&e) }),
                 Wait::Deadline if answer.finish.is_some() => break,
                 Wait::Deadline if answer.first_text.is_none() => return Err(timeout()),
-                Wait::Deadline => {
-                    return Ok(self
-                        .completion(request, answer, StopReason::Deadline, started)
-                        .await)
-                }
-                Wait::Cancelled => {
-                    return Ok(self
-                        .completion(request, answer, StopReason::Cancelled, started)
-                        .await)
-                }
+                Wait::Deadline => return Ok(self.completion(request, answer, StopReason::Deadline, started).await),
+                Wait::Cancelled => return Ok(self.completion(request, answer, StopReason::Cancelled, started).await),
             };
             let Some(chunk) = chunk else { break };
             read = read.saturating_add(chunk.len());
@@ -313,9 +240,7 @@ impl RemoteClient {
                 whole.extend_from_slice(&chunk);
                 continue;
             }
-            let events = sse
-                .push(&chunk)
-                .map_err(|e| self.malformed(e.to_string()))?;
+            let events = sse.push(&chunk).map_err(|e| self.malformed(e.to_string()))?;
             for event in events {
                 self.read_event(&event, &mut answer)?;
                 if answer.cut_at_stop() || answer.done {
@@ -329,9 +254,7 @@ impl RemoteClient {
         }
         match answer.finish {
             Some(reason) => Ok(self.completion(request, answer, reason, started).await),
-            None => Err(self.malformed(
-                "the answer ended without saying why generation stopped (no finish reason)",
-            )),
+            None => Err(self.malformed("the answer ended without saying why generation stopped (no finish reason)")),
         }
     }
 
@@ -342,31 +265,18 @@ impl RemoteClient {
             answer.finish.get_or_insert(StopReason::Eos);
             return Ok(());
         }
-        let value: serde_json::Value = serde_json::from_str(data).map_err(|e| {
-            self.malformed(format!("an event is not JSON ({e}): {}", excerpt(data)))
-        })?;
+        let value: serde_json::Value = serde_json::from_str(data).map_err(|e| self.malformed(format!("an event is not JSON ({e}): {}", excerpt(data))))?;
         if let Some(error) = value.get("error") {
-            let message = error
-                .get("message")
-                .and_then(|m| m.as_str())
-                .map_or_else(|| error.to_string(), str::to_string);
-            return Err(RemoteError::Status {
-                url: self.url(),
-                status: 200,
-                message: excerpt(&message),
-            });
+            let message = error.get("message").and_then(|m| m.as_str()).map_or_else(|| error.to_string(), str::to_string);
+            return Err(RemoteError::Status { url: self.url(), status: 200, message: excerpt(&message) });
         }
         self.read_value(value, answer)
     }
 
     /// Reads an answer that came as one JSON document.
     fn read_whole(&self, body: &[u8], answer: &mut Answer) -> Result<(), RemoteError> {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-            self.malformed(format!(
-                "the answer is not JSON ({e}): {}",
-                excerpt(&String::from_utf8_lossy(body))
-            ))
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| self.malformed(format!("the answer is not JSON ({e}): {}", excerpt(&String::from_utf8_lossy(body)))))?;
         self.read_value(value, answer)?;
         answer.finish.get_or_insert(StopReason::Eos);
         Ok(())
@@ -375,8 +285,7 @@ impl RemoteClient {
     fn read_value(&self, value: serde_json::Value, answer: &mut Answer) -> Result<(), RemoteError> {
         match self.config.flavour {
             Flavour::OpenAi => {
-                let chunk: CompletionResponse = serde_json::from_value(value)
-                    .map_err(|e| self.malformed(format!("unexpected completion format: {e}")))?;
+                let chunk: CompletionResponse = serde_json::from_value(value).map_err(|e| self.malformed(format!("unexpected completion format: {e}")))?;
                 if chunk.choices.is_empty() && chunk.usage.is_none() {
                     return Err(self.malformed("an answer with neither choices nor usage"));
                 }
@@ -387,22 +296,17 @@ impl RemoteClient {
                     }
                 }
                 if let Some(usage) = chunk.usage {
-                    answer.cached_tokens = usage
-                        .prompt_tokens_details
-                        .map(|d| d.cached_tokens)
-                        .or(answer.cached_tokens);
+                    answer.cached_tokens = usage.prompt_tokens_details.map(|d| d.cached_tokens).or(answer.cached_tokens);
                 }
             }
             Flavour::LlamaCppInfill => {
-                let chunk: InfillChunk = serde_json::from_value(value)
-                    .map_err(|e| self.malformed(format!("unexpected infill format: {e}")))?;
+                let chunk: InfillChunk = serde_json::from_value(value).map_err(|e| self.malformed(format!("unexpected infill format: {e}")))?;
                 answer.add_text(&chunk.content);
                 if chunk.tokens_cached.is_some() {
                     answer.cached_tokens = chunk.tokens_cached;
                 }
                 if chunk.stop {
-                    answer.finish =
-                        Some(finish_reason(chunk.stop_type.as_deref().unwrap_or("eos")));
+                    answer.finish = Some(finish_reason(chunk.stop_type.as_deref().unwrap_or("eos")));
                     answer.done = true;
                 }
             }
@@ -411,19 +315,11 @@ impl RemoteClient {
     }
 
     /// The error for a non-success status, with the engine's message.
-    async fn status_error(
-        &self,
-        status: u16,
-        mut response: reqwest::Response,
-        deadline: Instant,
-        cancel: &CancelFlag,
-    ) -> RemoteError {
+    async fn status_error(&self, status: u16, mut response: reqwest::Response, deadline: Instant, cancel: &CancelFlag) -> RemoteError {
         let mut body = Vec::new();
         while body.len() < ERROR_BODY_LIMIT {
             match until(deadline, cancel, response.chunk()).await {
-                Wait::Done(Ok(Some(chunk))) => {
-                    body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY_LIMIT - body.len())])
-                }
+                Wait::Done(Ok(Some(chunk))) => body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY_LIMIT - body.len())]),
                 _ => break,
             }
         }
@@ -441,39 +337,20 @@ impl RemoteClient {
                     Some(name) => name.clone(),
                     None => "named by backend `apiKeyEnv` (none is set)".to_string(),
                 };
-                RemoteError::Unauthorized {
-                    url,
-                    status,
-                    message,
-                    key_hint,
-                }
+                RemoteError::Unauthorized { url, status, message, key_hint }
             }
-            _ => RemoteError::Status {
-                url,
-                status,
-                message,
-            },
+            _ => RemoteError::Status { url, status, message },
         }
     }
 
-    async fn completion(
-        &self,
-        request: &GenerationRequest,
-        answer: Answer,
-        stop_reason: StopReason,
-        started: Instant,
-    ) -> Completion {
+    async fn completion(&self, request: &GenerationRequest, answer: Answer, stop_reason: StopReason, started: Instant) -> Completion {
         let now = Instant::now();
         let first = answer.first_text.unwrap_or(now);
         // The engine does not send token ids; the model's own tokenizer
         // gives the same count for counting and statistics, on a blocking
         // thread (a long answer must not hold up the async ones).
         let (tokenizer, text) = (self.tokenizer.clone(), answer.text.clone());
-        let tokens = tokio::task::spawn_blocking(move || {
-            tokenizer.encode_continuation(&text).unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default();
+        let tokens = tokio::task::spawn_blocking(move || tokenizer.encode_continuation(&text).unwrap_or_default()).await.unwrap_or_default();
         Completion {
             tokens,
             text: answer.text,
@@ -508,10 +385,7 @@ mod tests {
         assert!(!answer.cut_at_stop());
         answer.add_text("\nxyz");
         assert!(answer.cut_at_stop());
-        assert_eq!(
-            (answer.text.as_str(), answer.finish),
-            ("abc", Some(StopReason::Stop))
-        );
+        assert_eq!((answer.text.as_str(), answer.finish), ("abc", Some(StopReason::Stop)));
         let mut answer = Answer::new(&["é!".into()]);
         answer.add_text("aé");
         assert!(!answer.cut_at_stop());
@@ -533,10 +407,6 @@ mod tests {
             answer.add_text("xxxxxxxxxxxxxxxx");
             assert!(!answer.cut_at_stop());
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     }
 }

@@ -53,11 +53,7 @@ pub struct InfillText {
 /// repository-level context (file-separator blocks `path\ntext`) before the
 /// template's first control token, which llama.cpp takes as separate files.
 /// `None` when the tokens do not follow the template.
-pub fn split_infill(
-    template: &FimTemplate,
-    tokenizer: &Tokenizer,
-    tokens: &[u32],
-) -> Option<InfillText> {
+pub fn split_infill(template: &FimTemplate, tokenizer: &Tokenizer, tokens: &[u32]) -> Option<InfillText> {
     let mut at = 0;
     let mut prefix = String::new();
     let mut suffix = String::new();
@@ -68,11 +64,7 @@ pub fn split_infill(
             Segment::Token(id) => {
                 // Context (and BOS) may come before the first control token.
                 let skip = tokens.get(at..)?.iter().position(|t| t == id)?;
-                if index == 0
-                    || segments[..index]
-                        .iter()
-                        .all(|s| matches!(s, Segment::Token(t) if Some(*t) == tokenizer.bos()))
-                {
+                if index == 0 || segments[..index].iter().all(|s| matches!(s, Segment::Token(t) if Some(*t) == tokenizer.bos())) {
                     extra.extend(context_files(template, tokenizer, &tokens[at..at + skip]));
                 }
                 at += skip + 1;
@@ -90,13 +82,10 @@ pub fn split_infill(
                 let ids = &rest[..len];
                 at += len;
                 if *segment == Segment::Prefix {
-                    let ids = ids
-                        .strip_prefix(&[tokenizer.bos().unwrap_or(u32::MAX)][..])
-                        .unwrap_or(ids);
+                    let ids = ids.strip_prefix(&[tokenizer.bos().unwrap_or(u32::MAX)][..]).unwrap_or(ids);
                     prefix = tokenizer.decode(ids, true);
                 } else {
-                    suffix =
-                        tokenizer.decode(ids, template.suffix_encoding == SuffixEncoding::Plain);
+                    suffix = tokenizer.decode(ids, template.suffix_encoding == SuffixEncoding::Plain);
                 }
             }
         }
@@ -104,24 +93,13 @@ pub fn split_infill(
     // Text after the last control token continues the prefix (the cursor
     // line, in prefix-suffix-middle layouts that put it there).
     let middle = tokenizer.decode(tokens.get(at..)?, false);
-    Some(InfillText {
-        prefix,
-        suffix,
-        middle,
-        extra,
-    })
+    Some(InfillText { prefix, suffix, middle, extra })
 }
 
 /// The file-separator blocks among `tokens`: `(path, text)` of each one
 /// with text (the current file's own block names only its path).
-fn context_files(
-    template: &FimTemplate,
-    tokenizer: &Tokenizer,
-    tokens: &[u32],
-) -> Vec<(String, String)> {
-    let Some(separator) = template.file_separator else {
-        return Vec::new();
-    };
+fn context_files(template: &FimTemplate, tokenizer: &Tokenizer, tokens: &[u32]) -> Vec<(String, String)> {
+    let Some(separator) = template.file_separator else { return Vec::new() };
     tokens
         .split(|t| *t == separator)
         .skip(1)

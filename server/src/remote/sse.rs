@@ -22,12 +22,7 @@ pub struct SseReader {
 
 impl Default for SseReader {
     fn default() -> Self {
-        Self {
-            line: Vec::new(),
-            data: None,
-            after_cr: false,
-            max_line: MAX_LINE,
-        }
+        Self { line: Vec::new(), data: None, after_cr: false, max_line: MAX_LINE }
     }
 }
 
@@ -47,10 +42,7 @@ impl SseReader {
 
     /// A reader whose lines and events may be at most `max_line` bytes.
     pub fn with_line_limit(max_line: usize) -> Self {
-        Self {
-            max_line,
-            ..Self::default()
-        }
+        Self { max_line, ..Self::default() }
     }
 
     /// Reads a piece of the stream; returns the `data` of every event it completed.
@@ -108,10 +100,7 @@ mod tests {
 
     fn read_all(pieces: &[&[u8]]) -> Vec<String> {
         let mut reader = SseReader::new();
-        pieces
-            .iter()
-            .flat_map(|p| reader.push(p).unwrap())
-            .collect()
+        pieces.iter().flat_map(|p| reader.push(p).unwrap()).collect()
     }
 
     #[test]
@@ -125,18 +114,13 @@ mod tests {
 
     #[test]
     fn every_line_ending_and_field_kind() {
-        let events = read_all(&[
-            b": keep-alive\r\nevent: x\r\ndata:one\r\ndata: two\r\n\r\nid: 3\rdata: three\r\r",
-        ]);
+        let events = read_all(&[b": keep-alive\r\nevent: x\r\ndata:one\r\ndata: two\r\n\r\nid: 3\rdata: three\r\r"]);
         assert_eq!(events, vec!["one\ntwo", "three"]);
     }
 
     #[test]
     fn crlf_split_between_pieces_is_one_line_break() {
-        assert_eq!(
-            read_all(&[b"data: a\r", b"\n", b"\r", b"\ndata: b\n\n"]),
-            vec!["a", "b"]
-        );
+        assert_eq!(read_all(&[b"data: a\r", b"\n", b"\r", b"\ndata: b\n\n"]), vec!["a", "b"]);
     }
 
     #[test]
@@ -144,10 +128,7 @@ mod tests {
         let mut reader = SseReader::with_line_limit(8);
         assert_eq!(reader.push(b"data: 1234567890"), Err(LineTooLong(8)));
         let mut reader = SseReader::with_line_limit(8);
-        assert_eq!(
-            reader.push(b"data: 1234\ndata: 5678\ndata: 9\n"),
-            Err(LineTooLong(8))
-        );
+        assert_eq!(reader.push(b"data: 1234\ndata: 5678\ndata: 9\n"), Err(LineTooLong(8)));
         let mut reader = SseReader::with_line_limit(16);
         assert_eq!(reader.push(b"data: 12\n\n"), Ok(vec!["12".to_string()]));
     }

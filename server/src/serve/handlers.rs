@@ -15,13 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::queue::Queued;
 use super::{authorize, error, json, Refused, Shared};
-use crate::engine::{
-    CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams, StopReason,
-};
-use crate::remote::wire::{
-    Choice, CompletionRequest, CompletionResponse, ErrorBody, ErrorDetail, PromptTokensDetails,
-    PromptValue, Usage,
-};
+use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams, StopReason};
+use crate::remote::wire::{Choice, CompletionRequest, CompletionResponse, ErrorBody, ErrorDetail, PromptTokensDetails, PromptValue, Usage};
 
 /// Tokens generated when a request does not say (OpenAI's default).
 const DEFAULT_MAX_TOKENS: usize = 16;
@@ -59,12 +54,7 @@ fn client_name(user: Option<&str>, peer: SocketAddr) -> String {
     if user.trim().is_empty() {
         return peer.ip().to_string();
     }
-    let mut name: String = user
-        .chars()
-        .take(MAX_USER_CHARS)
-        .flat_map(|c| c.escape_debug())
-        .take(4 * MAX_USER_CHARS)
-        .collect();
+    let mut name: String = user.chars().take(MAX_USER_CHARS).flat_map(|c| c.escape_debug()).take(4 * MAX_USER_CHARS).collect();
     if user.chars().nth(MAX_USER_CHARS).is_some() {
         name.push('…');
     }
@@ -72,8 +62,8 @@ fn client_name(user: Option<&str>, peer: SocketAddr) -> String {
 }
 
 fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refused> {
-    let parsed: CompletionRequest = serde_json::from_slice(body)
-        .map_err(|e| bad_request(format!("the body is not a valid completion request: {e}")))?;
+    let parsed: CompletionRequest =
+        serde_json::from_slice(body).map_err(|e| bad_request(format!("the body is not a valid completion request: {e}")))?;
     if parsed.n.is_some_and(|n| n != 1) {
         return Err(bad_request("only n = 1 is supported"));
     }
@@ -84,23 +74,15 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
         return Err(bad_request("suffix is not supported: send a fill-in-the-middle prompt with the model's own FIM tokens"));
     }
     let tokenizer = &shared.model.loaded.tokenizer;
-    let mut prompt = parsed
-        .prompt
-        .ok_or_else(|| bad_request("`prompt` is required"))?;
+    let mut prompt = parsed.prompt.ok_or_else(|| bad_request("`prompt` is required"))?;
     if let PromptValue::Batch(mut batch) = prompt {
         if batch.len() != 1 {
-            return Err(bad_request(
-                "a batch of prompts is not supported; send one prompt per request",
-            ));
+            return Err(bad_request("a batch of prompts is not supported; send one prompt per request"));
         }
         prompt = batch.remove(0);
     }
     let context = shared.model.loaded.context_length;
-    let too_long = |tokens: String| {
-        bad_request(format!(
-            "the prompt has {tokens} tokens; this server's context holds {context}"
-        ))
-    };
+    let too_long = |tokens: String| bad_request(format!("the prompt has {tokens} tokens; this server's context holds {context}"));
     let tokens = match prompt {
         PromptValue::Text(text) => {
             // Refused before any per-token work when even the longest
@@ -109,29 +91,16 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
             if fewest >= context {
                 return Err(too_long(format!("at least {fewest}")));
             }
-            shared
-                .specials
-                .encode(tokenizer, &text)
-                .map_err(|e| bad_request(format!("cannot tokenize the prompt: {e}")))?
+            shared.specials.encode(tokenizer, &text).map_err(|e| bad_request(format!("cannot tokenize the prompt: {e}")))?
         }
-        PromptValue::Tokens(ids) if ids.len() >= context => {
-            return Err(too_long(ids.len().to_string()))
-        }
+        PromptValue::Tokens(ids) if ids.len() >= context => return Err(too_long(ids.len().to_string())),
         PromptValue::Tokens(ids) => {
-            if let Some(bad) = ids
-                .iter()
-                .find(|&&id| id as usize >= tokenizer.vocab_size())
-            {
-                return Err(bad_request(format!(
-                    "token id {bad} is outside the vocabulary (size {})",
-                    tokenizer.vocab_size()
-                )));
+            if let Some(bad) = ids.iter().find(|&&id| id as usize >= tokenizer.vocab_size()) {
+                return Err(bad_request(format!("token id {bad} is outside the vocabulary (size {})", tokenizer.vocab_size())));
             }
             ids
         }
-        PromptValue::Batch(_) => {
-            return Err(bad_request("nested prompt batches are not supported"))
-        }
+        PromptValue::Batch(_) => return Err(bad_request("nested prompt batches are not supported")),
     };
     if tokens.is_empty() {
         return Err(bad_request("the prompt is empty"));
@@ -153,22 +122,11 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
     }
     let stop_strings = parsed.stop.map(|s| s.into_vec()).unwrap_or_default();
     if stop_strings.len() > MAX_STOPS {
-        return Err(bad_request(format!(
-            "at most {MAX_STOPS} stop strings are allowed"
-        )));
+        return Err(bad_request(format!("at most {MAX_STOPS} stop strings are allowed")));
     }
     let template = &shared.model.template;
-    let stop_tokens = if template.stop_tokens.is_empty() {
-        tokenizer.control_tokens()
-    } else {
-        template.stop_tokens.clone()
-    };
-    let sampling = SamplingParams {
-        temperature,
-        top_p,
-        seed: parsed.seed.unwrap_or(0),
-        ..SamplingParams::default()
-    };
+    let stop_tokens = if template.stop_tokens.is_empty() { tokenizer.control_tokens() } else { template.stop_tokens.clone() };
+    let sampling = SamplingParams { temperature, top_p, seed: parsed.seed.unwrap_or(0), ..SamplingParams::default() };
     let request = GenerationRequest {
         prompt: tokens,
         max_new_tokens: max_tokens.min(context),
@@ -182,12 +140,7 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
     };
     let client = client_name(parsed.user.as_deref(), peer);
     let include_usage = parsed.stream_options.is_some_and(|o| o.include_usage);
-    Ok(Checked {
-        request,
-        stream: parsed.stream,
-        include_usage,
-        client,
-    })
+    Ok(Checked { request, stream: parsed.stream, include_usage, client })
 }
 
 /// Reads a request's body, refusing one larger than the context can use
@@ -226,31 +179,16 @@ pub(super) async fn completions(
     let checked = match tokio::task::spawn_blocking(move || check(&checking, &body, peer)).await {
         Ok(Ok(checked)) => checked,
         Ok(Err(refused)) => return refused.into_response(),
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                format!("checking the request failed: {e}"),
-            )
-        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("checking the request failed: {e}")),
     };
     let guard = CancelOnDrop(checked.request.cancel.clone());
     let (reply_tx, reply) = oneshot::channel();
     let (text_tx, text) = mpsc::unbounded_channel();
     let meta = Meta::new(&shared, checked.request.prompt.len());
     tracing::info!(client = %checked.client, prompt = meta.prompt_tokens, stream = checked.stream, "completion request");
-    let queued = Queued {
-        client: checked.client,
-        request: checked.request,
-        text: checked.stream.then_some(text_tx),
-        reply: reply_tx,
-    };
+    let queued = Queued { client: checked.client, request: checked.request, text: checked.stream.then_some(text_tx), reply: reply_tx };
     if shared.queue.send(queued).is_err() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "the engine has stopped",
-        );
+        return error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "the engine has stopped");
     }
     if checked.stream {
         return stream(meta, checked.include_usage, text, reply, guard);
@@ -260,11 +198,7 @@ pub(super) async fn completions(
     match answer {
         Ok(Ok(completion)) => json(StatusCode::OK, &meta.whole(&completion)),
         Ok(Err(e)) => engine_error(&e),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "the engine has stopped",
-        ),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "the engine has stopped"),
     }
 }
 
@@ -286,15 +220,8 @@ struct Meta {
 
 impl Meta {
     fn new(shared: &Shared, prompt_tokens: usize) -> Self {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Self {
-            id: format!("cmpl-{:016x}", rand::random::<u64>()),
-            created,
-            model: shared.model.name.clone(),
-            prompt_tokens,
-        }
+        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self { id: format!("cmpl-{:016x}", rand::random::<u64>()), created, model: shared.model.name.clone(), prompt_tokens }
     }
 
     fn response(&self, choices: Vec<Choice>, usage: Option<Usage>) -> CompletionResponse {
@@ -313,9 +240,7 @@ impl Meta {
             prompt_tokens: completion.prompt_tokens,
             completion_tokens: completion.tokens.len(),
             total_tokens: completion.prompt_tokens + completion.tokens.len(),
-            prompt_tokens_details: Some(PromptTokensDetails {
-                cached_tokens: completion.reused_tokens,
-            }),
+            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: completion.reused_tokens }),
         }
     }
 
@@ -337,9 +262,7 @@ fn finish_reason(reason: StopReason) -> &'static str {
 }
 
 fn event<T: serde::Serialize>(body: &T) -> Bytes {
-    let json = serde_json::to_string(body).unwrap_or_else(|e| {
-        format!("{{\"error\":{{\"message\":\"cannot write the event: {e}\"}}}}")
-    });
+    let json = serde_json::to_string(body).unwrap_or_else(|e| format!("{{\"error\":{{\"message\":\"cannot write the event: {e}\"}}}}"));
     Bytes::from(format!("data: {json}\n\n"))
 }
 
@@ -368,26 +291,13 @@ fn stream(
     reply: oneshot::Receiver<Result<Completion, EngineError>>,
     guard: CancelOnDrop,
 ) -> Response {
-    let state = Streaming {
-        meta,
-        include_usage,
-        text,
-        reply: Some(reply),
-        phase: Phase::Text,
-        _guard: guard,
-    };
+    let state = Streaming { meta, include_usage, text, reply: Some(reply), phase: Phase::Text, _guard: guard };
     let events = futures_util::stream::unfold(state, |mut s| async move {
         loop {
             match s.phase {
                 Phase::Text => match s.text.recv().await {
                     Some(piece) => {
-                        let bytes = event(&s.meta.response(
-                            vec![Choice {
-                                text: piece,
-                                ..Choice::default()
-                            }],
-                            None,
-                        ));
+                        let bytes = event(&s.meta.response(vec![Choice { text: piece, ..Choice::default() }], None));
                         return Some((Ok::<Bytes, std::convert::Infallible>(bytes), s));
                     }
                     None => s.phase = Phase::Finish,
@@ -397,32 +307,19 @@ fn stream(
                     let answer = s.reply.take()?.await;
                     let bytes = match answer {
                         Ok(Ok(completion)) => {
-                            let last = Choice {
-                                finish_reason: Some(finish_reason(completion.stop_reason).into()),
-                                ..Choice::default()
-                            };
+                            let last = Choice { finish_reason: Some(finish_reason(completion.stop_reason).into()), ..Choice::default() };
                             let mut bytes = event(&s.meta.response(vec![last], None)).to_vec();
                             if s.include_usage {
-                                bytes.extend_from_slice(&event(
-                                    &s.meta.response(Vec::new(), Some(s.meta.usage(&completion))),
-                                ));
+                                bytes.extend_from_slice(&event(&s.meta.response(Vec::new(), Some(s.meta.usage(&completion)))));
                             }
                             bytes.extend_from_slice(b"data: [DONE]\n\n");
                             Bytes::from(bytes)
                         }
-                        Ok(Err(e)) => event(&ErrorBody {
-                            error: ErrorDetail {
-                                message: e.to_string(),
-                                kind: "server_error".into(),
-                                code: None,
-                            },
-                        }),
+                        Ok(Err(e)) => {
+                            event(&ErrorBody { error: ErrorDetail { message: e.to_string(), kind: "server_error".into(), code: None } })
+                        }
                         Err(_) => event(&ErrorBody {
-                            error: ErrorDetail {
-                                message: "the engine has stopped".into(),
-                                kind: "server_error".into(),
-                                code: None,
-                            },
+                            error: ErrorDetail { message: "the engine has stopped".into(), kind: "server_error".into(), code: None },
                         }),
                     };
                     return Some((Ok(bytes), s));
@@ -434,10 +331,7 @@ fn stream(
     (
         StatusCode::OK,
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         Body::from_stream(events),

@@ -71,20 +71,12 @@ struct Registry {
 impl Registry {
     /// The connection to close to make room: idle the longest, if any is idle.
     fn evictable(&self) -> Option<u64> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| c.busy == 0)
-            .min_by_key(|(id, c)| (c.last_active, **id))
-            .map(|(id, _)| *id)
+        self.conns.iter().filter(|(_, c)| c.busy == 0).min_by_key(|(id, c)| (c.last_active, **id)).map(|(id, _)| *id)
     }
 
     /// Connections idle for longer than `idle` at `now`.
     fn expired(&self, now: Instant, idle: Duration) -> Vec<u64> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| c.busy == 0 && now.duration_since(c.last_active) > idle)
-            .map(|(id, _)| *id)
-            .collect()
+        self.conns.iter().filter(|(_, c)| c.busy == 0 && now.duration_since(c.last_active) > idle).map(|(id, _)| *id).collect()
     }
 
     fn touch(&mut self, id: u64, busy_change: isize) {
@@ -111,10 +103,7 @@ struct InFlight {
 impl InFlight {
     fn new(registry: &Shared, id: u64) -> Self {
         lock(registry).touch(id, 1);
-        Self {
-            registry: registry.clone(),
-            id,
-        }
+        Self { registry: registry.clone(), id }
     }
 }
 
@@ -134,10 +123,7 @@ impl HttpBody for Tracked {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.body).poll_frame(cx)
     }
 
@@ -159,10 +145,7 @@ struct Every {
 
 impl Every {
     const fn new() -> Self {
-        Self {
-            last: Mutex::new(None),
-            left_out: AtomicU64::new(0),
-        }
+        Self { last: Mutex::new(None), left_out: AtomicU64::new(0) }
     }
 
     fn check(&self) -> Option<u64> {
@@ -205,16 +188,8 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits) {
         next_id += 1;
         let id = next_id;
         let close = Arc::new(Notify::new());
-        lock(&registry).conns.insert(
-            id,
-            Conn {
-                busy: 0,
-                last_active: Instant::now(),
-                close: close.clone(),
-            },
-        );
-        let (app, registry, header_timeout) =
-            (app.clone(), registry.clone(), limits.header_timeout);
+        lock(&registry).conns.insert(id, Conn { busy: 0, last_active: Instant::now(), close: close.clone() });
+        let (app, registry, header_timeout) = (app.clone(), registry.clone(), limits.header_timeout);
         tokio::spawn(async move {
             let tracker = registry.clone();
             let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
@@ -223,10 +198,7 @@ pub async fn run(listener: TcpListener, app: Router, limits: Limits) {
                 let app = app.clone();
                 async move {
                     let response = app.oneshot(request).await?;
-                    Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
-                        body,
-                        _in_flight: in_flight,
-                    }))
+                    Ok::<_, std::convert::Infallible>(response.map(|body| Tracked { body, _in_flight: in_flight }))
                 }
             });
             let _ = stream.set_nodelay(true);
@@ -287,11 +259,7 @@ mod tests {
     use super::*;
 
     fn conn(busy: usize, last_active: Instant) -> Conn {
-        Conn {
-            busy,
-            last_active,
-            close: Arc::new(Notify::new()),
-        }
+        Conn { busy, last_active, close: Arc::new(Notify::new()) }
     }
 
     #[test]
@@ -299,19 +267,11 @@ mod tests {
         let t0 = Instant::now();
         let mut registry = Registry::default();
         registry.conns.insert(1, conn(1, t0));
-        registry
-            .conns
-            .insert(2, conn(0, t0 + Duration::from_secs(2)));
-        registry
-            .conns
-            .insert(3, conn(0, t0 + Duration::from_secs(1)));
+        registry.conns.insert(2, conn(0, t0 + Duration::from_secs(2)));
+        registry.conns.insert(3, conn(0, t0 + Duration::from_secs(1)));
         assert_eq!(registry.evictable(), Some(3));
         registry.conns.retain(|id, _| *id == 1);
-        assert_eq!(
-            registry.evictable(),
-            None,
-            "a connection with a request in flight is never closed for room"
-        );
+        assert_eq!(registry.evictable(), None, "a connection with a request in flight is never closed for room");
     }
 
     #[test]
@@ -320,13 +280,8 @@ mod tests {
         let mut registry = Registry::default();
         registry.conns.insert(1, conn(1, t0));
         registry.conns.insert(2, conn(0, t0));
-        registry
-            .conns
-            .insert(3, conn(0, t0 + Duration::from_secs(30)));
-        assert_eq!(
-            registry.expired(t0 + Duration::from_secs(61), Duration::from_secs(60)),
-            vec![2]
-        );
+        registry.conns.insert(3, conn(0, t0 + Duration::from_secs(30)));
+        assert_eq!(registry.expired(t0 + Duration::from_secs(61), Duration::from_secs(60)), vec![2]);
     }
 
     #[tokio::test]

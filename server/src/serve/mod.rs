@@ -76,30 +76,13 @@ struct Shared {
 
 /// Serves `model` on `listener` until the process ends. The engine must
 /// have been started with `options.slots` slots.
-pub async fn serve(
-    model: Model,
-    listener: TcpListener,
-    options: ServeOptions,
-) -> Result<(), ServeError> {
-    let engine = model
-        .generator
-        .engine()
-        .cloned()
-        .ok_or(ServeError::NotEmbedded)?;
+pub async fn serve(model: Model, listener: TcpListener, options: ServeOptions) -> Result<(), ServeError> {
+    let engine = model.generator.engine().cloned().ok_or(ServeError::NotEmbedded)?;
     let (queue, incoming) = mpsc::unbounded_channel();
     tokio::spawn(queue::dispatch(engine, options.slots, incoming));
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let specials = SpecialTokens::new(&model.loaded.tokenizer);
-    let shared = Arc::new(Shared {
-        model,
-        token: options.token,
-        specials,
-        queue,
-        created,
-        limits: options.limits,
-    });
+    let shared = Arc::new(Shared { model, token: options.token, specials, queue, created, limits: options.limits });
     let app = Router::new()
         .route("/health", get(health))
         .route("/v1/health", get(health))
@@ -113,13 +96,7 @@ pub async fn serve(
 
 /// An OpenAI-style error answer.
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            message: message.into(),
-            kind: kind.into(),
-            code: Some(status.as_u16().into()),
-        },
-    };
+    let body = ErrorBody { error: ErrorDetail { message: message.into(), kind: kind.into(), code: Some(status.as_u16().into()) } };
     json(status, &body)
 }
 
@@ -132,11 +109,7 @@ struct Refused {
 
 impl Refused {
     fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            kind: "invalid_request_error",
-            message: message.into(),
-        }
+        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message: message.into() }
     }
 }
 
@@ -144,9 +117,7 @@ impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         let mut response = error(self.status, self.kind, self.message);
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -155,20 +126,8 @@ impl IntoResponse for Refused {
 /// A JSON answer.
 fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot write the answer: {e}"),
-        )
-            .into_response(),
+        Ok(bytes) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the answer: {e}")).into_response(),
     }
 }
 
@@ -179,9 +138,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 /// `Err` (a 401) unless the request carries the token.
 fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Refused> {
-    let Some(token) = &shared.token else {
-        return Ok(());
-    };
+    let Some(token) = &shared.token else { return Ok(()) };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -191,58 +148,28 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Refused> {
     if given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
         return Ok(());
     }
-    Err(Refused {
-        status: StatusCode::UNAUTHORIZED,
-        kind: "authentication_error",
-        message: "missing or wrong API key: send `Authorization: Bearer <token>`".into(),
-    })
+    Err(Refused { status: StatusCode::UNAUTHORIZED, kind: "authentication_error", message: "missing or wrong API key: send `Authorization: Bearer <token>`".into() })
 }
 
 /// `ok`, or 503 with the reason while the engine's last job failed (a
 /// caught panic; the engine was reset and serves the next request).
 async fn health(axum::extract::State(shared): axum::extract::State<Arc<Shared>>) -> Response {
-    match shared
-        .model
-        .generator
-        .engine()
-        .map(|engine| engine.health())
-    {
-        Some(Err(reason)) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({ "status": "error", "message": reason }),
-        ),
+    match shared.model.generator.engine().map(|engine| engine.health()) {
+        Some(Err(reason)) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "error", "message": reason })),
         _ => json(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
     }
 }
 
-async fn models(
-    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
-    headers: HeaderMap,
-) -> Response {
+async fn models(axum::extract::State(shared): axum::extract::State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if let Err(denied) = authorize(&shared, &headers) {
         return denied.into_response();
     }
-    let card = ModelCard {
-        id: shared.model.name.clone(),
-        object: "model".into(),
-        created: shared.created,
-        owned_by: "cria".into(),
-    };
-    json(
-        StatusCode::OK,
-        &ModelList {
-            object: "list".into(),
-            data: vec![card],
-        },
-    )
+    let card = ModelCard { id: shared.model.name.clone(), object: "model".into(), created: shared.created, owned_by: "cria".into() };
+    json(StatusCode::OK, &ModelList { object: "list".into(), data: vec![card] })
 }
 
 async fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found_error",
-        "no such endpoint (cria serve has /v1/completions, /v1/models and /health)",
-    )
+    error(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint (cria serve has /v1/completions, /v1/models and /health)")
 }
 
 #[cfg(test)]

@@ -32,9 +32,7 @@ impl SpecialTokens {
                 let piece = tokenizer.piece(id)?;
                 let special = match tokenizer.kind_of(id)? {
                     TokenKind::Control => !piece.is_empty(),
-                    TokenKind::UserDefined => {
-                        piece.len() > 2 && piece.starts_with('<') && piece.ends_with('>')
-                    }
+                    TokenKind::UserDefined => piece.len() > 2 && piece.starts_with('<') && piece.ends_with('>'),
                     _ => false,
                 };
                 special.then(|| (piece.to_string(), id))
@@ -44,9 +42,7 @@ impl SpecialTokens {
         let matcher = if pieces.is_empty() {
             None
         } else {
-            let built = AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(pieces.iter().map(|(p, _)| p.as_str()));
+            let built = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(pieces.iter().map(|(p, _)| p.as_str()));
             match built {
                 Ok(matcher) => Some(matcher),
                 Err(e) => {
@@ -62,21 +58,13 @@ impl SpecialTokens {
             .unwrap_or(1)
             // An unknown character (up to 4 bytes) may be one token.
             .max(4);
-        Self {
-            pieces,
-            matcher,
-            longest_token,
-        }
+        Self { pieces, matcher, longest_token }
     }
 
     /// The earliest control-token text in `text`, longest on a tie.
     fn find(&self, text: &str) -> Option<(usize, usize, u32)> {
         let found = self.matcher.as_ref()?.find(text)?;
-        Some((
-            found.start(),
-            found.len(),
-            self.pieces[found.pattern().as_usize()].1,
-        ))
+        Some((found.start(), found.len(), self.pieces[found.pattern().as_usize()].1))
     }
 
     /// The fewest tokens `text` can encode to: its length over the longest
@@ -101,11 +89,7 @@ impl SpecialTokens {
                 None => (rest, None),
             };
             if !plain.is_empty() {
-                tokens.extend(if first {
-                    tokenizer.encode(plain)?
-                } else {
-                    tokenizer.encode_continuation(plain)?
-                });
+                tokens.extend(if first { tokenizer.encode(plain)? } else { tokenizer.encode_continuation(plain)? });
             }
             first = false;
             match special {
@@ -137,13 +121,9 @@ mod tests {
     fn qwen_vocab() -> Tokenizer {
         let home = std::env::var_os("CRIA_HOME")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                    .join(".cache/cria")
-            });
+            .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/cria"));
         let path = home.join("models/qwen2.5-coder-0.5b-instruct-q5_0.gguf");
-        let file =
-            GgufFile::open(&path).unwrap_or_else(|e| panic!("run scripts/fetch-models first: {e}"));
+        let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("run scripts/fetch-models first: {e}"));
         Tokenizer::from_gguf(&file).expect("the qwen2 vocabulary")
     }
 
@@ -151,23 +131,9 @@ mod tests {
     fn control_token_texts_become_their_ids_in_one_pass() {
         let tokenizer = qwen_vocab();
         let specials = SpecialTokens::new(&tokenizer);
-        let id = |piece: &str| {
-            tokenizer
-                .token_id(piece)
-                .unwrap_or_else(|| panic!("{piece}"))
-        };
-        let (prefix, suffix, middle, pad) = (
-            id("<|fim_prefix|>"),
-            id("<|fim_suffix|>"),
-            id("<|fim_middle|>"),
-            id("<|fim_pad|>"),
-        );
-        let tokens = specials
-            .encode(
-                &tokenizer,
-                "<|fim_prefix|>def f(<|fim_suffix|>)<|fim_middle|>",
-            )
-            .unwrap();
+        let id = |piece: &str| tokenizer.token_id(piece).unwrap_or_else(|| panic!("{piece}"));
+        let (prefix, suffix, middle, pad) = (id("<|fim_prefix|>"), id("<|fim_suffix|>"), id("<|fim_middle|>"), id("<|fim_pad|>"));
+        let tokens = specials.encode(&tokenizer, "<|fim_prefix|>def f(<|fim_suffix|>)<|fim_middle|>").unwrap();
         let def_f = tokenizer.encode_continuation("def f(").unwrap();
         let mut expected = vec![prefix];
         expected.extend(def_f);
@@ -180,11 +146,7 @@ mod tests {
         let text = "<|fim_pad|>".repeat(190_000);
         let started = Instant::now();
         let tokens = specials.encode(&tokenizer, &text).unwrap();
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
         assert_eq!(tokens.iter().filter(|&&t| t == pad).count(), 190_000);
     }
 
@@ -192,21 +154,9 @@ mod tests {
     fn the_fewest_tokens_of_a_text_never_overcounts() {
         let tokenizer = qwen_vocab();
         let specials = SpecialTokens::new(&tokenizer);
-        for text in [
-            "",
-            "x",
-            "hello world",
-            &" ".repeat(5000),
-            &"<|fim_pad|>".repeat(100),
-            &"def f(x):\n    return x\n".repeat(300),
-        ] {
+        for text in ["", "x", "hello world", &" ".repeat(5000), &"<|fim_pad|>".repeat(100), &"def f(x):\n    return x\n".repeat(300)] {
             let tokens = specials.encode(&tokenizer, text).unwrap();
-            assert!(
-                specials.fewest_tokens(text) <= tokens.len(),
-                "{} tokens, fewest said {}",
-                tokens.len(),
-                specials.fewest_tokens(text)
-            );
+            assert!(specials.fewest_tokens(text) <= tokens.len(), "{} tokens, fewest said {}", tokens.len(), specials.fewest_tokens(text));
         }
     }
 }

@@ -21,10 +21,7 @@ pub struct FairQueue<T> {
 
 impl<T> Default for FairQueue<T> {
     fn default() -> Self {
-        Self {
-            queues: HashMap::new(),
-            turn: VecDeque::new(),
-        }
+        Self { queues: HashMap::new(), turn: VecDeque::new() }
     }
 }
 
@@ -72,10 +69,7 @@ pub struct Slots {
 impl Slots {
     /// `count` empty slots (at least one).
     pub fn new(count: usize) -> Self {
-        Self {
-            owners: vec![None; count.max(1)],
-            clock: 0,
-        }
+        Self { owners: vec![None; count.max(1)], clock: 0 }
     }
 
     /// The client's slot: the one it had, else a free one, else the one
@@ -90,9 +84,7 @@ impl Slots {
             .unwrap_or_else(|| {
                 let mut oldest = 0;
                 for (i, owner) in self.owners.iter().enumerate() {
-                    if owner.as_ref().map_or(0, |o| o.1)
-                        < self.owners[oldest].as_ref().map_or(0, |o| o.1)
-                    {
+                    if owner.as_ref().map_or(0, |o| o.1) < self.owners[oldest].as_ref().map_or(0, |o| o.1) {
                         oldest = i;
                     }
                 }
@@ -118,11 +110,7 @@ pub struct Queued {
 /// Feeds the engine from the fair queue, one job at a time, until every
 /// sender is gone. Jobs whose client left (reply dropped, or cancelled) are
 /// skipped without taking a slot.
-pub async fn dispatch(
-    engine: EngineHandle,
-    slots: usize,
-    mut incoming: mpsc::UnboundedReceiver<Queued>,
-) {
+pub async fn dispatch(engine: EngineHandle, slots: usize, mut incoming: mpsc::UnboundedReceiver<Queued>) {
     let mut queue = FairQueue::default();
     let mut slots = Slots::new(slots);
     loop {
@@ -144,9 +132,7 @@ pub async fn dispatch(
         let slot = slots.slot_for(&client);
         tracing::debug!(client = %client, slot, waiting = queue.len(), "dispatching");
         let answer = engine.generate_in(job.request, slot, job.text).await;
-        let _ = job
-            .reply
-            .send(answer.unwrap_or(Err(EngineError::WorkerGone)));
+        let _ = job.reply.send(answer.unwrap_or(Err(EngineError::WorkerGone)));
     }
 }
 

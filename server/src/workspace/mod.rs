@@ -32,9 +32,7 @@ pub fn index_definitions(roots: &[PathBuf]) -> Vec<Definition> {
             .hidden(true)
             .git_ignore(true)
             .require_git(false)
-            .filter_entry(|entry| {
-                entry.depth() == 0 || !entry.file_name().as_encoded_bytes().starts_with(b".")
-            })
+            .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().as_encoded_bytes().starts_with(b"."))
             .build();
         for entry in walker.flatten() {
             if files >= MAX_FILES {
@@ -51,11 +49,7 @@ pub fn index_definitions(roots: &[PathBuf]) -> Vec<Definition> {
                 continue;
             };
             files += 1;
-            let shown = path
-                .strip_prefix(root)
-                .unwrap_or(path)
-                .to_string_lossy()
-                .into_owned();
+            let shown = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
             found.extend(file_definitions(&shown, &text, &language));
         }
     }
@@ -87,12 +81,7 @@ pub fn file_definitions(path: &str, text: &str, language: &Language) -> Vec<Defi
     let Some(tree) = parser.parse(text, None) else {
         return Vec::new();
     };
-    definitions(&SourceFile {
-        path,
-        text,
-        tree: Some(&tree),
-        language,
-    })
+    definitions(&SourceFile { path, text, tree: Some(&tree), language })
 }
 
 #[cfg(test)]
@@ -106,23 +95,12 @@ mod tests {
         std::fs::write(root.join(".gitignore"), "generated/\n").unwrap();
         std::fs::create_dir_all(root.join("generated")).unwrap();
         std::fs::create_dir_all(root.join("src")).unwrap();
-        std::fs::write(
-            root.join("src/shapes.py"),
-            "def circle_area(r):\n    return 3.14 * r * r\n",
-        )
-        .unwrap();
-        std::fs::write(
-            root.join("generated/skip.py"),
-            "def ignored_by_git():\n    pass\n",
-        )
-        .unwrap();
+        std::fs::write(root.join("src/shapes.py"), "def circle_area(r):\n    return 3.14 * r * r\n").unwrap();
+        std::fs::write(root.join("generated/skip.py"), "def ignored_by_git():\n    pass\n").unwrap();
         std::fs::write(root.join("src/blob.py"), b"def binary():\0\n").unwrap();
         let huge = format!("def huge():\n    pass\n{}", "# padding\n".repeat(60_000));
         std::fs::write(root.join("src/huge.py"), huge).unwrap();
-        let names: Vec<String> = index_definitions(&[root.to_path_buf()])
-            .into_iter()
-            .map(|d| format!("{}:{}", d.path, d.name))
-            .collect();
+        let names: Vec<String> = index_definitions(&[root.to_path_buf()]).into_iter().map(|d| format!("{}:{}", d.path, d.name)).collect();
         assert_eq!(names, vec!["src/shapes.py:circle_area".to_string()]);
     }
 
@@ -130,23 +108,12 @@ mod tests {
     fn hidden_files_stay_out_whatever_gitignore_negations_say() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        std::fs::write(
-            root.join(".gitignore"),
-            "!.hidden.py\n!.secrets/\n!.secrets/*\n",
-        )
-        .unwrap();
+        std::fs::write(root.join(".gitignore"), "!.hidden.py\n!.secrets/\n!.secrets/*\n").unwrap();
         std::fs::write(root.join(".hidden.py"), "def leaked_secret():\n    pass\n").unwrap();
         std::fs::create_dir_all(root.join(".secrets")).unwrap();
-        std::fs::write(
-            root.join(".secrets/keys.py"),
-            "def leaked_key():\n    pass\n",
-        )
-        .unwrap();
+        std::fs::write(root.join(".secrets/keys.py"), "def leaked_key():\n    pass\n").unwrap();
         std::fs::write(root.join("shown.py"), "def shown():\n    pass\n").unwrap();
-        let names: Vec<String> = index_definitions(&[root.to_path_buf()])
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
+        let names: Vec<String> = index_definitions(&[root.to_path_buf()]).into_iter().map(|d| d.name).collect();
         assert_eq!(names, vec!["shown".to_string()]);
     }
 }

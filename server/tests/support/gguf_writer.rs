@@ -21,11 +21,7 @@ pub enum Val {
     /// An array: element type number, then the elements.
     Array(u32, Vec<Val>),
     /// An array header with any length, followed by `bytes` as they are.
-    RawArray {
-        element: u32,
-        len: u64,
-        bytes: Vec<u8>,
-    },
+    RawArray { element: u32, len: u64, bytes: Vec<u8> },
 }
 
 /// Value type numbers.
@@ -80,11 +76,7 @@ impl Val {
                     item.write(out);
                 }
             }
-            Self::RawArray {
-                element,
-                len,
-                bytes,
-            } => {
+            Self::RawArray { element, len, bytes } => {
                 out.extend(element.to_le_bytes());
                 out.extend(len.to_le_bytes());
                 out.extend(bytes);
@@ -125,14 +117,7 @@ pub struct Gguf {
 
 impl Default for Gguf {
     fn default() -> Self {
-        Self {
-            version: 3,
-            metadata: Vec::new(),
-            tensors: Vec::new(),
-            tensor_count: None,
-            kv_count: None,
-            alignment: 32,
-        }
+        Self { version: 3, metadata: Vec::new(), tensors: Vec::new(), tensor_count: None, kv_count: None, alignment: 32 }
     }
 }
 
@@ -148,26 +133,15 @@ impl Gguf {
 
     /// The tensor named `name`, to change it.
     pub fn tensor_mut(&mut self, name: &str) -> &mut Tensor {
-        self.tensors
-            .iter_mut()
-            .find(|t| t.name == name)
-            .unwrap_or_else(|| panic!("no tensor {name}"))
+        self.tensors.iter_mut().find(|t| t.name == name).unwrap_or_else(|| panic!("no tensor {name}"))
     }
 
     /// The file's bytes.
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = b"GGUF".to_vec();
         out.extend(self.version.to_le_bytes());
-        out.extend(
-            self.tensor_count
-                .unwrap_or(self.tensors.len() as u64)
-                .to_le_bytes(),
-        );
-        out.extend(
-            self.kv_count
-                .unwrap_or(self.metadata.len() as u64)
-                .to_le_bytes(),
-        );
+        out.extend(self.tensor_count.unwrap_or(self.tensors.len() as u64).to_le_bytes());
+        out.extend(self.kv_count.unwrap_or(self.metadata.len() as u64).to_le_bytes());
         for (key, value) in &self.metadata {
             string(&mut out, key);
             out.extend(value.kind().to_le_bytes());
@@ -227,13 +201,7 @@ fn weights(n: usize, seed: u32, scale: f32) -> Vec<u8> {
 }
 
 fn f32_tensor(name: &str, dims: &[u64], data: Vec<u8>) -> Tensor {
-    Tensor {
-        name: name.into(),
-        dims: dims.to_vec(),
-        ggml_type: F32_TYPE,
-        offset: None,
-        data,
-    }
+    Tensor { name: name.into(), dims: dims.to_vec(), ggml_type: F32_TYPE, offset: None, data }
 }
 
 /// Width of [`tiny_llama`]'s residual stream.
@@ -247,11 +215,7 @@ pub const TINY_VOCAB: u64 = 3 + 256 + 1 + 26;
 pub fn tiny_llama() -> Gguf {
     let (embd, heads, kv_heads, ff, layers) = (TINY_EMBD, 4u64, 2u64, 64u64, 2u64);
     let head_dim = embd / heads;
-    let mut tokens = vec![
-        Val::Str("<unk>".into()),
-        Val::Str("<s>".into()),
-        Val::Str("</s>".into()),
-    ];
+    let mut tokens = vec![Val::Str("<unk>".into()), Val::Str("<s>".into()), Val::Str("</s>".into())];
     let mut types = vec![Val::I32(2), Val::I32(3), Val::I32(3)];
     for b in 0..=255u8 {
         tokens.push(Val::Str(format!("<0x{b:02X}>")));
@@ -291,33 +255,23 @@ pub fn tiny_llama() -> Gguf {
     let mut seed = 1;
     let mut matrix = |name: String, rows: u64, cols: u64| {
         seed += 1;
-        f32_tensor(
-            &name,
-            &[cols, rows],
-            weights((rows * cols) as usize, seed, 0.2),
-        )
+        f32_tensor(&name, &[cols, rows], weights((rows * cols) as usize, seed, 0.2))
     };
     let ones = |n: u64| (0..n).flat_map(|_| 1f32.to_le_bytes()).collect::<Vec<u8>>();
-    g.tensors
-        .push(matrix("token_embd.weight".into(), vocab, embd));
+    g.tensors.push(matrix("token_embd.weight".into(), vocab, embd));
     g.tensors.push(matrix("output.weight".into(), vocab, embd));
-    g.tensors
-        .push(f32_tensor("output_norm.weight", &[embd], ones(embd)));
+    g.tensors.push(f32_tensor("output_norm.weight", &[embd], ones(embd)));
     for l in 0..layers {
         let p = |s: &str| format!("blk.{l}.{s}");
         g.tensors.push(matrix(p("attn_q.weight"), embd, embd));
-        g.tensors
-            .push(matrix(p("attn_k.weight"), kv_heads * head_dim, embd));
-        g.tensors
-            .push(matrix(p("attn_v.weight"), kv_heads * head_dim, embd));
+        g.tensors.push(matrix(p("attn_k.weight"), kv_heads * head_dim, embd));
+        g.tensors.push(matrix(p("attn_v.weight"), kv_heads * head_dim, embd));
         g.tensors.push(matrix(p("attn_output.weight"), embd, embd));
         g.tensors.push(matrix(p("ffn_gate.weight"), ff, embd));
         g.tensors.push(matrix(p("ffn_up.weight"), ff, embd));
         g.tensors.push(matrix(p("ffn_down.weight"), embd, ff));
-        g.tensors
-            .push(f32_tensor(&p("attn_norm.weight"), &[embd], ones(embd)));
-        g.tensors
-            .push(f32_tensor(&p("ffn_norm.weight"), &[embd], ones(embd)));
+        g.tensors.push(f32_tensor(&p("attn_norm.weight"), &[embd], ones(embd)));
+        g.tensors.push(f32_tensor(&p("ffn_norm.weight"), &[embd], ones(embd)));
     }
     g
 }

@@ -23,10 +23,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON.
@@ -36,34 +33,17 @@ impl HttpResponse {
 
     /// The `data` of each server-sent event in the body.
     pub fn events(&self) -> Vec<String> {
-        self.body
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .map(str::to_string)
-            .collect()
+        self.body.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_string).collect()
     }
 }
 
 /// Sends one request and reads the whole answer.
-pub fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> HttpResponse {
-    try_request(addr, method, path, headers, body)
-        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> HttpResponse {
+    try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
 /// [`request`], with failures returned.
-pub fn try_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> std::io::Result<HttpResponse> {
+pub fn try_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -72,10 +52,7 @@ pub fn try_request(
     }
     let body = body.unwrap_or("");
     if !body.is_empty() || method == "POST" {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
@@ -102,26 +79,17 @@ pub fn try_request(
     }
     let mut raw = Vec::new();
     reader.read_to_end(&mut raw)?;
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
     let body = if chunked { dechunk(&raw) } else { raw };
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Ok(HttpResponse { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(end) = raw.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
+        let Some(end) = raw.windows(2).position(|w| w == b"\r\n") else { return out };
         let size_text = String::from_utf8_lossy(&raw[..end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
         raw = &raw[end + 2..];
         if size == 0 || raw.len() < size {
             return out;
@@ -132,12 +100,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 }
 
 /// POSTs JSON with an optional bearer token.
-pub fn post_json(
-    addr: SocketAddr,
-    path: &str,
-    token: Option<&str>,
-    body: &serde_json::Value,
-) -> HttpResponse {
+pub fn post_json(addr: SocketAddr, path: &str, token: Option<&str>, body: &serde_json::Value) -> HttpResponse {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
     request(addr, "POST", path, &headers, Some(&body.to_string()))
@@ -152,11 +115,7 @@ pub enum Reply {
     Events(Vec<String>),
     /// 200, then one event every `every`, up to `count`, carrying `text`
     /// with `{i}` replaced by the event's number.
-    Slow {
-        text: String,
-        every: Duration,
-        count: usize,
-    },
+    Slow { text: String, every: Duration, count: usize },
     /// Reads the request and says nothing for this long.
     Silent(Duration),
 }
@@ -233,16 +192,11 @@ fn answer(stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>>>) {
     let _ = reader.read_exact(&mut body);
     let index = {
         let mut log = log.lock().unwrap();
-        log.push(Received {
-            head,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            client_left: None,
-        });
+        log.push(Received { head, body: String::from_utf8_lossy(&body).into_owned(), client_left: None });
         log.len() - 1
     };
     let mut stream = stream;
-    let sse_head =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+    let sse_head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
     match reply {
         Reply::Status(status, body) => {
             let _ = write!(stream, "HTTP/1.1 {status} Whatever\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
@@ -260,11 +214,7 @@ fn answer(stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>>>) {
                 std::thread::sleep(every);
                 let piece = text.replace("{i}", &i.to_string());
                 let event = serde_json::json!({"choices": [{"text": piece, "index": 0, "finish_reason": null}]});
-                if stream
-                    .write_all(format!("data: {event}\n\n").as_bytes())
-                    .and_then(|()| stream.flush())
-                    .is_err()
-                {
+                if stream.write_all(format!("data: {event}\n\n").as_bytes()).and_then(|()| stream.flush()).is_err() {
                     log.lock().unwrap()[index].client_left = Some(Instant::now());
                     return;
                 }
@@ -276,11 +226,7 @@ fn answer(stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Received>>>) {
 
 /// A free loopback port (for servers that must be told their port).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `GET path` until it answers 200 or `timeout` passes.
@@ -297,10 +243,7 @@ pub fn wait_healthy(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
 
 /// Waits (up to `timeout`) for `cria serve`'s first stdout line, which says
 /// where it listens, and returns that address.
-pub fn listening_address(
-    stdout: std::process::ChildStdout,
-    timeout: std::time::Duration,
-) -> SocketAddr {
+pub fn listening_address(stdout: std::process::ChildStdout, timeout: std::time::Duration) -> SocketAddr {
     use std::io::BufRead;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -308,13 +251,7 @@ pub fn listening_address(
         let _ = std::io::BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx
-        .recv_timeout(timeout)
-        .expect("cria serve says where it listens");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok());
+    let line = rx.recv_timeout(timeout).expect("cria serve says where it listens");
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).and_then(|a| a.parse().ok());
     addr.unwrap_or_else(|| panic!("no address in {line:?}"))
 }

@@ -37,12 +37,7 @@ impl LspClient {
     }
 
     /// [`Self::start_with_env`], with the server's log going to `stderr`.
-    pub fn start_with_stderr(
-        home: &Path,
-        extra_args: &[&str],
-        env: &[(&str, &str)],
-        stderr: Stdio,
-    ) -> Self {
+    pub fn start_with_stderr(home: &Path, extra_args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = Command::new(super::cria_bin())
             .arg("lsp")
             .args(extra_args)
@@ -85,14 +80,7 @@ impl LspClient {
                 }
             }
         });
-        Self {
-            child,
-            stdin: Some(stdin),
-            incoming: rx,
-            received: Vec::new(),
-            unread: VecDeque::new(),
-            next_id: 1,
-        }
+        Self { child, stdin: Some(stdin), incoming: rx, received: Vec::new(), unread: VecDeque::new(), next_id: 1 }
     }
 
     /// Writes raw bytes (for malformed-input tests).
@@ -153,20 +141,13 @@ impl LspClient {
                 Some(m)
             }
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => {
-                panic!("the server closed its output (crashed?)")
-            }
+            Err(RecvTimeoutError::Disconnected) => panic!("the server closed its output (crashed?)"),
         }
     }
 
     /// Waits for the first message matching `pred`; other messages stay
     /// queued for later waits. Panics after `timeout`.
-    pub fn wait_for(
-        &mut self,
-        timeout: Duration,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub fn wait_for(&mut self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
         let mut skipped = Vec::new();
         loop {
@@ -178,19 +159,14 @@ impl LspClient {
                     return m;
                 }
                 Some(m) => skipped.push(m),
-                None => panic!(
-                    "timed out after {timeout:?} waiting for {what}; received: {:#?}",
-                    self.received.iter().rev().take(10).collect::<Vec<_>>()
-                ),
+                None => panic!("timed out after {timeout:?} waiting for {what}; received: {:#?}", self.received.iter().rev().take(10).collect::<Vec<_>>()),
             }
         }
     }
 
     /// Waits for the response to request `id`.
     pub fn response(&mut self, id: i64, timeout: Duration) -> Value {
-        self.wait_for(timeout, &format!("response {id}"), |m| {
-            m.get("id") == Some(&json!(id)) && m.get("method").is_none()
-        })
+        self.wait_for(timeout, &format!("response {id}"), |m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
     }
 
     /// initialize + initialized; returns the initialize result.
@@ -204,8 +180,7 @@ impl LspClient {
     /// Waits until `cria/status` says the model is ready (or failed).
     pub fn wait_model(&mut self, timeout: Duration) -> Value {
         self.wait_for(timeout, "cria/status ready or error", |m| {
-            m["method"] == "cria/status"
-                && (m["params"]["state"] == "ready" || m["params"]["state"] == "error")
+            m["method"] == "cria/status" && (m["params"]["state"] == "ready" || m["params"]["state"] == "error")
         })["params"]
             .clone()
     }
@@ -222,13 +197,7 @@ impl LspClient {
     }
 
     /// Asks for an inline completion and waits for the answer.
-    pub fn inline_completion(
-        &mut self,
-        uri: &str,
-        line: u32,
-        character: u32,
-        timeout: Duration,
-    ) -> Value {
+    pub fn inline_completion(&mut self, uri: &str, line: u32, character: u32, timeout: Duration) -> Value {
         let id = self.request(
             "textDocument/inlineCompletion",
             json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "context": {"triggerKind": 2}}),

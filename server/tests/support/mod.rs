@@ -8,9 +8,7 @@ use std::path::PathBuf;
 pub fn models_dir() -> PathBuf {
     let home = std::env::var_os("CRIA_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/cria")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/cria"));
     home.join("models")
 }
 
@@ -29,9 +27,7 @@ pub fn require(relative: &str) -> PathBuf {
 /// binary just built, when other builds share the target folder), else the
 /// one Cargo built for this test.
 pub fn cria_bin() -> PathBuf {
-    std::env::var_os("CRIA_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cria")))
+    std::env::var_os("CRIA_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cria")))
 }
 
 /// SmolLM2-135M-Instruct Q4_1: the fastest real llama-architecture model.

@@ -61,22 +61,10 @@ fn f32_tensor(data: Vec<f32>) -> QTensor {
 pub fn write(vocab_gguf: &Path, dest: &Path, links: &[(u32, u32)]) {
     let mut file = std::fs::File::open(vocab_gguf).unwrap();
     let vocab = gguf_file::Content::read(&mut file).unwrap();
-    let md = |k: &str| {
-        vocab
-            .metadata
-            .get(k)
-            .unwrap_or_else(|| panic!("{k} in vocab"))
-            .clone()
-    };
-    let Value::Array(mut tokens) = md("tokenizer.ggml.tokens") else {
-        panic!("tokens")
-    };
-    let Value::Array(mut scores) = md("tokenizer.ggml.scores") else {
-        panic!("scores")
-    };
-    let Value::Array(mut types) = md("tokenizer.ggml.token_type") else {
-        panic!("types")
-    };
+    let md = |k: &str| vocab.metadata.get(k).unwrap_or_else(|| panic!("{k} in vocab")).clone();
+    let Value::Array(mut tokens) = md("tokenizer.ggml.tokens") else { panic!("tokens") };
+    let Value::Array(mut scores) = md("tokenizer.ggml.scores") else { panic!("scores") };
+    let Value::Array(mut types) = md("tokenizer.ggml.token_type") else { panic!("types") };
     assert_eq!(tokens.len(), 32000);
     for id in 32000..VOCAB as u32 {
         let (text, kind) = match id {
@@ -97,10 +85,7 @@ pub fn write(vocab_gguf: &Path, dest: &Path, links: &[(u32, u32)]) {
     for &(after, next) in links {
         let e = &embeddings[after as usize * EMBD..(after as usize + 1) * EMBD];
         let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt();
-        for (o, x) in output[next as usize * EMBD..(next as usize + 1) * EMBD]
-            .iter_mut()
-            .zip(e)
-        {
+        for (o, x) in output[next as usize * EMBD..(next as usize + 1) * EMBD].iter_mut().zip(e) {
             *o += x / norm;
         }
     }
@@ -122,22 +107,13 @@ pub fn write(vocab_gguf: &Path, dest: &Path, links: &[(u32, u32)]) {
         add("ffn_gate", FF, EMBD);
         add("ffn_up", FF, EMBD);
         add("ffn_down", EMBD, FF);
-        tensors.push((
-            format!("blk.{layer}.attn_norm.weight"),
-            f32_tensor(vec![1.0; EMBD]),
-        ));
-        tensors.push((
-            format!("blk.{layer}.ffn_norm.weight"),
-            f32_tensor(vec![1.0; EMBD]),
-        ));
+        tensors.push((format!("blk.{layer}.attn_norm.weight"), f32_tensor(vec![1.0; EMBD])));
+        tensors.push((format!("blk.{layer}.ffn_norm.weight"), f32_tensor(vec![1.0; EMBD])));
     }
 
     let metadata: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::String("llama".into())),
-        (
-            "general.name",
-            Value::String("tiny-codellama-shaped".into()),
-        ),
+        ("general.name", Value::String("tiny-codellama-shaped".into())),
         ("llama.context_length", Value::U32(16384)),
         ("llama.embedding_length", Value::U32(EMBD as u32)),
         ("llama.block_count", Value::U32(LAYERS as u32)),

@@ -31,9 +31,7 @@ pub const STREAM_C: usize = 8;
 
 /// Whether this CPU runs these kernels.
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx2")
-        && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c")
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
 /// Computes `out[r * st.row + c * st.col]` = dot(weight row `r`, activation row `c`)
@@ -46,18 +44,7 @@ pub fn available() -> bool {
 /// The caller checked [`available`] and that `w`, `a` and `out` are long enough;
 /// out-of-range indexing panics rather than reading out of bounds.
 #[allow(clippy::too_many_arguments)]
-pub fn tile(
-    format: Format,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    a: Acts<'_>,
-    nb: usize,
-    cols: usize,
-    out: &mut [f32],
-    st: Strides,
-    streaming: bool,
-) {
+pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides, streaming: bool) {
     macro_rules! shapes {
         ($f:ident, $a:expr) => {{
             // SAFETY: `available()` was checked by the caller (the kernels are
@@ -206,12 +193,7 @@ fn fifth_bits(qh: &[u8]) -> __m256i {
     // compared with all ones.
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(qh as i32),
-        _mm256_setr_epi64x(
-            0,
-            0x0101_0101_0101_0101,
-            0x0202_0202_0202_0202,
-            0x0303_0303_0303_0303,
-        ),
+        _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),
     );
     let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
     let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
@@ -282,14 +264,7 @@ impl Small for Q5_1 {
 /// plus `m_w * s_a` for the formats with a minimum.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_small<F: Small, const R: usize, const C: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8Block],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_small<F: Small, const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     let mut acc_min = [[0f32; C]; R];
     for b in 0..nb {
@@ -316,8 +291,7 @@ fn tile_small<F: Small, const R: usize, const C: usize>(
                 if F::OFFSET != 0 {
                     p = _mm256_sub_epi32(p, off[c]);
                 }
-                acc[r][c] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
                 if F::MIN {
                     acc_min[r][c] += mw * a[c * nb + b].s;
                 }
@@ -334,14 +308,7 @@ fn tile_small<F: Small, const R: usize, const C: usize>(
 macro_rules! small_kernel {
     ($name:ident, $fmt:ty) => {
         #[target_feature(enable = "avx2,fma,f16c")]
-        fn $name<const R: usize, const C: usize>(
-            w: &[u8],
-            row_bytes: usize,
-            a: &[Q8Block],
-            nb: usize,
-            out: &mut [f32],
-            st: Strides,
-        ) {
+        fn $name<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
             tile_small::<$fmt, R, C>(w, row_bytes, a, nb, out, st)
         }
     };
@@ -355,14 +322,7 @@ small_kernel!(tile_q5_1, Q5_1);
 /// Q8_0: signed weights, multiplied with the sign trick.
 #[allow(clippy::needless_range_loop)] // `r` also places the row in `w`
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q8_0<const R: usize, const C: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8Block],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q8_0<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
     const BYTES: usize = 34;
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for b in 0..nb {
@@ -383,8 +343,7 @@ fn tile_q8_0<const R: usize, const C: usize>(
             for c in 0..C {
                 // |w| * (a with w's sign): unsigned times signed, exact for |w| <= 128.
                 let p = dot_u8_i8(w_abs, _mm256_sign_epi8(av[c], wv));
-                acc[r][c] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
             }
         }
     }
@@ -406,27 +365,13 @@ fn load_bsums(a: &Q8KBlock) -> __m256i {
 /// Q4_K: `acc += d d_a Σ_j sc_j Σ n a - dmin d_a Σ_j m_j Σ a`, sub-block
 /// scales applied in integers, one conversion per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q4k<const R: usize, const C: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q4k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     tile_q45k::<false, R, C>(w, row_bytes, a, nb, out, st)
 }
 
 /// Q5_K: Q4_K with a fifth bit per value (see [`tile_q45k`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q5k<const R: usize, const C: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q5k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     tile_q45k::<true, R, C>(w, row_bytes, a, nb, out, st)
 }
 
@@ -439,14 +384,7 @@ fn tile_q5k<const R: usize, const C: usize>(
 /// at 0x10.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q45k<const FIFTH: bool, const R: usize, const C: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q45k<const FIFTH: bool, const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     let bytes = if FIFTH { 176 } else { 144 };
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for b in 0..nb {
@@ -463,23 +401,15 @@ fn tile_q45k<const FIFTH: bool, const R: usize, const C: usize>(
             }
             // SAFETY: `mins` is 16 i16, 32 bytes.
             let mins = unsafe { _mm256_loadu_si256(mins.as_ptr().cast()) };
-            let mut qh = if FIFTH {
-                load32(&blk[16..])
-            } else {
-                _mm256_setzero_si256()
-            };
+            let mut qh = if FIFTH { load32(&blk[16..]) } else { _mm256_setzero_si256() };
             let mut isum = [_mm256_setzero_si256(); C];
             for chunk in 0..4 {
                 let (lo, hi) = q45k_chunk::<FIFTH>(blk, chunk, &mut qh);
-                let (s_lo, s_hi) = (
-                    _mm256_set1_epi16(sc[2 * chunk]),
-                    _mm256_set1_epi16(sc[2 * chunk + 1]),
-                );
+                let (s_lo, s_hi) = (_mm256_set1_epi16(sc[2 * chunk]), _mm256_set1_epi16(sc[2 * chunk + 1]));
                 for c in 0..C {
                     let qs = &a[c * nb + b].qs[64 * chunk..];
                     let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32_i8(qs)), s_lo);
-                    let p_hi =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32_i8(&qs[32..])), s_hi);
+                    let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32_i8(&qs[32..])), s_hi);
                     isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(p_lo, p_hi));
                 }
             }
@@ -530,35 +460,16 @@ fn q6k_half(blk: &[u8], half: usize) -> [__m256i; 4] {
     let ql1 = load32(&blk[64 * half + 32..]);
     let qh = load32(&blk[128 + 32 * half..]);
     [
-        _mm256_or_si256(
-            _mm256_and_si256(ql0, m4),
-            _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2),
-        ),
-        _mm256_or_si256(
-            _mm256_and_si256(ql1, m4),
-            _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2),
-        ),
-        _mm256_or_si256(
-            _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
-            _mm256_and_si256(qh, m2),
-        ),
-        _mm256_or_si256(
-            _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
-            _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2),
-        ),
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2)),
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), _mm256_and_si256(qh, m2)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2)),
     ]
 }
 
 /// Q6_K: `acc += d d_a Σ_s sc_s (Σ v a - 32 Σ a)`, all in integers per super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_q6k<const R: usize, const C: usize>(
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q6k<const R: usize, const C: usize>(w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     const BYTES: usize = 210;
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for b in 0..nb {
@@ -573,10 +484,7 @@ fn tile_q6k<const R: usize, const C: usize>(
                 let v = q6k_half(blk, half);
                 for (t, v) in v.iter().enumerate() {
                     let s = 8 * half + 2 * t;
-                    let st = _mm256_set_m128i(
-                        _mm_set1_epi16(scales[s + 1] as i8 as i16),
-                        _mm_set1_epi16(scales[s] as i8 as i16),
-                    );
+                    let st = _mm256_set_m128i(_mm_set1_epi16(scales[s + 1] as i8 as i16), _mm_set1_epi16(scales[s] as i8 as i16));
                     for c in 0..C {
                         let qs = &a[c * nb + b].qs[128 * half + 32 * t..];
                         let p = _mm256_madd_epi16(_mm256_maddubs_epi16(*v, load32_i8(qs)), st);
@@ -588,11 +496,7 @@ fn tile_q6k<const R: usize, const C: usize>(
                 let blk_a = &a[c * nb + b];
                 let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load_bsums(blk_a), sc16));
                 let isum = _mm256_sub_epi32(isum[c], offset);
-                acc[r][c] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(d * blk_a.d),
-                    _mm256_cvtepi32_ps(isum),
-                    acc[r][c],
-                );
+                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * blk_a.d), _mm256_cvtepi32_ps(isum), acc[r][c]);
             }
         }
     }
@@ -645,10 +549,7 @@ fn quantize_q8_avx2(x: &[f32; 32], block: &mut Q8Block) -> bool {
         // the (exact) remainder is at least a half.
         let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
         let rem = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
-        let step = _mm256_and_ps(
-            _mm256_cmp_ps::<_CMP_GE_OQ>(rem, half),
-            _mm256_or_ps(one, _mm256_and_ps(sign, y)),
-        );
+        let step = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(rem, half), _mm256_or_ps(one, _mm256_and_ps(sign, y)));
         _mm256_cvttps_epi32(_mm256_add_ps(t, step))
     });
     // 32-bit to 8-bit; the packs interleave 128-bit lanes, the permute undoes it.
@@ -684,35 +585,15 @@ const PANEL_C: usize = 3;
 /// summed separately), so products of fewer rows (decoding, drafted tokens)
 /// never use this path and stay bit-identical among themselves.
 #[allow(clippy::too_many_arguments)]
-pub fn panel(
-    format: Format,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    a: Acts<'_>,
-    nb: usize,
-    cols: usize,
-    out: &mut [f32],
-    st: Strides,
-) -> bool {
+pub fn panel(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides) -> bool {
     // SAFETY: `available()` was checked by the caller; memory goes through slices.
     unsafe {
         match (format, a) {
-            (Format::Q4_0, Acts::Q8(a)) => {
-                panel_small::<Q4_0>(w, row_bytes, rows, a, nb, cols, out, st)
-            }
-            (Format::Q4_1, Acts::Q8(a)) => {
-                panel_small::<Q4_1>(w, row_bytes, rows, a, nb, cols, out, st)
-            }
-            (Format::Q5_0, Acts::Q8(a)) => {
-                panel_small::<Q5_0>(w, row_bytes, rows, a, nb, cols, out, st)
-            }
-            (Format::Q5_1, Acts::Q8(a)) => {
-                panel_small::<Q5_1>(w, row_bytes, rows, a, nb, cols, out, st)
-            }
-            (Format::Q4K | Format::Q5K | Format::Q6K, Acts::Q8K(a)) => {
-                panel_k(format, w, row_bytes, rows, a, nb, cols, out, st)
-            }
+            (Format::Q4_0, Acts::Q8(a)) => panel_small::<Q4_0>(w, row_bytes, rows, a, nb, cols, out, st),
+            (Format::Q4_1, Acts::Q8(a)) => panel_small::<Q4_1>(w, row_bytes, rows, a, nb, cols, out, st),
+            (Format::Q5_0, Acts::Q8(a)) => panel_small::<Q5_0>(w, row_bytes, rows, a, nb, cols, out, st),
+            (Format::Q5_1, Acts::Q8(a)) => panel_small::<Q5_1>(w, row_bytes, rows, a, nb, cols, out, st),
+            (Format::Q4K | Format::Q5K | Format::Q6K, Acts::Q8K(a)) => panel_k(format, w, row_bytes, rows, a, nb, cols, out, st),
             _ => return false,
         }
     }
@@ -731,34 +612,15 @@ struct Unpacked {
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn panel_small<F: Small>(
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    a: &[Q8Block],
-    nb: usize,
-    cols: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn panel_small<F: Small>(w: &[u8], row_bytes: usize, rows: usize, a: &[Q8Block], nb: usize, cols: usize, out: &mut [f32], st: Strides) {
     // Block sums of the activations, contiguous per row for the minimum term:
     // GGML's f16-rounded `s` for the formats with a minimum (as the row
     // kernels), the exact `d * Σq` for offsets.
     let sums: Vec<f32> = a[..cols * nb]
         .iter()
-        .map(|b| {
-            if F::MIN {
-                b.s
-            } else {
-                b.d * (b.sums[0] as i32 + b.sums[1] as i32) as f32
-            }
-        })
+        .map(|b| if F::MIN { b.s } else { b.d * (b.sums[0] as i32 + b.sums[1] as i32) as f32 })
         .collect();
-    let mut u = Unpacked {
-        values: vec![0; PANEL_R * nb * 32],
-        d: vec![0.0; PANEL_R * nb],
-        m: vec![0.0; PANEL_R * nb],
-    };
+    let mut u = Unpacked { values: vec![0; PANEL_R * nb * 32], d: vec![0.0; PANEL_R * nb], m: vec![0.0; PANEL_R * nb] };
     for r0 in (0..rows).step_by(PANEL_R) {
         let rr = PANEL_R.min(rows - r0);
         for r in 0..rr {
@@ -771,11 +633,7 @@ fn panel_small<F: Small>(
                 unsafe { _mm256_storeu_si256(at.as_mut_ptr().cast(), v) };
                 let d = f16_at(blk, 0);
                 u.d[r * nb + b] = d;
-                u.m[r * nb + b] = if F::MIN {
-                    f16_at(blk, 2)
-                } else {
-                    -(F::OFFSET as f32) * d
-                };
+                u.m[r * nb + b] = if F::MIN { f16_at(blk, 2) } else { -(F::OFFSET as f32) * d };
             }
         }
         let out = &mut out[r0 * st.row..];
@@ -788,15 +646,7 @@ fn panel_small<F: Small>(
             } else {
                 for r in 0..rr {
                     for c in 0..cc {
-                        unpacked_tile::<1, 1>(
-                            &u,
-                            r,
-                            &a[c * nb..],
-                            &sums[c * nb..],
-                            nb,
-                            &mut out[r * st.row + c * st.col..],
-                            st,
-                        );
+                        unpacked_tile::<1, 1>(&u, r, &a[c * nb..], &sums[c * nb..], nb, &mut out[r * st.row + c * st.col..], st);
                     }
                 }
             }
@@ -810,15 +660,7 @@ fn panel_small<F: Small>(
 #[inline]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn unpacked_tile<const R: usize, const C: usize>(
-    u: &Unpacked,
-    r0: usize,
-    a: &[Q8Block],
-    sums: &[f32],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn unpacked_tile<const R: usize, const C: usize>(u: &Unpacked, r0: usize, a: &[Q8Block], sums: &[f32], nb: usize, out: &mut [f32], st: Strides) {
     let values = &u.values[r0 * nb * 32..][..R * nb * 32];
     let (d, m) = (&u.d[r0 * nb..][..R * nb], &u.m[r0 * nb..][..R * nb]);
     let a = &a[..C * nb];
@@ -836,8 +678,7 @@ fn unpacked_tile<const R: usize, const C: usize>(
             let dw = _mm256_set1_ps(d[r * nb + b]);
             for c in 0..C {
                 let p = dot_u8_i8(wv, av[c]);
-                acc[r][c] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, ad[c]), _mm256_cvtepi32_ps(p), acc[r][c]);
             }
         }
     }
@@ -849,12 +690,7 @@ fn unpacked_tile<const R: usize, const C: usize>(
             let mut macc = _mm256_setzero_ps();
             for b in (0..whole).step_by(8) {
                 // SAFETY: `b + 8 <= nb`, the length of both slices.
-                let (mv, sv) = unsafe {
-                    (
-                        _mm256_loadu_ps(m[b..].as_ptr()),
-                        _mm256_loadu_ps(s[b..].as_ptr()),
-                    )
-                };
+                let (mv, sv) = unsafe { (_mm256_loadu_ps(m[b..].as_ptr()), _mm256_loadu_ps(s[b..].as_ptr())) };
                 macc = _mm256_fmadd_ps(mv, sv, macc);
             }
             let mut tail = 0f32;
@@ -886,13 +722,7 @@ struct SuperRow {
     dmin: f32,
 }
 
-const EMPTY_SUPER_ROW: SuperRow = SuperRow {
-    values: [0; 256],
-    scales: [[0; 16]; 8],
-    mins: [0; 16],
-    d: 0.0,
-    dmin: 0.0,
-};
+const EMPTY_SUPER_ROW: SuperRow = SuperRow { values: [0; 256], scales: [[0; 16]; 8], mins: [0; 16], d: 0.0, dmin: 0.0 };
 
 /// Stores 32 bytes at `out[0..32]`.
 #[inline]
@@ -917,17 +747,9 @@ fn unpack_super(format: Format, blk: &[u8], into: &mut SuperRow) {
                 into.mins[2 * j] = m as i16;
                 into.mins[2 * j + 1] = m as i16;
             }
-            let mut qh = if fifth {
-                load32(&blk[16..])
-            } else {
-                _mm256_setzero_si256()
-            };
+            let mut qh = if fifth { load32(&blk[16..]) } else { _mm256_setzero_si256() };
             for chunk in 0..4 {
-                let (lo, hi) = if fifth {
-                    q45k_chunk::<true>(blk, chunk, &mut qh)
-                } else {
-                    q45k_chunk::<false>(blk, chunk, &mut qh)
-                };
+                let (lo, hi) = if fifth { q45k_chunk::<true>(blk, chunk, &mut qh) } else { q45k_chunk::<false>(blk, chunk, &mut qh) };
                 store32(&mut into.values[64 * chunk..], lo);
                 store32(&mut into.values[64 * chunk + 32..], hi);
             }
@@ -963,17 +785,7 @@ const K_TILE_C: usize = 4;
 /// [`panel`] for the k-quants: `nb` super-blocks per row.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn panel_k(
-    format: Format,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    cols: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn panel_k(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: &[Q8KBlock], nb: usize, cols: usize, out: &mut [f32], st: Strides) {
     let bytes = format.block_bytes();
     let mut u = vec![EMPTY_SUPER_ROW; PANEL_R * nb];
     for r0 in (0..rows).step_by(PANEL_R) {
@@ -996,11 +808,7 @@ fn panel_k(
                     (q6k, false) => {
                         for r in 0..tr {
                             for c in 0..cc {
-                                let (u, a, out) = (
-                                    &u[r * nb..],
-                                    &a[c * nb..],
-                                    &mut out[r * st.row + c * st.col..],
-                                );
+                                let (u, a, out) = (&u[r * nb..], &a[c * nb..], &mut out[r * st.row + c * st.col..]);
                                 if q6k {
                                     super_tile::<true, 1, 1>(u, a, nb, out, st)
                                 } else {
@@ -1020,13 +828,7 @@ fn panel_k(
 /// `d d_a (Σ sc Σ v a - 32 Σ sc Σ a)`, integers until the super-block's end.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn super_tile<const OFFSET: bool, const R: usize, const C: usize>(
-    u: &[SuperRow],
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn super_tile<const OFFSET: bool, const R: usize, const C: usize>(u: &[SuperRow], a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     let u = &u[..R * nb];
     let a = &a[..C * nb];
     let mut acc = [[_mm256_setzero_ps(); C]; R];
@@ -1057,22 +859,10 @@ fn super_tile<const OFFSET: bool, const R: usize, const C: usize>(
                 let msum = _mm256_madd_epi16(load_bsums(blk_a), mins);
                 if OFFSET {
                     let isum = _mm256_sub_epi32(isum[r][c], _mm256_slli_epi32::<5>(msum));
-                    acc[r][c] = _mm256_fmadd_ps(
-                        _mm256_set1_ps(sr.d * blk_a.d),
-                        _mm256_cvtepi32_ps(isum),
-                        acc[r][c],
-                    );
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(sr.d * blk_a.d), _mm256_cvtepi32_ps(isum), acc[r][c]);
                 } else {
-                    acc[r][c] = _mm256_fmadd_ps(
-                        _mm256_set1_ps(sr.d * blk_a.d),
-                        _mm256_cvtepi32_ps(isum[r][c]),
-                        acc[r][c],
-                    );
-                    acc[r][c] = _mm256_fnmadd_ps(
-                        _mm256_set1_ps(sr.dmin * blk_a.d),
-                        _mm256_cvtepi32_ps(msum),
-                        acc[r][c],
-                    );
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(sr.d * blk_a.d), _mm256_cvtepi32_ps(isum[r][c]), acc[r][c]);
+                    acc[r][c] = _mm256_fnmadd_ps(_mm256_set1_ps(sr.dmin * blk_a.d), _mm256_cvtepi32_ps(msum), acc[r][c]);
                 }
             }
         }

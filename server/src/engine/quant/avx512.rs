@@ -16,17 +16,15 @@
 use std::arch::x86_64::*;
 
 use super::blocks::{Format, Q8Block};
-use super::x16::{Layout, ROWS};
 use super::Strides;
+use super::x16::{Layout, ROWS};
 
 /// Activation rows per tile.
 pub const TILE_C: usize = 8;
 
 /// Whether this CPU runs these kernels.
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vnni")
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")
 }
 
 /// One group of 16 packed rows (`group`, `blocks` 32-value blocks) times the
@@ -41,17 +39,7 @@ pub fn available() -> bool {
 /// hardware prefetcher keeps up by itself, and software prefetches measured
 /// slower.
 #[allow(clippy::too_many_arguments)]
-pub fn group(
-    format: Format,
-    group: &[u8],
-    next: &[u8],
-    blocks: usize,
-    rows: usize,
-    a: &[Q8Block],
-    m: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+pub fn group(format: Format, group: &[u8], next: &[u8], blocks: usize, rows: usize, a: &[Q8Block], m: usize, out: &mut [f32], st: Strides) {
     macro_rules! run {
         ($kind:ty) => {{
             let layout = Layout::of(format);
@@ -311,10 +299,7 @@ unsafe fn k_scales(header: &[u8], blk: &[u8], at: usize) -> (__m512, __m512, __m
         let (d, dmin) = (f16x16(header, 0), f16x16(header, 32));
         let scale = _mm512_mul_ps(d, u8x16(blk, at));
         // value = d sc q - dmin m: the minimum enters negated.
-        let min = _mm512_sub_ps(
-            _mm512_setzero_ps(),
-            _mm512_mul_ps(dmin, u8x16(blk, at + 16)),
-        );
+        let min = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(dmin, u8x16(blk, at + 16)));
         (scale, scale, min)
     }
 }
@@ -367,12 +352,7 @@ impl Kind for Q6K {
             let two = _mm512_set1_epi8(0x30);
             for j in 0..2 {
                 let h = load(blk, 256 + 64 * j);
-                let parts = [
-                    _mm512_slli_epi16::<4>(h),
-                    _mm512_slli_epi16::<2>(h),
-                    h,
-                    _mm512_srli_epi16::<2>(h),
-                ];
+                let parts = [_mm512_slli_epi16::<4>(h), _mm512_slli_epi16::<2>(h), h, _mm512_srli_epi16::<2>(h)];
                 for (u, part) in parts.into_iter().enumerate() {
                     w[4 * j + u] = _mm512_or_si512(w[4 * j + u], _mm512_and_si512(part, two));
                 }
@@ -395,12 +375,7 @@ impl Kind for Q6K {
 /// The 4 activation bytes of vector `t`, broadcast to all lanes.
 #[inline(always)]
 unsafe fn act4(q: &[i8; 32], t: usize) -> __m512i {
-    let v = i32::from_le_bytes([
-        q[4 * t] as u8,
-        q[4 * t + 1] as u8,
-        q[4 * t + 2] as u8,
-        q[4 * t + 3] as u8,
-    ]);
+    let v = i32::from_le_bytes([q[4 * t] as u8, q[4 * t + 1] as u8, q[4 * t + 2] as u8, q[4 * t + 3] as u8]);
     // SAFETY: AVX-512 F per the caller.
     unsafe { _mm512_set1_epi32(v) }
 }
@@ -408,14 +383,7 @@ unsafe fn act4(q: &[i8; 32], t: usize) -> __m512i {
 /// One group times `C` activation rows (`blocks` blocks apart) into `out[c][r]`
 /// (`out` has at least `C` entries).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn tile<K: Kind, const C: usize>(
-    group: &[u8],
-    next: &[u8],
-    layout: Layout,
-    blocks: usize,
-    a: &[Q8Block],
-    out: &mut [[f32; ROWS]],
-) {
+fn tile<K: Kind, const C: usize>(group: &[u8], next: &[u8], layout: Layout, blocks: usize, a: &[Q8Block], out: &mut [[f32; ROWS]]) {
     // SAFETY (whole body): this function's target features are the ones the
     // helpers need; memory is only touched through checked slices.
     unsafe {
@@ -445,18 +413,14 @@ fn tile<K: Kind, const C: usize>(
                 if K::HALVES {
                     lo = _mm512_sub_epi32(lo, _mm512_set1_epi32(K::OFFSET * sum_lo));
                     hi = _mm512_sub_epi32(hi, _mm512_set1_epi32(K::OFFSET * sum_hi));
-                    acc[c] =
-                        _mm512_fmadd_ps(_mm512_mul_ps(s_lo, da), _mm512_cvtepi32_ps(lo), acc[c]);
-                    acc[c] =
-                        _mm512_fmadd_ps(_mm512_mul_ps(s_hi, da), _mm512_cvtepi32_ps(hi), acc[c]);
+                    acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(s_lo, da), _mm512_cvtepi32_ps(lo), acc[c]);
+                    acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(s_hi, da), _mm512_cvtepi32_ps(hi), acc[c]);
                 } else {
                     let mut sum = _mm512_add_epi32(lo, hi);
                     if K::OFFSET != 0 {
-                        sum =
-                            _mm512_sub_epi32(sum, _mm512_set1_epi32(K::OFFSET * (sum_lo + sum_hi)));
+                        sum = _mm512_sub_epi32(sum, _mm512_set1_epi32(K::OFFSET * (sum_lo + sum_hi)));
                     }
-                    acc[c] =
-                        _mm512_fmadd_ps(_mm512_mul_ps(s_lo, da), _mm512_cvtepi32_ps(sum), acc[c]);
+                    acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(s_lo, da), _mm512_cvtepi32_ps(sum), acc[c]);
                 }
                 if K::MIN {
                     let total = _mm512_set1_ps(act.d * (sum_lo + sum_hi) as f32);

@@ -48,16 +48,7 @@ pub enum ActKind {
 
 impl Format {
     /// Every format, for tests.
-    pub const ALL: [Format; 8] = [
-        Self::Q4_0,
-        Self::Q4_1,
-        Self::Q5_0,
-        Self::Q5_1,
-        Self::Q8_0,
-        Self::Q4K,
-        Self::Q5K,
-        Self::Q6K,
-    ];
+    pub const ALL: [Format; 8] = [Self::Q4_0, Self::Q4_1, Self::Q5_0, Self::Q5_1, Self::Q8_0, Self::Q4K, Self::Q5K, Self::Q6K];
 
     /// The format of a GGML type, if cria has kernels for it.
     pub fn from_ggml(dtype: candle_core::quantized::GgmlDType) -> Option<Self> {
@@ -107,8 +98,7 @@ impl Format {
 
     /// Bytes of one row of `k` values, or `None` when `k` is not a whole number of blocks.
     pub fn row_bytes(self, k: usize) -> Option<usize> {
-        k.is_multiple_of(self.block_elems())
-            .then(|| k / self.block_elems() * self.block_bytes())
+        k.is_multiple_of(self.block_elems()).then(|| k / self.block_elems() * self.block_bytes())
     }
 }
 
@@ -125,10 +115,7 @@ pub fn q4k_scale_min(j: usize, scales: &[u8]) -> (u8, u8) {
     if j < 4 {
         (scales[j] & 63, scales[j + 4] & 63)
     } else {
-        (
-            (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4),
-            (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
-        )
+        ((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4))
     }
 }
 
@@ -271,11 +258,7 @@ pub struct Q8KBlock {
 
 impl Default for Q8KBlock {
     fn default() -> Self {
-        Self {
-            qs: [0; QK_K],
-            d: 0.0,
-            bsums: [0; QK_K / 16],
-        }
+        Self { qs: [0; QK_K], d: 0.0, bsums: [0; QK_K / 16] }
     }
 }
 
@@ -358,13 +341,10 @@ pub(crate) mod testing {
         let row_bytes = format.row_bytes(k).expect("whole blocks");
         let mut data = vec![0u8; rows * row_bytes];
         rng.fill(&mut data[..]);
-        let scale =
-            |rng: &mut StdRng| f16::from_f32(rng.random_range(-0.05f32..0.05)).to_le_bytes();
+        let scale = |rng: &mut StdRng| f16::from_f32(rng.random_range(-0.05f32..0.05)).to_le_bytes();
         for block in data.chunks_exact_mut(format.block_bytes()) {
             match format {
-                Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => {
-                    block[0..2].copy_from_slice(&scale(&mut rng))
-                }
+                Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => block[0..2].copy_from_slice(&scale(&mut rng)),
                 Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K => {
                     block[0..2].copy_from_slice(&scale(&mut rng));
                     block[2..4].copy_from_slice(&scale(&mut rng));
@@ -416,25 +396,11 @@ mod tests {
             assert_eq!(format.block_bytes(), ggml(format).type_size());
             let (rows, k) = (3, 512);
             let data = random_rows(format, rows, k, 1);
-            let storage = QStorage::from_data(
-                std::borrow::Cow::Borrowed(&data[..]),
-                &Device::Cpu,
-                ggml(format),
-            )
-            .unwrap();
+            let storage = QStorage::from_data(std::borrow::Cow::Borrowed(&data[..]), &Device::Cpu, ggml(format)).unwrap();
             let q = QTensor::new(storage, (rows, k)).unwrap();
-            let theirs: Vec<f32> = q
-                .dequantize(&Device::Cpu)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let theirs: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let mut ours = vec![0f32; rows * k];
-            for (row, out) in data
-                .chunks_exact(format.row_bytes(k).unwrap())
-                .zip(ours.chunks_exact_mut(k))
-            {
+            for (row, out) in data.chunks_exact(format.row_bytes(k).unwrap()).zip(ours.chunks_exact_mut(k)) {
                 dequantize_row(format, row, out);
             }
             assert_eq!(ours, theirs, "{format:?}");
@@ -450,27 +416,14 @@ mod tests {
         for format in Format::ALL {
             let q = QTensor::quantize(&t, ggml(format)).unwrap();
             let data = q.data().unwrap();
-            let theirs: Vec<f32> = q
-                .dequantize(&Device::Cpu)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let theirs: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let mut ours = vec![0f32; rows * k];
-            for (row, out) in data
-                .chunks_exact(format.row_bytes(k).unwrap())
-                .zip(ours.chunks_exact_mut(k))
-            {
+            for (row, out) in data.chunks_exact(format.row_bytes(k).unwrap()).zip(ours.chunks_exact_mut(k)) {
                 dequantize_row(format, row, out);
             }
             assert_eq!(ours, theirs, "{format:?}");
             // And the encoding is a sane one: close to the original weights.
-            let err = ours
-                .iter()
-                .zip(&w)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let err = ours.iter().zip(&w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(err < 3.0, "{format:?}: {err}");
         }
     }
@@ -502,19 +455,13 @@ mod tests {
     fn vector_quantization_equals_the_portable_one() {
         let mut x = random_acts(4, 256, 8);
         // Exact halves (d = 1): rounded away from zero, not to even.
-        x[32..64]
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = if i == 0 { 127.0 } else { i as f32 / 2.0 - 8.0 });
+        x[32..64].iter_mut().enumerate().for_each(|(i, v)| *v = if i == 0 { 127.0 } else { i as f32 / 2.0 - 8.0 });
         let mut fast = vec![Q8Block::default(); x.len() / QK];
         quantize_q8(&x, &mut fast);
         for (x, fast) in x.chunks_exact(QK).zip(&fast) {
             let mut slow = Q8Block::default();
             quantize_q8_block(x, &mut slow);
-            assert_eq!(
-                (fast.qs, fast.d.to_bits(), fast.s.to_bits(), fast.sums),
-                (slow.qs, slow.d.to_bits(), slow.s.to_bits(), slow.sums)
-            );
+            assert_eq!((fast.qs, fast.d.to_bits(), fast.s.to_bits(), fast.sums), (slow.qs, slow.d.to_bits(), slow.s.to_bits(), slow.sums));
         }
     }
 

@@ -24,15 +24,15 @@
 //! Prefill may use other kernels (on AVX2, weights unpacked once per panel),
 //! whose last bits differ from decoding's; within each split the rule holds.
 
+pub mod blocks;
+pub mod scalar;
+pub mod x16;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
-pub mod blocks;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
-pub mod scalar;
-pub mod x16;
 
 use std::sync::OnceLock;
 
@@ -150,12 +150,7 @@ impl Isa {
     /// without touching the environment.
     pub fn best_within(available: &[Isa], cap: Option<CpuCap>) -> Self {
         let cap = cap.unwrap_or(CpuCap::Avx512);
-        available
-            .iter()
-            .rev()
-            .copied()
-            .find(|isa| isa.level() <= cap)
-            .unwrap_or(Isa::Scalar)
+        available.iter().rev().copied().find(|isa| isa.level() <= cap).unwrap_or(Isa::Scalar)
     }
 
     /// The [`CpuCap`] this instruction set is, to compare it with a cap.
@@ -210,19 +205,7 @@ impl Isa {
     /// One tile on the row layout: `rows` weight rows × `cols` activation rows
     /// into `out[r * st.row + c * st.col]`; `streaming` as for [`run_part`].
     #[allow(clippy::too_many_arguments)]
-    fn tile(
-        self,
-        format: Format,
-        w: &[u8],
-        row_bytes: usize,
-        rows: usize,
-        a: Acts<'_>,
-        nb: usize,
-        cols: usize,
-        out: &mut [f32],
-        st: Strides,
-        streaming: bool,
-    ) {
+    fn tile(self, format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides, streaming: bool) {
         match self {
             #[cfg(target_arch = "x86_64")]
             Self::Avx2 => avx2::tile(format, w, row_bytes, rows, a, nb, cols, out, st, streaming),
@@ -284,10 +267,7 @@ impl Quantized {
 enum Part {
     Quantized(Quantized),
     /// Any other type, multiplied by candle.
-    Candle {
-        matmul: QMatMul,
-        rows: usize,
-    },
+    Candle { matmul: QMatMul, rows: usize },
 }
 
 impl Part {
@@ -359,24 +339,10 @@ impl QuantMatrix {
     pub fn with_isa(tensor: QTensor, isa: Isa) -> Result<Self, EngineError> {
         let (rows, cols) = tensor.shape().dims2()?;
         let part = match Format::from_ggml(tensor.dtype()) {
-            Some(format) => Part::Quantized(Self::quantized(
-                format,
-                rows,
-                cols,
-                tensor.data()?.into_owned(),
-                isa,
-            )?),
-            None => Part::Candle {
-                matmul: QMatMul::from_qtensor(tensor)?,
-                rows,
-            },
+            Some(format) => Part::Quantized(Self::quantized(format, rows, cols, tensor.data()?.into_owned(), isa)?),
+            None => Part::Candle { matmul: QMatMul::from_qtensor(tensor)?, rows },
         };
-        Ok(Self {
-            parts: vec![part],
-            rows,
-            cols,
-            isa,
-        })
+        Ok(Self { parts: vec![part], rows, cols, isa })
     }
 
     /// A matrix only looked up row by row (an embedding table not shared
@@ -386,50 +352,22 @@ impl QuantMatrix {
     }
 
     /// A matrix from GGUF-encoded rows.
-    pub fn from_raw(
-        format: Format,
-        rows: usize,
-        cols: usize,
-        data: Vec<u8>,
-        isa: Isa,
-    ) -> Result<Self, EngineError> {
+    pub fn from_raw(format: Format, rows: usize, cols: usize, data: Vec<u8>, isa: Isa) -> Result<Self, EngineError> {
         let part = Part::Quantized(Self::quantized(format, rows, cols, data, isa)?);
-        Ok(Self {
-            parts: vec![part],
-            rows,
-            cols,
-            isa,
-        })
+        Ok(Self { parts: vec![part], rows, cols, isa })
     }
 
-    fn quantized(
-        format: Format,
-        rows: usize,
-        cols: usize,
-        data: Vec<u8>,
-        isa: Isa,
-    ) -> Result<Quantized, EngineError> {
-        let row_bytes = format.row_bytes(cols).ok_or_else(|| {
-            failure(format!(
-                "a {format:?} tensor of width {cols} is not whole blocks"
-            ))
-        })?;
+    fn quantized(format: Format, rows: usize, cols: usize, data: Vec<u8>, isa: Isa) -> Result<Quantized, EngineError> {
+        let row_bytes = format.row_bytes(cols).ok_or_else(|| failure(format!("a {format:?} tensor of width {cols} is not whole blocks")))?;
         if data.len() != rows * row_bytes {
-            return Err(failure(format!(
-                "a {format:?} tensor [{rows}, {cols}] has {} bytes",
-                data.len()
-            )));
+            return Err(failure(format!("a {format:?} tensor [{rows}, {cols}] has {} bytes", data.len())));
         }
         let storage = match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => Storage::Packed(x16::Packed::pack(format, rows, cols, &data)),
             _ => Storage::Rows { row_bytes, data },
         };
-        Ok(Quantized {
-            format,
-            rows,
-            storage,
-        })
+        Ok(Quantized { format, rows, storage })
     }
 
     /// Stacks matrices of the same width: the product's columns are theirs in order.
@@ -442,12 +380,7 @@ impl QuantMatrix {
             return Err(failure("stacked matrices differ in width"));
         }
         let rows = matrices.iter().map(|m| m.rows).sum();
-        Ok(Self {
-            parts: matrices.into_iter().flat_map(|m| m.parts).collect(),
-            rows,
-            cols,
-            isa,
-        })
+        Ok(Self { parts: matrices.into_iter().flat_map(|m| m.parts).collect(), rows, cols, isa })
     }
 
     /// Whether some part is multiplied by candle (a type without kernels here).
@@ -468,12 +401,7 @@ impl QuantMatrix {
     /// Row `row` as `f32` values (an embedding lookup).
     pub fn dequantize_row(&self, row: usize, out: &mut [f32]) -> Result<(), EngineError> {
         if row >= self.rows || out.len() != self.cols {
-            return Err(failure(format!(
-                "row {row} of a [{}, {}] matrix into {} values",
-                self.rows,
-                self.cols,
-                out.len()
-            )));
+            return Err(failure(format!("row {row} of a [{}, {}] matrix into {} values", self.rows, self.cols, out.len())));
         }
         let mut first = 0;
         for part in &self.parts {
@@ -481,26 +409,13 @@ impl QuantMatrix {
             if row < first + rows {
                 let r = row - first;
                 match part {
-                    Part::Quantized(Quantized {
-                        format,
-                        storage: Storage::Rows { row_bytes, data },
-                        ..
-                    }) => blocks::dequantize_row(
-                        *format,
-                        &data[r * row_bytes..(r + 1) * row_bytes],
-                        out,
-                    ),
-                    Part::Quantized(Quantized {
-                        storage: Storage::Packed(packed),
-                        ..
-                    }) => packed.dequantize_row(r, out),
+                    Part::Quantized(Quantized { format, storage: Storage::Rows { row_bytes, data }, .. }) => {
+                        blocks::dequantize_row(*format, &data[r * row_bytes..(r + 1) * row_bytes], out)
+                    }
+                    Part::Quantized(Quantized { storage: Storage::Packed(packed), .. }) => packed.dequantize_row(r, out),
                     Part::Candle { matmul, .. } => {
                         let ids = Tensor::new(&[r as u32], &Device::Cpu)?;
-                        let values = matmul
-                            .embedding(&ids)?
-                            .flatten_all()?
-                            .to_dtype(candle_core::DType::F32)?
-                            .to_vec1::<f32>()?;
+                        let values = matmul.embedding(&ids)?.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
                         if values.len() != out.len() {
                             return Err(failure("embedding row of the wrong width"));
                         }
@@ -515,20 +430,10 @@ impl QuantMatrix {
     }
 
     /// `out[m, rows] = x[m, cols] · Wᵀ`, on the current rayon pool.
-    pub fn matmul(
-        &self,
-        x: &[f32],
-        m: usize,
-        out: &mut [f32],
-        scratch: &mut Scratch,
-    ) -> Result<(), EngineError> {
+    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32], scratch: &mut Scratch) -> Result<(), EngineError> {
         let (n, k) = (self.rows, self.cols);
         if x.len() != m * k || out.len() != m * n {
-            return Err(failure(format!(
-                "matmul of [{m}, {k}] by [{n}, {k}] given {} inputs and {} outputs",
-                x.len(),
-                out.len()
-            )));
+            return Err(failure(format!("matmul of [{m}, {k}] by [{n}, {k}] given {} inputs and {} outputs", x.len(), out.len())));
         }
         if m == 0 || n == 0 {
             return Ok(());
@@ -541,46 +446,20 @@ impl QuantMatrix {
             // Panels of activation rows, each writing whole rows of `out`.
             let threads = rayon::current_num_threads().max(1);
             let panel = m.div_ceil(threads * 4).max(16);
-            out.par_chunks_mut(panel * n)
-                .enumerate()
-                .for_each(|(p, out)| {
-                    let (c0, cols) = (p * panel, out.len() / n);
-                    let mut row0 = 0;
-                    for part in &self.parts {
-                        if let Part::Quantized(quant) = part {
-                            run_part(
-                                isa,
-                                quant,
-                                0,
-                                quant.units(),
-                                acts,
-                                c0,
-                                cols,
-                                &mut out[row0..],
-                                Strides { row: 1, col: n },
-                                false,
-                            );
-                        }
-                        row0 += part.rows();
+            out.par_chunks_mut(panel * n).enumerate().for_each(|(p, out)| {
+                let (c0, cols) = (p * panel, out.len() / n);
+                let mut row0 = 0;
+                for part in &self.parts {
+                    if let Part::Quantized(quant) = part {
+                        run_part(isa, quant, 0, quant.units(), acts, c0, cols, &mut out[row0..], Strides { row: 1, col: n }, false);
                     }
-                });
+                    row0 += part.rows();
+                }
+            });
         } else if m == 1 {
             // One activation row: tasks write their stretch of `out` directly.
             let tasks = self.tasks(1, out);
-            tasks.into_par_iter().for_each(|t| {
-                run_part(
-                    isa,
-                    t.quant,
-                    t.first,
-                    t.count,
-                    acts,
-                    0,
-                    1,
-                    t.out,
-                    Strides { row: 1, col: 0 },
-                    true,
-                )
-            });
+            tasks.into_par_iter().for_each(|t| run_part(isa, t.quant, t.first, t.count, acts, 0, 1, t.out, Strides { row: 1, col: 0 }, true));
         } else {
             // Few activation rows: each task stages its results as `[m][rows]`,
             // then they are copied into place row by row.
@@ -590,18 +469,7 @@ impl QuantMatrix {
             let placed: Vec<(usize, usize)> = tasks.iter().map(|t| (t.row0, t.rows)).collect();
             tasks.into_par_iter().for_each(|t| {
                 let rows = t.rows;
-                run_part(
-                    isa,
-                    t.quant,
-                    t.first,
-                    t.count,
-                    acts,
-                    0,
-                    m,
-                    t.out,
-                    Strides { row: 1, col: rows },
-                    true,
-                );
+                run_part(isa, t.quant, t.first, t.count, acts, 0, m, t.out, Strides { row: 1, col: rows }, true);
             });
             // A task's slice starts at its first row times m (parts and tasks
             // are laid out in row order).
@@ -616,10 +484,7 @@ impl QuantMatrix {
         let mut row0 = 0;
         for part in &self.parts {
             if let Part::Candle { matmul, rows } = part {
-                let y = matmul
-                    .forward(&Tensor::from_slice(x, (m, k), &Device::Cpu)?)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
+                let y = matmul.forward(&Tensor::from_slice(x, (m, k), &Device::Cpu)?)?.flatten_all()?.to_vec1::<f32>()?;
                 for (c, values) in y.chunks_exact(*rows).enumerate() {
                     out[c * n + row0..c * n + row0 + rows].copy_from_slice(values);
                 }
@@ -672,25 +537,12 @@ impl QuantMatrix {
             out = rest;
             let row0 = part_row0;
             part_row0 += part_rows;
-            let Part::Quantized(quant) = part else {
-                continue;
-            };
+            let Part::Quantized(quant) = part else { continue };
             // Units of work: rows, or 16-row groups. A few tasks per thread
             // balance the load when other processes take cores away.
             let (units, unit_rows, per_task) = match &quant.storage {
-                Storage::Rows { .. } => (
-                    part_rows,
-                    1,
-                    part_rows
-                        .div_ceil(threads * 4)
-                        .max(tile_r)
-                        .next_multiple_of(tile_r),
-                ),
-                Storage::Packed(p) => (
-                    p.groups(),
-                    x16::ROWS,
-                    p.groups().div_ceil(threads * 4).max(1),
-                ),
+                Storage::Rows { .. } => (part_rows, 1, part_rows.div_ceil(threads * 4).max(tile_r).next_multiple_of(tile_r)),
+                Storage::Packed(p) => (p.groups(), x16::ROWS, p.groups().div_ceil(threads * 4).max(1)),
             };
             let mut first = 0;
             while first < units {
@@ -698,14 +550,7 @@ impl QuantMatrix {
                 let rows = (count * unit_rows).min(part_rows - first * unit_rows);
                 let (task_out, rest) = std::mem::take(&mut here).split_at_mut(rows * m);
                 here = rest;
-                tasks.push(Task {
-                    quant,
-                    first,
-                    count,
-                    row0: row0 + first * unit_rows,
-                    rows,
-                    out: task_out,
-                });
+                tasks.push(Task { quant, first, count, row0: row0 + first * unit_rows, rows, out: task_out });
                 first += count;
             }
         }
@@ -734,18 +579,7 @@ impl Quantized {
 /// rows per tile and at 55-60 with one). Prefill keeps the full tiles, which
 /// reuse each activation load for several weight rows.
 #[allow(clippy::too_many_arguments)]
-fn run_part(
-    isa: Isa,
-    quant: &Quantized,
-    first: usize,
-    count: usize,
-    acts: AllActs<'_>,
-    c0: usize,
-    cols: usize,
-    out: &mut [f32],
-    st: Strides,
-    streaming: bool,
-) {
+fn run_part(isa: Isa, quant: &Quantized, first: usize, count: usize, acts: AllActs<'_>, c0: usize, cols: usize, out: &mut [f32], st: Strides, streaming: bool) {
     let format = quant.format;
     match &quant.storage {
         Storage::Rows { row_bytes, data } => {
@@ -755,20 +589,7 @@ fn run_part(
             };
             let w = &data[first * row_bytes..(first + count) * row_bytes];
             #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx2
-                && !streaming
-                && avx2::panel(
-                    format,
-                    w,
-                    *row_bytes,
-                    count,
-                    all.skip_rows(c0, nb),
-                    nb,
-                    cols,
-                    out,
-                    st,
-                )
-            {
+            if isa == Isa::Avx2 && !streaming && avx2::panel(format, w, *row_bytes, count, all.skip_rows(c0, nb), nb, cols, out, st) {
                 return;
             }
             let (tile_r, tile_c) = isa.tile_shape(streaming);
@@ -777,18 +598,7 @@ fn run_part(
                 for cc0 in (0..cols).step_by(tile_c) {
                     let cc = tile_c.min(cols - cc0);
                     let out = &mut out[r0 * st.row + cc0 * st.col..];
-                    isa.tile(
-                        format,
-                        &w[r0 * row_bytes..],
-                        *row_bytes,
-                        rr,
-                        all.skip_rows(c0 + cc0, nb),
-                        nb,
-                        cc,
-                        out,
-                        st,
-                        streaming,
-                    );
+                    isa.tile(format, &w[r0 * row_bytes..], *row_bytes, rr, all.skip_rows(c0 + cc0, nb), nb, cc, out, st, streaming);
                 }
             }
         }
@@ -798,22 +608,8 @@ fn run_part(
             for g in first..first + count {
                 let rows = x16::ROWS.min(quant.rows - g * x16::ROWS);
                 let out = &mut out[(g - first) * x16::ROWS * st.row..];
-                let next = if g + 1 < first + count {
-                    packed.group(g + 1)
-                } else {
-                    &[]
-                };
-                avx512::group(
-                    format,
-                    packed.group(g),
-                    next,
-                    nb,
-                    rows,
-                    &acts.q8[c0 * nb..],
-                    cols,
-                    out,
-                    st,
-                );
+                let next = if g + 1 < first + count { packed.group(g + 1) } else { &[] };
+                avx512::group(format, packed.group(g), next, nb, rows, &acts.q8[c0 * nb..], cols, out, st);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -832,18 +628,9 @@ mod tests {
         Isa::available()
     }
 
-    fn matrix(
-        format: Format,
-        rows: usize,
-        k: usize,
-        seed: u64,
-        isa: Isa,
-    ) -> (QuantMatrix, Vec<u8>) {
+    fn matrix(format: Format, rows: usize, k: usize, seed: u64, isa: Isa) -> (QuantMatrix, Vec<u8>) {
         let data = random_rows(format, rows, k, seed);
-        (
-            QuantMatrix::from_raw(format, rows, k, data.clone(), isa).unwrap(),
-            data,
-        )
+        (QuantMatrix::from_raw(format, rows, k, data.clone(), isa).unwrap(), data)
     }
 
     /// Whether `isa` works on packed 16-row groups.
@@ -866,15 +653,7 @@ mod tests {
     }
 
     /// The scalar reference: dequantized weights times dequantized activations, in f64.
-    fn reference(
-        format: Format,
-        data: &[u8],
-        rows: usize,
-        k: usize,
-        x: &[f32],
-        m: usize,
-        isa: Isa,
-    ) -> (Vec<f64>, Vec<f64>) {
+    fn reference(format: Format, data: &[u8], rows: usize, k: usize, x: &[f32], m: usize, isa: Isa) -> (Vec<f64>, Vec<f64>) {
         let row_bytes = format.row_bytes(k).unwrap();
         // On the row layout, the formats with a minimum add `m * s` per block,
         // with `s` rounded through f16 as GGML does: the minimums are split off
@@ -934,10 +713,7 @@ mod tests {
 
     #[test]
     fn kernels_match_the_scalar_reference_on_random_data() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         for format in Format::ALL {
             for (rows, k, m) in [(7, 512, 5), (13, 256, 1), (4, 768, 9), (37, 256, 40)] {
                 let x = random_acts(m, k, 5 + m as u64);
@@ -945,16 +721,10 @@ mod tests {
                     let (mat, data) = matrix(format, rows, k, 11 + rows as u64, isa);
                     let (expect, mag) = reference(format, &data, rows, k, &x, m, isa);
                     let mut out = vec![0f32; m * rows];
-                    pool.install(|| mat.matmul(&x, m, &mut out, &mut Scratch::default()))
-                        .unwrap();
+                    pool.install(|| mat.matmul(&x, m, &mut out, &mut Scratch::default())).unwrap();
                     for i in 0..out.len() {
                         let err = (out[i] as f64 - expect[i]).abs();
-                        assert!(
-                            err <= 1e-5 * mag[i] + 1e-6,
-                            "{format:?} {isa:?} {rows}x{k} m={m} [{i}]: {} vs {}",
-                            out[i],
-                            expect[i]
-                        );
+                        assert!(err <= 1e-5 * mag[i] + 1e-6, "{format:?} {isa:?} {rows}x{k} m={m} [{i}]: {} vs {}", out[i], expect[i]);
                     }
                 }
             }
@@ -965,26 +735,17 @@ mod tests {
     fn a_row_gets_the_same_bits_alone_or_in_a_batch() {
         // Batches under 32 rows take the split by weight rows: each row as
         // alone, however many activation rows its kernel call takes.
-        for (format, m) in Format::ALL
-            .into_iter()
-            .flat_map(|f| [(f, 2), (f, 5), (f, 11)])
-        {
+        for (format, m) in Format::ALL.into_iter().flat_map(|f| [(f, 2), (f, 5), (f, 11)]) {
             let (rows, k) = (19, 512);
             let x = random_acts(m, k, 4);
             for isa in isas() {
                 let (mat, _) = matrix(format, rows, k, 3, isa);
                 let mut batch = vec![0f32; m * rows];
-                mat.matmul(&x, m, &mut batch, &mut Scratch::default())
-                    .unwrap();
+                mat.matmul(&x, m, &mut batch, &mut Scratch::default()).unwrap();
                 for c in 0..m {
                     let mut one = vec![0f32; rows];
-                    mat.matmul(&x[c * k..(c + 1) * k], 1, &mut one, &mut Scratch::default())
-                        .unwrap();
-                    assert_eq!(
-                        one,
-                        batch[c * rows..(c + 1) * rows],
-                        "{format:?} {isa:?} row {c} of {m}"
-                    );
+                    mat.matmul(&x[c * k..(c + 1) * k], 1, &mut one, &mut Scratch::default()).unwrap();
+                    assert_eq!(one, batch[c * rows..(c + 1) * rows], "{format:?} {isa:?} row {c} of {m}");
                 }
             }
         }
@@ -1000,16 +761,10 @@ mod tests {
             for isa in isas() {
                 let (mat, _) = matrix(format, rows, k, 3, isa);
                 let (mut first, mut shifted) = (vec![0f32; m * rows], vec![0f32; m * rows]);
-                mat.matmul(&x[..m * k], m, &mut first, &mut Scratch::default())
-                    .unwrap();
-                mat.matmul(&x[k..], m, &mut shifted, &mut Scratch::default())
-                    .unwrap();
+                mat.matmul(&x[..m * k], m, &mut first, &mut Scratch::default()).unwrap();
+                mat.matmul(&x[k..], m, &mut shifted, &mut Scratch::default()).unwrap();
                 for c in 1..m {
-                    assert_eq!(
-                        first[c * rows..(c + 1) * rows],
-                        shifted[(c - 1) * rows..c * rows],
-                        "{format:?} {isa:?} row {c}"
-                    );
+                    assert_eq!(first[c * rows..(c + 1) * rows], shifted[(c - 1) * rows..c * rows], "{format:?} {isa:?} row {c}");
                 }
             }
         }
@@ -1022,17 +777,8 @@ mod tests {
         let w = random_acts(rows, k, 31);
         let wt = Tensor::from_slice(&w, (rows, k), &Device::Cpu).unwrap();
         let quantize = || QTensor::quantize(&wt, GgmlDType::Q5K).unwrap();
-        let deq: Vec<f32> = quantize()
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
+        let deq: Vec<f32> = quantize().dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         // One row (decoding), a few (drafted tokens), more than a tile, and a prefill panel.
         for m in [1, 3, 17, 128] {
             let x = random_acts(m, k, 100 + m as u64);
@@ -1040,8 +786,7 @@ mod tests {
                 let mat = QuantMatrix::with_isa(quantize(), isa).unwrap();
                 assert!(!mat.has_fallback());
                 let mut out = vec![0f32; m * rows];
-                pool.install(|| mat.matmul(&x, m, &mut out, &mut Scratch::default()))
-                    .unwrap();
+                pool.install(|| mat.matmul(&x, m, &mut out, &mut Scratch::default())).unwrap();
                 for c in 0..m {
                     let x = &x[c * k..(c + 1) * k];
                     for r in 0..rows {
@@ -1054,18 +799,11 @@ mod tests {
                         for (w, x) in w.chunks_exact(QK_K).zip(x.chunks_exact(QK_K)) {
                             let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) as f64 / 127.0;
                             let mag: f64 = w.iter().map(|&w| w.abs() as f64).sum();
-                            let abs: f64 = w
-                                .iter()
-                                .zip(x)
-                                .map(|(&w, &x)| (w as f64 * x as f64).abs())
-                                .sum();
+                            let abs: f64 = w.iter().zip(x).map(|(&w, &x)| (w as f64 * x as f64).abs()).sum();
                             tol += 0.6 * step * mag + 1e-4 * abs;
                         }
                         let got = out[c * rows + r] as f64;
-                        assert!(
-                            (got - exact).abs() <= tol,
-                            "{isa:?} m={m} [{c}, {r}]: {got} vs {exact} (tolerance {tol})"
-                        );
+                        assert!((got - exact).abs() <= tol, "{isa:?} m={m} [{c}, {r}]: {got} vs {exact} (tolerance {tol})");
                     }
                 }
             }
@@ -1078,45 +816,22 @@ mod tests {
         // No outliers: they make the activations' quantization (in 256-value
         // blocks for candle's k-quants, 32-value ones for the packed kernels)
         // the main difference.
-        let x: Vec<f32> = random_acts(3, k, 9)
-            .into_iter()
-            .map(|v| v.clamp(-2.0, 2.0))
-            .collect();
+        let x: Vec<f32> = random_acts(3, k, 9).into_iter().map(|v| v.clamp(-2.0, 2.0)).collect();
         let mut tensors = Vec::new();
         let mut expected = Vec::new();
         // Q3_K and F32 have no kernels here: they are the candle parts.
-        for (i, dtype) in [
-            GgmlDType::Q4_1,
-            GgmlDType::Q5K,
-            GgmlDType::Q3K,
-            GgmlDType::Q6K,
-            GgmlDType::F32,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, dtype) in [GgmlDType::Q4_1, GgmlDType::Q5K, GgmlDType::Q3K, GgmlDType::Q6K, GgmlDType::F32].into_iter().enumerate() {
             let w = Tensor::randn(0f32, 1.0, (5 + i, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
             let xt = Tensor::from_slice(&x, (3, k), &Device::Cpu).unwrap();
-            expected.push(
-                QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap())
-                    .unwrap()
-                    .forward(&xt)
-                    .unwrap(),
-            );
+            expected.push(QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap().forward(&xt).unwrap());
             tensors.push(QuantMatrix::new(q).unwrap());
         }
         let mat = QuantMatrix::stack(tensors).unwrap();
         assert!(mat.has_fallback());
-        let expected: Vec<f32> = Tensor::cat(&expected, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let expected: Vec<f32> = Tensor::cat(&expected, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let mut out = vec![0f32; 3 * mat.rows()];
-        mat.matmul(&x, 3, &mut out, &mut Scratch::default())
-            .unwrap();
+        mat.matmul(&x, 3, &mut out, &mut Scratch::default()).unwrap();
         // Products of 256 values of size ~1 (so ~16): the activations'
         // rounding alone moves them by about 0.1; a misplaced column by ~16.
         for (a, b) in out.iter().zip(&expected) {
@@ -1139,18 +854,12 @@ mod tests {
         assert_eq!(Isa::best_within(&all, Some(CpuCap::Avx512)), best);
         assert!(Isa::best_within(&all, Some(CpuCap::Avx2)).level() <= CpuCap::Avx2);
         // A CPU without AVX-512 stays at what it has.
-        assert_eq!(
-            Isa::best_within(&[Isa::Scalar], Some(CpuCap::Avx512)),
-            Isa::Scalar
-        );
+        assert_eq!(Isa::best_within(&[Isa::Scalar], Some(CpuCap::Avx512)), Isa::Scalar);
         #[cfg(target_arch = "x86_64")]
         {
             let three = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
             assert_eq!(Isa::best_within(&three, Some(CpuCap::Avx2)), Isa::Avx2);
-            assert_eq!(
-                Isa::best_within(&[Isa::Scalar, Isa::Avx2], Some(CpuCap::Avx512)),
-                Isa::Avx2
-            );
+            assert_eq!(Isa::best_within(&[Isa::Scalar, Isa::Avx2], Some(CpuCap::Avx512)), Isa::Avx2);
             assert_eq!(Isa::best_within(&three, Some(CpuCap::Neon)), Isa::Scalar);
         }
         #[cfg(target_arch = "aarch64")]
@@ -1168,11 +877,7 @@ mod tests {
     fn wrong_sizes_are_errors() {
         let (mat, _) = matrix(Format::Q4_0, 4, 64, 1, Isa::detect());
         let mut out = vec![0f32; 4];
-        assert!(mat
-            .matmul(&[0.0; 63], 1, &mut out, &mut Scratch::default())
-            .is_err());
-        assert!(mat
-            .matmul(&[0.0; 64], 1, &mut out[..3], &mut Scratch::default())
-            .is_err());
+        assert!(mat.matmul(&[0.0; 63], 1, &mut out, &mut Scratch::default()).is_err());
+        assert!(mat.matmul(&[0.0; 64], 1, &mut out[..3], &mut Scratch::default()).is_err());
     }
 }

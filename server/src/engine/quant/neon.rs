@@ -118,26 +118,11 @@ impl<const SDOT: bool> Neon<SDOT> {
 /// The caller checked that `w`, `a` and `out` are long enough; out-of-range
 /// indexing panics rather than reading out of bounds.
 #[allow(clippy::too_many_arguments)]
-pub fn tile(
-    format: Format,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    a: Acts<'_>,
-    nb: usize,
-    cols: usize,
-    out: &mut [f32],
-    st: Strides,
-    streaming: bool,
-) {
+pub fn tile(format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides, streaming: bool) {
     if let Some(neon) = Neon::<true>::detect() {
-        tile_with(
-            neon, format, w, row_bytes, rows, a, nb, cols, out, st, streaming,
-        )
+        tile_with(neon, format, w, row_bytes, rows, a, nb, cols, out, st, streaming)
     } else if let Some(neon) = Neon::<false>::detect() {
-        tile_with(
-            neon, format, w, row_bytes, rows, a, nb, cols, out, st, streaming,
-        )
+        tile_with(neon, format, w, row_bytes, rows, a, nb, cols, out, st, streaming)
     } else {
         zeros(rows, cols, out, st)
     }
@@ -155,19 +140,7 @@ fn zeros(rows: usize, cols: usize, out: &mut [f32], st: Strides) {
 
 /// [`tile`] with the dot products `neon` proves this CPU has.
 #[allow(clippy::too_many_arguments)]
-fn tile_with<const SDOT: bool>(
-    neon: Neon<SDOT>,
-    format: Format,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    a: Acts<'_>,
-    nb: usize,
-    cols: usize,
-    out: &mut [f32],
-    st: Strides,
-    streaming: bool,
-) {
+fn tile_with<const SDOT: bool>(neon: Neon<SDOT>, format: Format, w: &[u8], row_bytes: usize, rows: usize, a: Acts<'_>, nb: usize, cols: usize, out: &mut [f32], st: Strides, streaming: bool) {
     macro_rules! shapes {
         ($f:ident, $a:expr) => {{
             // SAFETY: `neon` proves this CPU runs NEON (and `sdot` when
@@ -187,15 +160,7 @@ fn tile_with<const SDOT: bool>(
                             $f::<SDOT, 1, 2>(neon, w, row_bytes, $a, nb, out, st)
                         } else {
                             for c in 0..cols {
-                                $f::<SDOT, 1, 1>(
-                                    neon,
-                                    w,
-                                    row_bytes,
-                                    &$a[c * nb..],
-                                    nb,
-                                    &mut out[c * st.col..],
-                                    st,
-                                )
+                                $f::<SDOT, 1, 1>(neon, w, row_bytes, &$a[c * nb..], nb, &mut out[c * st.col..], st)
                             }
                         }
                     }
@@ -269,10 +234,7 @@ fn load8_i16(v: &[i16]) -> int16x8_t {
 #[target_feature(enable = "neon")]
 fn signed(v: [uint8x16_t; 2], offset: i8) -> [int8x16_t; 2] {
     let offset = vdupq_n_s8(offset);
-    [
-        vsubq_s8(vreinterpretq_s8_u8(v[0]), offset),
-        vsubq_s8(vreinterpretq_s8_u8(v[1]), offset),
-    ]
+    [vsubq_s8(vreinterpretq_s8_u8(v[0]), offset), vsubq_s8(vreinterpretq_s8_u8(v[1]), offset)]
 }
 
 /// 16 bytes of packed nibbles to 32 values: low nibbles first, then high ones.
@@ -375,15 +337,7 @@ impl Small for Q8_0 {
 /// for the formats with a minimum.
 #[inline]
 #[target_feature(enable = "neon")]
-fn tile_small<F: Small, const SDOT: bool, const R: usize, const C: usize>(
-    neon: Neon<SDOT>,
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8Block],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_small<F: Small, const SDOT: bool, const R: usize, const C: usize>(neon: Neon<SDOT>, w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
     let mut acc = [[vdupq_n_f32(0.0); C]; R];
     let mut acc_min = [[0f32; C]; R];
     for b in 0..nb {
@@ -413,15 +367,7 @@ fn tile_small<F: Small, const SDOT: bool, const R: usize, const C: usize>(
 macro_rules! small_kernel {
     ($name:ident, $fmt:ty) => {
         #[target_feature(enable = "neon")]
-        fn $name<const SDOT: bool, const R: usize, const C: usize>(
-            neon: Neon<SDOT>,
-            w: &[u8],
-            row_bytes: usize,
-            a: &[Q8Block],
-            nb: usize,
-            out: &mut [f32],
-            st: Strides,
-        ) {
+        fn $name<const SDOT: bool, const R: usize, const C: usize>(neon: Neon<SDOT>, w: &[u8], row_bytes: usize, a: &[Q8Block], nb: usize, out: &mut [f32], st: Strides) {
             tile_small::<$fmt, SDOT, R, C>(neon, w, row_bytes, a, nb, out, st)
         }
     };
@@ -436,29 +382,13 @@ small_kernel!(tile_q8_0, Q8_0);
 /// Q4_K: `acc += d d_a Σ_j sc_j Σ n a - dmin d_a Σ_j m_j Σ a`, sub-block
 /// scales applied in integers, one conversion per super-block.
 #[target_feature(enable = "neon")]
-fn tile_q4k<const SDOT: bool, const R: usize, const C: usize>(
-    neon: Neon<SDOT>,
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q4k<const SDOT: bool, const R: usize, const C: usize>(neon: Neon<SDOT>, w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     tile_q45k::<false, SDOT, R, C>(neon, w, row_bytes, a, nb, out, st)
 }
 
 /// Q5_K: Q4_K with a fifth bit per value (see [`tile_q45k`]).
 #[target_feature(enable = "neon")]
-fn tile_q5k<const SDOT: bool, const R: usize, const C: usize>(
-    neon: Neon<SDOT>,
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q5k<const SDOT: bool, const R: usize, const C: usize>(neon: Neon<SDOT>, w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     tile_q45k::<true, SDOT, R, C>(neon, w, row_bytes, a, nb, out, st)
 }
 
@@ -469,15 +399,7 @@ fn tile_q5k<const SDOT: bool, const R: usize, const C: usize>(
 /// by 4 and 3 put them at 0x10 (NEON shifts bytes, so nothing crosses over).
 #[inline]
 #[target_feature(enable = "neon")]
-fn tile_q45k<const FIFTH: bool, const SDOT: bool, const R: usize, const C: usize>(
-    neon: Neon<SDOT>,
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q45k<const FIFTH: bool, const SDOT: bool, const R: usize, const C: usize>(neon: Neon<SDOT>, w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     let (bytes, nibbles_at) = if FIFTH { (176, 48) } else { (144, 16) };
     let (mask, bit) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
     let mut acc = [[vdupq_n_f32(0.0); C]; R];
@@ -499,11 +421,7 @@ fn tile_q45k<const FIFTH: bool, const SDOT: bool, const R: usize, const C: usize
                 mins[j] = m as i16;
             }
             let mins = load8_i16(&mins);
-            let mut qh = if FIFTH {
-                [load16(&blk[16..]), load16(&blk[32..])]
-            } else {
-                [vdupq_n_u8(0); 2]
-            };
+            let mut qh = if FIFTH { [load16(&blk[16..]), load16(&blk[32..])] } else { [vdupq_n_u8(0); 2] };
             let mut isum = [vdupq_n_s32(0); C];
             for chunk in 0..4 {
                 let at = nibbles_at + 32 * chunk;
@@ -522,20 +440,12 @@ fn tile_q45k<const FIFTH: bool, const SDOT: bool, const R: usize, const C: usize
                     let qs = &a[c * nb + b].qs[64 * chunk..];
                     let p_lo = neon.dot32(lo, load32_i8(qs));
                     let p_hi = neon.dot32(hi, load32_i8(&qs[32..]));
-                    isum[c] = vmlaq_n_s32(
-                        vmlaq_n_s32(isum[c], p_lo, sc[2 * chunk]),
-                        p_hi,
-                        sc[2 * chunk + 1],
-                    );
+                    isum[c] = vmlaq_n_s32(vmlaq_n_s32(isum[c], p_lo, sc[2 * chunk]), p_hi, sc[2 * chunk + 1]);
                 }
             }
             for c in 0..C {
                 let blk_a = &a[c * nb + b];
-                let msum = vmlal_high_s16(
-                    vmull_s16(vget_low_s16(sub_sums[c]), vget_low_s16(mins)),
-                    sub_sums[c],
-                    mins,
-                );
+                let msum = vmlal_high_s16(vmull_s16(vget_low_s16(sub_sums[c]), vget_low_s16(mins)), sub_sums[c], mins);
                 acc[r][c] = vfmaq_n_f32(acc[r][c], vcvtq_f32_s32(isum[c]), d * blk_a.d);
                 acc[r][c] = vfmsq_n_f32(acc[r][c], vcvtq_f32_s32(msum), dmin * blk_a.d);
             }
@@ -552,15 +462,7 @@ fn tile_q45k<const FIFTH: bool, const SDOT: bool, const R: usize, const C: usize
 /// super-block. Each half of 128 values is four runs of 32: the low or high
 /// nibbles of `ql[0..32]` or `ql[32..64]`, with two bits of `qh` each on top.
 #[target_feature(enable = "neon")]
-fn tile_q6k<const SDOT: bool, const R: usize, const C: usize>(
-    neon: Neon<SDOT>,
-    w: &[u8],
-    row_bytes: usize,
-    a: &[Q8KBlock],
-    nb: usize,
-    out: &mut [f32],
-    st: Strides,
-) {
+fn tile_q6k<const SDOT: bool, const R: usize, const C: usize>(neon: Neon<SDOT>, w: &[u8], row_bytes: usize, a: &[Q8KBlock], nb: usize, out: &mut [f32], st: Strides) {
     const BYTES: usize = 210;
     let (m4, m2) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30));
     let mut acc = [[vdupq_n_f32(0.0); C]; R];
@@ -572,24 +474,15 @@ fn tile_q6k<const SDOT: bool, const R: usize, const C: usize>(
             let mut isum = [vdupq_n_s32(0); C];
             for half in 0..2 {
                 let ql0 = [load16(&blk[64 * half..]), load16(&blk[64 * half + 16..])];
-                let ql1 = [
-                    load16(&blk[64 * half + 32..]),
-                    load16(&blk[64 * half + 48..]),
-                ];
-                let qh = [
-                    load16(&blk[128 + 32 * half..]),
-                    load16(&blk[128 + 32 * half + 16..]),
-                ];
+                let ql1 = [load16(&blk[64 * half + 32..]), load16(&blk[64 * half + 48..])];
+                let qh = [load16(&blk[128 + 32 * half..]), load16(&blk[128 + 32 * half + 16..])];
                 // Sixteen values at a time: `i` picks the first or last 16 of each run.
                 for i in 0..2 {
                     let runs = [
                         vorrq_u8(vandq_u8(ql0[i], m4), vandq_u8(vshlq_n_u8::<4>(qh[i]), m2)),
                         vorrq_u8(vandq_u8(ql1[i], m4), vandq_u8(vshlq_n_u8::<2>(qh[i]), m2)),
                         vorrq_u8(vshrq_n_u8::<4>(ql0[i]), vandq_u8(qh[i], m2)),
-                        vorrq_u8(
-                            vshrq_n_u8::<4>(ql1[i]),
-                            vandq_u8(vshrq_n_u8::<2>(qh[i]), m2),
-                        ),
+                        vorrq_u8(vshrq_n_u8::<4>(ql1[i]), vandq_u8(vshrq_n_u8::<2>(qh[i]), m2)),
                     ];
                     for (run, v) in runs.into_iter().enumerate() {
                         let v = vsubq_s8(vreinterpretq_s8_u8(v), vdupq_n_s8(32));
@@ -628,10 +521,7 @@ mod tests {
         for bits in 0..=u16::MAX {
             let bytes = bits.to_le_bytes();
             let (ours, theirs) = (f16_at(&bytes, 0), super::super::blocks::f16_at(&bytes, 0));
-            assert!(
-                ours.to_bits() == theirs.to_bits() || ours.is_nan() && theirs.is_nan(),
-                "{bits:#06x}: {ours} vs {theirs}"
-            );
+            assert!(ours.to_bits() == theirs.to_bits() || ours.is_nan() && theirs.is_nan(), "{bits:#06x}: {ours} vs {theirs}");
         }
     }
 
@@ -644,11 +534,7 @@ mod tests {
         // `scripts/test-aarch64` says which CPU qemu emulates, so that a
         // detection gone wrong fails here instead of testing one path only.
         if let Ok(expected) = std::env::var("CRIA_TEST_DOTPROD") {
-            assert_eq!(
-                fast.is_some(),
-                expected == "1",
-                "CRIA_TEST_DOTPROD={expected}"
-            );
+            assert_eq!(fast.is_some(), expected == "1", "CRIA_TEST_DOTPROD={expected}");
         }
         let (rows, k, m) = (TILE_R + 1, 512, TILE_C + 2);
         let x = random_acts(m, k, 7);
@@ -668,61 +554,28 @@ mod tests {
             for r in 0..rows {
                 for c in 0..m {
                     let out = &mut one[r + c * rows..];
-                    tile_with(
-                        plain,
-                        format,
-                        &w[r * row_bytes..],
-                        row_bytes,
-                        1,
-                        a.skip_rows(c, nb),
-                        nb,
-                        1,
-                        out,
-                        st,
-                        true,
-                    );
+                    tile_with(plain, format, &w[r * row_bytes..], row_bytes, 1, a.skip_rows(c, nb), nb, 1, out, st, true);
                 }
             }
             // Whole tiles, a row short, a column short, streaming; then with `sdot`.
-            let mut shapes = vec![
-                (TILE_R, TILE_C, false, false),
-                (TILE_R - 1, TILE_C, false, false),
-                (TILE_R, TILE_C - 1, false, false),
-                (TILE_R, TILE_C, true, false),
-            ];
+            let mut shapes = vec![(TILE_R, TILE_C, false, false), (TILE_R - 1, TILE_C, false, false), (TILE_R, TILE_C - 1, false, false), (TILE_R, TILE_C, true, false)];
             if fast.is_some() {
-                shapes.extend([
-                    (TILE_R, TILE_C, false, true),
-                    (1, 1, true, true),
-                    (2, TILE_C, true, true),
-                ]);
+                shapes.extend([(TILE_R, TILE_C, false, true), (1, 1, true, true), (2, TILE_C, true, true)]);
             }
             for (tr, tc, streaming, sdot) in shapes {
                 let mut tiled = vec![f32::NAN; rows * m];
                 for r0 in (0..rows).step_by(tr) {
                     for c0 in (0..m).step_by(tc) {
                         let (rr, cc) = (tr.min(rows - r0), tc.min(m - c0));
-                        let (w, a, out) = (
-                            &w[r0 * row_bytes..],
-                            a.skip_rows(c0, nb),
-                            &mut tiled[r0 + c0 * rows..],
-                        );
+                        let (w, a, out) = (&w[r0 * row_bytes..], a.skip_rows(c0, nb), &mut tiled[r0 + c0 * rows..]);
                         match fast.filter(|_| sdot) {
-                            Some(fast) => tile_with(
-                                fast, format, w, row_bytes, rr, a, nb, cc, out, st, streaming,
-                            ),
-                            None => tile_with(
-                                plain, format, w, row_bytes, rr, a, nb, cc, out, st, streaming,
-                            ),
+                            Some(fast) => tile_with(fast, format, w, row_bytes, rr, a, nb, cc, out, st, streaming),
+                            None => tile_with(plain, format, w, row_bytes, rr, a, nb, cc, out, st, streaming),
                         }
                     }
                 }
                 let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(
-                    bits(&tiled),
-                    bits(&one),
-                    "{format:?}, tiles of {tr}x{tc}, streaming {streaming}, sdot {sdot}"
-                );
+                assert_eq!(bits(&tiled), bits(&one), "{format:?}, tiles of {tr}x{tc}, streaming {streaming}, sdot {sdot}");
             }
         }
     }

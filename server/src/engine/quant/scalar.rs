@@ -30,14 +30,7 @@ fn dot_small(format: Format, w: &[u8], a: &[Q8Block]) -> f32 {
             Format::Q4_1 => (nibbles(&b[4..20], a, 0), f16_at(b, 2) * a.s),
             Format::Q5_0 => (five_bits(&b[2..6], &b[6..22], a, 16), 0.0),
             Format::Q5_1 => (five_bits(&b[4..8], &b[8..24], a, 0), f16_at(b, 2) * a.s),
-            Format::Q8_0 => (
-                b[2..34]
-                    .iter()
-                    .zip(&a.qs)
-                    .map(|(&w, &q)| w as i8 as i32 * q as i32)
-                    .sum(),
-                0.0,
-            ),
+            Format::Q8_0 => (b[2..34].iter().zip(&a.qs).map(|(&w, &q)| w as i8 as i32 * q as i32).sum(), 0.0),
             Format::Q4K | Format::Q5K | Format::Q6K => (0, 0.0),
         };
         acc += d * a.d * isum as f32 + min_term;
@@ -71,38 +64,25 @@ fn five_bits(qh: &[u8], qs: &[u8], a: &Q8Block, offset: i32) -> i32 {
 fn dot_q4k(w: &[u8], a: &[Q8KBlock]) -> f32 {
     dot_q45k(w, a, Format::Q4K, |b, j, l| {
         let q = b[16 + 32 * (j / 2) + l];
-        if j.is_multiple_of(2) {
-            q & 0xF
-        } else {
-            q >> 4
-        }
+        if j.is_multiple_of(2) { q & 0xF } else { q >> 4 }
     })
 }
 
 /// Q5_K: as Q4_K, with values `0..=31`.
 fn dot_q5k(w: &[u8], a: &[Q8KBlock]) -> f32 {
-    dot_q45k(w, a, Format::Q5K, |b, j, l| {
-        q5k_value(&b[48..176], &b[16..48], j, l)
-    })
+    dot_q45k(w, a, Format::Q5K, |b, j, l| q5k_value(&b[48..176], &b[16..48], j, l))
 }
 
 /// The sum Q4_K and Q5_K share: `value(block, j, l)` is value `l` of
 /// sub-block `j` of a super-block.
-fn dot_q45k(
-    w: &[u8],
-    a: &[Q8KBlock],
-    format: Format,
-    value: impl Fn(&[u8], usize, usize) -> u8,
-) -> f32 {
+fn dot_q45k(w: &[u8], a: &[Q8KBlock], format: Format, value: impl Fn(&[u8], usize, usize) -> u8) -> f32 {
     let mut acc = 0f32;
     for (b, a) in w.chunks_exact(format.block_bytes()).zip(a) {
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         let (mut isum, mut msum) = (0i32, 0i32);
         for j in 0..8 {
             let (sc, m) = q4k_scale_min(j, &b[4..16]);
-            let s: i32 = (0..32)
-                .map(|l| value(b, j, l) as i32 * a.qs[32 * j + l] as i32)
-                .sum();
+            let s: i32 = (0..32).map(|l| value(b, j, l) as i32 * a.qs[32 * j + l] as i32).sum();
             isum += sc as i32 * s;
             msum += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
         }

@@ -40,11 +40,7 @@ pub struct Layout {
 impl Layout {
     /// The layout of a format.
     pub fn of(format: Format) -> Self {
-        let simple = |block| Layout {
-            header: 0,
-            per_super: 1,
-            block,
-        };
+        let simple = |block| Layout { header: 0, per_super: 1, block };
         match format {
             // nibbles 256 + d f16[16]
             Format::Q4_0 => simple(256 + 32),
@@ -57,23 +53,11 @@ impl Layout {
             // bytes 512 + d
             Format::Q8_0 => simple(512 + 32),
             // header d f16[16], dmin f16[16]; block: nibbles 256 + sc u8[16] + m u8[16]
-            Format::Q4K => Layout {
-                header: 64,
-                per_super: 8,
-                block: 256 + 32,
-            },
+            Format::Q4K => Layout { header: 64, per_super: 8, block: 256 + 32 },
             // as Q4_K, with the fifth-bit plane 64 after the nibbles
-            Format::Q5K => Layout {
-                header: 64,
-                per_super: 8,
-                block: 256 + 64 + 32,
-            },
+            Format::Q5K => Layout { header: 64, per_super: 8, block: 256 + 64 + 32 },
             // header d f16[16]; block: nibbles 256 + 2-bit plane 128 + sc i8[16] x 2 halves
-            Format::Q6K => Layout {
-                header: 32,
-                per_super: 8,
-                block: 256 + 128 + 32,
-            },
+            Format::Q6K => Layout { header: 32, per_super: 8, block: 256 + 128 + 32 },
         }
     }
 
@@ -86,10 +70,7 @@ impl Layout {
     pub fn block_at(&self, b: usize) -> (usize, usize) {
         let s = b / self.per_super;
         let super_start = s * (self.header + self.per_super * self.block);
-        (
-            super_start + self.header + (b % self.per_super) * self.block,
-            super_start,
-        )
+        (super_start + self.header + (b % self.per_super) * self.block, super_start)
     }
 }
 
@@ -130,11 +111,7 @@ fn row_block(format: Format, row: &[u8], b: usize) -> RowBlock {
             d.copy_from_slice(&blk[0..2]);
             match format {
                 Format::Q4_0 | Format::Q4_1 => {
-                    let qs = if format == Format::Q4_0 {
-                        &blk[2..18]
-                    } else {
-                        &blk[4..20]
-                    };
+                    let qs = if format == Format::Q4_0 { &blk[2..18] } else { &blk[4..20] };
                     if format == Format::Q4_1 {
                         m.copy_from_slice(&blk[2..4]);
                     }
@@ -220,113 +197,103 @@ impl Packed {
         let mut out = vec![0u8; groups * group_bytes];
         // Groups are independent: packed in parallel (on the current rayon
         // pool), which keeps loading a model quick.
-        out.par_chunks_mut(group_bytes)
-            .enumerate()
-            .for_each(|(g, group)| {
-                let present = ROWS.min(rows - g * ROWS);
-                for b in 0..blocks {
-                    let (at, header_at) = layout.block_at(b);
-                    // Rows past the end stay zero.
-                    let mut rb = [RowBlock::default(); ROWS];
-                    for (r, x) in rb[..present].iter_mut().enumerate() {
-                        let row = g * ROWS + r;
-                        *x = row_block(format, &data[row * row_bytes..(row + 1) * row_bytes], b);
-                    }
-                    let rb = &rb[..present];
-                    let value = |r: usize, i: usize| rb.get(r).map_or(0, |x| x.values[i]);
-                    let blk = &mut group[at..at + layout.block];
-                    // Nibble plane (every format but Q8_0): vector j holds values of
-                    // vectors 2j (low nibble) and 2j + 1 (high nibble).
-                    if format != Format::Q8_0 {
-                        for j in 0..4 {
-                            for r in 0..ROWS {
-                                for i in 0..4 {
-                                    let lo = value(r, 4 * (2 * j) + i) & 0xF;
-                                    let hi = value(r, 4 * (2 * j + 1) + i) & 0xF;
-                                    blk[64 * j + 4 * r + i] = lo | (hi << 4);
-                                }
-                            }
-                        }
-                    }
-                    let mut rest = 256;
-                    match format {
-                        Format::Q5_0 | Format::Q5_1 | Format::Q5K => {
-                            // Byte 4r + i, bit t: the fifth bit of value 4t + i of row r.
-                            for r in 0..ROWS {
-                                for i in 0..4 {
-                                    let mut byte = 0u8;
-                                    for t in 0..8 {
-                                        byte |= ((value(r, 4 * t + i) >> 4) & 1) << t;
-                                    }
-                                    blk[256 + 4 * r + i] = byte;
-                                }
-                            }
-                            rest += 64;
-                        }
-                        Format::Q6K => {
-                            for j in 0..2 {
-                                for r in 0..ROWS {
-                                    for i in 0..4 {
-                                        let mut byte = 0u8;
-                                        for u in 0..4 {
-                                            byte |= ((value(r, 4 * (4 * j + u) + i) >> 4) & 3)
-                                                << (2 * u);
-                                        }
-                                        blk[256 + 64 * j + 4 * r + i] = byte;
-                                    }
-                                }
-                            }
-                            rest += 128;
-                        }
-                        Format::Q8_0 => {
-                            for t in 0..8 {
-                                for r in 0..ROWS {
-                                    for i in 0..4 {
-                                        blk[64 * t + 4 * r + i] = value(r, 4 * t + i);
-                                    }
-                                }
-                            }
-                            rest = 512;
-                        }
-                        _ => {}
-                    }
-                    for (r, x) in rb.iter().enumerate() {
-                        match format {
-                            Format::Q4K | Format::Q5K => {
-                                blk[rest + r] = x.sc[0];
-                                blk[rest + 16 + r] = x.sc[1];
-                            }
-                            Format::Q6K => {
-                                blk[rest + r] = x.sc[0];
-                                blk[rest + 16 + r] = x.sc[1];
-                            }
-                            _ => {
-                                blk[rest + 2 * r..rest + 2 * r + 2].copy_from_slice(&x.d);
-                                if matches!(format, Format::Q4_1 | Format::Q5_1) {
-                                    blk[rest + 32 + 2 * r..rest + 32 + 2 * r + 2]
-                                        .copy_from_slice(&x.m);
-                                }
-                            }
-                        }
-                    }
-                    if b % layout.per_super == 0 && layout.header > 0 {
-                        let header = &mut group[header_at..header_at + layout.header];
-                        for (r, x) in rb.iter().enumerate() {
-                            header[2 * r..2 * r + 2].copy_from_slice(&x.d);
-                            if matches!(format, Format::Q4K | Format::Q5K) {
-                                header[32 + 2 * r..32 + 2 * r + 2].copy_from_slice(&x.m);
+        out.par_chunks_mut(group_bytes).enumerate().for_each(|(g, group)| {
+            let present = ROWS.min(rows - g * ROWS);
+            for b in 0..blocks {
+                let (at, header_at) = layout.block_at(b);
+                // Rows past the end stay zero.
+                let mut rb = [RowBlock::default(); ROWS];
+                for (r, x) in rb[..present].iter_mut().enumerate() {
+                    let row = g * ROWS + r;
+                    *x = row_block(format, &data[row * row_bytes..(row + 1) * row_bytes], b);
+                }
+                let rb = &rb[..present];
+                let value = |r: usize, i: usize| rb.get(r).map_or(0, |x| x.values[i]);
+                let blk = &mut group[at..at + layout.block];
+                // Nibble plane (every format but Q8_0): vector j holds values of
+                // vectors 2j (low nibble) and 2j + 1 (high nibble).
+                if format != Format::Q8_0 {
+                    for j in 0..4 {
+                        for r in 0..ROWS {
+                            for i in 0..4 {
+                                let lo = value(r, 4 * (2 * j) + i) & 0xF;
+                                let hi = value(r, 4 * (2 * j + 1) + i) & 0xF;
+                                blk[64 * j + 4 * r + i] = lo | (hi << 4);
                             }
                         }
                     }
                 }
-            });
-        Self {
-            format,
-            rows,
-            blocks,
-            group_bytes,
-            data: out,
-        }
+                let mut rest = 256;
+                match format {
+                    Format::Q5_0 | Format::Q5_1 | Format::Q5K => {
+                        // Byte 4r + i, bit t: the fifth bit of value 4t + i of row r.
+                        for r in 0..ROWS {
+                            for i in 0..4 {
+                                let mut byte = 0u8;
+                                for t in 0..8 {
+                                    byte |= ((value(r, 4 * t + i) >> 4) & 1) << t;
+                                }
+                                blk[256 + 4 * r + i] = byte;
+                            }
+                        }
+                        rest += 64;
+                    }
+                    Format::Q6K => {
+                        for j in 0..2 {
+                            for r in 0..ROWS {
+                                for i in 0..4 {
+                                    let mut byte = 0u8;
+                                    for u in 0..4 {
+                                        byte |= ((value(r, 4 * (4 * j + u) + i) >> 4) & 3) << (2 * u);
+                                    }
+                                    blk[256 + 64 * j + 4 * r + i] = byte;
+                                }
+                            }
+                        }
+                        rest += 128;
+                    }
+                    Format::Q8_0 => {
+                        for t in 0..8 {
+                            for r in 0..ROWS {
+                                for i in 0..4 {
+                                    blk[64 * t + 4 * r + i] = value(r, 4 * t + i);
+                                }
+                            }
+                        }
+                        rest = 512;
+                    }
+                    _ => {}
+                }
+                for (r, x) in rb.iter().enumerate() {
+                    match format {
+                        Format::Q4K | Format::Q5K => {
+                            blk[rest + r] = x.sc[0];
+                            blk[rest + 16 + r] = x.sc[1];
+                        }
+                        Format::Q6K => {
+                            blk[rest + r] = x.sc[0];
+                            blk[rest + 16 + r] = x.sc[1];
+                        }
+                        _ => {
+                            blk[rest + 2 * r..rest + 2 * r + 2].copy_from_slice(&x.d);
+                            if matches!(format, Format::Q4_1 | Format::Q5_1) {
+                                blk[rest + 32 + 2 * r..rest + 32 + 2 * r + 2].copy_from_slice(&x.m);
+                            }
+                        }
+                    }
+                }
+                if b % layout.per_super == 0 && layout.header > 0 {
+                    let header = &mut group[header_at..header_at + layout.header];
+                    for (r, x) in rb.iter().enumerate() {
+                        header[2 * r..2 * r + 2].copy_from_slice(&x.d);
+                        if matches!(format, Format::Q4K | Format::Q5K) {
+                            header[32 + 2 * r..32 + 2 * r + 2].copy_from_slice(&x.m);
+                        }
+                    }
+                }
+            }
+        });
+        Self { format, rows, blocks, group_bytes, data: out }
     }
 
     /// Number of 16-row groups.
@@ -356,12 +323,8 @@ impl Packed {
                     _ => {
                         let nib = (blk[64 * (t / 2) + lane] >> (4 * (t % 2))) & 0xF;
                         let high = match self.format {
-                            Format::Q5_0 | Format::Q5_1 | Format::Q5K => {
-                                ((blk[256 + lane] >> t) & 1) << 4
-                            }
-                            Format::Q6K => {
-                                ((blk[256 + 64 * (t / 4) + lane] >> (2 * (t % 4))) & 3) << 4
-                            }
+                            Format::Q5_0 | Format::Q5_1 | Format::Q5K => ((blk[256 + lane] >> t) & 1) << 4,
+                            Format::Q6K => ((blk[256 + 64 * (t / 4) + lane] >> (2 * (t % 4))) & 3) << 4,
                             _ => 0,
                         };
                         nib | high
@@ -387,11 +350,7 @@ impl Packed {
                     }
                 }
                 Format::Q4_1 | Format::Q5_1 => {
-                    let rest = if self.format == Format::Q4_1 {
-                        256
-                    } else {
-                        320
-                    };
+                    let rest = if self.format == Format::Q4_1 { 256 } else { 320 };
                     let (d, m) = (f16_at(blk, rest + 2 * r), f16_at(blk, rest + 32 + 2 * r));
                     for (i, o) in out.iter_mut().enumerate() {
                         *o = value(i) as f32 * d + m;
@@ -430,18 +389,11 @@ mod tests {
             for (rows, k) in [(16, 256), (21, 512), (3, 768)] {
                 let data = random_rows(format, rows, k, rows as u64);
                 let packed = Packed::pack(format, rows, k, &data);
-                assert_eq!(
-                    packed.data.len(),
-                    packed.groups() * Layout::of(format).group_bytes(k / QK)
-                );
+                assert_eq!(packed.data.len(), packed.groups() * Layout::of(format).group_bytes(k / QK));
                 let row_bytes = format.row_bytes(k).unwrap();
                 for row in 0..rows {
                     let mut expect = vec![0f32; k];
-                    dequantize_row(
-                        format,
-                        &data[row * row_bytes..(row + 1) * row_bytes],
-                        &mut expect,
-                    );
+                    dequantize_row(format, &data[row * row_bytes..(row + 1) * row_bytes], &mut expect);
                     let mut got = vec![0f32; k];
                     packed.dequantize_row(row, &mut got);
                     assert_eq!(got, expect, "{format:?} {rows}x{k} row {row}");

@@ -85,16 +85,9 @@ pub fn balance_brackets<'c>(completion: &'c str, context: &Context) -> &'c str {
 /// the brackets open at the cursor are still open after the suggestion.
 fn suffix_closes(own: &[u8], outer: usize, mut lexer: Lexer, context: &Context) -> bool {
     let outer = &context.open[..outer.min(context.open.len())];
-    let must_close = outer
-        .iter()
-        .filter(|b| b.fate == Fate::ClosedBySuffix)
-        .count();
+    let must_close = outer.iter().filter(|b| b.fate == Fate::ClosedBySuffix).count();
     let floor = outer.len() - must_close;
-    let mut stack: Vec<u8> = outer
-        .iter()
-        .map(|b| b.kind)
-        .chain(own.iter().copied())
-        .collect();
+    let mut stack: Vec<u8> = outer.iter().map(|b| b.kind).chain(own.iter().copied()).collect();
     for piece in [context.rest_of_line, "\n", context.next_lines] {
         for token in lexer.tokens(piece) {
             match token {

@@ -44,30 +44,15 @@ mod tests {
 
     #[test]
     fn a_doubled_space_goes() {
-        assert_eq!(
-            drop_retyped_cursor_text(" = defaultdict(Decimal)", "    totals "),
-            "= defaultdict(Decimal)"
-        );
-        assert_eq!(
-            drop_retyped_cursor_text(" transactions:", "x\n    for tx in "),
-            "transactions:"
-        );
-        assert_eq!(
-            drop_retyped_cursor_text("\ttransactions", "for tx in\t"),
-            "transactions"
-        );
+        assert_eq!(drop_retyped_cursor_text(" = defaultdict(Decimal)", "    totals "), "= defaultdict(Decimal)");
+        assert_eq!(drop_retyped_cursor_text(" transactions:", "x\n    for tx in "), "transactions:");
+        assert_eq!(drop_retyped_cursor_text("\ttransactions", "for tx in\t"), "transactions");
     }
 
     #[test]
     fn a_retyped_word_start_goes() {
-        assert_eq!(
-            drop_retyped_cursor_text(" defaultdict(Decimal)", "    out = de"),
-            "faultdict(Decimal)"
-        );
-        assert_eq!(
-            drop_retyped_cursor_text("  get_balance()", "self.get"),
-            "_balance()"
-        );
+        assert_eq!(drop_retyped_cursor_text(" defaultdict(Decimal)", "    out = de"), "faultdict(Decimal)");
+        assert_eq!(drop_retyped_cursor_text("  get_balance()", "self.get"), "_balance()");
     }
 
     #[test]
@@ -79,10 +64,7 @@ mod tests {
         // The same word again, no longer: not a continuation.
         assert_eq!(drop_retyped_cursor_text(" de", "x = de"), " de");
         // Indentation at the start of a line.
-        assert_eq!(
-            drop_retyped_cursor_text("    return x", "def f():\n    "),
-            "    return x"
-        );
+        assert_eq!(drop_retyped_cursor_text("    return x", "def f():\n    "), "    return x");
         // After a number or an operator.
         assert_eq!(drop_retyped_cursor_text(" 12", "x = 12"), " 12");
         assert_eq!(drop_retyped_cursor_text(" 1", "x ="), " 1");

@@ -59,9 +59,7 @@ pub fn cut_to_parsable<'c>(completion: &'c str, input: &PostprocessInput, after:
             Language::Python => python_indentation_errors(&text),
             _ => 0,
         };
-        parser
-            .parse(&text, None)
-            .map(|tree| error_count(tree.root_node()) + indentation)
+        parser.parse(&text, None).map(|tree| error_count(tree.root_node()) + indentation)
     };
     let Some(baseline) = errors("") else {
         return completion;
@@ -137,9 +135,7 @@ fn python_indentation_errors(text: &str) -> usize {
             Token::Open { .. } => depth += 1,
             Token::Close { .. } => depth = depth.saturating_sub(1),
             Token::LineBreak { next, in_code, .. } => {
-                let line = text
-                    .get(starts.last().copied().unwrap_or(0)..next)
-                    .unwrap_or("");
+                let line = text.get(starts.last().copied().unwrap_or(0)..next).unwrap_or("");
                 let continued = line.trim_end().ends_with('\\');
                 if in_code && depth == 0 && !continued {
                     starts.push(next);
@@ -190,14 +186,7 @@ mod tests {
 
     fn check(language: Language, doc: &str, completion: &str) -> String {
         let (prefix, suffix) = doc.split_once("$0").unwrap();
-        let input = PostprocessInput {
-            completion,
-            prefix,
-            suffix,
-            language: &language,
-            mode: Mode::MultiLine,
-            truncated: false,
-        };
+        let input = PostprocessInput { completion, prefix, suffix, language: &language, mode: Mode::MultiLine, truncated: false };
         cut_to_parsable(completion, &input, "").to_owned()
     }
 
@@ -207,28 +196,15 @@ mod tests {
         // return would be indented wrongly after it.
         // The cursor is at column 0 in front of the body: the suggestion
         // goes in above it, followed by a line break.
-        let (prefix, suffix) = (
-            "def f(s):\n    ans = 0\n",
-            "        ans += (c == '7')\n    return ans\n",
-        );
+        let (prefix, suffix) = ("def f(s):\n    ans = 0\n", "        ans += (c == '7')\n    return ans\n");
         let completion = "    for c in s:\n        if c == '7': ans += 1\n    return ans";
-        let input = PostprocessInput {
-            completion,
-            prefix,
-            suffix,
-            language: &Language::Python,
-            mode: Mode::MultiLine,
-            truncated: false,
-        };
+        let input = PostprocessInput { completion, prefix, suffix, language: &Language::Python, mode: Mode::MultiLine, truncated: false };
         assert_eq!(cut_to_parsable(completion, &input, "\n"), "    for c in s:");
     }
 
     #[test]
     fn python_indentation_errors_are_counted_outside_strings_and_brackets() {
-        assert_eq!(
-            python_indentation_errors("def f():\n    x = 1\n        y = 2\n"),
-            1
-        );
+        assert_eq!(python_indentation_errors("def f():\n    x = 1\n        y = 2\n"), 1);
         assert_eq!(python_indentation_errors("if x:\ny = 1\n"), 1);
         let fine = "def f(a,\n        b):\n    \"\"\"Doc.\n\n        indented text\n    \"\"\"\n    return (a +\n            b)  # done:\n";
         assert_eq!(python_indentation_errors(fine), 0);
@@ -258,14 +234,7 @@ mod tests {
     fn plain_text_and_single_line_mode_are_left_alone() {
         let language = Language::PlainText("text".into());
         assert_eq!(check(language, "a\n$0\n", ") ) (\n"), ") ) (\n");
-        let input = PostprocessInput {
-            completion: "x = (",
-            prefix: "",
-            suffix: "",
-            language: &Language::Python,
-            mode: Mode::SingleLine,
-            truncated: false,
-        };
+        let input = PostprocessInput { completion: "x = (", prefix: "", suffix: "", language: &Language::Python, mode: Mode::SingleLine, truncated: false };
         assert_eq!(cut_to_parsable("x = (", &input, ""), "x = (");
     }
 }

@@ -154,12 +154,7 @@ const MAX_REWORDED: usize = 3;
 
 /// Cuts before a reworded copy of the suffix's first lines that goes on as a
 /// verbatim copy of the following ones to the end (see the module docs).
-fn drop_reworded_lines<'c>(
-    completion: &'c str,
-    suffix: &[Line],
-    first: usize,
-    tab: usize,
-) -> &'c str {
+fn drop_reworded_lines<'c>(completion: &'c str, suffix: &[Line], first: usize, tab: usize) -> &'c str {
     let ours: Vec<(usize, Line)> = lines(completion)
         .enumerate()
         .filter(|(_, l)| !l.is_blank())
@@ -172,10 +167,9 @@ fn drop_reworded_lines<'c>(
             let Some(theirs) = suffix.get(skipped..skipped + tail) else {
                 continue;
             };
-            let verbatim = ours[start..]
-                .iter()
-                .zip(theirs)
-                .all(|((_, o), t)| o.text.trim() == t.text.trim() && indent(o) == indent(t));
+            let verbatim = ours[start..].iter().zip(theirs).all(|((_, o), t)| {
+                o.text.trim() == t.text.trim() && indent(o) == indent(t)
+            });
             if !verbatim || !ours[start..].iter().any(|(_, l)| has_alphanumeric(l.text)) {
                 continue;
             }
