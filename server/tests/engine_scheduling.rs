@@ -1,6 +1,7 @@
 //! The engine thread's scheduling on a real model (SmolLM2): background
 //! warm-ups give way to interactive jobs and resume from what they cached,
-//! late jobs finish after their deadline, slots keep several prompts, and
+//! no warm-up starts while a keystroke's job is being prepared, late jobs
+//! finish after their deadline, slots keep several prompts, and
 //! none of it changes a single generated token.
 
 mod support;
@@ -28,7 +29,13 @@ fn auto(priority: Priority, key: &str) -> JobOptions {
 }
 
 /// Runs a job and reports when its answer came, on `done`.
-fn run(engine: &EngineHandle, request: GenerationRequest, options: JobOptions, name: &'static str, done: &mpsc::Sender<(&'static str, Instant, String)>) {
+fn run(
+    engine: &EngineHandle,
+    request: GenerationRequest,
+    options: JobOptions,
+    name: &'static str,
+    done: &mpsc::Sender<(&'static str, Instant, String)>,
+) {
     let reply = engine.submit(request, options, None);
     let done = done.clone();
     std::thread::spawn(move || {
@@ -47,9 +54,8 @@ fn a_warm_up_gives_way_to_a_keystroke_and_resumes_without_changing_any_answer() 
 
     // Reference answers from a fresh engine, no warm-up.
     let (fresh, _) = start(0);
-    let reference = |tokens: &[u32]| {
-        fresh.generate(GenerationRequest::new(tokens.to_vec(), 16, vec![])).blocking_recv().unwrap().unwrap().text
-    };
+    let reference =
+        |tokens: &[u32]| fresh.generate(GenerationRequest::new(tokens.to_vec(), 16, vec![])).blocking_recv().unwrap().unwrap().text;
     let (want_long, want_other) = (reference(&long_tokens), reference(&other_tokens));
 
     let (done, answers) = mpsc::channel();
@@ -72,6 +78,38 @@ fn a_warm_up_gives_way_to_a_keystroke_and_resumes_without_changing_any_answer() 
     let warmed = warmed.blocking_recv().unwrap().unwrap();
     assert_eq!(warmed.text, want_long, "resumed warm-up, same answer");
     assert!(warmed.reused_tokens + 1 >= long_tokens.len(), "reused {} of {}", warmed.reused_tokens, long_tokens.len());
+}
+
+#[test]
+fn no_warm_up_starts_while_a_keystrokes_job_is_being_prepared() {
+    let (engine, tokenizer) = start(256);
+    let tokens = prompt(&tokenizer, &(PROGRAM.repeat(4) + "def main():\n    "));
+    let (done, answers) = mpsc::channel();
+    // A keystroke's prompt is being built: a warm-up queued now must wait.
+    let incoming = engine.expect_interactive();
+    let warm = GenerationRequest { max_new_tokens: 0, ..GenerationRequest::new(tokens.clone(), 0, vec![]) };
+    run(&engine, warm, auto(Priority::Background, "a.py"), "warm-up", &done);
+    assert!(answers.recv_timeout(Duration::from_millis(500)).is_err(), "the warm-up ran while a keystroke's job was on its way");
+    assert_eq!(engine.cached_prefix(&tokens), 0, "not one chunk of it was computed");
+    // The job arrives and runs first; then the warm-up.
+    run(
+        &engine,
+        GenerationRequest::new(prompt(&tokenizer, "import os\n"), 4, vec![]),
+        auto(Priority::Interactive, "b.py"),
+        "keystroke",
+        &done,
+    );
+    drop(incoming);
+    let first = answers.recv_timeout(Duration::from_secs(300)).expect("an answer");
+    let second = answers.recv_timeout(Duration::from_secs(300)).expect("an answer");
+    assert_eq!((first.0, second.0), ("keystroke", "warm-up"));
+    assert_eq!(engine.cached_prefix(&tokens), tokens.len());
+    // An abandoned preparation lets background work go on as well.
+    let abandoned = engine.expect_interactive();
+    drop(abandoned);
+    let warm = GenerationRequest { max_new_tokens: 0, ..GenerationRequest::new(prompt(&tokenizer, "import sys\n"), 0, vec![]) };
+    run(&engine, warm, auto(Priority::Background, "c.py"), "warm-up", &done);
+    answers.recv_timeout(Duration::from_secs(300)).expect("the warm-up runs once nothing is on its way");
 }
 
 #[test]

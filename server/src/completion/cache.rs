@@ -1,6 +1,7 @@
 //! Answers without the model: a small LRU of finished suggestions keyed on
 //! the prompt, and "typed-through": when the user types the first characters
-//! of the suggestion last shown, the rest of it is still the answer.
+//! of the suggestion last shown (or of one that came too late to be shown),
+//! the rest of it is still the answer.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -72,6 +73,17 @@ impl Shown {
         }
     }
 
+    /// Whether `document` (cursor at `cursor`) is the remembered one with
+    /// some text typed at its cursor (and nothing else changed).
+    pub fn is_typed_on(&self, document: &str, cursor: usize) -> bool {
+        cursor > self.cursor
+            && cursor <= document.len()
+            && document.is_char_boundary(self.cursor)
+            && document.is_char_boundary(cursor)
+            && hash(&document[cursor..]) == self.suffix_hash
+            && hash(&document[..self.cursor]) == self.prefix_hash
+    }
+
     /// If `document` (cursor at `cursor`) is the remembered one with the
     /// first characters of the suggestion typed at the cursor, the rest of
     /// the suggestion.
@@ -85,6 +97,67 @@ impl Shown {
             return None;
         }
         Some(rest.to_string())
+    }
+}
+
+/// Per document, what typed-through answers from: the suggestion last
+/// shown, the last answer that came after its request was superseded (the
+/// user typed on meanwhile, maybe just what it suggests), and where the last
+/// request was asked (to tell a request that only typed on from one that
+/// edited elsewhere).
+#[derive(Default)]
+pub struct TypedThrough {
+    documents: HashMap<String, Remembered>,
+}
+
+#[derive(Default)]
+struct Remembered {
+    shown: Option<Shown>,
+    late: Option<Shown>,
+    asked: Option<Shown>,
+}
+
+impl TypedThrough {
+    /// The rest of a remembered suggestion that `document` (cursor at
+    /// `cursor`) types through; a late answer used this way becomes the one
+    /// shown.
+    pub fn answer(&mut self, uri: &str, document: &str, cursor: usize) -> Option<String> {
+        let remembered = self.documents.get_mut(uri)?;
+        if let Some(rest) = remembered.shown.as_ref().and_then(|s| s.typed_through(document, cursor)) {
+            return Some(rest);
+        }
+        let rest = remembered.late.as_ref()?.typed_through(document, cursor)?;
+        remembered.shown = remembered.late.take();
+        Some(rest)
+    }
+
+    /// Notes a request at `cursor`; true when it only typed on at the
+    /// previous request's cursor.
+    pub fn asked(&mut self, uri: &str, document: &str, cursor: usize) -> bool {
+        let remembered = self.documents.entry(uri.to_string()).or_default();
+        let typed_on = remembered.asked.as_ref().is_some_and(|a| a.is_typed_on(document, cursor));
+        remembered.asked = Some(Shown::new(document, cursor, ""));
+        typed_on
+    }
+
+    /// Remembers a suggestion shown at `cursor`.
+    pub fn shown(&mut self, uri: &str, document: &str, cursor: usize, suggestion: &str) {
+        self.documents.entry(uri.to_string()).or_default().shown = Some(Shown::new(document, cursor, suggestion));
+    }
+
+    /// Remembers an answer whose request was answered (empty) before it came.
+    pub fn late(&mut self, uri: &str, document: &str, cursor: usize, suggestion: &str) {
+        self.documents.entry(uri.to_string()).or_default().late = Some(Shown::new(document, cursor, suggestion));
+    }
+
+    /// Forgets a document (closed).
+    pub fn forget(&mut self, uri: &str) {
+        self.documents.remove(uri);
+    }
+
+    /// Forgets every suggestion (another model).
+    pub fn clear(&mut self) {
+        self.documents.clear();
     }
 }
 
@@ -102,6 +175,26 @@ mod tests {
         assert_eq!(shown.typed_through("def g(x):\n    ret\n", 17), None, "the text before changed");
         assert_eq!(shown.typed_through("def f(x):\n    ret\nmore", 17), None, "the text after changed");
         assert_eq!(shown.typed_through("def f(x):\n    return x * 2\n", 26), None, "nothing left to show");
+        assert!(shown.is_typed_on(typed, 17) && shown.is_typed_on("def f(x):\n    rex\n", 17));
+        assert!(!shown.is_typed_on(doc, 14), "nothing typed");
+        assert!(!shown.is_typed_on("def g(x):\n    ret\n", 17) && !shown.is_typed_on("def f(x):\n    ret\nmore", 17));
+    }
+
+    #[test]
+    fn a_late_answer_serves_the_keystrokes_that_type_it() {
+        let mut memory = TypedThrough::default();
+        let uri = "file:///a.py";
+        assert!(!memory.asked(uri, "x = \n", 4), "the first request did not type on");
+        assert!(memory.asked(uri, "x = d\n", 5), "typed `d` at the last request's cursor");
+        assert!(!memory.asked(uri, "y = d\n", 5), "an edit before the cursor is not typing on");
+        // The answer for `x = ` came after `d` and `de` were typed.
+        memory.late(uri, "x = \n", 4, "defaultdict(int)");
+        assert_eq!(memory.answer(uri, "x = de\n", 6).as_deref(), Some("faultdict(int)"));
+        // It is now the one shown: typing on through it goes on answering.
+        assert_eq!(memory.answer(uri, "x = def\n", 7).as_deref(), Some("aultdict(int)"));
+        assert_eq!(memory.answer(uri, "x = dx\n", 6), None, "typed something else");
+        memory.forget(uri);
+        assert_eq!(memory.answer(uri, "x = def\n", 7), None);
     }
 
     #[test]

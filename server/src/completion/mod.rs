@@ -17,7 +17,7 @@ pub mod pipeline;
 mod scheduler;
 pub mod warm;
 
-pub use cache::{Shown, SuggestionLru};
+pub use cache::{Shown, SuggestionLru, TypedThrough};
 pub use generator::{Backend, GenerateError, Generator, Pending};
 pub use pipeline::{
     mode_at, Ablation, BuiltPrompt, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_CONTEXT_SHARE,

@@ -4,6 +4,14 @@
 //! This is all the scheduling the editor needs. The engine thread runs one
 //! job at a time; cancelled jobs leave the queue at once, so the newest
 //! keystroke's request is never stuck behind stale work for long.
+//!
+//! One exception: when the newer request only typed on at the older one's
+//! cursor ([`Scheduler::begin_typing_on`]), the older request is answered
+//! (empty: the editor moved on) but its generation *lingers* until the
+//! request after next: its answer may still start with what was typed
+//! since, and then serves the newer request at once (typed-through). On a
+//! fast typist's machine, where one generation takes longer than the gap
+//! between two keys, this is what lets a suggestion appear at all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +29,9 @@ type InFlight = (u64, CancelFlag, Arc<Notify>);
 #[derive(Default)]
 pub struct Scheduler {
     inflight: Mutex<HashMap<String, InFlight>>,
+    /// Per document, the generation of a request answered but left running
+    /// (see the module's doc).
+    lingering: Mutex<HashMap<String, CancelFlag>>,
     next_id: AtomicU64,
     superseded: AtomicU64,
 }
@@ -39,6 +50,22 @@ impl Scheduler {
     /// Registers a new request for `key` (a document URI), cancelling the
     /// request that was in flight for it.
     pub fn begin(self: &Arc<Self>, key: &str) -> Ticket {
+        self.begin_with(key, false)
+    }
+
+    /// Registers a new request for `key` whose document is the previous
+    /// request's with text typed at its cursor: the previous request is
+    /// answered, but its generation goes on until the next request (a
+    /// generation left running before it is stopped now).
+    pub fn begin_typing_on(self: &Arc<Self>, key: &str) -> Ticket {
+        self.begin_with(key, true)
+    }
+
+    fn begin_with(self: &Arc<Self>, key: &str, typing_on: bool) -> Ticket {
+        let older = self.lingering.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        if let Some(older) = older {
+            older.cancel();
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let flag = CancelFlag::new();
         let notify = Arc::new(Notify::new());
@@ -48,7 +75,11 @@ impl Scheduler {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(key.to_string(), (id, flag.clone(), notify.clone()));
         if let Some((_, old, old_notify)) = previous {
-            old.cancel();
+            if typing_on {
+                self.lingering.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), old);
+            } else {
+                old.cancel();
+            }
             old_notify.notify_one();
             self.superseded.fetch_add(1, Ordering::Relaxed);
         }
@@ -58,6 +89,9 @@ impl Scheduler {
     /// Cancels whatever is in flight for `key` (the document changed in a
     /// way that makes it stale, or was closed).
     pub fn cancel(&self, key: &str) {
+        if let Some(lingering) = self.lingering.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
+            lingering.cancel();
+        }
         if let Some((_, flag, notify)) = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
             flag.cancel();
             notify.notify_one();
@@ -146,5 +180,23 @@ mod tests {
         let flag = a2.flag();
         drop(a2);
         assert!(flag.is_cancelled(), "an abandoned request stops its generation");
+    }
+
+    #[tokio::test]
+    async fn typing_on_answers_the_older_request_but_lets_its_generation_run_one_request_longer() {
+        let s = Arc::new(Scheduler::default());
+        let a = s.begin("file:///a");
+        let waiting_on_a = a.superseded();
+        let b = s.begin_typing_on("file:///a");
+        waiting_on_a.cancelled().await; // a's waiter answers at once
+        assert!(!a.flag().is_cancelled(), "a's generation lingers");
+        let c = s.begin_typing_on("file:///a");
+        assert!(a.flag().is_cancelled(), "the request after next stops it");
+        assert!(!b.flag().is_cancelled(), "b lingers in its turn");
+        let d = s.begin("file:///a");
+        assert!(b.flag().is_cancelled() && c.flag().is_cancelled(), "a request that did not type on stops both");
+        s.cancel("file:///a");
+        assert!(d.flag().is_cancelled());
+        assert_eq!(s.superseded(), 3);
     }
 }

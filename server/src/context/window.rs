@@ -16,6 +16,9 @@ use super::CursorText;
 pub const ALIGN_LINES: usize = 16;
 /// The cursor line's head is reserved room in steps of this many tokens.
 const HEAD_RESERVE_STEP: usize = 16;
+/// A prefix longer than this many bytes per budget token is not counted
+/// whole (it cannot fit unless its tokens are unusually long).
+const WHOLE_PREFIX_BYTES_PER_TOKEN: usize = 8;
 /// Header (imports and enclosing signatures) takes at most this share of the
 /// prefix budget.
 const HEADER_SHARE: usize = 3;
@@ -42,9 +45,10 @@ pub fn cursor_windows(text: &str, cursor: usize, tree: Option<&Tree>, budget: Wi
     let suffix_end = last_fitting(&suffix_ends, |end| count(&text[cursor..end]) <= budget.suffix_tokens).unwrap_or(cursor);
     let suffix = text[cursor..suffix_end].to_string();
 
-    // Prefix: the earliest line start whose text up to the cursor fits.
-    let all = count(&text[..cursor]);
-    if all <= budget.prefix_tokens {
+    // Prefix: all of it when it fits. A prefix longer than a generous
+    // number of bytes per token is not even counted: counting a long file's
+    // head on every keystroke would cost more than the whole prompt.
+    if cursor <= budget.prefix_tokens.saturating_mul(WHOLE_PREFIX_BYTES_PER_TOKEN) && count(&text[..cursor]) <= budget.prefix_tokens {
         return CursorText { prefix: text[..cursor].to_string(), suffix };
     }
     let header = tree.map(|t| header_lines(text, t, cursor)).unwrap_or_default();
@@ -91,10 +95,26 @@ pub fn cursor_windows(text: &str, cursor: usize, tree: Option<&Tree>, budget: Wi
     CursorText { prefix, suffix }
 }
 
-/// Binary search: the smallest index in `from..` whose start satisfies `fits`
-/// (fitting is monotone: later starts are shorter).
+/// The smallest index in `..=from` whose start satisfies `fits`, given that
+/// `starts[from]` does (fitting is monotone: later starts are shorter).
+/// The search gallops outward from `from` in doubling steps, then bisects,
+/// so the text it measures stays within a few times the window's size
+/// however long the file is.
 fn first_fitting(starts: &[usize], from: usize, fits: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, from);
+    let (mut good, mut step) = (from, 1);
+    let bad = loop {
+        if good == 0 {
+            return 0;
+        }
+        let probe = good.saturating_sub(step);
+        if fits(starts[probe]) {
+            good = probe;
+            step *= 2;
+        } else {
+            break probe;
+        }
+    };
+    let (mut lo, mut hi) = (bad + 1, good);
     while lo < hi {
         let mid = (lo + hi) / 2;
         if fits(starts[mid]) {
@@ -106,9 +126,26 @@ fn first_fitting(starts: &[usize], from: usize, fits: impl Fn(usize) -> bool) ->
     lo
 }
 
-/// The last end that satisfies `fits`, by binary search (shorter fits more).
+/// The last end that satisfies `fits` (shorter fits more), galloping from
+/// the first end and then bisecting, for the same reason as [`first_fitting`].
 fn last_fitting(ends: &[usize], fits: impl Fn(usize) -> bool) -> Option<usize> {
-    let (mut lo, mut hi) = (0, ends.len());
+    let mut good = None;
+    let mut step = 1;
+    let bad = loop {
+        let probe = good.map_or(0, |g: usize| g + step);
+        if probe >= ends.len() {
+            break ends.len();
+        }
+        if fits(ends[probe]) {
+            if good.is_some() {
+                step *= 2;
+            }
+            good = Some(probe);
+        } else {
+            break probe;
+        }
+    };
+    let (mut lo, mut hi) = (good.map_or(0, |g| g + 1), bad);
     while lo < hi {
         let mid = (lo + hi) / 2;
         if fits(ends[mid]) {
@@ -246,6 +283,47 @@ mod tests {
         let mut parser = tree_sitter::Parser::new();
         parser.set_language(&tree_sitter_python::LANGUAGE.into()).unwrap();
         parser.parse(text, None).unwrap()
+    }
+
+    #[test]
+    fn the_galloping_searches_agree_with_a_scan() {
+        let mut seed = 7u64;
+        let mut next = |n: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for _ in 0..500 {
+            let len = 1 + next(60);
+            let points: Vec<usize> = (0..len).collect();
+            let limit = next(len + 2);
+            // Later starts are shorter: a start fits when it is at least `limit`.
+            let from = len - 1;
+            if from >= limit {
+                let scan = (0..=from).find(|&i| i >= limit).unwrap();
+                assert_eq!(first_fitting(&points, from, |s| s >= limit), scan, "len {len} limit {limit}");
+            }
+            // Shorter ends fit: an end fits when it is below `limit`.
+            let scan = points.iter().copied().filter(|&e| e < limit).last();
+            assert_eq!(last_fitting(&points, |e| e < limit), scan, "len {len} limit {limit}");
+        }
+    }
+
+    #[test]
+    fn a_long_files_windows_measure_only_text_near_the_cursor() {
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!("value_{i} = compute({i}) + offset\n"));
+        }
+        let cursor = text.len() / 2;
+        let measured = std::cell::Cell::new(0usize);
+        let count = |s: &str| {
+            measured.set(measured.get() + s.len());
+            words(s)
+        };
+        let w = cursor_windows(&text, cursor, None, WindowBudget { prefix_tokens: 300, suffix_tokens: 100 }, &count);
+        assert!(!w.prefix.is_empty() && !w.suffix.is_empty());
+        let window = w.prefix.len() + w.suffix.len();
+        assert!(measured.get() < 20 * window, "measured {} bytes for a {window}-byte window of a {}-byte file", measured.get(), text.len());
     }
 
     #[test]

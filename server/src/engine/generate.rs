@@ -647,7 +647,7 @@ fn run(
     let enabled = speculative && request.speculative && greedy;
     let mut speculator = Speculator::new(enabled);
     let mut forced = ForcedText::new(&request.healed_text);
-    tracing::debug!(?stats, enabled, "speculation: learnt so far");
+    tracing::trace!(?stats, enabled, "speculation: learnt so far");
     loop {
         if outcome.tokens.len() >= max_new {
             outcome.text = text.finish(on_text);

@@ -243,6 +243,16 @@ impl EngineHandle {
         rx
     }
 
+    /// Tells the engine that an interactive job is on its way (a keystroke's
+    /// prompt is being built): until the returned guard is dropped, background
+    /// work gives way as if the job were queued, so a warm-up chunk started
+    /// in the gap between a keystroke and its job cannot delay that job.
+    /// Drop the guard once the job is submitted, or abandoned.
+    pub fn expect_interactive(&self) -> IncomingJob {
+        self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        IncomingJob { shared: self.shared.clone() }
+    }
+
     /// How many leading tokens of `prompt` some slot's cache already holds
     /// (as of the last prefill chunk): what a request with it would not
     /// have to compute.
@@ -286,6 +296,17 @@ impl EngineHandle {
     }
 }
 
+/// An interactive job being prepared (see [`EngineHandle::expect_interactive`]).
+pub struct IncomingJob {
+    shared: Arc<Shared>,
+}
+
+impl Drop for IncomingJob {
+    fn drop(&mut self) {
+        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Shared {
     fn publish(&self, engine: &Engine) {
         *self.slots.lock().unwrap_or_else(|p| p.into_inner()) = engine.slot_tokens();
@@ -304,6 +325,10 @@ impl Shared {
     }
 }
 
+/// How often the engine thread looks again while an interactive job is
+/// being prepared (it wakes at once when the job arrives).
+const INCOMING_POLL: Duration = Duration::from_millis(5);
+
 /// The engine thread's loop: interactive jobs first, in arrival order, then
 /// background jobs, until every handle is gone.
 fn serve_jobs(mut engine: Engine, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
@@ -317,6 +342,16 @@ fn serve_jobs(mut engine: Engine, jobs: &mpsc::Receiver<Job>, shared: &Shared) {
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => open = false,
             }
+        }
+        // A keystroke's job is being prepared: wait for it rather than start
+        // background work it would have to wait behind.
+        if interactive.is_empty() && open && shared.waiting.load(Ordering::SeqCst) > 0 {
+            match jobs.recv_timeout(INCOMING_POLL) {
+                Ok(job) => admit(job, &mut interactive, &mut background, shared),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+            }
+            continue;
         }
         let job = match interactive.pop_front().or_else(|| background.pop_front()) {
             Some(job) => job,
@@ -391,6 +426,7 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
         }
     };
     let mut control = RunControl { background, should_yield: &should_yield, late_budget: options.late_budget, on_prefill: Some(&mut on_prefill) };
+    let started = std::time::Instant::now();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         test_hook_panic(shared);
         engine.run_job(options.slot, &request, &mut control, &mut on_text)
@@ -406,6 +442,23 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
         }
     };
     shared.publish(engine);
+    tracing::debug!(
+        priority = ?options.priority,
+        slot = ?options.slot,
+        prompt = request.prompt.len(),
+        max_new = request.max_new_tokens,
+        ms = started.elapsed().as_millis() as u64,
+        reused = match &outcome {
+            Ok(Ran::Done(c)) => c.reused_tokens,
+            _ => 0,
+        },
+        outcome = match &outcome {
+            Ok(Ran::Yielded) => "yielded",
+            Ok(Ran::Done(c)) => c.stop_reason.as_str(),
+            Err(_) => "error",
+        },
+        "engine job ran"
+    );
     match outcome {
         Ok(Ran::Yielded) => Some(Job { request, options, text, reply }),
         Ok(Ran::Done(completion)) => {

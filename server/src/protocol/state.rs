@@ -20,7 +20,7 @@ use super::ext::{Status, StatusNotification, WarmingStatus};
 use crate::completion::anchor::{choose_anchor, Anchor};
 use crate::completion::{
     mode_at, plan_prompt, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline, PromptPlan, PromptSize, Scheduler,
-    Shown, SuggestionLru,
+    SuggestionLru, TypedThrough,
 };
 use crate::context::{
     definitions, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText, Definition, SourceFile,
@@ -106,7 +106,12 @@ pub struct State {
     /// as an `error` status until a generation succeeds again.
     generation_error: Mutex<Option<String>>,
     lru: Mutex<SuggestionLru>,
-    shown: Mutex<HashMap<String, Shown>>,
+    /// Typed-through: suggestions shown, answers that came late, where
+    /// each document was last asked.
+    typed: Mutex<TypedThrough>,
+    /// Signalled when a late answer is remembered: a newer request waiting
+    /// on its own generation may type through it.
+    late_ready: tokio::sync::Notify,
     /// The last edited places (document, line), newest last.
     recent_edits: Mutex<VecDeque<(String, usize)>>,
     /// Where each document's last edit ended: the cursor after accepting a
@@ -161,7 +166,8 @@ impl State {
             last: Mutex::new(Status::default()),
             generation_error: Mutex::new(None),
             lru: Mutex::new(SuggestionLru::new(256)),
-            shown: Mutex::new(HashMap::new()),
+            typed: Mutex::new(TypedThrough::default()),
+            late_ready: tokio::sync::Notify::new(),
             recent_edits: Mutex::new(VecDeque::new()),
             last_edit_end: Mutex::new(HashMap::new()),
             workspace_definitions: RwLock::new(Arc::new(Vec::new())),
@@ -196,7 +202,7 @@ impl State {
     /// and forgets the suggestion last shown there (the document closed).
     pub fn cancel_pending(&self, uri: &str) {
         self.scheduler.cancel(uri);
-        lock(&self.shown).remove(uri);
+        lock(&self.typed).forget(uri);
         lock(&self.last_edit_end).remove(uri);
         lock(&self.cursors).remove(uri);
         if let Some(flag) = lock(&self.warm_ups).remove(uri) {
@@ -453,7 +459,7 @@ impl State {
         *self.model.write().unwrap_or_else(|p| p.into_inner()) = ModelState::Loading { name: config.model.clone() };
         // Suggestions of the previous model (or backend) are not this one's.
         *lock(&self.lru) = SuggestionLru::new(256);
-        lock(&self.shown).clear();
+        lock(&self.typed).clear();
         let state = self.clone();
         tokio::spawn(async move { state.load(generation, config).await });
     }
@@ -700,16 +706,26 @@ impl State {
             None => Some(placed(&request.rope, &request.text, request.offset, request.encoding, shown)),
         };
         // Typed-through: the user typed the start of the suggestion shown.
-        let shown = lock(&self.shown).get(uri).filter(|_| selected.is_none()).and_then(|s| s.typed_through(&request.text, request.offset));
-        if let Some(rest) = shown {
-            self.scheduler.cancel(uri);
-            return place(rest);
-        }
-        let ticket = self.scheduler.begin(uri);
+        let typed_on = {
+            let mut typed = lock(&self.typed);
+            let typed_on = typed.asked(uri, &request.text, request.offset);
+            if let Some(rest) = typed.answer(uri, &request.text, request.offset).filter(|_| selected.is_none()) {
+                drop(typed);
+                self.scheduler.cancel(uri);
+                return place(rest);
+            }
+            typed_on
+        };
+        // Typing on leaves the previous request's generation running a
+        // little longer: its answer may be what the user is typing.
+        let ticket = if typed_on && selected.is_none() { self.scheduler.begin_typing_on(uri) } else { self.scheduler.begin(uri) };
+        let job_flag = ticket.flag();
         let budget = Duration::from_millis(request.config.latency_budget_ms);
         let deadline = started + budget;
         let cancel = ticket.flag();
         let builder = request.clone();
+        // Background work gives way from now, not only once the job is sent.
+        let incoming = request.model.generator.engine().map(|engine| engine.expect_interactive());
         let prepared = match tokio::task::spawn_blocking(move || builder.build(budget, Some(deadline), cancel)).await {
             Ok(Some(prepared)) => prepared,
             Ok(None) => return None,
@@ -729,7 +745,7 @@ impl State {
             if quick.is_some() {
                 self.warm_full_prompt(uri, &request.model, &full.request);
             }
-            lock(&self.shown).insert(uri.to_string(), Shown::new(&request.text, request.offset, &hit));
+            lock(&self.typed).shown(uri, &request.text, request.offset, &hit);
             return if hit.is_empty() { None } else { place(hit) };
         }
         let full_request = quick.is_some().then(|| full.request.clone());
@@ -743,6 +759,8 @@ impl State {
             key: Some(uri.to_string()),
         };
         let pending = request.model.generator.submit(chosen.request.clone(), options);
+        drop(incoming);
+        tracing::debug!(%uri, build_ms = started.elapsed().as_millis() as u64, prompt = chosen.request.prompt.len(), "job submitted");
         if let Some(full_request) = &full_request {
             self.warm_full_prompt(uri, &request.model, full_request);
         }
@@ -755,20 +773,37 @@ impl State {
         tokio::spawn(async move {
             let shown = state.finish(pending.await, &job_request, &chosen, started).await;
             drop(ticket);
-            if let Err(Some(_)) = answered.send(shown) {
+            if let Err(Some(shown)) = answered.send(shown) {
                 // The request was answered empty meanwhile: the answer is
-                // cached, and the status tells the editor to ask again.
+                // cached, a newer request typing through it may use it, and
+                // the status tells the editor to ask again.
                 tracing::info!(uri = %job_uri, ms = started.elapsed().as_millis() as u64, "late suggestion ready in the cache");
+                lock(&state.typed).late(&job_uri, &job_request.text, job_request.offset, &shown);
+                state.late_ready.notify_waiters();
                 state.publish_status_with(true, None).await;
             }
         });
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout_at((deadline + Duration::from_millis(50)).into(), answer) => outcome,
-            () = superseded.cancelled() => return None,
+        let wait = tokio::time::timeout_at((deadline + Duration::from_millis(50)).into(), answer);
+        tokio::pin!(wait);
+        let outcome = loop {
+            let late = self.late_ready.notified();
+            tokio::pin!(late);
+            late.as_mut().enable();
+            // An older request's answer, come late, that this one types through.
+            let through_late = lock(&self.typed).answer(uri, &request.text, request.offset).filter(|_| selected.is_none());
+            if let Some(rest) = through_late {
+                job_flag.cancel();
+                return place(rest);
+            }
+            tokio::select! {
+                outcome = &mut wait => break outcome,
+                () = superseded.cancelled() => return None,
+                () = &mut late => {}
+            }
         };
         match outcome {
             Ok(Ok(Some(shown))) => {
-                lock(&self.shown).insert(uri.to_string(), Shown::new(&request.text, request.offset, &shown));
+                lock(&self.typed).shown(uri, &request.text, request.offset, &shown);
                 place(shown)
             }
             Ok(_) => None,
