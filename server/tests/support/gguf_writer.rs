@@ -21,11 +21,7 @@ pub enum Val {
     /// An array: element type number, then the elements.
     Array(u32, Vec<Val>),
     /// An array header with any length, followed by `bytes` as they are.
-    RawArray {
-        element: u32,
-        len: u64,
-        bytes: Vec<u8>,
-    },
+    RawArray { element: u32, len: u64, bytes: Vec<u8> },
 }
 
 /// Value type numbers.

@@ -159,10 +159,7 @@ impl LspClient {
                     return m;
                 }
                 Some(m) => skipped.push(m),
-                None => panic!(
-                    "timed out after {timeout:?} waiting for {what}; received: {:#?}",
-                    self.received.iter().rev().take(10).collect::<Vec<_>>()
-                ),
+                None => panic!("timed out after {timeout:?} waiting for {what}; received: {:#?}", self.received.iter().rev().take(10).collect::<Vec<_>>()),
             }
         }
     }
@@ -174,10 +171,7 @@ impl LspClient {
 
     /// initialize + initialized; returns the initialize result.
     pub fn initialize(&mut self, capabilities: Value, options: Value) -> Value {
-        let id = self.request(
-            "initialize",
-            json!({"processId": null, "rootUri": null, "capabilities": capabilities, "initializationOptions": options}),
-        );
+        let id = self.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": capabilities, "initializationOptions": options}));
         let result = self.response(id, Duration::from_secs(30));
         self.notify("initialized", json!({}));
         result["result"].clone()

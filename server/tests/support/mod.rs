@@ -15,7 +15,11 @@ pub fn models_dir() -> PathBuf {
 /// The path of a fetched file, or a panic that says how to get it.
 pub fn require(relative: &str) -> PathBuf {
     let path = models_dir().join(relative);
-    assert!(path.is_file(), "{} is missing: run scripts/fetch-models first (tests never skip a missing model)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-models first (tests never skip a missing model)",
+        path.display()
+    );
     path
 }
 
