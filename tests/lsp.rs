@@ -74,9 +74,12 @@ fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
     let text = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    ";
     c.open(uri, "python", text);
     let answer = c.inline_completion(uri, 5, 4, LONG);
-    let items = answer["result"].as_array().or_else(|| answer["result"]["items"].as_array()).expect("a list").clone();
+    // An `InlineCompletionList` whose items carry a range, the cursor's when
+    // nothing after it is replaced (lsp-mode needs both).
+    let items = answer["result"]["items"].as_array().unwrap_or_else(|| panic!("an InlineCompletionList: {answer}")).clone();
     assert_eq!(items.len(), 1, "{answer}");
     assert!(!items[0]["insertText"].as_str().unwrap().trim().is_empty(), "{answer}");
+    assert_eq!(items[0]["range"], json!({"start": {"line": 5, "character": 4}, "end": {"line": 5, "character": 4}}), "{answer}");
     let status = c.wait_for(Duration::from_secs(10), "status after completion", |m| {
         m["method"] == "cria/status" && m["params"]["lastLatencyMs"].is_number()
     });
@@ -409,10 +412,10 @@ fn bad_input_gets_errors_or_empty_answers_and_the_server_keeps_serving() {
 
     // A document never opened, and a position far past the end: empty answers.
     let r = c.inline_completion("file:///never-opened.py", 0, 0, Duration::from_secs(30));
-    assert_eq!(r["result"], json!([]), "{r}");
+    assert_eq!(r["result"], json!({"items": []}), "{r}");
     c.open("file:///short.py", "python", "x = 1\n");
     let r = c.inline_completion("file:///short.py", 500, 500, Duration::from_secs(30));
-    assert_eq!(r["result"], json!([]), "{r}");
+    assert_eq!(r["result"], json!({"items": []}), "{r}");
     // Edits to a document never opened are ignored, not fatal.
     change(&mut c, "file:///never-opened.py", 2, (0, 0, 0, 0), "x");
     assert_eq!(c.document_text("file:///short.py"), json!("x = 1\n"));
@@ -434,7 +437,7 @@ fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
     assert!(status["message"].as_str().unwrap().contains("missing.gguf"));
     c.open("file:///a.py", "python", "print(1)\n");
     let r = c.inline_completion("file:///a.py", 0, 8, Duration::from_secs(30));
-    assert_eq!(r["result"], json!([]));
+    assert_eq!(r["result"], json!({"items": []}));
     // Bad settings values are reported and the rest still applies.
     c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"maxTokens": "many", "nonsense": 1}}}));
     let shown = c.wait_for(Duration::from_secs(30), "showMessage for maxTokens", |m| {
@@ -516,7 +519,7 @@ fn a_request_that_outlives_its_budget_is_finished_in_the_background_and_served_o
     let uri = "file:///work/late/ledger.py";
     c.open(uri, "python", &text);
     let first = c.inline_completion(uri, line, character, LONG);
-    assert_eq!(first["result"], json!([]), "nothing is ready within 50 ms: {first}");
+    assert_eq!(first["result"], json!({"items": []}), "nothing is ready within 50 ms: {first}");
     // The editor is told the server is warming, then that the answer is ready.
     c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri));
     c.wait_for(LONG, "ready after warming", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));

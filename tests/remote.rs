@@ -243,7 +243,7 @@ fn the_language_server_completes_through_llama_server_in_every_flavour() {
     // an error status naming the variable; the server keeps serving.
     let mut wrong = remote_lsp(home.path(), QWEN, flavours[0].clone(), json!({}), &[("CRIA_TEST_LLAMA_KEY", "wrong")]);
     wrong.open(uri, "python", FIM_DOC);
-    assert_eq!(wrong.inline_completion(uri, 4, 11, LONG)["result"], json!([]));
+    assert_eq!(wrong.inline_completion(uri, 4, 11, LONG)["result"], json!({"items": []}));
     let status = completion_status(&mut wrong);
     assert_eq!(status["state"], "error");
     let message = status["message"].as_str().unwrap();
@@ -277,7 +277,7 @@ fn engine_failures_give_empty_completions_an_error_status_and_a_server_that_keep
         let asked = Instant::now();
         let answer = c.inline_completion(uri, 1, 11, LONG);
         assert!(asked.elapsed() < Duration::from_millis(budget + 1000), "{what}: answered within the budget ({:?})", asked.elapsed());
-        assert_eq!(answer["result"], json!([]), "{what}: an empty completion");
+        assert_eq!(answer["result"], json!({"items": []}), "{what}: an empty completion");
         let status = completion_status(c);
         assert_eq!(status["state"], "error", "{what}: {status}");
         let message = status["message"].as_str().unwrap().to_string();

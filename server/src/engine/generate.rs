@@ -274,9 +274,26 @@ pub enum Ran {
     Yielded,
 }
 
-/// Prompt tokens per forward pass in background prefill: a keystroke's
-/// request waits for at most one such chunk.
+/// Prompt tokens per forward pass in background prefill, at most: a
+/// keystroke's request waits for at most one such chunk.
 pub const BACKGROUND_PREFILL_CHUNK: usize = 64;
+/// The smallest background chunk (smaller batches waste the kernels).
+const MIN_BACKGROUND_CHUNK: usize = 16;
+/// How long one background chunk should take, so that a keystroke arriving
+/// during a warm-up waits about this long for the engine.
+const BACKGROUND_CHUNK_SECONDS: f64 = 0.1;
+
+/// Background chunk size for the measured prefill rate (tokens per second):
+/// what takes [`BACKGROUND_CHUNK_SECONDS`], in steps of 16 tokens, between
+/// [`MIN_BACKGROUND_CHUNK`] and [`BACKGROUND_PREFILL_CHUNK`]. A slow or busy
+/// machine gets smaller chunks, so its keystrokes wait no longer.
+pub fn background_chunk(prefill_rate: f64) -> usize {
+    if prefill_rate <= 0.0 {
+        return MIN_BACKGROUND_CHUNK;
+    }
+    let fitting = (prefill_rate * BACKGROUND_CHUNK_SECONDS) as usize / MIN_BACKGROUND_CHUNK * MIN_BACKGROUND_CHUNK;
+    fitting.clamp(MIN_BACKGROUND_CHUNK, BACKGROUND_PREFILL_CHUNK)
+}
 
 /// A slot is reused for a prompt when it holds at least this share of the
 /// prompt's start; below it the prompt belongs elsewhere (another document,
@@ -604,8 +621,8 @@ fn run(
     // Past the deadline a job with a late budget carries on, giving way.
     let mut deadline = request.deadline;
     let mut late = false;
-    let chunk_size = if control.background { BACKGROUND_PREFILL_CHUNK } else { PREFILL_CHUNK };
-    for chunk in prompt[reused..].chunks(chunk_size) {
+    let mut next = reused;
+    while next < prompt.len() {
         if let Some(reason) = interrupted(&request.cancel, deadline) {
             match (reason, control.late_budget) {
                 (StopReason::Deadline, Some(_)) => {
@@ -618,6 +635,10 @@ fn run(
         if (control.background || late) && (control.should_yield)() {
             return Ok(Ran::Yielded);
         }
+        // Work that may have to give way runs in chunks a keystroke can wait for.
+        let size = if control.background || late { background_chunk(*prefill_rate) } else { PREFILL_CHUNK };
+        let chunk = &prompt[next..(next + size).min(prompt.len())];
+        next += chunk.len();
         let chunk_started = Instant::now();
         logits = Some(model.forward(chunk, cache)?);
         if chunk.len() >= 16 {
@@ -794,6 +815,16 @@ impl StreamingText {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn background_chunks_take_about_a_tenth_of_a_second_within_bounds() {
+        use super::background_chunk;
+        assert_eq!(background_chunk(0.0), 16, "not measured yet: the smallest");
+        assert_eq!(background_chunk(100.0), 16, "a slow machine");
+        assert_eq!(background_chunk(400.0), 32);
+        assert_eq!(background_chunk(10_000.0), 64, "never above the most");
+        assert!((1..2000).map(|r| background_chunk(r as f64)).all(|c| c % 16 == 0));
+    }
+
     use super::*;
 
     fn generate(pieces: &[&str], stops: &[&str]) -> (String, Vec<String>) {

@@ -243,12 +243,15 @@ impl LanguageServer for Backend {
             text: item.text,
         });
         let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), selected).await } else { None };
+        // Always a list object and always a range (the cursor's, when nothing
+        // after it is replaced): both are optional in LSP, but lsp-mode
+        // (Emacs) fails on a bare empty array and on an item without one.
         let Some(s) = suggestion else {
-            return Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(Vec::new())));
+            return Ok(Some(lsp::InlineCompletionResponse::InlineCompletionList(lsp::InlineCompletionList { items: Vec::new() })));
         };
-        let range = s.replace_end.map(|end| json!({ "start": to_lsp_position(s.cursor), "end": to_lsp_position(end) }));
-        let item = json!({ "insertText": s.text, "range": range });
-        Ok(Some(lsp::InlineCompletionResponse::InlineCompletionItemList(vec![from_json(strip_nulls(item))])))
+        let end = s.replace_end.unwrap_or(s.cursor);
+        let item = json!({ "insertText": s.text, "range": { "start": to_lsp_position(s.cursor), "end": to_lsp_position(end) } });
+        Ok(Some(lsp::InlineCompletionResponse::InlineCompletionList(lsp::InlineCompletionList { items: vec![from_json(item)] })))
     }
 
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
@@ -297,9 +300,3 @@ fn completion_item(s: &Suggestion) -> lsp::CompletionItem {
     }))
 }
 
-fn strip_nulls(mut value: serde_json::Value) -> serde_json::Value {
-    if let serde_json::Value::Object(map) = &mut value {
-        map.retain(|_, v| !v.is_null());
-    }
-    value
-}
