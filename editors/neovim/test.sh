@@ -77,12 +77,12 @@ if [[ $headless -ne 0 && "$counts" != "0 passed, 0 failed" ]] && ((failed == 0))
 fi
 
 # The real UI in tmux (its name contains "tmux").
-if [[ -z "$filter" || "tmux: real UI" == *"$filter"* ]]; then
+if [[ -z "$filter" || "tmux: Neovim's real UI" == *"$filter"* ]]; then
   echo
   if ! command -v tmux >/dev/null 2>&1; then
     echo "FAILED  tmux: tmux is missing and could not be installed"
     failed=$((failed + 1))
-  elif NVIM="$nvim" timeout 600 python3 tests/tmux_ui.py; then
+  elif NVIM="$nvim" timeout 600 python3 ../tmux_ui.py neovim; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
