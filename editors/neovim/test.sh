@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tests cria.nvim in a real headless Neovim against the real cria server and
 # the SmolLM2 model (tests/run.lua), then in Neovim's real terminal UI inside
-# tmux, looking at the screen only (tests/tmux_ui.py). Fails (never skips)
+# tmux, looking at the screen only (../tmux_ui.py neovim). Fails (never skips)
 # when Neovim, tmux, cria or the model is missing.
 #
 #   editors/neovim/test.sh [name-filter]
