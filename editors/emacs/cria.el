@@ -231,15 +231,14 @@ buffer and point have not changed since."
                                     (= (point) (car wish)))
                            (lsp-inline-completion-display 'implicit)))))))))
 
-(defun cria--accepted (text start _end)
+(defun cria--accepted (text _start _end)
   "Reports an accepted suggestion to the server (`cria.accepted')."
   (when-let* ((ws (cria--workspace)))
     (let ((uri (lsp--buffer-uri)))
       (with-lsp-workspace ws
         (lsp-request-async "workspace/executeCommand"
                            (list :command "cria.accepted"
-                                 :arguments (vector (list :uri uri :kind "all" :text text
-                                                          :complete t :offset (1- start))))
+                                 :arguments (vector (list :uri uri :kind "all" :text text :complete t)))
                            #'ignore
                            :mode 'detached)))))
 
