@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# editors/zed/test.sh -- Zed's edit-prediction request (provider
+# `open_ai_compatible_api`) posted to the real `cria serve` as Zed posts it,
+# and the answer checked as Zed parses it (zed_request.py). Zed itself is not
+# run: it is a GPU desktop application with no headless mode; its request
+# shape is taken from its source (see README.md). Needs the FIM model
+# qwen2.5-coder-0.5b-instruct (scripts/fetch-models); fails, never skips,
+# when it or the cria binary is missing.
+#
+#   CRIA_BIN=target/debug/cria editors/zed/test.sh
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(git -C "$here" rev-parse --show-toplevel)"
+export CRIA_BIN="${CRIA_BIN:-$repo/target/debug/cria}"
+if [[ ! -x "$CRIA_BIN" ]]; then
+  echo "error: cria binary not found at $CRIA_BIN (build it: cargo build -p cria --bin cria, or set CRIA_BIN)" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+model_line="$("$CRIA_BIN" models 2>/dev/null | grep -E '^qwen2.5-coder-0.5b-instruct[[:space:]]' || true)"
+if [[ -z "$model_line" || "$model_line" == *"not downloaded"* ]]; then
+  echo "error: model qwen2.5-coder-0.5b-instruct is not downloaded (run scripts/fetch-models --only qwen)" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+exec timeout 600 python3 "$here/zed_request.py"
