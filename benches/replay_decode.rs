@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use cria::completion::{mode_at, resolve_model, start, Ablation, Backend, CursorPlace, Model, Pipeline, PromptSize, SuggestionSettings};
+use cria::completion::{mode_at, resolve_model, Trigger, start, Ablation, Backend, CursorPlace, Model, Pipeline, PromptSize, SuggestionSettings};
 use cria::context::CompletionMode;
 use cria::documents::Language;
 use cria::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, StopReason};
@@ -110,7 +110,7 @@ fn served_request(
     cursor: usize,
     tree: &tree_sitter::Tree,
 ) -> Option<GenerationRequest> {
-    let mode = mode_at(text, cursor, Some(tree));
+    let mode = mode_at(text, cursor, Some(tree), Trigger::Automatic);
     if mode == CompletionMode::Skip {
         return None;
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use cria::completion::anchor::choose_anchor;
 use cria::completion::{
-    mode_at, resolve_model, start, Ablation, Backend, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_MAX_TOKENS,
+    mode_at, resolve_model, Trigger, start, Ablation, Backend, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_MAX_TOKENS,
 };
 use cria::context::{split_at_line_column, CompletionMode};
 use cria::documents::{Document, Language};
@@ -136,7 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let model = start(resolved, options, order, Box::new(|_| {}))?.finish_blocking()?;
 
-    let mode = mode_at(&text, offset, document.tree());
+    let mode = mode_at(&text, offset, document.tree(), Trigger::Automatic);
     if mode == CompletionMode::Skip {
         // The editor asks for nothing here (mid-identifier).
         if args.json {

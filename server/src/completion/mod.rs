@@ -20,7 +20,7 @@ pub mod warm;
 pub use cache::{Shown, SuggestionLru, TypedThrough};
 pub use generator::{Backend, GenerateError, Generator, Pending};
 pub use pipeline::{
-    mode_at, Ablation, BuiltPrompt, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_CONTEXT_SHARE,
+    mode_at, Ablation, Trigger, BuiltPrompt, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_CONTEXT_SHARE,
     DEFAULT_MAX_SUFFIX_TOKENS, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT_TOKENS, DEFAULT_SUFFIX_SHARE,
 };
 pub use scheduler::{Scheduler, Superseded, Ticket};

@@ -140,8 +140,43 @@ impl Ablation {
 
 /// Whether a suggestion is wanted at byte `offset` of `text`, and of which
 /// kind (one line, several, none), as every front end decides it.
-pub fn mode_at(text: &str, offset: usize, tree: Option<&tree_sitter::Tree>) -> CompletionMode {
-    completion_mode(text, offset, tree, true)
+pub fn mode_at(text: &str, offset: usize, tree: Option<&tree_sitter::Tree>, trigger: Trigger) -> CompletionMode {
+    match (completion_mode(text, offset, tree, true), trigger) {
+        // Asked for explicitly: an answer even mid-word, and several lines
+        // where nothing but closing characters follows the cursor.
+        (CompletionMode::Skip, Trigger::Invoked) => CompletionMode::SingleLine,
+        (CompletionMode::SingleLine, Trigger::Invoked) if rest_of_line_closes(text, offset) => CompletionMode::MultiLine,
+        (mode, _) => mode,
+    }
+}
+
+/// How a suggestion was asked for (LSP's `InlineCompletionTriggerKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// While typing: the usual budget and mode.
+    Automatic,
+    /// Explicitly (VS Code's Alt+\\, `:CriaSuggest`): the user waits for
+    /// it, so it gets a longer budget and may be several lines.
+    Invoked,
+}
+
+impl Trigger {
+    /// An invoked request's latency budget, in multiples of the setting.
+    const INVOKED_BUDGET_FACTOR: u64 = 3;
+
+    /// The latency budget for a request asked this way.
+    pub fn latency_budget_ms(self, setting: u64) -> u64 {
+        match self {
+            Trigger::Automatic => setting,
+            Trigger::Invoked => setting.saturating_mul(Self::INVOKED_BUDGET_FACTOR),
+        }
+    }
+}
+
+/// Whether only closing characters (or nothing) follow `offset` on its line.
+fn rest_of_line_closes(text: &str, offset: usize) -> bool {
+    let rest = text.get(offset..).unwrap_or("");
+    crate::context::closing_only(&rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())])
 }
 
 /// Where a suggestion is asked for: the document as the front end has it
@@ -353,6 +388,20 @@ impl SuggestionSettings {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_invoked_request_answers_mid_word_and_may_take_several_lines() {
+        use super::{mode_at, Trigger};
+        use crate::context::CompletionMode;
+        let at = |marked: &str, trigger| mode_at(&marked.replace("$0", ""), marked.find("$0").unwrap(), None, trigger);
+        assert_eq!(at("x = comp$0ute(1)\n", Trigger::Automatic), CompletionMode::Skip);
+        assert_eq!(at("x = comp$0ute(1)\n", Trigger::Invoked), CompletionMode::SingleLine, "explicit: even mid-word");
+        assert_eq!(at("x = f(total + $0)\n", Trigger::Automatic), CompletionMode::SingleLine);
+        assert_eq!(at("x = f(total + $0)\n", Trigger::Invoked), CompletionMode::MultiLine, "only closing characters follow");
+        assert_eq!(at("x = $0compute(1)\n", Trigger::Invoked), CompletionMode::SingleLine, "code follows on the line");
+        assert_eq!(Trigger::Automatic.latency_budget_ms(2000), 2000);
+        assert_eq!(Trigger::Invoked.latency_budget_ms(2000), 6000);
+    }
+
     use super::*;
 
     #[test]

@@ -19,7 +19,7 @@ fn is_ident(c: char) -> bool {
 }
 
 /// Characters that may follow the cursor without making it "mid-line".
-fn closing_only(rest: &str) -> bool {
+pub(crate) fn closing_only(rest: &str) -> bool {
     rest.trim().chars().all(|c| ")]}>\"'`;,:".contains(c))
 }
 

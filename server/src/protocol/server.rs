@@ -12,6 +12,7 @@ use tower_lsp_server::LanguageServer;
 use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
 use super::ext::ACCEPTED_COMMAND;
 use super::state::{SelectedItem, State, Suggestion};
+use crate::completion::Trigger;
 use super::throttle::Throttle;
 
 /// The server object tower-lsp-server drives.
@@ -242,7 +243,11 @@ impl LanguageServer for Backend {
             end: position(item.range.end),
             text: item.text,
         });
-        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), selected).await } else { None };
+        let trigger = match params.context.trigger_kind {
+            lsp::InlineCompletionTriggerKind::Invoked => Trigger::Invoked,
+            _ => Trigger::Automatic,
+        };
+        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), selected, trigger).await } else { None };
         // Always a list object and always a range (the cursor's, when nothing
         // after it is replaced): both are optional in LSP, but lsp-mode
         // (Emacs) fails on a bare empty array and on an item without one.
@@ -257,7 +262,7 @@ impl LanguageServer for Backend {
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position_params;
         let uri = at.text_document.uri.0.as_str();
-        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), None).await } else { None };
+        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), None, Trigger::Automatic).await } else { None };
         let items = suggestion.map(|s| vec![completion_item(&s)]).unwrap_or_default();
         Ok(Some(lsp::CompletionResponse::CompletionList(lsp::CompletionList {
             is_incomplete: true,

@@ -19,7 +19,7 @@ use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification, WarmingStatus};
 use crate::completion::anchor::{choose_anchor, Anchor};
 use crate::completion::{
-    mode_at, plan_prompt, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline, PromptPlan, PromptSize, Scheduler,
+    mode_at, plan_prompt, Trigger, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline, PromptPlan, PromptSize, Scheduler,
     SuggestionLru, TypedThrough,
 };
 use crate::context::{
@@ -295,7 +295,7 @@ impl State {
 
     /// The work of [`Self::prefetch`], on a blocking thread.
     fn prefetch_now(self: &Arc<Self>, uri: &str, position: Position) {
-        let Some(built) = self.prepare(uri, position, None) else {
+        let Some(built) = self.prepare(uri, position, None, Trigger::Automatic) else {
             return;
         };
         let Some(engine) = built.model.generator.engine().cloned() else {
@@ -335,7 +335,7 @@ impl State {
         let state = self.clone();
         let uri = uri.to_string();
         tokio::spawn(async move {
-            let found = state.suggest(&uri, position, None).await;
+            let found = state.suggest(&uri, position, None, Trigger::Automatic).await;
             tracing::debug!(%uri, found = found.is_some(), "speculative suggestion after accept");
         });
     }
@@ -551,7 +551,7 @@ impl State {
     /// now (ordered with the edits before it), the settings and the model.
     /// `None` when there is nothing to do (model not ready, document unknown
     /// or skipped, language off, no completion wanted here).
-    fn prepare(&self, uri: &str, position: Position, selected: Option<&SelectedItem>) -> Option<Arc<CursorRequest>> {
+    fn prepare(&self, uri: &str, position: Position, selected: Option<&SelectedItem>, trigger: Trigger) -> Option<Arc<CursorRequest>> {
         let snapshot = match self.documents().snapshot(uri) {
             Ok(s) => s,
             Err(e) => {
@@ -565,10 +565,11 @@ impl State {
             tracing::debug!("no completion for {uri}: {reason:?}");
             return None;
         }
-        let config = lock(&self.config).clone();
+        let mut config = lock(&self.config).clone();
         if !config.language_enabled(snapshot.language().id()) {
             return None;
         }
+        config.latency_budget_ms = trigger.latency_budget_ms(config.latency_budget_ms);
         let model = match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
             ModelState::Ready(m) => m.clone(),
             _ => return None,
@@ -590,7 +591,7 @@ impl State {
             rope = ropey::Rope::from_str(&text);
             tree = None;
         }
-        let mode = mode_at(&text, offset, tree.as_ref());
+        let mode = mode_at(&text, offset, tree.as_ref(), trigger);
         if mode == CompletionMode::Skip {
             return None;
         }
@@ -690,9 +691,9 @@ impl State {
     /// the item's text, then the suggestion (LSP 3.18: an editor shows an
     /// inline suggestion beside its list only if it extends the selected
     /// item).
-    pub async fn suggest(self: &Arc<Self>, uri: &str, position: Position, selected: Option<SelectedItem>) -> Option<Suggestion> {
+    pub async fn suggest(self: &Arc<Self>, uri: &str, position: Position, selected: Option<SelectedItem>, trigger: Trigger) -> Option<Suggestion> {
         let started = Instant::now();
-        let request = self.prepare(uri, position, selected.as_ref())?;
+        let request = self.prepare(uri, position, selected.as_ref(), trigger)?;
         self.note_cursor(uri, position);
         self.activate(uri);
         let place = |shown: String| match &selected {
