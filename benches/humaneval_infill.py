@@ -436,7 +436,10 @@ class Cria:
         try:
             result = self.client.request("textDocument/inlineCompletion", {
                 "textDocument": {"uri": uri}, "position": doc.position(),
-                "context": {"triggerKind": 1},  # Invoked
+                # Automatic, as while typing: what users see most. (An
+                # invoked request may be answered in several lines where one
+                # is asked for here.)
+                "context": {"triggerKind": 2},
             })
         finally:
             latency = (time.perf_counter() - started) * 1000
