@@ -24,6 +24,7 @@ export interface ServerSettings {
     promptTokens?: number;
     suffixShare?: number;
     maxSuffixTokens?: number;
+    contextShare?: number;
     contextLength?: number;
     kvCacheMb?: number;
     threads?: number;
@@ -31,6 +32,7 @@ export interface ServerSettings {
     temperature?: number;
     enabledLanguages?: LanguageSwitches;
     logLevel?: string;
+    backend?: Record<string, unknown> | string;
 }
 
 /** Settings the server reads, by the name of the `cria.*` setting (the server uses the same names). */
@@ -41,6 +43,7 @@ export const SERVER_KEYS = [
     'promptTokens',
     'suffixShare',
     'maxSuffixTokens',
+    'contextShare',
     'contextLength',
     'kvCacheMb',
     'threads',
@@ -48,6 +51,7 @@ export const SERVER_KEYS = [
     'temperature',
     'enabledLanguages',
     'logLevel',
+    'backend',
 ] as const satisfies readonly (keyof ServerSettings)[];
 
 /** Settings only the extension reads; changing one of them restarts the server. */
@@ -56,7 +60,7 @@ export const RESTART_KEYS = ['serverPath', 'serverEnv'] as const;
 /** Settings only the extension reads, applied without a restart. */
 export const CLIENT_KEYS = ['enable', 'trace.server'] as const;
 
-const NUMBER_KEYS = new Set<string>(['maxTokens', 'latencyBudgetMs', 'promptTokens', 'suffixShare', 'maxSuffixTokens', 'contextLength', 'kvCacheMb', 'threads', 'temperature']);
+const NUMBER_KEYS = new Set<string>(['maxTokens', 'latencyBudgetMs', 'promptTokens', 'suffixShare', 'maxSuffixTokens', 'contextShare', 'contextLength', 'kvCacheMb', 'threads', 'temperature']);
 
 /** Expands a leading `~` to the home folder (the server does not). */
 export function expandHome(value: string, home: string): string {
@@ -99,6 +103,8 @@ export function serverSettings(get: Getter, home = ''): ServerSettings {
             value = home ? expandHome(value as string, home) : value;
         } else if (key === 'enabledLanguages' && isLanguageSwitches(value) && !Array.isArray(value)) {
             value = { ...value }; // VS Code's objects are read-only proxies
+        } else if (key === 'backend' && typeof value === 'object' && !Array.isArray(value)) {
+            value = { ...(value as Record<string, unknown>) };
         } else if (key === 'logLevel' && typeof value === 'string' && value.trim() === '') {
             continue;
         } else if (NUMBER_KEYS.has(key) && typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) {

@@ -70,6 +70,42 @@ impl Default for ServerConfig {
     }
 }
 
+/// One setting as clients send it: the single list the server, the editors'
+/// settings and every settings table in the docs follow (checked by
+/// `tests/settings_schema.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The key, as sent (`maxTokens`); editors prefix it (`cria.maxTokens`).
+    pub name: &'static str,
+    /// The default as JSON; applying it leaves [`ServerConfig::default`] as it is.
+    pub default_json: &'static str,
+    /// The default as the docs' tables write it (without backticks).
+    pub default_shown: &'static str,
+}
+
+const fn setting(name: &'static str, default_json: &'static str, default_shown: &'static str) -> Setting {
+    Setting { name, default_json, default_shown }
+}
+
+/// Every setting the server reads, in the order the docs list them.
+pub const SETTINGS: &[Setting] = &[
+    setting("model", "\"qwen2.5-coder-0.5b-instruct\"", "qwen2.5-coder-0.5b-instruct"),
+    setting("maxTokens", "64", "64"),
+    setting("latencyBudgetMs", "2000", "2000"),
+    setting("promptTokens", "1536", "1536"),
+    setting("suffixShare", "0.25", "0.25"),
+    setting("maxSuffixTokens", "128", "128"),
+    setting("contextShare", "0.15", "0.15"),
+    setting("contextLength", "4096", "4096"),
+    setting("threads", "0", "0"),
+    setting("device", "\"cpu\"", "cpu"),
+    setting("enabledLanguages", "{\"*\": true}", "all"),
+    setting("temperature", "0", "0"),
+    setting("logLevel", "\"warn\"", "warn"),
+    setting("backend", "{\"kind\": \"embedded\"}", "{ \"kind\": \"embedded\" }"),
+    setting("kvCacheMb", "512", "512"),
+];
+
 /// Something wrong in a settings object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigProblem {
@@ -100,6 +136,10 @@ impl ServerConfig {
         };
         let mut problems = Vec::new();
         for (key, value) in map {
+            if !SETTINGS.iter().any(|s| s.name == key) {
+                problems.push(ConfigProblem::UnknownKey(key.clone()));
+                continue;
+            }
             let result = match key.as_str() {
                 "model" => string(value).map(|v| self.model = v),
                 "maxTokens" => integer(value, 1, 2048).map(|v| self.suggestion.max_tokens = v as usize),
@@ -253,6 +293,18 @@ mod tests {
     use super::*;
     use crate::completion::DEFAULT_MAX_SUFFIX_TOKENS;
     use serde_json::json;
+
+    #[test]
+    fn every_listed_setting_applies_and_its_default_is_the_servers() {
+        let mut c = ServerConfig::default();
+        for setting in SETTINGS {
+            let value: Value = serde_json::from_str(setting.default_json).unwrap_or_else(|e| panic!("{}: {e}", setting.name));
+            assert_eq!(c.apply(&json!({ setting.name: value })), vec![], "{}", setting.name);
+        }
+        assert_eq!(c, ServerConfig::default(), "a listed default differs from the server's");
+        let names: std::collections::HashSet<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        assert_eq!(names.len(), SETTINGS.len(), "a setting is listed twice");
+    }
 
     #[test]
     fn good_values_apply_and_bad_ones_keep_the_previous_value() {

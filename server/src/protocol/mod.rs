@@ -15,7 +15,7 @@ mod state;
 mod throttle;
 mod transport;
 
-pub use config::{ConfigProblem, ServerConfig, DEFAULT_LATENCY_BUDGET_MS};
+pub use config::{ConfigProblem, ServerConfig, Setting, DEFAULT_LATENCY_BUDGET_MS, SETTINGS};
 pub use ext::{Status, ACCEPTED_COMMAND, DOCUMENT_TEXT_METHOD, PREFETCH_METHOD, STATUS_METHOD};
 pub use state::LogControl;
 

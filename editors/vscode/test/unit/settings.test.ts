@@ -31,6 +31,7 @@ describe('serverSettings (initializationOptions and didChangeConfiguration)', ()
             promptTokens: 1536,
             suffixShare: 0.25,
             maxSuffixTokens: 128,
+            contextShare: 0.15,
             contextLength: 4096,
             kvCacheMb: 512,
             threads: 0,
@@ -38,6 +39,7 @@ describe('serverSettings (initializationOptions and didChangeConfiguration)', ()
             temperature: 0,
             enabledLanguages: { '*': true, plaintext: false, markdown: false, scminput: false },
             logLevel: 'warn',
+            backend: { kind: 'embedded' },
         });
     });
 
