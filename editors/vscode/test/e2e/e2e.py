@@ -47,7 +47,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -455,8 +454,9 @@ def case_suggest_widget(s: Session) -> None:
         s.keys(Keys.TAB)
         time.sleep(0.3)
         combined = before_word + item + shown
-    saved = s.line_of_saved(line)
-    check(saved == indent + combined, f"after the second Tab the line is {saved!r}, expected {indent + combined!r}")
+    count = combined.count("\n") + 1  # (a multi-line suggestion's lines carry their own indentation)
+    saved = "\n".join(s.save().splitlines()[line - 1: line - 1 + count])
+    check(saved == indent + combined, f"after the second Tab the text is {saved!r}, expected {indent + combined!r}")
     log(f"suggest-widget: saved line {line}: {saved!r}")
 
 
