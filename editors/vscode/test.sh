@@ -8,6 +8,11 @@
 # ../../target/debug/cria: build it first with `cargo build -p cria --bin cria`)
 # and the model smollm2-135m-instruct in $CRIA_HOME/models (scripts/fetch-models).
 # Without either it fails; it never skips.
+#
+# Last, the end-to-end test in a real VS Code (test/e2e/run.sh): the .vsix in
+# code-server, driven in headless Chromium.  Its first run installs
+# code-server, Chromium and Selenium (about a minute and a half, cached in
+# $CRIA_HOME/vscode-e2e); after that it takes about 20 seconds.
 set -euo pipefail
 cd "$(dirname -- "${BASH_SOURCE[0]}")"
 
@@ -18,3 +23,4 @@ npm run build
 npm test
 npm run package
 ls -l out/cria.vsix
+test/e2e/run.sh

@@ -20,7 +20,7 @@ import { Config } from './config';
 import * as lsp_ext from './lsp_ext';
 import { ServerLogParser } from './server_log';
 import { resolveServerPath } from './server_path';
-import { attachAcceptedCommand, wantSuggestion } from './inline';
+import { attachAcceptedCommand, placeAtCursor, wantSuggestion } from './inline';
 import { Prefetcher } from './prefetch';
 import { Reask, Spot } from './reask';
 import { LaunchSettings, languageEnabled, requiresRestart } from './settings';
@@ -275,6 +275,7 @@ export class Ctx implements vscode.Disposable {
                 }
                 const result = await next(document, position, context, token);
                 const items = !result ? [] : Array.isArray(result) ? result : result.items;
+                placeAtCursor(items, () => new vscode.Range(position, position));
                 if (items.length > 0 && this.serverHasCommand(lsp_ext.ACCEPTED_COMMAND)) {
                     attachAcceptedCommand(items, { uri: document.uri.toString(), languageId: document.languageId });
                 }

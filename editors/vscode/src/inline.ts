@@ -18,9 +18,28 @@ export function wantSuggestion(o: { enabled: boolean; invoked: boolean; language
 }
 
 /** The part of a `vscode.InlineCompletionItem` this module reads and writes. */
-export interface InlineItem {
+export interface InlineItem<R = unknown> {
     insertText: string | { value: string };
+    range?: R;
     command?: unknown;
+}
+
+/**
+ * Gives every suggestion without a range the empty range at the cursor.
+ *
+ * The server sends a range only when the suggestion also covers text after
+ * the cursor (closing brackets, the item selected in the suggest widget).
+ * VS Code takes a missing range as "from the start of the word at the cursor
+ * to the end of the line", so a suggestion right after an identifier
+ * (`acc = defaultdict` → `(int)`) would replace that identifier instead of
+ * continuing it, and VS Code shows no ghost text for it at all.
+ */
+export function placeAtCursor<R>(items: InlineItem<R>[], atCursor: () => R): void {
+    for (const item of items) {
+        if (item.range === undefined) {
+            item.range = atCursor();
+        }
+    }
 }
 
 /**

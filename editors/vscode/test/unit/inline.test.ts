@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { InlineItem, attachAcceptedCommand, wantSuggestion } from '../../src/inline';
+import { InlineItem, attachAcceptedCommand, placeAtCursor, wantSuggestion } from '../../src/inline';
 
 describe('wantSuggestion', () => {
     const languages = { '*': true, markdown: false };
@@ -33,4 +33,12 @@ test('attachAcceptedCommand puts cria.accepted on items without a command', () =
     });
     assert.deepEqual((items[1].command as { arguments: unknown[] }).arguments, [{ uri: 'file:///a.py', languageId: 'python', text: 'snippet ${1}' }]);
     assert.equal(items[2].command, own);
+});
+
+test('placeAtCursor gives items without a range the empty range at the cursor, and keeps the others', () => {
+    const theirs = { start: 3, end: 9 };
+    const items: InlineItem<{ start: number; end: number }>[] = [{ insertText: '(int)' }, { insertText: 'defaultdict(int)', range: theirs }];
+    placeAtCursor(items, () => ({ start: 17, end: 17 }));
+    assert.deepEqual(items[0].range, { start: 17, end: 17 });
+    assert.equal(items[1].range, theirs);
 });
