@@ -36,6 +36,8 @@ pub(super) fn client_supports_progress() -> bool {
 /// One progress token's reports; reporting never blocks.
 pub(super) struct Progress {
     reports: Option<mpsc::UnboundedSender<Value>>,
+    /// The task that sends the reports.
+    sender: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Progress {
@@ -43,7 +45,7 @@ impl Progress {
     /// module docs); otherwise every report is dropped.
     pub(super) fn start(client: &Client, token: lsp::ProgressToken) -> Self {
         if !client_supports_progress() {
-            return Self { reports: None };
+            return Self { reports: None, sender: None };
         }
         let create = {
             let (client, token) = (client.clone(), token.clone());
@@ -64,7 +66,7 @@ impl Progress {
         F: Future<Output = ()> + Send,
     {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let sender = tokio::spawn(async move {
             let accepted = matches!(tokio::time::timeout(timeout, create).await, Ok(true));
             if !accepted {
                 tracing::debug!("the client did not accept a progress token; loading is not reported as progress");
@@ -74,7 +76,18 @@ impl Progress {
                 send(value).await;
             }
         });
-        Self { reports: Some(tx) }
+        Self { reports: Some(tx), sender: Some(sender) }
+    }
+
+    /// Resolves once every report is sent (or dropped): something sent after
+    /// it reaches the client after the progress's `end`. A status the
+    /// client shows from both (VS Code's status bar) must come last, or a
+    /// late `begin` would cover a load's error.
+    pub(super) async fn finished(mut self) {
+        self.reports = None;
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.await;
+        }
     }
 
     /// Sends a `$/progress` value (`begin`, `report`, `end`), in order,
@@ -114,6 +127,23 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let kinds: Vec<Value> = sent.lock().unwrap().iter().map(|v| v["kind"].clone()).collect();
         assert_eq!(kinds, vec![json!("begin"), json!("report"), json!("end")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_resolves_after_the_last_report_is_sent() {
+        let (sent, send) = recorder();
+        let progress = Progress::spawn(
+            async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                true
+            },
+            send,
+            CREATE_TIMEOUT,
+        );
+        progress.report(json!({ "kind": "begin" }));
+        progress.report(json!({ "kind": "end" }));
+        progress.finished().await;
+        assert_eq!(sent.lock().unwrap().len(), 2, "both reports went out before `finished` resolved");
     }
 
     #[tokio::test(start_paused = true)]

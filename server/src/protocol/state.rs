@@ -513,6 +513,17 @@ impl State {
             }
             Err(message) => Err(message),
         };
+        // The status again once the progress reports are out: a client
+        // that shows both must end on the status (an error, above all).
+        let ended = {
+            let state = self.clone();
+            move |progress: super::progress::Progress| {
+                tokio::spawn(async move {
+                    progress.finished().await;
+                    state.publish_status().await;
+                });
+            }
+        };
         match result {
             Ok(model) => {
                 tracing::info!(model = %model.name, load_ms = model.load_time.as_millis() as u64, "model ready");
@@ -545,6 +556,7 @@ impl State {
             }
         }
         self.publish_status().await;
+        ended(progress);
     }
 
     /// The synchronous part of a request at a cursor: the document as of
