@@ -101,7 +101,7 @@ fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
     // line out of the prompt, so `re` alone would not lengthen it.)
     change(&mut c, uri, 2, (5, 4, 5, 4), "return a *");
     let answer = c.inline_completion(uri, 5, 14, LONG);
-    assert!(answer["result"].is_array(), "{answer}");
+    assert!(answer["result"]["items"].is_array(), "{answer}");
     let status = c.wait_for(Duration::from_secs(10), "status after the edit", |m| {
         m["method"] == "cria/status" && m["params"]["promptTokens"].as_u64() > status["params"]["promptTokens"].as_u64()
     });
@@ -128,7 +128,7 @@ fn accepting_a_suggestion_computes_the_next_one_ahead_of_the_request() {
     assert!(status["params"]["promptTokens"].as_u64().unwrap() > 5);
     // The editor's own request at the new cursor is then answered.
     let r = c.inline_completion(uri, 4, 4, LONG);
-    assert!(r["result"].is_array(), "{r}");
+    assert!(r["result"]["items"].is_array(), "{r}");
     c.shutdown();
 }
 
@@ -140,7 +140,7 @@ fn fim_completion_on_qwen_coder_uses_the_text_after_the_cursor() {
     let text = "import math\n\n\ndef circle_area(radius):\n    return \n\n\nprint(circle_area(2.0))\n";
     c.open(uri, "python", text);
     let answer = c.inline_completion(uri, 4, 11, LONG);
-    let insert = answer["result"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    let insert = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
     assert!(insert.contains("radius"), "FIM answer uses the parameter: {answer}");
     assert!(!insert.contains("print(circle_area"), "the text after the cursor is not repeated: {insert:?}");
     c.shutdown();
@@ -174,7 +174,7 @@ fn answers_continue_a_partial_word_and_a_trailing_space_exactly() {
             json!({"textDocument": {"uri": uri, "version": version + 2}, "contentChanges": [{"text": text}]}),
         );
         let answer = c.inline_completion(uri, line, typed.len() as u32, LONG);
-        let insert = answer["result"][0]["insertText"].as_str().unwrap_or_default();
+        let insert = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default();
         assert!(!insert.trim().is_empty(), "{typed:?}: no answer: {answer}");
         assert!(!insert.starts_with([' ', '\t']), "{typed:?}: a doubled space: {insert:?}");
         let typed_word: String = typed.chars().rev().take_while(|ch| ch.is_alphanumeric()).collect::<Vec<_>>().into_iter().rev().collect();
@@ -215,7 +215,7 @@ fn enter_recomputes_only_the_new_line() {
             change(&mut c, uri, version as i64 + 1, (l, ch, l, ch), typed);
         }
         let answer = c.inline_completion(uri, cursor.0, cursor.1, LONG);
-        assert!(answer["result"].is_array(), "{answer}");
+        assert!(answer["result"]["items"].is_array(), "{answer}");
         let status = c.wait_for(LONG, "status after the request", |m| {
             status_of(m).is_some_and(|s| s["promptTokens"].as_u64().is_some_and(|p| p > previous))
         });
@@ -250,7 +250,7 @@ fn a_prefetch_flood_builds_only_the_newest_prompts() {
         c.notify("cria/prefetch", json!({"textDocument": {"uri": uri}, "position": position}));
     }
     let answer = c.inline_completion(uri, 4, 4, LONG);
-    assert!(answer["result"].is_array(), "{answer}");
+    assert!(answer["result"]["items"].is_array(), "{answer}");
     c.shutdown();
     let built = std::fs::read_to_string(&log).unwrap().matches("prefetch: prompt built").count();
     assert!(built < floods / 10, "{built} prompts built for {floods} prefetches");
@@ -259,6 +259,47 @@ fn a_prefetch_flood_builds_only_the_newest_prompts() {
 // ---- documents: the server's copy equals the editor's ----
 
 /// Byte offset of an LSP position in `text`, clamped as the spec says.
+/// Typing on while a suggestion is still being generated: the first
+/// request is superseded (answered empty) but its generation goes on, and
+/// its answer, come late, serves the newer request whose typed character
+/// starts it, at once and without a generation of its own.
+#[test]
+fn a_late_answer_serves_the_request_that_typed_its_first_character() {
+    let home = support::linked_home();
+    let uri = "file:///work/along.py";
+    let body: String = (0..40).map(|i| format!("def scale_{i}(x):\n    return x * {i}\n\n\n")).collect();
+    let text = format!("{body}def scale_40(x):\n    ");
+    let line = text.matches('\n').count() as u32;
+    // What the model answers there, asked alone.
+    let mut alone = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 12}));
+    alone.open(uri, "python", &text);
+    let answer = alone.inline_completion(uri, line, 4, LONG);
+    let expected = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    alone.shutdown();
+    let first: String = expected.chars().take(1).collect();
+    assert!(expected.chars().count() > 2, "a suggestion to type into: {expected:?}");
+
+    // A fresh server: ask, then type the suggestion's first character and ask again at once.
+    let log = home.path().join("along.log");
+    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=info")], stderr);
+    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 12}));
+    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    c.open(uri, "python", &text);
+    let older = c.request(
+        "textDocument/inlineCompletion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": 4}, "context": {"triggerKind": 2}}),
+    );
+    change(&mut c, uri, 2, (line, 4, line, 4), &first);
+    let newer = c.inline_completion(uri, line, 5, LONG);
+    assert_eq!(c.response(older, LONG)["result"], json!({"items": []}), "the superseded request is answered empty");
+    let rest = newer["result"]["items"][0]["insertText"].as_str().unwrap_or_default();
+    assert_eq!(rest, &expected[first.len()..], "{newer}");
+    c.shutdown();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("late suggestion ready"), "the older generation was not left to finish:\n{log}");
+}
+
 fn offset(text: &str, line: u32, character: u32, utf16: bool) -> usize {
     let mut starts = vec![0];
     let b = text.as_bytes();
@@ -435,6 +476,17 @@ fn a_missing_model_is_shown_to_the_user_and_the_server_keeps_serving() {
     let status = c.wait_model(LONG);
     assert_eq!(status["state"], "error");
     assert!(status["message"].as_str().unwrap().contains("missing.gguf"));
+    // The load's progress ends after the error was reported (the client had
+    // to accept the token first); the status comes again after it, so a
+    // client showing both ends on the error, not on "loading".
+    c.wait_for(LONG, "the end of load progress", |m| m["method"] == "$/progress" && m["params"]["value"]["kind"] == "end");
+    let end = c.received.iter().rposition(|m| m["method"] == "$/progress").unwrap();
+    let is_status = |m: &Value| m["method"] == "cria/status";
+    while c.received.iter().rposition(is_status).is_none_or(|last| last < end) {
+        c.wait_for(Duration::from_secs(30), "a status after the progress", is_status);
+    }
+    let last = c.received.iter().rev().find(|m| is_status(m)).unwrap();
+    assert_eq!(last["params"]["state"], "error", "the last status: {last}");
     c.open("file:///a.py", "python", "print(1)\n");
     let r = c.inline_completion("file:///a.py", 0, 8, Duration::from_secs(30));
     assert_eq!(r["result"], json!({"items": []}));
@@ -460,7 +512,7 @@ fn changing_a_setting_that_shapes_the_answer_bypasses_the_cache() {
     let mut c = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 16}));
     let uri = "file:///work/settings.py";
     c.open(uri, "python", "def add(a, b):\n    ");
-    let text_of = |answer: &Value| answer["result"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    let text_of = |answer: &Value| answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
     let long = text_of(&c.inline_completion(uri, 1, 4, LONG));
     c.notify("workspace/didChangeConfiguration", json!({"settings": {"cria": {"maxTokens": 1}}}));
     let short = text_of(&c.inline_completion(uri, 1, 4, LONG));
@@ -485,7 +537,7 @@ fn a_selected_completion_item_is_extended_over_its_range() {
                "context": {"triggerKind": 2, "selectedCompletionInfo": {"range": range, "text": "pi"}}}),
     );
     let answer = c.response(id, LONG);
-    let item = &answer["result"][0];
+    let item = &answer["result"]["items"][0];
     assert_eq!(item["range"], range, "{answer}");
     let insert = item["insertText"].as_str().unwrap();
     assert!(insert.starts_with("pi") && insert.len() > 2, "{answer}");
@@ -524,7 +576,7 @@ fn a_request_that_outlives_its_budget_is_finished_in_the_background_and_served_o
     c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri));
     c.wait_for(LONG, "ready after warming", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));
     let again = c.inline_completion(uri, line, character, LONG);
-    let insert = again["result"][0]["insertText"].as_str().unwrap_or_default();
+    let insert = again["result"]["items"][0]["insertText"].as_str().unwrap_or_default();
     assert!(!insert.trim().is_empty(), "the re-ask gets the finished answer from the cache: {again}");
     c.shutdown();
 }
@@ -544,7 +596,7 @@ fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     let reused = |c: &mut LspClient, uri: &str, line: u32, character: u32| {
         let before = c.received.iter().rev().find_map(status_of).map(numbers);
         let answer = c.inline_completion(uri, line, character, LONG);
-        assert!(answer["result"].is_array(), "{answer}");
+        assert!(answer["result"]["items"].is_array(), "{answer}");
         // The status of this completion: the first with new numbers.
         let status = c.wait_for(LONG, "status of the completion", |m| {
             status_of(m).is_some_and(|s| s["lastLatencyMs"].is_number() && Some(numbers(s)) != before)

@@ -91,7 +91,7 @@ fn remote_lsp(home: &Path, model: &str, backend: Value, extra: Value, env: &[(&s
 }
 
 fn inline_text(answer: &Value) -> String {
-    answer["result"][0]["insertText"].as_str().unwrap_or_default().to_string()
+    answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string()
 }
 
 /// The next `cria/status` sent after a completion (a loading status that

@@ -422,7 +422,9 @@ impl Engine {
             .collect();
         let slot = choose_slot(&infos, prompt.len(), beside);
         let (donor, shared) = infos.iter().enumerate().map(|(i, s)| (i, s.common)).max_by_key(|&(_, c)| c).unwrap_or((slot, 0));
-        if donor != slot && shared > infos[slot].common + BACKGROUND_PREFILL_CHUNK {
+        // Copying a position's keys and values is far cheaper than computing
+        // them: any start worth a chunk of its own is copied.
+        if donor != slot && shared >= infos[slot].common + MIN_BACKGROUND_CHUNK {
             let (to, from) = if slot < donor {
                 let (a, b) = self.caches.split_at_mut(donor);
                 (&mut a[slot], &b[0])

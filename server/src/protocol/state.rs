@@ -513,8 +513,8 @@ impl State {
             }
             Err(message) => Err(message),
         };
-        // The status again once the progress reports are out: a client
-        // that shows both must end on the status (an error, above all).
+        // After a failure, the status again once the progress reports are
+        // out: a client that shows both must end on the error.
         let ended = {
             let state = self.clone();
             move |progress: super::progress::Progress| {
@@ -553,10 +553,10 @@ impl State {
                 }
                 let text = format!("cria could not load model `{}`: {message}\nSet `model` in the cria settings to a model name or a .gguf path (see `cria models`).", config.model);
                 self.client.show_message(lsp::MessageType::Error, text).await;
+                ended(progress);
             }
         }
         self.publish_status().await;
-        ended(progress);
     }
 
     /// The synchronous part of a request at a cursor: the document as of
