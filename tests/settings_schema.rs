@@ -59,7 +59,8 @@ fn vs_code_offers_documents_and_sends_every_setting_with_the_servers_default() {
     let package: Value = serde_json::from_str(&read("editors/vscode/package.json")).expect("package.json is JSON");
     let properties = &package["contributes"]["configuration"]["properties"];
     let sent = read("editors/vscode/src/settings.ts");
-    let server_keys = sent.split("export const SERVER_KEYS = [").nth(1).and_then(|rest| rest.split(']').next()).expect("SERVER_KEYS in settings.ts");
+    let server_keys =
+        sent.split("export const SERVER_KEYS = [").nth(1).and_then(|rest| rest.split(']').next()).expect("SERVER_KEYS in settings.ts");
     let readme = read("editors/vscode/README.md");
     for setting in SETTINGS {
         assert!(readme.contains(&format!("| `cria.{}` |", setting.name)), "editors/vscode/README.md does not list `cria.{}`", setting.name);
@@ -75,7 +76,13 @@ fn vs_code_offers_documents_and_sends_every_setting_with_the_servers_default() {
         }
         let mut config = ServerConfig::default();
         assert_eq!(config.apply(&json!({ setting.name: default })), vec![], "`cria.{}`'s default {default}", setting.name);
-        assert_eq!(config, ServerConfig::default(), "`cria.{}`'s default {default} is not the server's ({})", setting.name, setting.default_json);
+        assert_eq!(
+            config,
+            ServerConfig::default(),
+            "`cria.{}`'s default {default} is not the server's ({})",
+            setting.name,
+            setting.default_json
+        );
     }
 }
 
@@ -84,6 +91,10 @@ fn the_neovim_help_names_every_setting() {
     let help = read("editors/neovim/doc/cria.txt");
     let block = help.split("*cria-settings*").nth(1).and_then(|rest| rest.split("*cria-filetypes*").next()).expect("the settings entry");
     for setting in SETTINGS.iter().filter(|s| s.name != "model") {
-        assert!(block.lines().any(|l| l.trim_start().starts_with(setting.name)), "doc/cria.txt's settings entry does not name `{}`", setting.name);
+        assert!(
+            block.lines().any(|l| l.trim_start().starts_with(setting.name)),
+            "doc/cria.txt's settings entry does not name `{}`",
+            setting.name
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use cria::completion::anchor::choose_anchor;
 use cria::completion::{
-    mode_at, resolve_model, Trigger, start, Ablation, Backend, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_MAX_TOKENS,
+    mode_at, resolve_model, start, Ablation, Backend, CursorPlace, Pipeline, PromptSize, SuggestionSettings, Trigger, DEFAULT_MAX_TOKENS,
 };
 use cria::context::{split_at_line_column, CompletionMode};
 use cria::documents::{Document, Language};

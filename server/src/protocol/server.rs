@@ -12,8 +12,8 @@ use tower_lsp_server::LanguageServer;
 use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
 use super::ext::ACCEPTED_COMMAND;
 use super::state::{SelectedItem, State, Suggestion};
-use crate::completion::Trigger;
 use super::throttle::Throttle;
+use crate::completion::Trigger;
 
 /// The server object tower-lsp-server drives.
 pub struct Backend {
@@ -262,7 +262,8 @@ impl LanguageServer for Backend {
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position_params;
         let uri = at.text_document.uri.0.as_str();
-        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), None, Trigger::Automatic).await } else { None };
+        let suggestion =
+            if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), None, Trigger::Automatic).await } else { None };
         let items = suggestion.map(|s| vec![completion_item(&s)]).unwrap_or_default();
         Ok(Some(lsp::CompletionResponse::CompletionList(lsp::CompletionList {
             is_incomplete: true,
@@ -304,4 +305,3 @@ fn completion_item(s: &Suggestion) -> lsp::CompletionItem {
         "preselect": true,
     }))
 }
-

@@ -19,8 +19,8 @@ use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification, WarmingStatus};
 use crate::completion::anchor::{choose_anchor, Anchor};
 use crate::completion::{
-    mode_at, plan_prompt, Trigger, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline, PromptPlan, PromptSize, Scheduler,
-    SuggestionLru, TypedThrough,
+    mode_at, plan_prompt, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline, PromptPlan, PromptSize, Scheduler,
+    SuggestionLru, Trigger, TypedThrough,
 };
 use crate::context::{
     definitions, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText, Definition, SourceFile,
@@ -513,17 +513,6 @@ impl State {
             }
             Err(message) => Err(message),
         };
-        // After a failure, the status again once the progress reports are
-        // out: a client that shows both must end on the error.
-        let ended = {
-            let state = self.clone();
-            move |progress: super::progress::Progress| {
-                tokio::spawn(async move {
-                    progress.finished().await;
-                    state.publish_status().await;
-                });
-            }
-        };
         match result {
             Ok(model) => {
                 tracing::info!(model = %model.name, load_ms = model.load_time.as_millis() as u64, "model ready");
@@ -553,7 +542,13 @@ impl State {
                 }
                 let text = format!("cria could not load model `{}`: {message}\nSet `model` in the cria settings to a model name or a .gguf path (see `cria models`).", config.model);
                 self.client.show_message(lsp::MessageType::Error, text).await;
-                ended(progress);
+                // The status again once the progress reports are out: a
+                // client that shows both must end on the error.
+                let state = self.clone();
+                tokio::spawn(async move {
+                    progress.finished().await;
+                    state.publish_status().await;
+                });
             }
         }
         self.publish_status().await;
@@ -703,7 +698,13 @@ impl State {
     /// the item's text, then the suggestion (LSP 3.18: an editor shows an
     /// inline suggestion beside its list only if it extends the selected
     /// item).
-    pub async fn suggest(self: &Arc<Self>, uri: &str, position: Position, selected: Option<SelectedItem>, trigger: Trigger) -> Option<Suggestion> {
+    pub async fn suggest(
+        self: &Arc<Self>,
+        uri: &str,
+        position: Position,
+        selected: Option<SelectedItem>,
+        trigger: Trigger,
+    ) -> Option<Suggestion> {
         let started = Instant::now();
         let request = self.prepare(uri, position, selected.as_ref(), trigger)?;
         self.note_cursor(uri, position);
