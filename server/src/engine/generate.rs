@@ -277,8 +277,14 @@ pub enum Ran {
 /// Prompt tokens per forward pass in background prefill, at most: a
 /// keystroke's request waits for at most one such chunk.
 pub const BACKGROUND_PREFILL_CHUNK: usize = 64;
-/// The smallest background chunk (smaller batches waste the kernels).
-const MIN_BACKGROUND_CHUNK: usize = 16;
+/// The smallest background chunk: smaller batches waste the kernels (on
+/// AVX2, 16-token chunks prefilled at less than half the rate of 64-token
+/// ones, so a warm-up took twice as long), and the rate they measure would
+/// keep the chunks small.
+const MIN_BACKGROUND_CHUNK: usize = 32;
+/// A KV prefix shared with another slot is copied from this many tokens up:
+/// copying a position's keys and values is far cheaper than computing them.
+const MIN_COPIED_PREFIX: usize = 16;
 /// How long one background chunk should take, so that a keystroke arriving
 /// during a warm-up waits about this long for the engine.
 const BACKGROUND_CHUNK_SECONDS: f64 = 0.1;
@@ -291,7 +297,7 @@ pub fn background_chunk(prefill_rate: f64) -> usize {
     if prefill_rate <= 0.0 {
         return MIN_BACKGROUND_CHUNK;
     }
-    let fitting = (prefill_rate * BACKGROUND_CHUNK_SECONDS) as usize / MIN_BACKGROUND_CHUNK * MIN_BACKGROUND_CHUNK;
+    let fitting = (prefill_rate * BACKGROUND_CHUNK_SECONDS) as usize / 16 * 16;
     fitting.clamp(MIN_BACKGROUND_CHUNK, BACKGROUND_PREFILL_CHUNK)
 }
 
@@ -422,9 +428,7 @@ impl Engine {
             .collect();
         let slot = choose_slot(&infos, prompt.len(), beside);
         let (donor, shared) = infos.iter().enumerate().map(|(i, s)| (i, s.common)).max_by_key(|&(_, c)| c).unwrap_or((slot, 0));
-        // Copying a position's keys and values is far cheaper than computing
-        // them: any start worth a chunk of its own is copied.
-        if donor != slot && shared >= infos[slot].common + MIN_BACKGROUND_CHUNK {
+        if donor != slot && shared >= infos[slot].common + MIN_COPIED_PREFIX {
             let (to, from) = if slot < donor {
                 let (a, b) = self.caches.split_at_mut(donor);
                 (&mut a[slot], &b[0])
@@ -820,9 +824,9 @@ mod tests {
     #[test]
     fn background_chunks_take_about_a_tenth_of_a_second_within_bounds() {
         use super::background_chunk;
-        assert_eq!(background_chunk(0.0), 16, "not measured yet: the smallest");
-        assert_eq!(background_chunk(100.0), 16, "a slow machine");
-        assert_eq!(background_chunk(400.0), 32);
+        assert_eq!(background_chunk(0.0), 32, "not measured yet: the smallest");
+        assert_eq!(background_chunk(100.0), 32, "a slow machine: never below the smallest");
+        assert_eq!(background_chunk(480.0), 48);
         assert_eq!(background_chunk(10_000.0), 64, "never above the most");
         assert!((1..2000).map(|r| background_chunk(r as f64)).all(|c| c % 16 == 0));
     }
