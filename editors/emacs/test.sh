@@ -24,21 +24,10 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(git -C "$here" rev-parse --show-toplevel)"
-fail() {
-  echo "error: $*" >&2
-  echo "0 passed, 1 failed"
-  exit 1
-}
-
-export CRIA_BIN="${CRIA_BIN:-$repo/target/debug/cria}"
-[[ -x "$CRIA_BIN" ]] || fail "cria binary not found at $CRIA_BIN (build it: cargo build -p cria --bin cria, or set CRIA_BIN)"
-CRIA_BIN="$(cd "$(dirname "$CRIA_BIN")" && pwd)/$(basename "$CRIA_BIN")"
-
-models="$("$CRIA_BIN" models || true)"
-model_line="$(grep -E '^smollm2-135m-instruct[[:space:]]' <<<"$models" || true)"
-if [[ -z "$model_line" || "$model_line" == *"not downloaded"* ]]; then
-  fail "model smollm2-135m-instruct is not downloaded (run scripts/fetch-models or: $CRIA_BIN pull smollm2-135m-instruct)"
-fi
+# shellcheck source=../preflight.sh
+source "$here/../preflight.sh"
+preflight_cria "$repo"
+preflight_model smollm2-135m-instruct
 
 cache="${CRIA_HOME:-$HOME/.cache/cria}/emacs"
 mkdir -p "$cache"
@@ -63,17 +52,17 @@ missing=()
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
 if ((${#missing[@]})); then
   echo "installing with apt-get: ${missing[*]}"
-  apt_install "${missing[@]}" || fail "apt-get install ${missing[*]} failed"
+  apt_install "${missing[@]}" || preflight_fail "apt-get install ${missing[*]} failed"
 fi
-command -v emacs >/dev/null || fail "no emacs after installing emacs-nox"
-command -v tmux >/dev/null || fail "no tmux after installing it"
+command -v emacs >/dev/null || preflight_fail "no emacs after installing emacs-nox"
+command -v tmux >/dev/null || preflight_fail "no tmux after installing it"
 
 # --- lsp-mode with inline completion -----------------------------------------
 elpa=/usr/share/emacs/site-lisp/elpa
 lsp_dir=""
 candidate="$(apt-cache policy elpa-lsp-mode 2>/dev/null | awk '/Candidate:/ {print $2}')"
 if [[ -n "$candidate" && "$candidate" != "(none)" ]] && dpkg --compare-versions "$candidate" ge 10; then
-  installed elpa-lsp-mode || apt_install elpa-lsp-mode || fail "apt-get install elpa-lsp-mode failed"
+  installed elpa-lsp-mode || apt_install elpa-lsp-mode || preflight_fail "apt-get install elpa-lsp-mode failed"
 fi
 for d in "$elpa"/lsp-mode-*/; do
   [[ -f "$d/lsp-inline-completion.el" || -f "$d/lsp-inline-completion.elc" ]] && lsp_dir="${d%/}"
@@ -87,22 +76,22 @@ if [[ -z "$lsp_dir" ]]; then
     mkdir -p "$sid/apt/lists/partial" "$sid/apt/cache/archives/partial" "$sid/debs" "$sid/root"
     # The mirror of the machine's own Debian sources, suite sid.
     mirror="$(apt-get indextargets --format '$(REPO_URI)' 2>/dev/null | grep -v -- '-security' | grep -i debian | head -1)"
-    [[ -n "$mirror" ]] || fail "no Debian mirror in the apt sources to fetch sid's lsp-mode from"
+    [[ -n "$mirror" ]] || preflight_fail "no Debian mirror in the apt sources to fetch sid's lsp-mode from"
     echo "deb ${mirror%/} sid main" >"$sid/apt/sources.list"
     apt_opts=(
       -o "Dir::Etc::sourcelist=$sid/apt/sources.list" -o "Dir::Etc::sourceparts=/nonexistent"
       -o "Dir::State::Lists=$sid/apt/lists" -o "Dir::Cache=$sid/apt/cache"
       -o "Dir::State::status=/dev/null" -o "Acquire::Languages=none" -o "APT::Sandbox::User=root"
     )
-    apt-get "${apt_opts[@]}" update -qq >/dev/null || fail "apt-get update of Debian sid's package list failed"
+    apt-get "${apt_opts[@]}" update -qq >/dev/null || preflight_fail "apt-get update of Debian sid's package list failed"
     (cd "$sid/debs" && apt-get "${apt_opts[@]}" download elpa-lsp-mode elpa-f >/dev/null) ||
-      fail "apt-get download elpa-lsp-mode elpa-f (sid) failed"
+      preflight_fail "apt-get download elpa-lsp-mode elpa-f (sid) failed"
     for deb in "$sid"/debs/*.deb; do dpkg-deb -x "$deb" "$sid/root"; done
     src="$sid/root/usr/share/emacs/site-lisp/elpa-src"
     mv "$src"/lsp-mode-* "$sid/lsp-mode"
     mv "$src"/f-* "$sid/f"
     rm -rf "$sid/root" "$sid/apt" "$sid/debs"
-    [[ -f "$sid/lsp-mode/lsp-inline-completion.el" ]] || fail "sid's lsp-mode has no lsp-inline-completion.el"
+    [[ -f "$sid/lsp-mode/lsp-inline-completion.el" ]] || preflight_fail "sid's lsp-mode has no lsp-inline-completion.el"
     # Byte-compile once: lsp-mode loads many files, slowly from source.
     deps=()
     for d in "$elpa"/*/; do
@@ -113,7 +102,7 @@ if [[ -z "$lsp_dir" ]]; then
       --eval '(setq byte-compile-warnings nil)' -f batch-byte-compile "$sid"/f/*.el "$sid"/lsp-mode/*.el \
       >"$sid/compile.log" 2>&1 || true
     [[ -f "$sid/lsp-mode/lsp-mode.elc" && -f "$sid/lsp-mode/lsp-inline-completion.elc" ]] ||
-      fail "byte-compiling lsp-mode failed (see $sid/compile.log)"
+      preflight_fail "byte-compiling lsp-mode failed (see $sid/compile.log)"
     touch "$sid/done"
   fi
   lsp_dir="$sid/lsp-mode"

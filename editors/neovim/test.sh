@@ -15,13 +15,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(git -C "$here" rev-parse --show-toplevel)"
 
-export CRIA_BIN="${CRIA_BIN:-$repo/target/debug/cria}"
-if [[ ! -x "$CRIA_BIN" ]]; then
-  echo "error: cria binary not found at $CRIA_BIN (build it: cargo build -p cria --bin cria, or set CRIA_BIN)" >&2
-  echo "0 passed, 1 failed"
-  exit 1
-fi
-CRIA_BIN="$(cd "$(dirname "$CRIA_BIN")" && pwd)/$(basename "$CRIA_BIN")"
+# shellcheck source=../preflight.sh
+source "$here/../preflight.sh"
+preflight_cria "$repo"
 
 nvim="${NVIM:-nvim}"
 if ! "$nvim" --version >/dev/null 2>&1; then
@@ -38,14 +34,7 @@ fi
 version="$("$nvim" --version)"
 echo "${version%%$'\n'*}"
 
-# The model the tests use must be there: a missing model is a failure.
-models="$("$CRIA_BIN" models || true)"
-model_line="$(grep -E '^smollm2-135m-instruct[[:space:]]' <<<"$models" || true)"
-if [[ -z "$model_line" || "$model_line" == *"not downloaded"* ]]; then
-  echo "error: model smollm2-135m-instruct is not downloaded (run scripts/fetch-models or: $CRIA_BIN pull smollm2-135m-instruct)" >&2
-  echo "0 passed, 1 failed"
-  exit 1
-fi
+preflight_model smollm2-135m-instruct
 
 if ! command -v tmux >/dev/null 2>&1; then
   echo "tmux not found: installing it with apt-get" >&2

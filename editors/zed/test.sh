@@ -12,16 +12,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(git -C "$here" rev-parse --show-toplevel)"
-export CRIA_BIN="${CRIA_BIN:-$repo/target/debug/cria}"
-if [[ ! -x "$CRIA_BIN" ]]; then
-  echo "error: cria binary not found at $CRIA_BIN (build it: cargo build -p cria --bin cria, or set CRIA_BIN)" >&2
-  echo "0 passed, 1 failed"
-  exit 1
-fi
-model_line="$("$CRIA_BIN" models 2>/dev/null | grep -E '^qwen2.5-coder-0.5b-instruct[[:space:]]' || true)"
-if [[ -z "$model_line" || "$model_line" == *"not downloaded"* ]]; then
-  echo "error: model qwen2.5-coder-0.5b-instruct is not downloaded (run scripts/fetch-models --only qwen)" >&2
-  echo "0 passed, 1 failed"
-  exit 1
-fi
+# shellcheck source=../preflight.sh
+source "$here/../preflight.sh"
+preflight_cria "$repo"
+preflight_model qwen2.5-coder-0.5b-instruct
 exec timeout 600 python3 "$here/zed_request.py"
