@@ -25,7 +25,7 @@ fn prompt(tokenizer: &cria::engine::Tokenizer, text: &str) -> Vec<u32> {
 }
 
 fn auto(priority: Priority, key: &str) -> JobOptions {
-    JobOptions { slot: SlotChoice::Auto, priority, late_budget: None, key: Some(key.into()) }
+    JobOptions { slot: SlotChoice::Auto, priority, late_budget: None, key: Some(key.into()), written: None }
 }
 
 /// Runs a job and reports when its answer came, on `done`.
@@ -81,6 +81,33 @@ fn a_warm_up_gives_way_to_a_keystroke_and_resumes_without_changing_any_answer() 
 }
 
 #[test]
+fn the_newest_documents_warm_up_goes_first_and_the_older_one_resumes_after_it() {
+    let (engine, tokenizer) = start(256);
+    let first_doc = prompt(&tokenizer, &(PROGRAM.repeat(20) + "def main():\n    "));
+    let second_doc = prompt(&tokenizer, &("import os\n\n\n".to_string() + &PROGRAM.repeat(3) + "def list_files(path):\n    "));
+    assert!(first_doc.len() > 700, "{}", first_doc.len());
+    let (fresh, _) = start(0);
+    let want_first = fresh.generate(GenerationRequest::new(first_doc.clone(), 16, vec![])).blocking_recv().unwrap().unwrap().text;
+
+    let (done, answers) = mpsc::channel();
+    let warm = |tokens: &[u32]| GenerationRequest { max_new_tokens: 0, ..GenerationRequest::new(tokens.to_vec(), 0, vec![]) };
+    run(&engine, warm(&first_doc), auto(Priority::Background, "first.py"), "first", &done);
+    std::thread::sleep(Duration::from_millis(30)); // the first warm-up is under way
+    // The user opened another file: its warm-up comes ahead of the first's
+    // (which is long: several chunks still to go).
+    run(&engine, warm(&second_doc), auto(Priority::Background, "second.py"), "second", &done);
+    let a = answers.recv_timeout(Duration::from_secs(300)).expect("an answer");
+    let b = answers.recv_timeout(Duration::from_secs(300)).expect("an answer");
+    assert_eq!((a.0, b.0), ("second", "first"), "the newest document's warm-up ends first");
+    assert_eq!(engine.cached_prefix(&first_doc), first_doc.len(), "the older warm-up resumed and finished");
+    assert_eq!(engine.cached_prefix(&second_doc), second_doc.len());
+    let warmed = engine.submit(GenerationRequest::new(first_doc.clone(), 16, vec![]), auto(Priority::Interactive, "first.py"), None);
+    let warmed = warmed.blocking_recv().unwrap().unwrap();
+    assert_eq!(warmed.text, want_first, "a warm-up that gave way mid-chunk computes the same cache");
+    assert!(warmed.reused_tokens + 1 >= first_doc.len());
+}
+
+#[test]
 fn no_warm_up_starts_while_a_keystrokes_job_is_being_prepared() {
     let (engine, tokenizer) = start(256);
     let tokens = prompt(&tokenizer, &(PROGRAM.repeat(4) + "def main():\n    "));
@@ -117,7 +144,7 @@ fn a_late_job_finishes_its_prefill_past_the_deadline_and_decodes_on_its_late_bud
     let (engine, tokenizer) = start(0);
     let tokens = prompt(&tokenizer, &(PROGRAM.repeat(10) + "def main():\n    "));
     let already_past = Instant::now();
-    let late = |late_budget| JobOptions { slot: SlotChoice::Auto, priority: Priority::Interactive, late_budget, key: Some("a.py".into()) };
+    let late = |late_budget| JobOptions { slot: SlotChoice::Auto, priority: Priority::Interactive, late_budget, key: Some("a.py".into()), written: None };
     let request = GenerationRequest { deadline: Some(already_past), ..GenerationRequest::new(tokens.clone(), 8, vec![]) };
     let on_time = engine.submit(request.clone(), late(None), None).blocking_recv().unwrap().unwrap();
     assert_eq!((on_time.stop_reason.as_str(), on_time.tokens.len()), ("deadline", 0), "without a late budget the deadline ends it");

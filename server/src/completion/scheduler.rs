@@ -7,11 +7,15 @@
 //!
 //! One exception: when the newer request only typed on at the older one's
 //! cursor ([`Scheduler::begin_typing_on`]), the older request is answered
-//! (empty: the editor moved on) but its generation *lingers* until the
-//! request after next: its answer may still start with what was typed
-//! since, and then serves the newer request at once (typed-through). On a
-//! fast typist's machine, where one generation takes longer than the gap
-//! between two keys, this is what lets a suggestion appear at all.
+//! (empty: the editor moved on) but its generation *lingers*: its answer may
+//! still start with what was typed since, and then serves the newer request
+//! at once (typed-through). A lingering generation runs on while what it has
+//! written agrees with what the user typed after its cursor (the requests in
+//! between give way to it); the first request whose typing disagrees stops
+//! it, and its own generation lingers in turn. On a fast typist's machine,
+//! where one generation takes longer than the gap between two keys, this is
+//! what lets a suggestion appear at all: restarting on every key would stop
+//! each generation before it ends.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,11 +23,38 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::engine::CancelFlag;
+use crate::engine::{CancelFlag, WrittenSoFar};
 
-/// The request in flight for a document: its id, the flag that stops its
-/// generation, and the notify that wakes its waiter when it is superseded.
-type InFlight = (u64, CancelFlag, Arc<Notify>);
+/// A request in flight for a document.
+struct InFlight {
+    id: u64,
+    /// Stops its generation.
+    flag: CancelFlag,
+    /// Wakes its waiter when it is superseded.
+    notify: Arc<Notify>,
+    /// Where it was asked: a byte offset in its document.
+    cursor: usize,
+    /// What its generation has written so far.
+    written: WrittenSoFar,
+}
+
+/// A generation left running after its request was answered.
+struct Lingering {
+    flag: CancelFlag,
+    cursor: usize,
+    written: WrittenSoFar,
+}
+
+impl Lingering {
+    /// Whether it is still worth running for `document` with the cursor at
+    /// `cursor`: it has not ended, and what it wrote agrees with what was
+    /// typed after its own cursor.
+    fn agrees_with(&self, document: &str, cursor: usize) -> bool {
+        !self.flag.is_cancelled()
+            && self.cursor <= cursor
+            && document.get(self.cursor..cursor).is_some_and(|typed| self.written.agrees_with(typed))
+    }
+}
 
 /// Tracks the request in flight for each document.
 #[derive(Default)]
@@ -31,7 +62,7 @@ pub struct Scheduler {
     inflight: Mutex<HashMap<String, InFlight>>,
     /// Per document, the generation of a request answered but left running
     /// (see the module's doc).
-    lingering: Mutex<HashMap<String, CancelFlag>>,
+    lingering: Mutex<HashMap<String, Lingering>>,
     next_id: AtomicU64,
     superseded: AtomicU64,
 }
@@ -44,57 +75,75 @@ pub struct Ticket {
     id: u64,
     flag: CancelFlag,
     notify: Arc<Notify>,
+    written: WrittenSoFar,
 }
 
 impl Scheduler {
-    /// Registers a new request for `key` (a document URI), cancelling the
-    /// request that was in flight for it.
-    pub fn begin(self: &Arc<Self>, key: &str) -> Ticket {
-        self.begin_with(key, false)
-    }
-
-    /// Registers a new request for `key` whose document is the previous
-    /// request's with text typed at its cursor: the previous request is
-    /// answered, but its generation goes on until the next request (a
-    /// generation left running before it is stopped now).
-    pub fn begin_typing_on(self: &Arc<Self>, key: &str) -> Ticket {
-        self.begin_with(key, true)
-    }
-
-    fn begin_with(self: &Arc<Self>, key: &str, typing_on: bool) -> Ticket {
-        let older = self.lingering.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-        if let Some(older) = older {
-            older.cancel();
+    /// Registers a new request for `key` (a document URI) asked at byte
+    /// `cursor`, cancelling the request in flight for it and any
+    /// generation left running.
+    pub fn begin(self: &Arc<Self>, key: &str, cursor: usize) -> Ticket {
+        if let Some(older) = self.lingering.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
+            older.flag.cancel();
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let flag = CancelFlag::new();
-        let notify = Arc::new(Notify::new());
-        let previous = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(key.to_string(), (id, flag.clone(), notify.clone()));
-        if let Some((_, old, old_notify)) = previous {
-            if typing_on {
-                self.lingering.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), old);
+        let (ticket, previous) = self.register(key, cursor);
+        if let Some(previous) = previous {
+            previous.flag.cancel();
+            previous.notify.notify_one();
+        }
+        ticket
+    }
+
+    /// Registers a new request for `key` whose `document` is the previous
+    /// request's with text typed at its cursor, the cursor now at byte
+    /// `cursor`: the previous request is answered, but a generation keeps
+    /// running while what it wrote agrees with the typing. The one left
+    /// running is the older lingering generation if it still agrees (the
+    /// previous request then gives way to it), else the previous request's.
+    pub fn begin_typing_on(self: &Arc<Self>, key: &str, document: &str, cursor: usize) -> Ticket {
+        let (ticket, previous) = self.register(key, cursor);
+        let mut lingering = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
+        let older = lingering.remove(key);
+        let keep_older = older.as_ref().is_some_and(|older| older.agrees_with(document, cursor));
+        if let Some(previous) = previous {
+            previous.notify.notify_one();
+            if keep_older {
+                previous.flag.cancel();
             } else {
-                old.cancel();
+                lingering.insert(key.to_string(), Lingering { flag: previous.flag, cursor: previous.cursor, written: previous.written });
             }
-            old_notify.notify_one();
+        }
+        match older {
+            Some(older) if keep_older => {
+                lingering.insert(key.to_string(), older);
+            }
+            Some(older) => older.flag.cancel(),
+            None => {}
+        }
+        ticket
+    }
+
+    /// Registers a request, returning the one it replaces.
+    fn register(self: &Arc<Self>, key: &str, cursor: usize) -> (Ticket, Option<InFlight>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (flag, notify, written) = (CancelFlag::new(), Arc::new(Notify::new()), WrittenSoFar::default());
+        let entry = InFlight { id, flag: flag.clone(), notify: notify.clone(), cursor, written: written.clone() };
+        let previous = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), entry);
+        if previous.is_some() {
             self.superseded.fetch_add(1, Ordering::Relaxed);
         }
-        Ticket { scheduler: self.clone(), key: key.to_string(), id, flag, notify }
+        (Ticket { scheduler: self.clone(), key: key.to_string(), id, flag, notify, written }, previous)
     }
 
     /// Cancels whatever is in flight for `key` (the document changed in a
     /// way that makes it stale, or was closed).
     pub fn cancel(&self, key: &str) {
         if let Some(lingering) = self.lingering.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
-            lingering.cancel();
+            lingering.flag.cancel();
         }
-        if let Some((_, flag, notify)) = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
-            flag.cancel();
-            notify.notify_one();
+        if let Some(inflight) = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
+            inflight.flag.cancel();
+            inflight.notify.notify_one();
         }
     }
 
@@ -139,6 +188,12 @@ impl Ticket {
         self.flag.clone()
     }
 
+    /// Where the request's generation writes its text as it goes (the
+    /// scheduler reads it to decide whether the generation may linger).
+    pub fn written(&self) -> WrittenSoFar {
+        self.written.clone()
+    }
+
     /// Resolves when a newer request (or the document closing) cancels this
     /// one, so its caller can answer at once instead of waiting for the
     /// engine to reach the dropped job.
@@ -154,7 +209,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         self.flag.cancel();
         let mut map = self.scheduler.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.key).is_some_and(|(id, _, _)| *id == self.id) {
+        if map.get(&self.key).is_some_and(|inflight| inflight.id == self.id) {
             map.remove(&self.key);
         }
     }
@@ -167,10 +222,10 @@ mod tests {
     #[test]
     fn a_newer_request_cancels_the_older_one_for_the_same_document_only() {
         let s = Arc::new(Scheduler::default());
-        let a = s.begin("file:///a");
-        let b = s.begin("file:///b");
+        let a = s.begin("file:///a", 0);
+        let b = s.begin("file:///b", 0);
         assert!(!a.flag().is_cancelled());
-        let a2 = s.begin("file:///a");
+        let a2 = s.begin("file:///a", 0);
         assert!(a.flag().is_cancelled());
         assert!(!b.flag().is_cancelled());
         assert!(!a2.flag().is_cancelled());
@@ -183,20 +238,68 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn typing_on_answers_the_older_request_but_lets_its_generation_run_one_request_longer() {
+    async fn typing_on_answers_the_older_request_but_lets_its_generation_run_while_it_agrees() {
         let s = Arc::new(Scheduler::default());
-        let a = s.begin("file:///a");
+        let uri = "file:///a";
+        // The document is "x = |" with the cursor at byte 4, then the user
+        // types "de", "f".
+        let a = s.begin(uri, 4);
         let waiting_on_a = a.superseded();
-        let b = s.begin_typing_on("file:///a");
+        let b = s.begin_typing_on(uri, "x = d", 5);
         waiting_on_a.cancelled().await; // a's waiter answers at once
         assert!(!a.flag().is_cancelled(), "a's generation lingers");
-        let c = s.begin_typing_on("file:///a");
-        assert!(a.flag().is_cancelled(), "the request after next stops it");
-        assert!(!b.flag().is_cancelled(), "b lingers in its turn");
-        let d = s.begin("file:///a");
-        assert!(b.flag().is_cancelled() && c.flag().is_cancelled(), "a request that did not type on stops both");
-        s.cancel("file:///a");
-        assert!(d.flag().is_cancelled());
-        assert_eq!(s.superseded(), 3);
+        a.written().push("defaultdi");
+        let c = s.begin_typing_on(uri, "x = de", 6);
+        assert!(!a.flag().is_cancelled(), "a wrote what was typed since: it runs on");
+        assert!(b.flag().is_cancelled(), "the request in between gives way to it");
+        assert!(!c.flag().is_cancelled());
+        let d = s.begin_typing_on(uri, "x = dec", 7);
+        assert!(a.flag().is_cancelled(), "typing that disagrees with what a wrote stops it");
+        assert!(!c.flag().is_cancelled(), "c lingers in its turn");
+        let e = s.begin(uri, 0);
+        assert!(c.flag().is_cancelled() && d.flag().is_cancelled(), "a request that did not type on stops both");
+        s.cancel(uri);
+        assert!(e.flag().is_cancelled());
+        assert_eq!(s.superseded(), 4);
+    }
+
+    #[test]
+    fn a_generation_that_wrote_less_than_was_typed_lingers_while_it_agrees() {
+        let s = Arc::new(Scheduler::default());
+        let uri = "file:///a";
+        let a = s.begin(uri, 0);
+        a.written().push("re");
+        let _b = s.begin_typing_on(uri, "ret", 3);
+        let _c = s.begin_typing_on(uri, "retu", 4);
+        assert!(!a.flag().is_cancelled(), "\"re\" agrees with \"retu\"");
+        a.written().push("set");
+        let _d = s.begin_typing_on(uri, "retur", 5);
+        assert!(a.flag().is_cancelled(), "\"reset\" does not");
+    }
+
+    #[test]
+    fn a_finished_generation_does_not_linger() {
+        let s = Arc::new(Scheduler::default());
+        let uri = "file:///a";
+        let a = s.begin(uri, 0);
+        let b = s.begin_typing_on(uri, "r", 1);
+        drop(a); // its job ended
+        let c = s.begin_typing_on(uri, "re", 2);
+        assert!(!b.flag().is_cancelled(), "b lingers instead");
+        assert!(!c.flag().is_cancelled());
+    }
+
+    #[test]
+    fn a_cursor_outside_the_document_or_before_the_older_one_stops_it() {
+        let s = Arc::new(Scheduler::default());
+        let uri = "file:///a";
+        let a = s.begin(uri, 3);
+        let _b = s.begin_typing_on(uri, "abcd", 4);
+        let _c = s.begin_typing_on(uri, "ab", 2);
+        assert!(a.flag().is_cancelled());
+        let d = s.begin(uri, 0);
+        let _e = s.begin_typing_on(uri, "é", 1);
+        let _f = s.begin_typing_on(uri, "é", 1);
+        assert!(d.flag().is_cancelled(), "a cursor inside a character is no typing");
     }
 }

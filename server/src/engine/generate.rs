@@ -641,12 +641,26 @@ fn run(
         if (control.background || late) && (control.should_yield)() {
             return Ok(Ran::Yielded);
         }
-        // Work that may have to give way runs in chunks a keystroke can wait for.
-        let size = if control.background || late { background_chunk(*prefill_rate) } else { PREFILL_CHUNK };
+        // Work that may have to give way runs in chunks a keystroke can wait
+        // for; a chunk less than half done gives up for one (a keystroke
+        // then waits at most half a chunk, and at most half a chunk is lost).
+        // A cancelled warm-up finishes its chunk: the warm-up that replaced
+        // it most often shares the prompt's start.
+        let gives_way = control.background || late;
+        let size = if gives_way { background_chunk(*prefill_rate) } else { PREFILL_CHUNK };
         let chunk = &prompt[next..(next + size).min(prompt.len())];
-        next += chunk.len();
         let chunk_started = Instant::now();
-        logits = Some(model.forward(chunk, cache)?);
+        if gives_way {
+            let give_up = |done: f32| done < 0.5 && (control.should_yield)();
+            match model.forward_unless(chunk, cache, &give_up)? {
+                Some(chunk_logits) => logits = Some(chunk_logits),
+                // Stopped: the loop's checks above say why.
+                None => continue,
+            }
+        } else {
+            logits = Some(model.forward(chunk, cache)?);
+        }
+        next += chunk.len();
         if chunk.len() >= 16 {
             let rate = chunk.len() as f64 / chunk_started.elapsed().as_secs_f64().max(1e-6);
             *prefill_rate = if *prefill_rate > 0.0 { 0.7 * *prefill_rate + 0.3 * rate } else { rate };

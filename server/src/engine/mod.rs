@@ -32,4 +32,4 @@ pub use network::{ComputeDevice, UnknownDevice};
 pub use sampling::SamplingParams;
 pub use speculate::SpeculationStats;
 pub use tokenizer::{TokenKind, Tokenizer, VocabKind};
-pub use worker::{EngineHandle, IncomingJob, JobOptions, KvUsage, LoadReceiver, LoadedModel, Priority, TextSink, Warming};
+pub use worker::{EngineHandle, IncomingJob, JobOptions, KvUsage, LoadReceiver, LoadedModel, Priority, TextSink, Warming, WrittenSoFar};

@@ -341,18 +341,28 @@ impl Transformer {
     /// Runs `tokens` after what `cache` holds, appends their keys and values,
     /// and returns the logits of the last token (`[vocab]`).
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor, EngineError> {
-        let logits = self.run(tokens, cache, false)?;
+        Ok(self.forward_unless(tokens, cache, &|_| false)?.expect("never stopped"))
+    }
+
+    /// Like [`Self::forward`], but gives up between two layers once
+    /// `give_up` says so, given the share of layers done, leaving `cache` as
+    /// it was (`None`): a background prefill chunk can give way to a
+    /// keystroke within a layer's time, not a chunk's.
+    pub fn forward_unless(&self, tokens: &[u32], cache: &mut KvCache, give_up: &dyn Fn(f32) -> bool) -> Result<Option<Tensor>, EngineError> {
+        let Some(logits) = self.run(tokens, cache, false, give_up)? else {
+            return Ok(None);
+        };
         let vocab = logits.len();
-        Ok(Tensor::from_vec(logits, vocab, &self.device)?)
+        Ok(Some(Tensor::from_vec(logits, vocab, &self.device)?))
     }
 
     /// Like [`Self::forward`], but returns the logits of every token,
     /// `[tokens.len() * vocab]` row by row: what verifying drafted tokens needs.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
-        self.run(tokens, cache, true)
+        Ok(self.run(tokens, cache, true, &|_| false)?.expect("never stopped"))
     }
 
-    fn run(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool) -> Result<Vec<f32>, EngineError> {
+    fn run(&self, tokens: &[u32], cache: &mut KvCache, all_logits: bool, give_up: &dyn Fn(f32) -> bool) -> Result<Option<Vec<f32>>, EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -375,6 +385,11 @@ impl Transformer {
             self.embeddings.dequantize_row(t as usize, row)?;
         }
         for (index, layer) in self.layers.iter().enumerate() {
+            if give_up(index as f32 / self.layers.len() as f32) {
+                // Keys and values written past the cache's length are
+                // overwritten by the next run: nothing to undo.
+                return Ok(None);
+            }
             self.attention_block(index, layer, pos, m, kv, ws)?;
             self.feed_forward_block(layer, m, ws)?;
         }
@@ -387,7 +402,7 @@ impl Transformer {
         }
         let mut logits = vec![0f32; rows * self.output.rows()];
         self.output.matmul(&ws.h, rows, &mut logits, &mut ws.scratch)?;
-        Ok(logits)
+        Ok(Some(logits))
     }
 
     fn attention_block(&self, index: usize, layer: &Layer, pos: usize, m: usize, cache: &mut HostKv, ws: &mut Workspace) -> Result<(), EngineError> {

@@ -198,6 +198,17 @@ impl Network {
         }
     }
 
+    /// Like [`Self::forward`], but on the CPU gives up between two layers
+    /// once `give_up` says so (given the share of layers done), leaving
+    /// `cache` as it was (`None`). A device network runs its kernels
+    /// asynchronously and always finishes.
+    pub fn forward_unless(&self, tokens: &[u32], cache: &mut KvCache, give_up: &dyn Fn(f32) -> bool) -> Result<Option<Tensor>, EngineError> {
+        match self {
+            Self::Cpu(m) => m.forward_unless(tokens, cache, give_up),
+            Self::Device(m) => m.forward(tokens, cache).map(Some),
+        }
+    }
+
     /// Like [`Self::forward`], with every token's logits, row by row.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
         match self {

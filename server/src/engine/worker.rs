@@ -8,8 +8,10 @@
 //! jobs (a keystroke's request) run in arrival order, ahead of background
 //! jobs (warming a document's prompt before anyone asks, or finishing a
 //! request that ran out of time); a background job gives way to an
-//! interactive one within one prefill chunk and resumes after it, from what
-//! it had already put in the cache. A panic in a job is caught: the job is
+//! interactive one within half a prefill chunk (a chunk less than half done
+//! is dropped between two layers) and resumes after it, from what it had
+//! already put in the cache. The newest document's warm-ups run first: a
+//! warm-up of another document gives way to them the same way. A panic in a job is caught: the job is
 //! answered with an error, the caches are emptied, and the thread goes on.
 
 use std::collections::VecDeque;
@@ -65,12 +67,36 @@ pub struct JobOptions {
     /// the same key drops queued warm-up jobs for it, and warm-up progress
     /// names it.
     pub key: Option<String>,
+    /// Where the job's text goes as it is written, for a caller that
+    /// decides while the job runs whether it is still worth running.
+    pub written: Option<WrittenSoFar>,
 }
 
 impl JobOptions {
     /// An interactive job in a given slot, as jobs always were.
     pub fn in_slot(slot: usize) -> Self {
-        Self { slot: SlotChoice::Fixed(slot), priority: Priority::Interactive, late_budget: None, key: None }
+        Self { slot: SlotChoice::Fixed(slot), priority: Priority::Interactive, late_budget: None, key: None, written: None }
+    }
+}
+
+/// The text a job has written so far (what the model wrote past any healed
+/// text, less what a stop string may still claim), shared with the caller
+/// while the job runs: the scheduler keeps a generation running while the
+/// user types what it writes, and stops it once they disagree.
+#[derive(Debug, Clone, Default)]
+pub struct WrittenSoFar(Arc<Mutex<String>>);
+
+impl WrittenSoFar {
+    /// Appends the next piece of text the job wrote.
+    pub fn push(&self, piece: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push_str(piece);
+    }
+
+    /// Whether the text written so far and `typed` agree: one starts with
+    /// the other (nothing written yet agrees with anything).
+    pub fn agrees_with(&self, typed: &str) -> bool {
+        let written = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        written.starts_with(typed) || typed.starts_with(written.as_str())
     }
 }
 
@@ -127,6 +153,9 @@ struct Shared {
     last_panic: Mutex<Option<String>>,
     /// Jobs run so far (for the debug-build test hook).
     jobs_run: AtomicUsize,
+    /// The newest background job with a key: how many were sent, and its
+    /// key. A warm-up of another document gives way to it (see `admit`).
+    newest_keyed_warm_up: Mutex<(u64, Option<String>)>,
 }
 
 /// A handle to the model thread; cloning it shares the same thread.
@@ -175,6 +204,7 @@ impl EngineHandle {
             warming: watch::channel(None).0,
             last_panic: Mutex::new(None),
             jobs_run: AtomicUsize::new(0),
+            newest_keyed_warm_up: Mutex::new((0, None)),
         });
         let thread_shared = shared.clone();
         thread::Builder::new()
@@ -233,6 +263,9 @@ impl EngineHandle {
         let interactive = options.priority == Priority::Interactive;
         if interactive {
             self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        } else if options.key.is_some() {
+            let mut newest = self.shared.newest_keyed_warm_up.lock().unwrap_or_else(|p| p.into_inner());
+            *newest = (newest.0 + 1, options.key.clone());
         }
         if let Err(mpsc::SendError(job)) = self.jobs.send(Job { request, options, text, reply: tx }) {
             if interactive {
@@ -396,15 +429,32 @@ fn admit(job: Job, interactive: &mut VecDeque<Job>, background: &mut VecDeque<Jo
             shared.waiting.fetch_sub(1, Ordering::SeqCst);
             interactive.push_back(job);
         }
+        // The document whose warm-up came last is the one the user is on:
+        // its jobs go first, in the order they came; jobs without a key
+        // (the next anchor's warm-up) wait at the back.
+        Priority::Background if job.options.key.is_some() => {
+            let (mut first, rest): (VecDeque<Job>, VecDeque<Job>) = background.drain(..).partition(|queued| queued.same_key(&job.options.key));
+            first.push_back(job);
+            first.extend(rest);
+            *background = first;
+        }
         Priority::Background => background.push_back(job),
     }
 }
 
-/// Runs a job; gives it back if it gave way to an interactive one.
+/// Runs a job; gives it back if it gave way (to an interactive job, or a
+/// background one to the warm-up of another document).
 fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
     let Job { request, options, text, reply } = job;
     let background = options.priority == Priority::Background;
-    let should_yield = || shared.waiting.load(Ordering::SeqCst) > 0;
+    // Background work gives way to a keystroke's job, and to a warm-up of
+    // another document sent since it started (the user moved there).
+    let newest_at_start = shared.newest_keyed_warm_up.lock().unwrap_or_else(|p| p.into_inner()).0;
+    let newer_warm_up_elsewhere = || {
+        let newest = shared.newest_keyed_warm_up.lock().unwrap_or_else(|p| p.into_inner());
+        newest.0 != newest_at_start && newest.1 != options.key
+    };
+    let should_yield = || shared.waiting.load(Ordering::SeqCst) > 0 || (background && newer_warm_up_elsewhere());
     let warm_key = options.key.clone().filter(|_| background || options.late_budget.is_some());
     if let (true, Some(key)) = (background, &warm_key) {
         shared.set_warming(Some(Warming { key: key.clone(), done: 0, total: request.prompt.len() }));
@@ -421,6 +471,9 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
         }
     };
     let mut on_text = |piece: &str| {
+        if let Some(written) = &options.written {
+            written.push(piece);
+        }
         if let Some(sink) = &text {
             let _ = sink.send(piece.to_string());
         }

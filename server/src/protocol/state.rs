@@ -672,10 +672,16 @@ impl State {
         }
     }
 
-    /// A fresh cancellation flag for `uri`'s warm-ups; the earlier ones stop.
+    /// A fresh cancellation flag for `uri`'s warm-ups; the earlier ones stop,
+    /// and so does the warm-up of the next anchor at the old place (a new
+    /// warm-up is for a cursor that moved; its own next anchor comes after).
     fn new_warm_up(&self, uri: &str) -> CancelFlag {
         let flag = CancelFlag::new();
-        if let Some(old) = lock(&self.warm_ups).insert(uri.to_string(), flag.clone()) {
+        let mut warm_ups = lock(&self.warm_ups);
+        if let Some(anchor) = warm_ups.remove(&anchor_warm_up_key(uri)) {
+            anchor.cancel();
+        }
+        if let Some(old) = warm_ups.insert(uri.to_string(), flag.clone()) {
             old.cancel();
         }
         flag
@@ -732,7 +738,11 @@ impl State {
         };
         // Typing on leaves the previous request's generation running a
         // little longer: its answer may be what the user is typing.
-        let ticket = if typed_on && selected.is_none() { self.scheduler.begin_typing_on(uri) } else { self.scheduler.begin(uri) };
+        let ticket = if typed_on && selected.is_none() {
+            self.scheduler.begin_typing_on(uri, &request.text, request.offset)
+        } else {
+            self.scheduler.begin(uri, request.offset)
+        };
         let job_flag = ticket.flag();
         let budget = Duration::from_millis(request.config.latency_budget_ms);
         let deadline = started + budget;
@@ -771,6 +781,7 @@ impl State {
             // Nobody waits on a late answer: it gets time enough to finish.
             late_budget: embedded.then_some(budget.max(LATE_DECODE_BUDGET)),
             key: Some(uri.to_string()),
+            written: Some(ticket.written()),
         };
         let pending = request.model.generator.submit(chosen.request.clone(), options);
         drop(incoming);
@@ -918,7 +929,7 @@ fn queue_warm_up_in(
     flag: &CancelFlag,
 ) {
     let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag.clone(), ..request.clone() };
-    let options = JobOptions { slot, priority: Priority::Background, late_budget: None, key: key.map(str::to_string) };
+    let options = JobOptions { slot, priority: Priority::Background, late_budget: None, key: key.map(str::to_string), written: None };
     drop(engine.submit(request, options, None));
 }
 
