@@ -1,7 +1,9 @@
 //! `POST /v1/completions`: check the request, turn its prompt into token
-//! ids, queue it for the engine under its client's name, and answer with
-//! the whole completion or stream it as server-sent events. A client that
-//! goes away (the stream is dropped) cancels its generation.
+//! ids (with a `suffix`, a fill-in-the-middle prompt in the model's layout),
+//! queue it for the engine under its client's name, and answer with the
+//! whole completion or stream it as server-sent events. A client that goes
+//! away (the stream is dropped) cancels its generation. What every endpoint
+//! shares (the body bound, client names, cancellation) is here too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot};
 
+use super::prompt::fim_tokens;
 use super::queue::Queued;
 use super::{authorize, error, json, Refused, Shared};
 use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams, StopReason};
@@ -26,7 +29,7 @@ const MAX_STOPS: usize = 16;
 const MAX_USER_CHARS: usize = 64;
 
 /// Sets the flag when dropped: the client went away, stop generating.
-struct CancelOnDrop(CancelFlag);
+pub(super) struct CancelOnDrop(pub(super) CancelFlag);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
@@ -49,7 +52,7 @@ struct Checked {
 /// A client's name for the queue and the log: its `user`, at most
 /// [`MAX_USER_CHARS`] characters with control characters escaped (a newline
 /// in it must not start a forged log line), or its address.
-fn client_name(user: Option<&str>, peer: SocketAddr) -> String {
+pub(super) fn client_name(user: Option<&str>, peer: SocketAddr) -> String {
     let user = user.unwrap_or("");
     if user.trim().is_empty() {
         return peer.ip().to_string();
@@ -70,8 +73,9 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
     if parsed.echo == Some(true) {
         return Err(bad_request("echo is not supported"));
     }
-    if parsed.suffix.is_some() {
-        return Err(bad_request("suffix is not supported: send a fill-in-the-middle prompt with the model's own FIM tokens"));
+    let max_tokens = parsed.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    if max_tokens == 0 {
+        return Err(bad_request("max_tokens must be at least 1"));
     }
     let tokenizer = &shared.model.loaded.tokenizer;
     let mut prompt = parsed.prompt.ok_or_else(|| bad_request("`prompt` is required"))?;
@@ -83,8 +87,20 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
     }
     let context = shared.model.loaded.context_length;
     let too_long = |tokens: String| bad_request(format!("the prompt has {tokens} tokens; this server's context holds {context}"));
-    let tokens = match prompt {
-        PromptValue::Text(text) => {
+    let tokens = match (prompt, parsed.suffix) {
+        (PromptValue::Text(text), Some(suffix)) => {
+            // Refused before any per-token work when even the longest
+            // tokens could not fit both texts in the context.
+            let fewest = shared.specials.fewest_tokens(&text) + shared.specials.fewest_tokens(&suffix);
+            if fewest >= context {
+                return Err(too_long(format!("with its suffix at least {fewest}")));
+            }
+            let template = &shared.model.template;
+            let budget = context.saturating_sub(max_tokens.min(context / 2));
+            fim_tokens(template, tokenizer, &text, &suffix, budget).map_err(|e| bad_request(e.to_string()))?
+        }
+        (_, Some(_)) => return Err(bad_request("`suffix` needs a text `prompt` (the text before the insertion point)")),
+        (PromptValue::Text(text), None) => {
             // Refused before any per-token work when even the longest
             // tokens could not fit it in the context.
             let fewest = shared.specials.fewest_tokens(&text);
@@ -93,24 +109,20 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
             }
             shared.specials.encode(tokenizer, &text).map_err(|e| bad_request(format!("cannot tokenize the prompt: {e}")))?
         }
-        PromptValue::Tokens(ids) if ids.len() >= context => return Err(too_long(ids.len().to_string())),
-        PromptValue::Tokens(ids) => {
+        (PromptValue::Tokens(ids), None) if ids.len() >= context => return Err(too_long(ids.len().to_string())),
+        (PromptValue::Tokens(ids), None) => {
             if let Some(bad) = ids.iter().find(|&&id| id as usize >= tokenizer.vocab_size()) {
                 return Err(bad_request(format!("token id {bad} is outside the vocabulary (size {})", tokenizer.vocab_size())));
             }
             ids
         }
-        PromptValue::Batch(_) => return Err(bad_request("nested prompt batches are not supported")),
+        (PromptValue::Batch(_), None) => return Err(bad_request("nested prompt batches are not supported")),
     };
     if tokens.is_empty() {
         return Err(bad_request("the prompt is empty"));
     }
     if tokens.len() >= context {
         return Err(too_long(tokens.len().to_string()));
-    }
-    let max_tokens = parsed.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    if max_tokens == 0 {
-        return Err(bad_request("max_tokens must be at least 1"));
     }
     let temperature = parsed.temperature.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
@@ -145,7 +157,7 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
 
 /// Reads a request's body, refusing one larger than the context can use
 /// or slower than the body timeout.
-async fn read_body(shared: &Shared, body: Body) -> Result<Bytes, Refused> {
+pub(super) async fn read_body(shared: &Shared, body: Body) -> Result<Bytes, Refused> {
     let limit = super::max_body_bytes(shared.model.loaded.context_length);
     match tokio::time::timeout(shared.limits.body_timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
@@ -202,7 +214,7 @@ pub(super) async fn completions(
     }
 }
 
-fn engine_error(e: &EngineError) -> Response {
+pub(super) fn engine_error(e: &EngineError) -> Response {
     let status = match e {
         EngineError::ContextOverflow { .. } | EngineError::EmptyPrompt => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

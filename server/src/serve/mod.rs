@@ -1,9 +1,14 @@
 //! `cria serve`: the resident model behind an OpenAI-compatible HTTP API,
 //! so that many editors share one machine's model (each running cria with a
-//! remote backend pointed here, or any OpenAI client).
+//! remote backend pointed here, or any OpenAI client), and behind
+//! llama.cpp's `/infill`, so that editors speaking llama.cpp's protocol
+//! (llama.vim, llama.vscode) get cria's suggestions.
 //!
 //! Endpoints: `POST /v1/completions` (streamed as server-sent events or
-//! not), `GET /v1/models`, and `GET /health` (public, like llama.cpp's).
+//! not; the raw model text, with a `suffix` as a fill-in-the-middle prompt
+//! in the model's layout), `POST /infill` (the whole completion pipeline,
+//! windows to post-processing, server-side: see `infill.rs`),
+//! `GET /v1/models`, and `GET /health` (public, like llama.cpp's).
 //! With a token, every other endpoint needs `Authorization: Bearer TOKEN`,
 //! checked before the body is read. Connections are capped and timed out
 //! ([`listen`]); a request body is at most [`max_body_bytes`], a prompt is
@@ -15,6 +20,7 @@
 //! only places besides `protocol` that build JSON for the wire.
 
 mod handlers;
+mod infill;
 pub mod listen;
 pub mod prompt;
 pub mod queue;
@@ -88,6 +94,7 @@ pub async fn serve(model: Model, listener: TcpListener, options: ServeOptions) -
         .route("/v1/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/completions", post(handlers::completions))
+        .route("/infill", post(infill::infill))
         .fallback(not_found)
         .with_state(shared);
     listen::run(listener, app, options.limits).await;
@@ -169,7 +176,7 @@ async fn models(axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
 }
 
 async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint (cria serve has /v1/completions, /v1/models and /health)")
+    error(StatusCode::NOT_FOUND, "not_found_error", "no such endpoint (cria serve has /v1/completions, /infill, /v1/models and /health)")
 }
 
 #[cfg(test)]

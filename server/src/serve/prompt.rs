@@ -7,10 +7,66 @@
 //! The control-token texts are found in one pass over the prompt
 //! (Aho-Corasick, leftmost-longest), so the time is linear in the prompt's
 //! length whatever it holds.
+//!
+//! A `prompt` with a `suffix` (OpenAI's insertion parameter) becomes a
+//! fill-in-the-middle prompt in the model's own layout and order
+//! ([`fim_tokens`]), with both texts encoded as text.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::engine::{EngineError, TokenKind, Tokenizer};
+use crate::models::FimOrder;
+use crate::prompt::{build_prompt, FimTemplate, PromptInput};
+
+/// Why a `prompt` and `suffix` cannot become a fill-in-the-middle prompt.
+#[derive(Debug, thiserror::Error)]
+pub enum FimError {
+    /// The model was not trained to fill in the middle (its config has no
+    /// FIM template), so a suffix would be ignored or misread.
+    #[error("`suffix` needs a fill-in-the-middle model, and this one only continues its prompt (its config has no FIM template)")]
+    NoFim,
+    /// Prefix, suffix and the layout's control tokens do not fit.
+    #[error("the prompt and suffix take more than the {budget} tokens this server's context leaves for them")]
+    TooLong {
+        /// Tokens available to the prompt.
+        budget: usize,
+    },
+    /// The tokenizer failed.
+    #[error("cannot tokenize the prompt: {0}")]
+    Tokenize(#[from] EngineError),
+}
+
+/// The fill-in-the-middle prompt for text before (`prefix`) and after
+/// (`suffix`) the insertion point, laid out by the model's template (its
+/// FIM tokens, in its order: prefix-suffix-middle or suffix-prefix-middle)
+/// within `budget` tokens. Nothing is cut: a prompt that does not fit is
+/// refused, as an API caller expects its text to be used whole. Both texts
+/// are encoded as text (a control token's text in them stays text), and
+/// nothing after the middle marker: the model writes the middle.
+pub fn fim_tokens(template: &FimTemplate, tokenizer: &Tokenizer, prefix: &str, suffix: &str, budget: usize) -> Result<Vec<u32>, FimError> {
+    if template.order == FimOrder::Prefix || !template.uses_suffix() {
+        return Err(FimError::NoFim);
+    }
+    let input = PromptInput {
+        prefix,
+        suffix,
+        context: &[],
+        line_comment: "",
+        budget,
+        // The suffix may take what the prefix leaves; a cut is refused below.
+        suffix_share: 1.0,
+        context_share: 0.0,
+        current_path: None,
+        cursor_line_after_middle: false,
+        middle_bytes: None,
+        heal: false,
+    };
+    let prompt = build_prompt(template, tokenizer, &input)?;
+    if prompt.prefix_bytes < prefix.len() || prompt.suffix_bytes < suffix.len() {
+        return Err(FimError::TooLong { budget });
+    }
+    Ok(prompt.tokens)
+}
 
 /// The vocabulary's control-token texts and their matcher.
 #[derive(Debug, Clone, Default)]
@@ -148,6 +204,32 @@ mod tests {
         let tokens = specials.encode(&tokenizer, &text).unwrap();
         assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
         assert_eq!(tokens.iter().filter(|&&t| t == pad).count(), 190_000);
+    }
+
+    #[test]
+    fn a_suffix_makes_a_fim_prompt_in_the_models_order_or_a_clear_refusal() {
+        use crate::models::builtin;
+        let tokenizer = qwen_vocab();
+        let config = builtin("qwen2.5-coder-0.5b-instruct").unwrap();
+        let id = |piece: &str| tokenizer.token_id(piece).unwrap_or_else(|| panic!("{piece}"));
+        let psm = FimTemplate::from_config(&config, Some(FimOrder::Psm)).unwrap();
+        let tokens = fim_tokens(&psm, &tokenizer, "def f(x):\n    return ", "\n\nprint(f(2))\n", 512).unwrap();
+        // The same tokens as the FIM prompt written by hand with the model's
+        // control-token texts (which a text prompt turns into those tokens).
+        let by_hand = "<|fim_prefix|>def f(x):\n    return <|fim_suffix|>\n\nprint(f(2))\n<|fim_middle|>";
+        assert_eq!(tokens, SpecialTokens::new(&tokenizer).encode(&tokenizer, by_hand).unwrap());
+        assert_eq!(tokens.last(), Some(&id("<|fim_middle|>")), "the model writes the middle");
+        // A control token's text in the user's text stays text.
+        let tokens = fim_tokens(&psm, &tokenizer, "a = '<|fim_middle|>'", "", 512).unwrap();
+        assert_eq!(tokens.iter().filter(|&&t| t == id("<|fim_middle|>")).count(), 1);
+        // Too long for the budget: refused, not cut.
+        let long = "x = 1\n".repeat(400);
+        assert!(matches!(fim_tokens(&psm, &tokenizer, &long, "", 256), Err(FimError::TooLong { budget: 256 })));
+        assert!(matches!(fim_tokens(&psm, &tokenizer, "", &long, 256), Err(FimError::TooLong { budget: 256 })));
+        // A model without FIM (SmolLM2's config): refused before any tokenizing.
+        let plain = FimTemplate::from_config(&builtin("smollm2-135m-instruct").unwrap(), None).unwrap();
+        let refused = fim_tokens(&plain, &tokenizer, "a", "b", 512).unwrap_err();
+        assert!(matches!(refused, FimError::NoFim) && refused.to_string().contains("fill-in-the-middle"), "{refused}");
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub mod lsp_client;
 /// Plain HTTP for tests: a client and a scripted fake engine.
 pub mod http;
 
+/// `cria serve` as a child process.
+pub mod serve;
+
 /// A GGUF writer for crafted (hostile) files and a tiny real model.
 pub mod gguf_writer;
 
