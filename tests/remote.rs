@@ -10,7 +10,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cria::engine::gguf::GgufFile;
@@ -18,38 +18,12 @@ use cria::engine::Tokenizer;
 use serde_json::{json, Value};
 use support::http::{free_port, post_json, request, wait_healthy, FakeEngine, Reply};
 use support::lsp_client::LspClient;
+use support::serve::{cria_serve, Running};
 
 const LONG: Duration = Duration::from_secs(120);
 const SMOLLM2: &str = "smollm2-135m-instruct";
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
 
-
-/// A child process killed when the test ends, pass or fail.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `cria serve` on a free loopback port; returns it and its address.
-fn cria_serve(home: &Path, model: &str, args: &[&str], env: &[(&str, &str)]) -> (Running, SocketAddr) {
-    let mut child = Command::new(support::cria_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--model", model, "--context-length", "1024"])
-        .args(args)
-        .envs(env.iter().copied())
-        .env("CRIA_HOME", home)
-        .env("CRIA_LOG", "cria=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cria serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let running = Running(child);
-    (running, support::http::listening_address(stdout, LONG))
-}
 
 /// llama.cpp's server with a model, built (or taken from the cache) by
 /// scripts/build-llama-cpp.
@@ -111,7 +85,7 @@ const FIM_DOC: &str = "import math\n\n\ndef circle_area(radius):\n    return \n\
 fn cria_serve_speaks_the_openai_api_with_a_token_streaming_and_a_slot_per_client() {
     let home = support::linked_home();
     let token = "serve-secret";
-    let (_serve, addr) = cria_serve(home.path(), SMOLLM2, &["--slots", "2", "--token-env", "CRIA_TEST_SERVE_TOKEN"], &[("CRIA_TEST_SERVE_TOKEN", token)]);
+    let (_serve, addr) = cria_serve(home.path(), SMOLLM2, &["--context-length", "1024", "--slots", "2", "--token-env", "CRIA_TEST_SERVE_TOKEN"], &[("CRIA_TEST_SERVE_TOKEN", token)]);
 
     let health = request(addr, "GET", "/health", &[], None);
     assert_eq!((health.status, health.json()["status"].clone()), (200, json!("ok")), "health needs no token");
@@ -179,7 +153,7 @@ fn cria_serve_speaks_the_openai_api_with_a_token_streaming_and_a_slot_per_client
 #[test]
 fn the_language_server_gives_the_same_suggestion_through_cria_serve_as_embedded() {
     let home = support::linked_home();
-    let (_serve, addr) = cria_serve(home.path(), SMOLLM2, &["--slots", "2"], &[]);
+    let (_serve, addr) = cria_serve(home.path(), SMOLLM2, &["--context-length", "1024", "--slots", "2"], &[]);
     let uri = "file:///work/numbers.py";
     let text = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    ";
 
