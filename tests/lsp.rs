@@ -300,6 +300,60 @@ fn a_late_answer_serves_the_request_that_typed_its_first_character() {
     assert!(log.contains("late suggestion ready"), "the older generation was not left to finish:\n{log}");
 }
 
+#[test]
+fn a_generation_that_agrees_with_the_typing_runs_on_and_serves_the_newest_request() {
+    let home = support::linked_home();
+    let uri = "file:///work/typed.py";
+    let body: String = (0..40).map(|i| format!("def scale_{i}(x):\n    return x * {i}\n\n\n")).collect();
+    let text = format!("{body}def scale_40(x):\n    ");
+    let line = text.matches('\n').count() as u32;
+    let mut alone = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 12}));
+    alone.open(uri, "python", &text);
+    let answer = alone.inline_completion(uri, line, 4, LONG);
+    let expected = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    alone.shutdown();
+    let typed: Vec<char> = expected.chars().take(3).collect();
+    assert!(expected.chars().count() > 4 && typed.iter().all(|c| c.is_ascii()), "a suggestion to type into: {expected:?}");
+
+    // Ask, then type three characters of the suggestion, asking after each
+    // one at once: the first request's generation agrees with all of them.
+    let log = home.path().join("typed.log");
+    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=info")], stderr);
+    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 12}));
+    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    c.open(uri, "python", &text);
+    let ask = |c: &mut LspClient, character: u32| {
+        c.request(
+            "textDocument/inlineCompletion",
+            json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "context": {"triggerKind": 2}}),
+        )
+    };
+    let mut asked = vec![ask(&mut c, 4)];
+    for (i, ch) in typed.iter().enumerate() {
+        let column = 4 + i as u32;
+        // A key every 30 ms: requests are handled concurrently, and each
+        // must have looked at the document before the next key changes it
+        // (editors send them 100 ms or more apart).
+        std::thread::sleep(Duration::from_millis(30));
+        change(&mut c, uri, 2 + i as i64, (line, column, line, column), &ch.to_string());
+        asked.push(ask(&mut c, column + 1));
+    }
+    let newest = c.response(asked.pop().unwrap(), LONG);
+    for older in asked {
+        assert_eq!(c.response(older, LONG)["result"], json!({"items": []}), "a superseded request is answered empty");
+    }
+    let rest = newest["result"]["items"][0]["insertText"].as_str().unwrap_or_default();
+    assert_eq!(rest, &expected[3..], "{newest}");
+    c.shutdown();
+    let log = std::fs::read_to_string(&log).unwrap();
+    // The engine runs jobs in order, so the first to end is the first
+    // request's: it ran to its end, three keystrokes later.
+    let first_job = log.lines().find(|l| l.contains("completion latency_ms")).expect("a job ended");
+    assert!(!first_job.contains("stop=\"cancelled\""), "the first generation was stopped by typing that agreed with it:\n{log}");
+    assert!(log.contains("late suggestion ready"), "{log}");
+}
+
 fn offset(text: &str, line: u32, character: u32, utf16: bool) -> usize {
     let mut starts = vec![0];
     let b = text.as_bytes();
