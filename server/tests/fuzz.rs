@@ -184,7 +184,7 @@ fn run_lsp(runtime: &tokio::runtime::Runtime, input: Vec<u8>) -> bool {
         let (mut to_server, server_in) = tokio::io::duplex(1 << 16);
         let (server_out, mut from_server) = tokio::io::duplex(1 << 16);
         let config = cria::protocol::ServerConfig { model: "/nonexistent.gguf".into(), ..Default::default() };
-        let server = tokio::spawn(cria::protocol::serve(server_in, server_out, config, None));
+        let server = tokio::spawn(cria::protocol::run_session(server_in, server_out, config, None));
         let drain = tokio::spawn(async move {
             let _ = tokio::io::copy(&mut from_server, &mut tokio::io::sink()).await;
         });

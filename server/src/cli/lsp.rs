@@ -1,6 +1,6 @@
 //! `cria` / `cria lsp`: the language server over stdio.
 
-use cria::protocol::{serve, LogControl, ServerConfig, SessionEnd};
+use cria::protocol::{run_session, LogControl, ServerConfig, SessionEnd};
 
 /// Arguments of `cria lsp`.
 #[derive(clap::Args, Default)]
@@ -21,7 +21,7 @@ pub fn run(args: Args, log_control: LogControl) -> anyhow::Result<()> {
         config.model = model;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let end = runtime.block_on(serve(tokio::io::stdin(), tokio::io::stdout(), config, Some(log_control)));
+    let end = runtime.block_on(run_session(tokio::io::stdin(), tokio::io::stdout(), config, Some(log_control)));
     // Don't wait for a model still loading on a blocking thread.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match end {

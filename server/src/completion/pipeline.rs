@@ -18,7 +18,7 @@ use crate::engine::StopReason;
 use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams};
 use crate::models::FimOrder;
 use crate::postprocess::rules::drop_retyped_cursor_text;
-use crate::postprocess::{postprocess, Mode as PostMode, PostprocessInput};
+use crate::postprocess::{postprocess, Extent, PostprocessInput};
 use crate::prompt::ContextChunk;
 
 /// The prompt share for the text after the cursor, unless a setting says
@@ -306,13 +306,13 @@ impl Pipeline<'_> {
             return text.to_string();
         }
         let truncated = matches!(completion.stop_reason, StopReason::Deadline | StopReason::Length);
-        let mode = if place.mode == CompletionMode::SingleLine { PostMode::SingleLine } else { PostMode::MultiLine };
+        let extent = if place.mode == CompletionMode::SingleLine { Extent::SingleLine } else { Extent::MultiLine };
         postprocess(&PostprocessInput {
             completion: text,
             prefix: &cursor.prefix,
             suffix: &cursor.suffix,
             language: place.language,
-            mode,
+            extent,
             truncated,
         })
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::ModelConfig;
 use super::error::ConfigError;
-use super::resolve::CriaHome;
+use super::home::CriaHome;
 
 /// Embeds `model-configs/NAME.toml` for each name, as (name, TOML text).
 macro_rules! embed_configs {

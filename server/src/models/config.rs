@@ -356,13 +356,13 @@ impl ModelConfig {
             if self.fim.orders[..i].contains(&order) {
                 return Err((
                     format!("fim.orders[{i}]"),
-                    Problem::DuplicateOrder { order },
+                    Problem::DuplicateOrder { order: order.as_str() },
                 ));
             }
             if self.template(order).is_none() {
                 return Err((
                     format!("fim.orders[{i}]"),
-                    Problem::MissingTemplate { order },
+                    Problem::MissingTemplate { order: order.as_str() },
                 ));
             }
         }

@@ -5,8 +5,6 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use super::config::FimOrder;
-
 /// Where in a config a problem is: the file as the user knows it and, when the
 /// config's text was at hand, the 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,14 +94,14 @@ pub enum Problem {
     /// An order is listed twice.
     #[error("`{order}` is listed twice")]
     DuplicateOrder {
-        /// The order.
-        order: FimOrder,
+        /// The order, as configs write it (`psm`, `spm`, `prefix`).
+        order: &'static str,
     },
     /// An order is listed but its template is not defined.
     #[error("order `{order}` is listed but `fim.{order}` is not defined")]
     MissingTemplate {
-        /// The order.
-        order: FimOrder,
+        /// The order, as configs write it (`psm`, `spm`, `prefix`).
+        order: &'static str,
     },
     /// A token name is not a key of `[tokens]`.
     #[error("`{name}` is not defined in [tokens]")]

@@ -11,6 +11,7 @@
 mod catalogue;
 mod config;
 mod error;
+mod home;
 mod locate;
 mod pull;
 mod resolve;
@@ -21,5 +22,24 @@ pub use config::{
     SpecialToken, StopConfig, SuffixEncoding, TemplatePart,
 };
 pub use error::{ConfigError, Location, Problem};
+pub use home::{CriaHome, NoHome};
 pub use pull::{download_url, pull, sha256_file, PullError};
-pub use resolve::{resolve, CriaHome, ResolveError, ResolvedModel, SearchPaths};
+pub use resolve::{resolve, ResolveError, ResolvedModel, SearchPaths};
+
+#[cfg(test)]
+mod tests {
+    /// No two files here import each other: the catalogue finds user configs
+    /// in the home folder without the resolver (which takes a catalogue), and
+    /// a config's errors name no config type (the config builds them).
+    #[test]
+    fn no_two_file_import_cycles() {
+        let files = [
+            ("catalogue.rs", include_str!("catalogue.rs"), "resolve::"),
+            ("error.rs", include_str!("error.rs"), "config::"),
+            ("home.rs", include_str!("home.rs"), "super::"),
+        ];
+        for (file, source, forbidden) in files {
+            assert!(!source.contains(forbidden), "{file} uses {forbidden}");
+        }
+    }
+}

@@ -13,49 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::catalogue::Catalogue;
 use super::config::ModelConfig;
-
-/// cria's own folder: downloaded models (`models/`) and user configs
-/// (`model-configs/`). `$CRIA_HOME`, else `~/.cache/cria`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CriaHome(PathBuf);
-
-impl CriaHome {
-    /// A home at `root`, for tests and for callers that were told where it is.
-    pub fn new(root: impl Into<PathBuf>) -> CriaHome {
-        CriaHome(root.into())
-    }
-
-    /// The home from `$CRIA_HOME`, else `$HOME/.cache/cria`.
-    pub fn from_env() -> Result<CriaHome, ResolveError> {
-        CriaHome::from_vars(|name| std::env::var_os(name))
-    }
-
-    /// The home from the variables `var` returns (`from_env` with the process
-    /// environment); an empty variable counts as unset.
-    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Result<CriaHome, ResolveError> {
-        let var = non_empty(var);
-        if let Some(root) = var("CRIA_HOME") {
-            return Ok(CriaHome(PathBuf::from(root)));
-        }
-        let home = var("HOME").ok_or(ResolveError::NoHome)?;
-        Ok(CriaHome(Path::new(&home).join(".cache").join("cria")))
-    }
-
-    /// The home folder itself.
-    pub fn root(&self) -> &Path {
-        &self.0
-    }
-
-    /// Where `cria pull` puts models and where names are looked up first.
-    pub fn models_dir(&self) -> PathBuf {
-        self.0.join("models")
-    }
-
-    /// Where user configs live.
-    pub fn model_configs_dir(&self) -> PathBuf {
-        self.0.join("model-configs")
-    }
-}
+use super::home::{non_empty, CriaHome, NoHome};
 
 /// The folders a model name is looked up in, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +47,7 @@ impl SearchPaths {
         } else if let Some(cache) = var("XDG_CACHE_HOME") {
             Path::new(&cache).join("huggingface").join("hub")
         } else {
-            let user_home = var("HOME").ok_or(ResolveError::NoHome)?;
+            let user_home = var("HOME").ok_or(NoHome)?;
             Path::new(&user_home)
                 .join(".cache")
                 .join("huggingface")
@@ -100,10 +58,6 @@ impl SearchPaths {
             hf_hub,
         })
     }
-}
-
-fn non_empty(var: impl Fn(&str) -> Option<OsString>) -> impl Fn(&str) -> Option<OsString> {
-    move |name| var(name).filter(|value| !value.is_empty())
 }
 
 /// A model ready to load: its weights and, when cria knows the model, its config.
@@ -119,8 +73,8 @@ pub struct ResolvedModel {
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// Neither the variable naming a folder nor `HOME` is set.
-    #[error("cannot find the home folder: set HOME (or CRIA_HOME and HF_HUB_CACHE)")]
-    NoHome,
+    #[error(transparent)]
+    NoHome(#[from] NoHome),
     /// A path was given and nothing is there.
     #[error("model file {} does not exist", path.display())]
     NoSuchFile {

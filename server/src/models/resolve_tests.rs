@@ -189,7 +189,7 @@ fn cria_home_from_variables() {
 
     assert!(matches!(
         CriaHome::from_vars(vars(&[])),
-        Err(ResolveError::NoHome)
+        Err(NoHome)
     ));
 }
 

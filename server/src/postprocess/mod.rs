@@ -21,7 +21,7 @@
 //! 1. [`rules::cut_incomplete_line`]: when generation was cut short, drop the
 //!    unfinished last line. First, because every later rule reasons about
 //!    whole lines, and a half line (`retu`) would mislead them.
-//! 2. [`rules::keep_first_line`] in [`Mode::SingleLine`].
+//! 2. [`rules::keep_first_line`] in [`Extent::SingleLine`].
 //! 3. [`rules::match_indentation_style`]: tabs to spaces or back, to match the
 //!    file. Before the rules that compare indentation with the document's, so
 //!    that they compare like with like.
@@ -58,7 +58,6 @@
 
 #![warn(missing_docs)]
 
-mod context;
 mod indent;
 mod lexer;
 mod lines;
@@ -67,19 +66,23 @@ mod pipeline_tests;
 #[cfg(test)]
 mod props_tests;
 pub mod rules;
+mod surroundings;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-pub use context::Context;
 pub use indent::{indentation_style, IndentStyle};
 pub use rules::cut_to_complete_lines;
+pub use surroundings::Surroundings;
 
 use crate::documents::Language;
 
 /// Whether the server asked the model for the rest of the line or for a
 /// block: the editor shows these differently, and the cut rules differ.
+/// `context::CompletionMode` decides it before the request, where it may also
+/// decide there is no request (`Skip`); this is what is left of it once there
+/// is an answer, and post-processing does not depend on `context`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub enum Extent {
     /// Complete the cursor's line only.
     SingleLine,
     /// Complete the line and possibly the lines after it.
@@ -99,7 +102,7 @@ pub struct PostprocessInput<'a> {
     /// whether blocks are braces or indentation.
     pub language: &'a Language,
     /// Single-line or multi-line completion.
-    pub mode: Mode,
+    pub extent: Extent,
     /// Generation was cut by the deadline or the token limit, so the last
     /// line may be unfinished.
     pub truncated: bool,
@@ -109,25 +112,25 @@ pub struct PostprocessInput<'a> {
 /// an empty string means show nothing. See the module documentation for the
 /// rules and their order.
 pub fn postprocess(input: &PostprocessInput) -> String {
-    let shown = postprocess_in_mode(input);
+    let shown = run_rules(input);
     // A multi-line answer the rules cut to nothing (a block opened and cut
     // short by the token limit, `if (x) {` and half a body) still has a
     // finished first line: it is shown alone, as a single-line request's
     // would be. Not at column 0 in front of code, where a line must come
     // with its line break.
     let first_line_done = input.completion.trim_start().contains(['\n', '\r']);
-    if shown.is_empty() && input.mode == Mode::MultiLine && first_line_done && !Context::new(input).inserts_lines_above {
-        return postprocess_in_mode(&PostprocessInput { mode: Mode::SingleLine, ..*input });
+    if shown.is_empty() && input.extent == Extent::MultiLine && first_line_done && !Surroundings::new(input).inserts_lines_above {
+        return run_rules(&PostprocessInput { extent: Extent::SingleLine, ..*input });
     }
     shown
 }
 
-fn postprocess_in_mode(input: &PostprocessInput) -> String {
-    let context = Context::new(input);
-    let text = rules::cut_incomplete_line(input.completion, input.mode, input.truncated, &context);
-    let text = match input.mode {
-        Mode::SingleLine => rules::keep_first_line(text),
-        Mode::MultiLine => text,
+fn run_rules(input: &PostprocessInput) -> String {
+    let context = Surroundings::new(input);
+    let text = rules::cut_incomplete_line(input.completion, input.extent, input.truncated, &context);
+    let text = match input.extent {
+        Extent::SingleLine => rules::keep_first_line(text),
+        Extent::MultiLine => text,
     };
     let converted = rules::match_indentation_style(text, &context);
     let text = rules::drop_repetition(&converted);
@@ -137,7 +140,7 @@ fn postprocess_in_mode(input: &PostprocessInput) -> String {
     let text = rules::trim_whitespace(text, &context);
     // The code at the cursor moves down below lines inserted above it, with
     // the line break that file uses there.
-    let line_break = if context.inserts_lines_above && input.mode == Mode::MultiLine {
+    let line_break = if context.inserts_lines_above && input.extent == Extent::MultiLine {
         let rest = lines::first_line(input.suffix);
         let crlf = input.suffix.get(rest.len()..).is_some_and(|after| after.starts_with("\r\n"));
         if crlf {

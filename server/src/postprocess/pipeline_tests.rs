@@ -4,17 +4,17 @@
 use expect_test::{expect, Expect};
 
 use super::test_support::{input, render};
-use super::{postprocess, Mode};
+use super::{postprocess, Extent};
 use crate::documents::Language;
 
-fn run(language: &str, doc: &str, completion: &str, mode: Mode, truncated: bool, expect: Expect) {
+fn run(language: &str, doc: &str, completion: &str, extent: Extent, truncated: bool, expect: Expect) {
     let language = Language::from_language_id(language);
-    let input = super::PostprocessInput { mode, truncated, ..input(&language, doc, completion) };
+    let input = super::PostprocessInput { extent, truncated, ..input(&language, doc, completion) };
     expect.assert_eq(&render(&postprocess(&input)));
 }
 
 fn multi(language: &str, doc: &str, completion: &str, expect: Expect) {
-    run(language, doc, completion, Mode::MultiLine, false, expect);
+    run(language, doc, completion, Extent::MultiLine, false, expect);
 }
 
 #[test]
@@ -23,7 +23,7 @@ fn python_body_then_next_function_then_truncation() {
         "python",
         "import math\n\n\ndef area(r):\n    $0\n\n\ndef main():\n    print(area(2))\n",
         "return math.pi * r ** 2\n\n\ndef main():\n    print(area(2))\n\n\nif __name__ == \"__ma",
-        Mode::MultiLine,
+        Extent::MultiLine,
         true,
         expect![[r#"
             |return math.pi * r ** 2
@@ -37,7 +37,7 @@ fn rust_closing_paren_already_after_the_cursor() {
         "rust",
         "fn main() {\n    let name = \"cria\";\n    println!(\"hello, {}\", $0);\n}\n",
         "name);\n}\n",
-        Mode::SingleLine,
+        Extent::SingleLine,
         false,
         expect![[r#"
             |name
@@ -90,7 +90,7 @@ fn c_truncated_inside_a_new_block_is_cut_back() {
         "c",
         "int main(void) {\n    int n = 10;\n    $0\n}\n",
         "int total = 0;\n    for (int i = 0; i < n; i++) {\n        total += i;\n        printf(\"%d\\n\", to",
-        Mode::MultiLine,
+        Extent::MultiLine,
         true,
         expect![[r#"
             |int total = 0;
@@ -104,7 +104,7 @@ fn cpp_single_line_truncated_but_finished() {
         "cpp",
         "    auto it = std::find($0\n",
         "v.begin(), v.end(), target)",
-        Mode::SingleLine,
+        Extent::SingleLine,
         true,
         expect![[r#"
             |v.begin(), v.end(), target)
@@ -152,7 +152,7 @@ fn python_extra_closing_paren_before_the_users_paren() {
         "python",
         "def show(a, b):\n    print($0)\n",
         "foo(a, b))\n",
-        Mode::SingleLine,
+        Extent::SingleLine,
         false,
         expect![[r#"
             |foo(a, b)
@@ -201,7 +201,7 @@ fn a_block_cut_short_still_shows_its_first_line() {
         "c",
         "int load(const char *opt_path) {\n    $0\n    return 0;\n}\n",
         "if (opt_path) {\n        read_config(opt_path, &config);\n        apply(&con",
-        Mode::MultiLine,
+        Extent::MultiLine,
         true,
         expect![[r#"
             |if (opt_path) {
@@ -211,5 +211,12 @@ fn a_block_cut_short_still_shows_its_first_line() {
 
 #[test]
 fn nothing_stays_nothing_when_the_first_line_is_unfinished() {
-    run("c", "int load(const char *opt_path) {\n    $0\n    return 0;\n}\n", "if (opt_pa", Mode::MultiLine, true, expect![[r#"(empty)"#]]);
+    run(
+        "c",
+        "int load(const char *opt_path) {\n    $0\n    return 0;\n}\n",
+        "if (opt_pa",
+        Extent::MultiLine,
+        true,
+        expect![[r#"(empty)"#]],
+    );
 }

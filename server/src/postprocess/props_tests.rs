@@ -12,7 +12,7 @@ use proptest::prelude::*;
 
 use super::lines::{leading_ws, lines};
 use super::test_support::render;
-use super::{postprocess, Mode, PostprocessInput};
+use super::{postprocess, Extent, PostprocessInput};
 use crate::documents::Language;
 
 /// `text` with each line's leading spaces and tabs removed; line breaks kept
@@ -105,20 +105,20 @@ proptest! {
         single_line in any::<bool>(),
         truncated in any::<bool>(),
     ) {
-        let mode = if single_line { Mode::SingleLine } else { Mode::MultiLine };
+        let extent = if single_line { Extent::SingleLine } else { Extent::MultiLine };
         let input = PostprocessInput {
             completion: &completion,
             prefix: &prefix,
             suffix: &suffix,
             language: &language,
-            mode,
+            extent,
             truncated,
         };
         let full = postprocess(&input);
         let shown = render(&full);
         // At column 0 in front of code the lines shown end with one added
         // line break, which moves that code down.
-        let inserts_above = mode == Mode::MultiLine
+        let inserts_above = extent == Extent::MultiLine
             && crate::postprocess::lines::last_line(&prefix).is_empty()
             && !crate::postprocess::lines::first_line(&suffix).trim().is_empty();
         let out = if inserts_above && !full.is_empty() {
@@ -132,7 +132,7 @@ proptest! {
         let tabs = completion.matches('\t').count();
         prop_assert!(out.len() <= completion.len() + 7 * tabs, "{shown}");
         prop_assert!(out.is_empty() || !out.trim().is_empty(), "{shown}");
-        if mode == Mode::SingleLine {
+        if extent == Extent::SingleLine {
             prop_assert!(!out.contains(['\n', '\r']), "{shown}");
         }
         let rest_of_line = super::lines::first_line(&suffix);
@@ -157,7 +157,7 @@ fn huge_inputs_are_handled() {
             prefix: &prefix,
             suffix: &suffix,
             language: &language,
-            mode: Mode::MultiLine,
+            extent: Extent::MultiLine,
             truncated: true,
         };
         let out = postprocess(&input);
@@ -177,7 +177,7 @@ fn pathological_brackets_stay_fast() {
             prefix: &prefix,
             suffix: &suffix,
             language: &language,
-            mode: Mode::MultiLine,
+            extent: Extent::MultiLine,
             truncated: false,
         };
         let _ = postprocess(&input);

@@ -2,7 +2,7 @@
 //! of results that makes whitespace visible in snapshots.
 
 use super::lines::lines;
-use super::{Mode, PostprocessInput};
+use super::{Extent, PostprocessInput};
 use crate::documents::Language;
 
 /// A multi-line, untruncated input for `completion` at the `$0` in `doc` (the
@@ -18,7 +18,7 @@ pub(crate) fn input<'a>(
         prefix,
         suffix,
         language,
-        mode: Mode::MultiLine,
+        extent: Extent::MultiLine,
         truncated: false,
     }
 }

@@ -35,22 +35,23 @@ pub enum SessionEnd {
     WithoutShutdown,
 }
 
-/// Serves one client over a pair of streams (stdio in the binary, an
-/// in-memory pipe in tests) until it exits.
-pub async fn serve<I, O>(input: I, output: O, config: ServerConfig, log_control: Option<LogControl>) -> SessionEnd
+/// Runs one client's LSP session over a pair of streams (stdio in the binary,
+/// an in-memory pipe in tests) until it exits. Not called `serve`: that is
+/// `cria serve`, the HTTP front end (`crate::serve`).
+pub async fn run_session<I, O>(input: I, output: O, config: ServerConfig, log_control: Option<LogControl>) -> SessionEnd
 where
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
     let shutdown_requested = Arc::new(AtomicBool::new(false));
     let flag = shutdown_requested.clone();
-    let (service, socket) = LspService::build(move |client| server::Backend {
+    let (service, socket) = LspService::build(move |client| server::LspServer {
         state: Arc::new(state::State::new(client, config, log_control)),
         shutdown_requested: flag,
     })
-    .custom_method(ext::DOCUMENT_TEXT_METHOD, server::Backend::document_text)
-    .custom_method(ext::PREFETCH_METHOD, server::Backend::prefetch)
-    .custom_method(transport::REFUSED_CHANGE_METHOD, server::Backend::refused_change)
+    .custom_method(ext::DOCUMENT_TEXT_METHOD, server::LspServer::document_text)
+    .custom_method(ext::PREFETCH_METHOD, server::LspServer::prefetch)
+    .custom_method(transport::REFUSED_CHANGE_METHOD, server::LspServer::refused_change)
     .finish();
     let (server_in, server_out, pump) = transport::guard(input, output);
     // Many requests may wait on the model at once; keep reading edits and

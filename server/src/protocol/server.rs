@@ -15,8 +15,10 @@ use super::state::{SelectedItem, State, Suggestion};
 use super::throttle::Throttle;
 use crate::completion::Trigger;
 
-/// The server object tower-lsp-server drives.
-pub struct Backend {
+/// The server object tower-lsp-server drives: the LSP handlers, over
+/// [`State`]. Not called `Backend` (tower-lsp's examples' name): in cria a
+/// backend is where a model runs, `completion::Backend`.
+pub struct LspServer {
     pub(super) state: Arc<State>,
     /// Set by `shutdown`: the session then ends cleanly (exit code 0).
     pub(super) shutdown_requested: Arc<AtomicBool>,
@@ -33,7 +35,7 @@ pub struct RefusedChangeParams {
     reason: String,
 }
 
-impl Backend {
+impl LspServer {
     /// `cria/documentText`: the server's copy of a document, so editors'
     /// tests (and curious users) can check it equals the editor's text.
     pub async fn document_text(&self, params: super::ext::DocumentTextParams) -> Result<Option<String>> {
@@ -140,7 +142,7 @@ fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("protocol literal matches its LSP type")
 }
 
-impl LanguageServer for Backend {
+impl LanguageServer for LspServer {
     async fn initialize(&self, params: lsp::InitializeParams) -> Result<lsp::InitializeResult> {
         let encoding = negotiate_encoding(&params);
         self.state.set_encoding(encoding);

@@ -262,24 +262,8 @@ impl Default for Q8KBlock {
     }
 }
 
-/// Quantizes `x` (a multiple of 32 long) into `out`, as GGML's
-/// `quantize_row_q8_0`/`q8_1` and candle do: scale `max|x| / 127`, values
-/// rounded half away from zero.
-pub fn quantize_q8(x: &[f32], out: &mut [Q8Block]) {
-    // AVX2 unless `CRIA_CPU` asks for portable code (the result is the same).
-    #[cfg(target_arch = "x86_64")]
-    let simd = super::Isa::detect() != super::Isa::Scalar && super::avx2::available();
-    for (x, block) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        #[cfg(target_arch = "x86_64")]
-        if simd && super::avx2::quantize_q8_block(x, block) {
-            continue;
-        }
-        quantize_q8_block(x, block);
-    }
-}
-
-/// One block of [`quantize_q8`] in portable code: the reference the vector
-/// version must equal bit for bit.
+/// One block of [`super::quantize_q8`] in portable code: the reference the
+/// vector version must equal bit for bit.
 pub fn quantize_q8_block(x: &[f32], block: &mut Q8Block) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
@@ -371,6 +355,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
+    use super::super::quantize_q8;
     use super::testing::*;
     use super::*;
     use candle_core::quantized::{GgmlDType, QStorage, QTensor};
@@ -448,20 +433,6 @@ mod tests {
             for (s, qs) in kb.bsums.iter().zip(kb.qs.chunks_exact(16)) {
                 assert_eq!(*s as i32, qs.iter().map(|&q| q as i32).sum::<i32>());
             }
-        }
-    }
-
-    #[test]
-    fn vector_quantization_equals_the_portable_one() {
-        let mut x = random_acts(4, 256, 8);
-        // Exact halves (d = 1): rounded away from zero, not to even.
-        x[32..64].iter_mut().enumerate().for_each(|(i, v)| *v = if i == 0 { 127.0 } else { i as f32 / 2.0 - 8.0 });
-        let mut fast = vec![Q8Block::default(); x.len() / QK];
-        quantize_q8(&x, &mut fast);
-        for (x, fast) in x.chunks_exact(QK).zip(&fast) {
-            let mut slow = Q8Block::default();
-            quantize_q8_block(x, &mut slow);
-            assert_eq!((fast.qs, fast.d.to_bits(), fast.s.to_bits(), fast.sums), (slow.qs, slow.d.to_bits(), slow.s.to_bits(), slow.sums));
         }
     }
 

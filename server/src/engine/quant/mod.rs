@@ -227,6 +227,24 @@ impl Isa {
     }
 }
 
+/// Quantizes `x` (a multiple of 32 long) into `out`, as GGML's
+/// `quantize_row_q8_0`/`q8_1` and candle do: scale `max|x| / 127`, values
+/// rounded half away from zero. Here, not in `blocks`, because it chooses the
+/// instruction set: `blocks` is the formats and portable code, and the vector
+/// kernels depend on it, never the other way.
+pub fn quantize_q8(x: &[f32], out: &mut [Q8Block]) {
+    // AVX2 unless `CRIA_CPU` asks for portable code (the result is the same).
+    #[cfg(target_arch = "x86_64")]
+    let simd = Isa::detect() != Isa::Scalar && avx2::available();
+    for (x, block) in x.chunks_exact(blocks::QK).zip(out.iter_mut()) {
+        #[cfg(target_arch = "x86_64")]
+        if simd && avx2::quantize_q8_block(x, block) {
+            continue;
+        }
+        blocks::quantize_q8_block(x, block);
+    }
+}
+
 /// Where result (weight row `r`, activation row `c`) goes in an output slice:
 /// `r * row + c * col`.
 #[derive(Debug, Clone, Copy)]
@@ -512,7 +530,7 @@ impl QuantMatrix {
             scratch.q8[..m * nb]
                 .par_chunks_mut(nb * rows_per_task)
                 .zip(x.par_chunks(k * rows_per_task))
-                .for_each(|(out, x)| blocks::quantize_q8(x, out));
+                .for_each(|(out, x)| quantize_q8(x, out));
         }
         if need_q8k {
             let nb = k / blocks::QK_K;
@@ -620,7 +638,7 @@ fn run_part(isa: Isa, quant: &Quantized, first: usize, count: usize, acts: AllAc
 #[cfg(test)]
 mod tests {
     use super::blocks::testing::{random_acts, random_rows};
-    use super::blocks::{dequantize_row, quantize_q8, quantize_q8k, QK, QK_K};
+    use super::blocks::{dequantize_row, quantize_q8_block, quantize_q8k, QK, QK_K};
     use super::*;
     use candle_core::quantized::GgmlDType;
 
@@ -870,6 +888,30 @@ mod tests {
             assert_eq!(Isa::best_within(&two, Some(CpuCap::Neon)), Isa::Neon);
             assert_eq!(Isa::best_within(&two, Some(CpuCap::Avx2)), Isa::Neon);
             assert_eq!(Isa::best_within(&two, Some(CpuCap::Scalar)), Isa::Scalar);
+        }
+    }
+
+    #[test]
+    fn vector_quantization_equals_the_portable_one() {
+        let mut x = random_acts(4, 256, 8);
+        // Exact halves (d = 1): rounded away from zero, not to even.
+        x[32..64].iter_mut().enumerate().for_each(|(i, v)| *v = if i == 0 { 127.0 } else { i as f32 / 2.0 - 8.0 });
+        let mut fast = vec![Q8Block::default(); x.len() / QK];
+        quantize_q8(&x, &mut fast);
+        for (x, fast) in x.chunks_exact(QK).zip(&fast) {
+            let mut slow = Q8Block::default();
+            quantize_q8_block(x, &mut slow);
+            assert_eq!((fast.qs, fast.d.to_bits(), fast.s.to_bits(), fast.sums), (slow.qs, slow.d.to_bits(), slow.s.to_bits(), slow.sums));
+        }
+    }
+
+    /// `blocks` (formats, portable code) names no kernel module: the kernels
+    /// use it, and which of them runs is chosen here.
+    #[test]
+    fn blocks_uses_no_kernel_module() {
+        let source = include_str!("blocks.rs");
+        for kernels in ["avx2", "avx512", "neon", "x16", "scalar", "Isa"] {
+            assert!(!source.contains(&format!("super::{kernels}")), "blocks.rs uses super::{kernels}");
         }
     }
 

@@ -512,7 +512,8 @@ fn tile_q6k<const SDOT: bool, const R: usize, const C: usize>(neon: Neon<SDOT>, 
 #[cfg(test)]
 mod tests {
     use super::super::blocks::testing::{random_acts, random_rows};
-    use super::super::blocks::{quantize_q8, quantize_q8k, ActKind, QK, QK_K};
+    use super::super::blocks::{quantize_q8k, ActKind, QK, QK_K};
+    use super::super::quantize_q8;
     use super::*;
 
     #[test]

@@ -17,7 +17,7 @@
 //!   indentation.
 //! - **A closer of a bracket the document already closes.** Brackets open at
 //!   the cursor that a closer in the suffix matches (see
-//!   [`Context`](crate::postprocess::Context)) belong to the document: the
+//!   [`Surroundings`](crate::postprocess::Surroundings)) belong to the document: the
 //!   suggestion closing one again would duplicate the closer. The suggestion
 //!   is cut right before such a closer, so `print(` + `x))` before `)` gives
 //!   `x)`.
@@ -35,10 +35,10 @@
 //! Closers matching nothing, and all bracket logic in plain text, are left to
 //! [`balance_brackets`](super::balance_brackets).
 
-use crate::postprocess::context::Fate;
+use crate::postprocess::surroundings::Fate;
 use crate::postprocess::lexer::Token;
 use crate::postprocess::lines::{advance_columns, first_line, indent_width, leading_ws, lines};
-use crate::postprocess::Context;
+use crate::postprocess::Surroundings;
 
 /// Where the block starts in the suggestion and how deep its lines must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ struct Scope {
 }
 
 impl Scope {
-    fn new(completion: &str, context: &Context) -> Self {
+    fn new(completion: &str, context: &Surroundings) -> Self {
         let tab = context.tab();
         let cursor_column = indent_width(context.cursor_line, tab);
         if !context.cursor_line.trim().is_empty() {
@@ -93,7 +93,7 @@ impl Scope {
 
 /// Cuts `completion` where it leaves the block the cursor is in (see the
 /// module documentation); returns it unchanged when it stays inside.
-pub fn stop_at_block_end<'c>(completion: &'c str, context: &Context) -> &'c str {
+pub fn stop_at_block_end<'c>(completion: &'c str, context: &Surroundings) -> &'c str {
     let cut = |end: usize| completion.get(..end).unwrap_or(completion);
     let scope = Scope::new(completion, context);
     let tab = context.tab();

@@ -9,7 +9,7 @@ use crate::postprocess::test_support::{input, render};
 
 fn check(language: &str, doc: &str, completion: &str, expect: Expect) {
     let language = Language::from_language_id(language);
-    let context = Context::new(&input(&language, doc, completion));
+    let context = Surroundings::new(&input(&language, doc, completion));
     expect.assert_eq(&render(stop_at_block_end(completion, &context)));
 }
 

@@ -21,13 +21,13 @@
 //! A bracket open at the cursor may stay open: the suffix closes it, or the
 //! user will.
 
-use crate::postprocess::context::Fate;
+use crate::postprocess::surroundings::Fate;
 use crate::postprocess::lexer::{Lexer, Token};
-use crate::postprocess::Context;
+use crate::postprocess::Surroundings;
 
 /// Cuts `completion` before its first closer that matches nothing, and cuts
 /// a multi-line suggestion back so that none of its own brackets stays open.
-pub fn balance_brackets<'c>(completion: &'c str, context: &Context) -> &'c str {
+pub fn balance_brackets<'c>(completion: &'c str, context: &Surroundings) -> &'c str {
     if !context.knows_brackets() {
         return completion;
     }
@@ -83,7 +83,7 @@ pub fn balance_brackets<'c>(completion: &'c str, context: &Context) -> &'c str {
 /// closed without the suggestion. Then the suggestion is the first part of a
 /// bracket the user already finished below the cursor. `outer` is how many of
 /// the brackets open at the cursor are still open after the suggestion.
-fn suffix_closes(own: &[u8], outer: usize, mut lexer: Lexer, context: &Context) -> bool {
+fn suffix_closes(own: &[u8], outer: usize, mut lexer: Lexer, context: &Surroundings) -> bool {
     let outer = &context.open[..outer.min(context.open.len())];
     let must_close = outer.iter().filter(|b| b.fate == Fate::ClosedBySuffix).count();
     let floor = outer.len() - must_close;
@@ -118,7 +118,7 @@ mod tests {
 
     fn check(language: &str, doc: &str, completion: &str, expect: Expect) {
         let language = Language::from_language_id(language);
-        let context = Context::new(&input(&language, doc, completion));
+        let context = Surroundings::new(&input(&language, doc, completion));
         expect.assert_eq(&render(balance_brackets(completion, &context)));
     }
 

@@ -17,7 +17,7 @@
 //!   typing on.
 
 use crate::postprocess::lexer::Token;
-use crate::postprocess::{Context, Mode};
+use crate::postprocess::{Extent, Surroundings};
 
 use super::has_alphanumeric;
 
@@ -44,9 +44,9 @@ pub fn cut_to_complete_lines(text: &str) -> &str {
 /// completion is returned as it is.
 pub fn cut_incomplete_line<'c>(
     completion: &'c str,
-    mode: Mode,
+    extent: Extent,
     truncated: bool,
-    context: &Context,
+    context: &Surroundings,
 ) -> &'c str {
     if !truncated {
         return completion;
@@ -54,10 +54,10 @@ pub fn cut_incomplete_line<'c>(
     if completion.contains(['\n', '\r']) {
         return cut_to_complete_lines(completion);
     }
-    match mode {
-        Mode::MultiLine => "",
-        Mode::SingleLine if looks_finished(completion, context) => completion,
-        Mode::SingleLine => "",
+    match extent {
+        Extent::MultiLine => "",
+        Extent::SingleLine if looks_finished(completion, context) => completion,
+        Extent::SingleLine => "",
     }
 }
 
@@ -68,7 +68,7 @@ const CONTINUATIONS: &[char] = &[
 ];
 
 /// Whether a one-line fragment reads as a finished piece of code.
-fn looks_finished(fragment: &str, context: &Context) -> bool {
+fn looks_finished(fragment: &str, context: &Surroundings) -> bool {
     let Some(last) = fragment.trim_end().chars().last() else {
         return false;
     };
@@ -99,20 +99,20 @@ mod tests {
     use crate::documents::Language;
     use crate::postprocess::test_support::{input, render};
 
-    fn check_mode(mode: Mode, language: &str, doc: &str, completion: &str, expect: Expect) {
+    fn check_mode(extent: Extent, language: &str, doc: &str, completion: &str, expect: Expect) {
         let language = Language::from_language_id(language);
-        let context = Context::new(&input(&language, doc, completion));
+        let context = Surroundings::new(&input(&language, doc, completion));
         expect.assert_eq(&render(cut_incomplete_line(
-            completion, mode, true, &context,
+            completion, extent, true, &context,
         )));
     }
 
     fn check(language: &str, doc: &str, completion: &str, expect: Expect) {
-        check_mode(Mode::MultiLine, language, doc, completion, expect);
+        check_mode(Extent::MultiLine, language, doc, completion, expect);
     }
 
     fn check_single(language: &str, doc: &str, completion: &str, expect: Expect) {
-        check_mode(Mode::SingleLine, language, doc, completion, expect);
+        check_mode(Extent::SingleLine, language, doc, completion, expect);
     }
 
     #[test]

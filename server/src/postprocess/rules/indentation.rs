@@ -22,12 +22,12 @@ use std::borrow::Cow;
 
 use crate::postprocess::indent::{IndentStats, IndentStyle};
 use crate::postprocess::lines::{advance_columns, leading_ws, lines};
-use crate::postprocess::Context;
+use crate::postprocess::Surroundings;
 
 /// Rewrites the leading whitespace of the suggestion's lines in the file's
 /// style when the suggestion uses tabs where the file uses spaces, or the
 /// reverse; otherwise returns it untouched.
-pub fn match_indentation_style<'c>(completion: &'c str, context: &Context) -> Cow<'c, str> {
+pub fn match_indentation_style<'c>(completion: &'c str, context: &Surroundings) -> Cow<'c, str> {
     let first_is_indentation = context.cursor_line.trim().is_empty();
     // The suggestion's own style: from its lines after the first (the first
     // starts at the cursor's column, so its width says nothing of the step),
@@ -75,7 +75,7 @@ mod tests {
 
     fn check(language: &str, doc: &str, completion: &str, expect: Expect) {
         let language = Language::from_language_id(language);
-        let context = Context::new(&input(&language, doc, completion));
+        let context = Surroundings::new(&input(&language, doc, completion));
         expect.assert_eq(&render(&match_indentation_style(completion, &context)));
     }
 

@@ -1,5 +1,5 @@
 //! The postprocessing rules, one per file, each a pure function of the text
-//! so far and the [`Context`](super::Context). Each returns a prefix of its
+//! so far and the [`Surroundings`](super::Surroundings). Each returns a prefix of its
 //! input, except [`match_indentation_style`], which rewrites leading
 //! whitespace only, and [`drop_retyped_cursor_text`] (for answers that could
 //! not be token-healed), which drops what the answer re-types of the text

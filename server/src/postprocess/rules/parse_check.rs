@@ -25,7 +25,7 @@ use tree_sitter::{Node, Parser};
 use crate::documents::Language;
 use crate::postprocess::lexer::{Lexer, Token};
 use crate::postprocess::lines::{self, indent_width, lines};
-use crate::postprocess::{Mode, PostprocessInput};
+use crate::postprocess::{Extent, PostprocessInput};
 
 /// Bytes of the prefix (its end) and of the suffix (its start) parsed around
 /// the suggestion. Cut at line starts; a construct cut in half by the window
@@ -41,7 +41,7 @@ const MAX_CUTS: usize = 32;
 /// in the parsed text (a line break when the suggestion is inserted above
 /// the cursor's line).
 pub fn cut_to_parsable<'c>(completion: &'c str, input: &PostprocessInput, after: &str) -> &'c str {
-    if input.mode != Mode::MultiLine || completion.trim().is_empty() {
+    if input.extent != Extent::MultiLine || completion.trim().is_empty() {
         return completion;
     }
     let Some(grammar) = input.language.grammar() else {
@@ -186,7 +186,7 @@ mod tests {
 
     fn check(language: Language, doc: &str, completion: &str) -> String {
         let (prefix, suffix) = doc.split_once("$0").unwrap();
-        let input = PostprocessInput { completion, prefix, suffix, language: &language, mode: Mode::MultiLine, truncated: false };
+        let input = PostprocessInput { completion, prefix, suffix, language: &language, extent: Extent::MultiLine, truncated: false };
         cut_to_parsable(completion, &input, "").to_owned()
     }
 
@@ -198,7 +198,8 @@ mod tests {
         // goes in above it, followed by a line break.
         let (prefix, suffix) = ("def f(s):\n    ans = 0\n", "        ans += (c == '7')\n    return ans\n");
         let completion = "    for c in s:\n        if c == '7': ans += 1\n    return ans";
-        let input = PostprocessInput { completion, prefix, suffix, language: &Language::Python, mode: Mode::MultiLine, truncated: false };
+        let input =
+            PostprocessInput { completion, prefix, suffix, language: &Language::Python, extent: Extent::MultiLine, truncated: false };
         assert_eq!(cut_to_parsable(completion, &input, "\n"), "    for c in s:");
     }
 
@@ -234,7 +235,14 @@ mod tests {
     fn plain_text_and_single_line_mode_are_left_alone() {
         let language = Language::PlainText("text".into());
         assert_eq!(check(language, "a\n$0\n", ") ) (\n"), ") ) (\n");
-        let input = PostprocessInput { completion: "x = (", prefix: "", suffix: "", language: &Language::Python, mode: Mode::SingleLine, truncated: false };
+        let input = PostprocessInput {
+            completion: "x = (",
+            prefix: "",
+            suffix: "",
+            language: &Language::Python,
+            extent: Extent::SingleLine,
+            truncated: false,
+        };
         assert_eq!(cut_to_parsable("x = (", &input, ""), "x = (");
     }
 }

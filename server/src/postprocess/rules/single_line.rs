@@ -8,7 +8,7 @@
 use crate::postprocess::lines::lines;
 
 /// The first line of `completion`, line break excluded. Used in
-/// [`Mode::SingleLine`](crate::postprocess::Mode::SingleLine), where anything
+/// [`Extent::SingleLine`](crate::postprocess::Extent::SingleLine), where anything
 /// after the cursor's line is not wanted.
 pub fn keep_first_line(completion: &str) -> &str {
     let end = lines(completion)

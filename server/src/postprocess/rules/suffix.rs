@@ -39,7 +39,7 @@
 
 use crate::postprocess::lexer::Token;
 use crate::postprocess::lines::{indent_width, lines, Line};
-use crate::postprocess::Context;
+use crate::postprocess::Surroundings;
 
 use super::has_alphanumeric;
 
@@ -49,14 +49,14 @@ const MAX_SUFFIX_LINES: usize = 64;
 /// Cuts `completion` before the part of it that repeats the text after the
 /// cursor (see the module documentation); returns it unchanged when there is
 /// no meaningful overlap.
-pub fn drop_suffix_overlap<'c>(completion: &'c str, context: &Context) -> &'c str {
+pub fn drop_suffix_overlap<'c>(completion: &'c str, context: &Surroundings) -> &'c str {
     let text = drop_rest_of_line(completion, context);
     drop_next_lines(text, context)
 }
 
 /// Cuts before a copy of the rest of the cursor's line at the end of the
 /// suggestion's first line or of the whole suggestion.
-fn drop_rest_of_line<'c>(completion: &'c str, context: &Context) -> &'c str {
+fn drop_rest_of_line<'c>(completion: &'c str, context: &Surroundings) -> &'c str {
     let rest = context.rest_of_line.trim();
     if rest.is_empty() {
         return completion;
@@ -86,7 +86,7 @@ fn drop_rest_of_line<'c>(completion: &'c str, context: &Context) -> &'c str {
 
 /// How many of its own brackets `text` leaves open, reading it from the
 /// cursor's lexer state.
-fn own_depth(text: &str, context: &Context) -> usize {
+fn own_depth(text: &str, context: &Surroundings) -> usize {
     let mut lexer = context.lexer.clone();
     let mut depth: usize = 0;
     for token in lexer.tokens(text) {
@@ -101,7 +101,7 @@ fn own_depth(text: &str, context: &Context) -> usize {
 
 /// Cuts before the first line from which the suggestion repeats the lines
 /// after the cursor.
-fn drop_next_lines<'c>(completion: &'c str, context: &Context) -> &'c str {
+fn drop_next_lines<'c>(completion: &'c str, context: &Surroundings) -> &'c str {
     let suffix: Vec<Line> = lines(context.next_lines)
         .filter(|l| !l.is_blank())
         .take(MAX_SUFFIX_LINES)
@@ -206,7 +206,7 @@ mod tests {
 
     fn check(language: &str, doc: &str, completion: &str, expect: Expect) {
         let language = Language::from_language_id(language);
-        let context = Context::new(&input(&language, doc, completion));
+        let context = Surroundings::new(&input(&language, doc, completion));
         expect.assert_eq(&render(drop_suffix_overlap(completion, &context)));
     }
 

@@ -7,11 +7,11 @@
 //! suggestion from that text (`"hello |world"`) or puts it on a line of its
 //! own (`foo(\n    a,\n|)`).
 
-use crate::postprocess::Context;
+use crate::postprocess::Surroundings;
 
 /// Removes trailing whitespace (unless text follows the cursor on its line)
 /// and turns a whitespace-only suggestion into nothing.
-pub fn trim_whitespace<'c>(completion: &'c str, context: &Context) -> &'c str {
+pub fn trim_whitespace<'c>(completion: &'c str, context: &Surroundings) -> &'c str {
     if completion.trim().is_empty() {
         ""
     } else if context.rest_of_line.trim().is_empty() {
@@ -31,7 +31,7 @@ mod tests {
 
     fn check(language: &str, doc: &str, completion: &str, expect: Expect) {
         let language = Language::from_language_id(language);
-        let context = Context::new(&input(&language, doc, completion));
+        let context = Surroundings::new(&input(&language, doc, completion));
         expect.assert_eq(&render(trim_whitespace(completion, &context)));
     }
 

@@ -73,14 +73,16 @@ pub(crate) struct PreviousLine {
     /// Its indentation in columns.
     pub indent: usize,
     /// Whether it opens an indentation block (see
-    /// [`Context::opens_indented_block`]).
+    /// [`Surroundings::opens_indented_block`]).
     pub opens_block: bool,
 }
 
 /// The facts about the document around the cursor that the rules consult.
-/// Built once per suggestion by [`Context::new`].
+/// Built once per suggestion by [`Surroundings::new`]. Not called `Context`:
+/// the `context` module is what goes into a prompt, this is what the rules
+/// read of the document around the cursor.
 #[derive(Clone, Debug)]
-pub struct Context<'a> {
+pub struct Surroundings<'a> {
     pub(crate) language: &'a Language,
     /// The cursor's line up to the cursor.
     pub(crate) cursor_line: &'a str,
@@ -101,7 +103,7 @@ pub struct Context<'a> {
     pub(crate) previous_line: Option<PreviousLine>,
 }
 
-impl<'a> Context<'a> {
+impl<'a> Surroundings<'a> {
     /// Works out the context of `input`: the cursor's line, the file's
     /// indentation style, and the brackets open at the cursor with what the
     /// suffix does with them.
@@ -300,7 +302,7 @@ mod tests {
 
     fn fates(language: &str, doc: &str) -> String {
         let language = Language::from_language_id(language);
-        let context = Context::new(&input(&language, doc, ""));
+        let context = Surroundings::new(&input(&language, doc, ""));
         context
             .open
             .iter()
@@ -335,7 +337,7 @@ mod tests {
     #[test]
     fn the_previous_line_and_style_are_read() {
         let language = Language::Python;
-        let context = Context::new(&input(&language, "def f(x):\n\n$0\n    return x\n", ""));
+        let context = Surroundings::new(&input(&language, "def f(x):\n\n$0\n    return x\n", ""));
         assert_eq!(
             context.previous_line,
             Some(PreviousLine {
