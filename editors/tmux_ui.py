@@ -202,13 +202,16 @@ def ghost_after_typed(tmux, x):
 
 
 def settled_ghost(tmux, x, timeout):
-    """Waits for ghost text and for the screen to stop changing."""
+    """Waits for ghost text and for the screen to stop changing; returns it
+    and when ghost text was first seen (`time.monotonic()`). The two differ
+    while the status line still changes (`cria: warming NN%`)."""
     ghost = wait_for("ghost text after the typed text", lambda: ghost_after_typed(tmux, x), timeout, tmux)
+    first_seen = time.monotonic()
     while True:
         time.sleep(0.3)
         again = ghost_after_typed(tmux, x)
         if again and again["rows"] == ghost["rows"] and again["y"] == ghost["y"]:
-            return again
+            return again, first_seen
         if again is None:
             ghost = wait_for("ghost text after the typed text", lambda: ghost_after_typed(tmux, x), timeout, tmux)
         else:
@@ -370,8 +373,8 @@ def main(editor):
             time.sleep(0.03)
         last_key = time.monotonic()
         x = len(TYPED)
-        ghost = settled_ghost(tmux, x, 120)
-        first_seen = time.monotonic() - last_key
+        ghost, seen_at = settled_ghost(tmux, x, 120)
+        first_seen, settled = seen_at - last_key, time.monotonic() - last_key
         y, rows, row = ghost["y"], ghost["rows"], ghost["row"]
         typed_on_screen = text_of(row[:x])
         if typed_on_screen != TYPED:
@@ -408,7 +411,7 @@ def main(editor):
         for r in range(y + 1 + extra, below[0]):
             if plain[r].strip():
                 raise Failure(f"screen row {r} should be one of the file's blank lines: {plain[r]!r}")
-        print(f"  ghost text after {first_seen * 1000:.0f} ms, {len(ghost_lines)} line(s), attributes {dict(ghost_attrs)}: {ghost_lines!r}")
+        print(f"  ghost text after {first_seen * 1000:.0f} ms (screen settled after {settled * 1000:.0f} ms), {len(ghost_lines)} line(s), attributes {dict(ghost_attrs)}: {ghost_lines!r}")
 
         before = os.stat(path).st_mtime_ns
         tmux.keys("Tab")
