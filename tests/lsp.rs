@@ -259,6 +259,32 @@ fn a_prefetch_flood_builds_only_the_newest_prompts() {
 // ---- documents: the server's copy equals the editor's ----
 
 /// Byte offset of an LSP position in `text`, clamped as the spec says.
+/// A Python file of 40 small functions and the head of a 41st, the cursor
+/// in its body (line, column 4), and what SmolLM2 answers there when asked
+/// alone (`maxTokens` 12): the suggestion the typing tests type into.
+fn scale_functions_and_their_answer(home: &std::path::Path, uri: &str) -> (String, u32, String) {
+    let body: String = (0..40).map(|i| format!("def scale_{i}(x):\n    return x * {i}\n\n\n")).collect();
+    let text = format!("{body}def scale_40(x):\n    ");
+    let line = text.matches('\n').count() as u32;
+    let mut alone = ready_server(home, "smollm2-135m-instruct", json!({"maxTokens": 12}));
+    alone.open(uri, "python", &text);
+    let answer = alone.inline_completion(uri, line, 4, LONG);
+    let expected = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
+    alone.shutdown();
+    (text, line, expected)
+}
+
+/// A ready SmolLM2 server (the settings of `scale_functions_and_their_answer`,
+/// a budget no machine runs out of) whose info log goes to `home/log_name`.
+fn logging_smollm2_server(home: &std::path::Path, log_name: &str) -> (LspClient, std::path::PathBuf) {
+    let log = home.join(log_name);
+    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+    let mut c = LspClient::start_with_stderr(home, &[], &[("CRIA_LOG", "cria=info")], stderr);
+    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 12}));
+    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    (c, log)
+}
+
 /// Typing on while a suggestion is still being generated: the first
 /// request is superseded (answered empty) but its generation goes on, and
 /// its answer, come late, serves the newer request whose typed character
@@ -267,24 +293,12 @@ fn a_prefetch_flood_builds_only_the_newest_prompts() {
 fn a_late_answer_serves_the_request_that_typed_its_first_character() {
     let home = support::linked_home();
     let uri = "file:///work/along.py";
-    let body: String = (0..40).map(|i| format!("def scale_{i}(x):\n    return x * {i}\n\n\n")).collect();
-    let text = format!("{body}def scale_40(x):\n    ");
-    let line = text.matches('\n').count() as u32;
-    // What the model answers there, asked alone.
-    let mut alone = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 12}));
-    alone.open(uri, "python", &text);
-    let answer = alone.inline_completion(uri, line, 4, LONG);
-    let expected = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
-    alone.shutdown();
+    let (text, line, expected) = scale_functions_and_their_answer(home.path(), uri);
     let first: String = expected.chars().take(1).collect();
     assert!(expected.chars().count() > 2, "a suggestion to type into: {expected:?}");
 
     // A fresh server: ask, then type the suggestion's first character and ask again at once.
-    let log = home.path().join("along.log");
-    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
-    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=info")], stderr);
-    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 12}));
-    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    let (mut c, log) = logging_smollm2_server(home.path(), "along.log");
     c.open(uri, "python", &text);
     let older = c.request(
         "textDocument/inlineCompletion",
@@ -304,24 +318,13 @@ fn a_late_answer_serves_the_request_that_typed_its_first_character() {
 fn a_generation_that_agrees_with_the_typing_runs_on_and_serves_the_newest_request() {
     let home = support::linked_home();
     let uri = "file:///work/typed.py";
-    let body: String = (0..40).map(|i| format!("def scale_{i}(x):\n    return x * {i}\n\n\n")).collect();
-    let text = format!("{body}def scale_40(x):\n    ");
-    let line = text.matches('\n').count() as u32;
-    let mut alone = ready_server(home.path(), "smollm2-135m-instruct", json!({"maxTokens": 12}));
-    alone.open(uri, "python", &text);
-    let answer = alone.inline_completion(uri, line, 4, LONG);
-    let expected = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
-    alone.shutdown();
+    let (text, line, expected) = scale_functions_and_their_answer(home.path(), uri);
     let typed: Vec<char> = expected.chars().take(3).collect();
     assert!(expected.chars().count() > 4 && typed.iter().all(|c| c.is_ascii()), "a suggestion to type into: {expected:?}");
 
     // Ask, then type three characters of the suggestion, asking after each
     // one at once: the first request's generation agrees with all of them.
-    let log = home.path().join("typed.log");
-    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
-    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=info")], stderr);
-    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 12}));
-    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    let (mut c, log) = logging_smollm2_server(home.path(), "typed.log");
     c.open(uri, "python", &text);
     let ask = |c: &mut LspClient, character: u32| {
         c.request(

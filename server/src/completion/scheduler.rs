@@ -38,17 +38,11 @@ struct InFlight {
     written: WrittenSoFar,
 }
 
-/// A generation left running after its request was answered.
-struct Lingering {
-    flag: CancelFlag,
-    cursor: usize,
-    written: WrittenSoFar,
-}
-
-impl Lingering {
-    /// Whether it is still worth running for `document` with the cursor at
-    /// `cursor`: it has not ended, and what it wrote agrees with what was
-    /// typed after its own cursor.
+impl InFlight {
+    /// Whether its generation, left running after its request was answered,
+    /// is still worth running for `document` with the cursor at `cursor`:
+    /// it has not ended, and what it wrote agrees with what was typed after
+    /// its own cursor.
     fn agrees_with(&self, document: &str, cursor: usize) -> bool {
         !self.flag.is_cancelled()
             && self.cursor <= cursor
@@ -62,7 +56,7 @@ pub struct Scheduler {
     inflight: Mutex<HashMap<String, InFlight>>,
     /// Per document, the generation of a request answered but left running
     /// (see the module's doc).
-    lingering: Mutex<HashMap<String, Lingering>>,
+    lingering: Mutex<HashMap<String, InFlight>>,
     next_id: AtomicU64,
     superseded: AtomicU64,
 }
@@ -110,7 +104,7 @@ impl Scheduler {
             if keep_older {
                 previous.flag.cancel();
             } else {
-                lingering.insert(key.to_string(), Lingering { flag: previous.flag, cursor: previous.cursor, written: previous.written });
+                lingering.insert(key.to_string(), previous);
             }
         }
         match older {

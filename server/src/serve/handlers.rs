@@ -173,6 +173,25 @@ pub(super) async fn read_body(shared: &Shared, body: Body) -> Result<Bytes, Refu
     }
 }
 
+/// What every endpoint does before its own work: the token first (before
+/// the body is read), then the body (bounded), then `check` on a blocking
+/// thread (parsing, tokenizing and prompt building stay off the async
+/// threads). `Err` is the answer to send instead.
+pub(super) async fn admit<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    request: Request,
+    check: fn(&Shared, &[u8], SocketAddr) -> Result<T, Refused>,
+) -> Result<T, Response> {
+    authorize(shared, request.headers()).map_err(IntoResponse::into_response)?;
+    let body = read_body(shared, request.into_body()).await.map_err(IntoResponse::into_response)?;
+    let checking = shared.clone();
+    match tokio::task::spawn_blocking(move || check(&checking, &body, peer)).await {
+        Ok(checked) => checked.map_err(IntoResponse::into_response),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("checking the request failed: {e}"))),
+    }
+}
+
 /// Handles `POST /v1/completions`: the token first, then the body (bounded),
 /// then the checks and tokenizing on a blocking thread.
 pub(super) async fn completions(
@@ -180,18 +199,9 @@ pub(super) async fn completions(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    if let Err(denied) = authorize(&shared, request.headers()) {
-        return denied.into_response();
-    }
-    let body = match read_body(&shared, request.into_body()).await {
-        Ok(body) => body,
-        Err(refused) => return refused.into_response(),
-    };
-    let checking = shared.clone();
-    let checked = match tokio::task::spawn_blocking(move || check(&checking, &body, peer)).await {
-        Ok(Ok(checked)) => checked,
-        Ok(Err(refused)) => return refused.into_response(),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("checking the request failed: {e}")),
+    let checked = match admit(&shared, peer, request, check).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
     };
     let guard = CancelOnDrop(checked.request.cancel.clone());
     let (reply_tx, reply) = oneshot::channel();

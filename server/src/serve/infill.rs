@@ -33,9 +33,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use super::handlers::{client_name, engine_error, read_body, CancelOnDrop};
+use super::handlers::{admit, client_name, engine_error, CancelOnDrop};
 use super::queue::Queued;
-use super::{authorize, error, json, Refused, Shared};
+use super::{error, json, Refused, Shared};
 use crate::completion::anchor::choose_anchor;
 use crate::completion::{
     mode_at, Backend, CursorPlace, Pipeline, PromptSize, SuggestionSettings, Trigger, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT_TOKENS,
@@ -221,18 +221,9 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
 /// checks and the prompt on a blocking thread, the queue, and the
 /// post-processing on a blocking thread again.
 pub(super) async fn infill(State(shared): State<Arc<Shared>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request) -> Response {
-    if let Err(denied) = authorize(&shared, request.headers()) {
-        return denied.into_response();
-    }
-    let body = match read_body(&shared, request.into_body()).await {
-        Ok(body) => body,
-        Err(refused) => return refused.into_response(),
-    };
-    let checking = shared.clone();
-    let mut checked = match tokio::task::spawn_blocking(move || check(&checking, &body, peer)).await {
-        Ok(Ok(checked)) => checked,
-        Ok(Err(refused)) => return refused.into_response(),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("checking the request failed: {e}")),
+    let mut checked = match admit(&shared, peer, request, check).await {
+        Ok(checked) => checked,
+        Err(response) => return response,
     };
     let Some((request, cursor)) = checked.job.take() else {
         return answer(&shared, &checked, "", None);
