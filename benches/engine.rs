@@ -10,7 +10,9 @@
 //! `benches/gpu-engine` uses. `--quick` measures only 512-token prefill and
 //! decode (for trying a kernel change). `--passes` measures only what one
 //! forward pass of 1 to 8 tokens costs after 1,000 cached ones (what
-//! speculation weighs guesses against).
+//! speculation weighs guesses against). `--chunks` measures prefill speed
+//! of a 1,280-token prompt (real code) run in chunks of 16 to 512 tokens:
+//! what a background warm-up's chunk size costs in warm-up time.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
@@ -126,6 +128,35 @@ fn pass_ms_by_batch(path: &Path, threads: usize) -> Vec<(usize, f64)> {
     })
 }
 
+/// Prompt tokens per second when a 1,280-token prompt of real code is run
+/// in chunks of each size, one forward pass per chunk (as a background
+/// warm-up runs it): the median of three runs per size.
+fn prefill_tps_by_chunk(path: &Path, threads: usize) -> Vec<(usize, f64)> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let mut file = GgufFile::open(path).unwrap();
+        let prompt = cria::engine::Tokenizer::from_gguf(&file).unwrap().encode(&corpus()).unwrap()[..1280].to_vec();
+        let network = Network::load(&mut file, 2048, ComputeDevice::Cpu, &mut |_| {}).unwrap();
+        let mut cache = network.new_cache(2048).unwrap();
+        [16, 32, 64, 128, 256, 512]
+            .into_iter()
+            .map(|size| {
+                let runs = (0..RUNS)
+                    .map(|_| {
+                        cache.truncate(0);
+                        let started = Instant::now();
+                        for chunk in prompt.chunks(size) {
+                            network.forward(chunk, &mut cache).unwrap();
+                        }
+                        prompt.len() as f64 / started.elapsed().as_secs_f64()
+                    })
+                    .collect();
+                (size, median(runs))
+            })
+            .collect()
+    })
+}
+
 fn main() {
     let Some(args) = BenchArgs::from_env("engine", &["--threads", "--device"]) else { return };
     let models_dir = std::env::var_os("CRIA_HOME")
@@ -136,12 +167,18 @@ fn main() {
     let device: ComputeDevice = args.value("--device").map_or(ComputeDevice::Cpu, |d| d.parse().unwrap_or_else(|e| fail(format!("--device: {e}"))));
     let quick = args.switch("--quick");
     let passes = args.switch("--passes");
+    let chunks = args.switch("--chunks");
     let files = args.positional(&["SmolLM2-135M-Instruct.Q4_1.gguf", "qwen2.5-coder-0.5b-instruct-q5_0.gguf"]);
     for file in files {
         let path = models_dir.join(&file);
         if passes {
             let ms = pass_ms_by_batch(&path, threads.unwrap_or_else(default_threads));
             println!("{}", serde_json::json!({ "model": file, "pass_ms_by_batch": ms }));
+            continue;
+        }
+        if chunks {
+            let tps = prefill_tps_by_chunk(&path, threads.unwrap_or_else(default_threads));
+            println!("{}", serde_json::json!({ "model": file, "prefill_tps_by_chunk": tps }));
             continue;
         }
         let started = Instant::now();

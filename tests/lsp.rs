@@ -261,12 +261,13 @@ fn a_prefetch_flood_builds_only_the_newest_prompts() {
 /// Byte offset of an LSP position in `text`, clamped as the spec says.
 /// A Python file of 40 small functions and the head of a 41st, the cursor
 /// in its body (line, column 4), and what SmolLM2 answers there when asked
-/// alone (`maxTokens` 12): the suggestion the typing tests type into.
+/// alone (`maxTokens` 48: room for lines after the first, which
+/// post-processing cuts): the suggestion the typing tests type into.
 fn scale_functions_and_their_answer(home: &std::path::Path, uri: &str) -> (String, u32, String) {
     let body: String = (0..40).map(|i| format!("def scale_{i}(x):\n    return x * {i}\n\n\n")).collect();
     let text = format!("{body}def scale_40(x):\n    ");
     let line = text.matches('\n').count() as u32;
-    let mut alone = ready_server(home, "smollm2-135m-instruct", json!({"maxTokens": 12}));
+    let mut alone = ready_server(home, "smollm2-135m-instruct", json!({"maxTokens": 48}));
     alone.open(uri, "python", &text);
     let answer = alone.inline_completion(uri, line, 4, LONG);
     let expected = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
@@ -280,7 +281,7 @@ fn logging_smollm2_server(home: &std::path::Path, log_name: &str) -> (LspClient,
     let log = home.join(log_name);
     let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
     let mut c = LspClient::start_with_stderr(home, &[], &[("CRIA_LOG", "cria=info")], stderr);
-    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 12}));
+    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 48}));
     assert_eq!(c.wait_model(LONG)["state"], "ready");
     (c, log)
 }
@@ -354,6 +355,9 @@ fn a_generation_that_agrees_with_the_typing_runs_on_and_serves_the_newest_reques
     // request's: it ran to its end, three keystrokes later.
     let first_job = log.lines().find(|l| l.contains("completion latency_ms")).expect("a job ended");
     assert!(!first_job.contains("stop=\"cancelled\""), "the first generation was stopped by typing that agreed with it:\n{log}");
+    // The first request (an empty line: several lines) would write on past
+    // the line; the newest one wants only that line, so it ends there.
+    assert!(first_job.contains("stop=\"enough\""), "the first generation did not end with the line being typed:\n{log}");
     assert!(log.contains("late suggestion ready"), "{log}");
 }
 

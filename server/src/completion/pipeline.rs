@@ -305,7 +305,9 @@ impl Pipeline<'_> {
         if self.settings.ablation.no_postprocess {
             return text.to_string();
         }
-        let truncated = matches!(completion.stop_reason, StopReason::Deadline | StopReason::Length);
+        // Cut short: the last line may be unfinished (`Enough` ends a line,
+        // but the token that ended it may have started the next one).
+        let truncated = matches!(completion.stop_reason, StopReason::Deadline | StopReason::Length | StopReason::Enough);
         let extent = if place.mode == CompletionMode::SingleLine { Extent::SingleLine } else { Extent::MultiLine };
         postprocess(&PostprocessInput {
             completion: text,

@@ -12,7 +12,10 @@
 //! at once (typed-through). A lingering generation runs on while what it has
 //! written agrees with what the user typed after its cursor (the requests in
 //! between give way to it); the first request whose typing disagrees stops
-//! it, and its own generation lingers in turn. On a fast typist's machine,
+//! it, and its own generation lingers in turn. When the newest request
+//! wants one line (the user types inside a line), the lingering generation
+//! ends with that line: a multi-line answer's later lines would only keep
+//! the keystrokes waiting. On a fast typist's machine,
 //! where one generation takes longer than the gap between two keys, this is
 //! what lets a suggestion appear at all: restarting on every key would stop
 //! each generation before it ends.
@@ -23,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::context::CompletionMode;
 use crate::engine::{CancelFlag, WrittenSoFar};
 
 /// A request in flight for a document.
@@ -94,7 +98,9 @@ impl Scheduler {
     /// running while what it wrote agrees with the typing. The one left
     /// running is the older lingering generation if it still agrees (the
     /// previous request then gives way to it), else the previous request's.
-    pub fn begin_typing_on(self: &Arc<Self>, key: &str, document: &str, cursor: usize) -> Ticket {
+    /// `mode` is the new request's: a single-line one needs the lingering
+    /// answer only to the end of the line being typed.
+    pub fn begin_typing_on(self: &Arc<Self>, key: &str, document: &str, cursor: usize, mode: CompletionMode) -> Ticket {
         let (ticket, previous) = self.register(key, cursor);
         let mut lingering = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
         let older = lingering.remove(key);
@@ -113,6 +119,10 @@ impl Scheduler {
             }
             Some(older) => older.flag.cancel(),
             None => {}
+        }
+        if let Some(kept) = lingering.get(key) {
+            let typed = cursor.saturating_sub(kept.cursor);
+            kept.written.want_only_the_line_at((mode == CompletionMode::SingleLine).then_some(typed));
         }
         ticket
     }
@@ -213,6 +223,8 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
+    const ONE_LINE: CompletionMode = CompletionMode::SingleLine;
+
     #[test]
     fn a_newer_request_cancels_the_older_one_for_the_same_document_only() {
         let s = Arc::new(Scheduler::default());
@@ -239,15 +251,15 @@ mod tests {
         // types "de", "f".
         let a = s.begin(uri, 4);
         let waiting_on_a = a.superseded();
-        let b = s.begin_typing_on(uri, "x = d", 5);
+        let b = s.begin_typing_on(uri, "x = d", 5, ONE_LINE);
         waiting_on_a.cancelled().await; // a's waiter answers at once
         assert!(!a.flag().is_cancelled(), "a's generation lingers");
         a.written().push("defaultdi");
-        let c = s.begin_typing_on(uri, "x = de", 6);
+        let c = s.begin_typing_on(uri, "x = de", 6, ONE_LINE);
         assert!(!a.flag().is_cancelled(), "a wrote what was typed since: it runs on");
         assert!(b.flag().is_cancelled(), "the request in between gives way to it");
         assert!(!c.flag().is_cancelled());
-        let d = s.begin_typing_on(uri, "x = dec", 7);
+        let d = s.begin_typing_on(uri, "x = dec", 7, ONE_LINE);
         assert!(a.flag().is_cancelled(), "typing that disagrees with what a wrote stops it");
         assert!(!c.flag().is_cancelled(), "c lingers in its turn");
         let e = s.begin(uri, 0);
@@ -263,11 +275,11 @@ mod tests {
         let uri = "file:///a";
         let a = s.begin(uri, 0);
         a.written().push("re");
-        let _b = s.begin_typing_on(uri, "ret", 3);
-        let _c = s.begin_typing_on(uri, "retu", 4);
+        let _b = s.begin_typing_on(uri, "ret", 3, ONE_LINE);
+        let _c = s.begin_typing_on(uri, "retu", 4, ONE_LINE);
         assert!(!a.flag().is_cancelled(), "\"re\" agrees with \"retu\"");
         a.written().push("set");
-        let _d = s.begin_typing_on(uri, "retur", 5);
+        let _d = s.begin_typing_on(uri, "retur", 5, ONE_LINE);
         assert!(a.flag().is_cancelled(), "\"reset\" does not");
     }
 
@@ -276,9 +288,9 @@ mod tests {
         let s = Arc::new(Scheduler::default());
         let uri = "file:///a";
         let a = s.begin(uri, 0);
-        let b = s.begin_typing_on(uri, "r", 1);
+        let b = s.begin_typing_on(uri, "r", 1, ONE_LINE);
         drop(a); // its job ended
-        let c = s.begin_typing_on(uri, "re", 2);
+        let c = s.begin_typing_on(uri, "re", 2, ONE_LINE);
         assert!(!b.flag().is_cancelled(), "b lingers instead");
         assert!(!c.flag().is_cancelled());
     }
@@ -288,12 +300,36 @@ mod tests {
         let s = Arc::new(Scheduler::default());
         let uri = "file:///a";
         let a = s.begin(uri, 3);
-        let _b = s.begin_typing_on(uri, "abcd", 4);
-        let _c = s.begin_typing_on(uri, "ab", 2);
+        let _b = s.begin_typing_on(uri, "abcd", 4, ONE_LINE);
+        let _c = s.begin_typing_on(uri, "ab", 2, ONE_LINE);
         assert!(a.flag().is_cancelled());
         let d = s.begin(uri, 0);
-        let _e = s.begin_typing_on(uri, "é", 1);
-        let _f = s.begin_typing_on(uri, "é", 1);
+        let _e = s.begin_typing_on(uri, "é", 1, ONE_LINE);
+        let _f = s.begin_typing_on(uri, "é", 1, ONE_LINE);
         assert!(d.flag().is_cancelled(), "a cursor inside a character is no typing");
+    }
+
+    #[test]
+    fn a_lingering_generation_ends_with_the_line_a_one_line_request_types() {
+        let s = Arc::new(Scheduler::default());
+        let uri = "file:///a";
+        // An empty line, "|": a multi-line request; then "v", "va" typed.
+        let a = s.begin(uri, 0);
+        let written = a.written();
+        let _b = s.begin_typing_on(uri, "v", 1, CompletionMode::MultiLine);
+        written.push("value = 1\nif");
+        assert!(!written.has_the_wanted_line(), "a multi-line request wants every line");
+        let _c = s.begin_typing_on(uri, "va", 2, ONE_LINE);
+        assert!(written.has_the_wanted_line(), "the line being typed is written: the rest waits for nobody");
+        assert!(!a.flag().is_cancelled(), "it ends by itself, with its answer");
+
+        // Typed past the first line: the second line is the one wanted.
+        let d = s.begin(uri, 0);
+        let written = d.written();
+        written.push("a = 1\nb = 2");
+        let _e = s.begin_typing_on(uri, "a = 1\nb", 7, ONE_LINE);
+        assert!(!written.has_the_wanted_line(), "the line typed is not ended yet");
+        written.push("\n");
+        assert!(written.has_the_wanted_line());
     }
 }

@@ -108,6 +108,11 @@ pub enum StopReason {
     Deadline,
     /// The cancellation flag was set.
     Cancelled,
+    /// Whoever waits had all it needed before the answer ended: a newer
+    /// request that typed on needed only the rest of its line, and that
+    /// line was written ([`RunControl::has_enough`]). The text is complete
+    /// up to there, but shorter than what was asked for.
+    Enough,
 }
 
 impl StopReason {
@@ -119,6 +124,7 @@ impl StopReason {
             Self::Length => "length",
             Self::Deadline => "deadline",
             Self::Cancelled => "cancelled",
+            Self::Enough => "enough",
         }
     }
 }
@@ -256,12 +262,15 @@ pub struct RunControl<'a> {
     /// Called after each prefill chunk with the slot, the tokens in its
     /// cache and the prompt's length (progress, and what other requests can reuse).
     pub on_prefill: Option<&'a mut PrefillProgress<'a>>,
+    /// Asked after each token written: whether the caller already has all
+    /// the text it needs; the job then ends with [`StopReason::Enough`].
+    pub has_enough: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl RunControl<'_> {
     /// An interactive job: never gives way, ends at its deadline.
     pub fn interactive() -> RunControl<'static> {
-        RunControl { background: false, should_yield: &|| false, late_budget: None, on_prefill: None }
+        RunControl { background: false, should_yield: &|| false, late_budget: None, on_prefill: None, has_enough: &|| false }
     }
 }
 
@@ -270,8 +279,9 @@ impl RunControl<'_> {
 pub enum Ran {
     /// It finished (or was cancelled, or ran out of time): the answer.
     Done(Completion),
-    /// It gave way to a more urgent job; run it again to resume.
-    Yielded,
+    /// It gave way to a more urgent job; run it again to resume. `reused`:
+    /// the prompt tokens its cache held when it started (for the log).
+    Yielded { reused: usize },
 }
 
 /// Prompt tokens per forward pass in background prefill, at most: a
@@ -549,7 +559,7 @@ impl Engine {
         {
             Ran::Done(completion) => Ok(completion),
             // An interactive job never gives way; answered as cancelled if it did.
-            Ran::Yielded => Ok(Outcome::new(request.prompt.len(), 0).finish(StopReason::Cancelled, Instant::now(), None)),
+            Ran::Yielded { .. } => Ok(Outcome::new(request.prompt.len(), 0).finish(StopReason::Cancelled, Instant::now(), None)),
         }
     }
 }
@@ -639,7 +649,7 @@ fn run(
             }
         }
         if (control.background || late) && (control.should_yield)() {
-            return Ok(Ran::Yielded);
+            return Ok(Ran::Yielded { reused: outcome.reused_tokens });
         }
         // Work that may have to give way runs in chunks a keystroke can wait
         // for; a chunk less than half done gives up for one (a keystroke
@@ -710,8 +720,12 @@ fn run(
             return Ok(Ran::Done(outcome.finish(StopReason::Stop, started, Some(prefill_done))));
         }
         text.stream(on_text);
+        if (control.has_enough)() {
+            outcome.text = text.finish(on_text);
+            return Ok(Ran::Done(outcome.finish(StopReason::Enough, started, Some(prefill_done))));
+        }
         if (control.background || late) && (control.should_yield)() {
-            return Ok(Ran::Yielded);
+            return Ok(Ran::Yielded { reused: outcome.reused_tokens });
         }
         if let Some(reason) = interrupted(&request.cancel, deadline) {
             outcome.text = text.finish(on_text);

@@ -84,19 +84,46 @@ impl JobOptions {
 /// while the job runs: the scheduler keeps a generation running while the
 /// user types what it writes, and stops it once they disagree.
 #[derive(Debug, Clone, Default)]
-pub struct WrittenSoFar(Arc<Mutex<String>>);
+pub struct WrittenSoFar(Arc<Mutex<Written>>);
+
+#[derive(Debug, Default)]
+struct Written {
+    text: String,
+    /// Only the line that holds this byte of `text` is still wanted.
+    wanted_line_at: Option<usize>,
+}
 
 impl WrittenSoFar {
     /// Appends the next piece of text the job wrote.
     pub fn push(&self, piece: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push_str(piece);
+        self.lock().text.push_str(piece);
     }
 
     /// Whether the text written so far and `typed` agree: one starts with
     /// the other (nothing written yet agrees with anything).
     pub fn agrees_with(&self, typed: &str) -> bool {
-        let written = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        written.starts_with(typed) || typed.starts_with(written.as_str())
+        let written = self.lock();
+        written.text.starts_with(typed) || typed.starts_with(written.text.as_str())
+    }
+
+    /// Says that of the whole answer only the line holding byte `at` is
+    /// still wanted (`None`: all of it): the user typed `at` bytes of it and
+    /// the request that serves them wants one line. The job ends once that
+    /// line is written ([`Self::has_the_wanted_line`]) instead of writing
+    /// lines nobody waits for while the keystrokes wait behind it.
+    pub fn want_only_the_line_at(&self, at: Option<usize>) {
+        self.lock().wanted_line_at = at;
+    }
+
+    /// Whether the line wanted ([`Self::want_only_the_line_at`]) is written
+    /// to its end.
+    pub fn has_the_wanted_line(&self) -> bool {
+        let written = self.lock();
+        written.wanted_line_at.is_some_and(|at| written.text.as_bytes().get(at..).is_some_and(|rest| rest.contains(&b'\n')))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -478,7 +505,14 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
             let _ = sink.send(piece.to_string());
         }
     };
-    let mut control = RunControl { background, should_yield: &should_yield, late_budget: options.late_budget, on_prefill: Some(&mut on_prefill) };
+    let has_enough = || options.written.as_ref().is_some_and(WrittenSoFar::has_the_wanted_line);
+    let mut control = RunControl {
+        background,
+        should_yield: &should_yield,
+        late_budget: options.late_budget,
+        on_prefill: Some(&mut on_prefill),
+        has_enough: &has_enough,
+    };
     let started = std::time::Instant::now();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         test_hook_panic(shared);
@@ -503,17 +537,18 @@ fn run_one(engine: &mut Engine, job: Job, shared: &Shared) -> Option<Job> {
         ms = started.elapsed().as_millis() as u64,
         reused = match &outcome {
             Ok(Ran::Done(c)) => c.reused_tokens,
-            _ => 0,
+            Ok(Ran::Yielded { reused }) => *reused,
+            Err(_) => 0,
         },
         outcome = match &outcome {
-            Ok(Ran::Yielded) => "yielded",
+            Ok(Ran::Yielded { .. }) => "yielded",
             Ok(Ran::Done(c)) => c.stop_reason.as_str(),
             Err(_) => "error",
         },
         "engine job ran"
     );
     match outcome {
-        Ok(Ran::Yielded) => Some(Job { request, options, text, reply }),
+        Ok(Ran::Yielded { .. }) => Some(Job { request, options, text, reply }),
         Ok(Ran::Done(completion)) => {
             *shared.last_panic.lock().unwrap_or_else(|p| p.into_inner()) = None;
             let _ = reply.send(Ok(completion));

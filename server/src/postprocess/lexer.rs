@@ -163,6 +163,15 @@ impl Lexer {
         }
     }
 
+    /// A lexer of the same language in code, as it is right after a
+    /// bracket token (only code has brackets): to look ahead from one.
+    pub fn in_code_again(&self) -> Self {
+        Self {
+            syntax: self.syntax,
+            state: State::Code,
+        }
+    }
+
     /// Whether the lexer is inside a string.
     pub fn in_string(&self) -> bool {
         matches!(self.state, State::Str { .. })

@@ -739,7 +739,7 @@ impl State {
         // Typing on leaves the previous request's generation running a
         // little longer: its answer may be what the user is typing.
         let ticket = if typed_on && selected.is_none() {
-            self.scheduler.begin_typing_on(uri, &request.text, request.offset)
+            self.scheduler.begin_typing_on(uri, &request.text, request.offset, request.mode)
         } else {
             self.scheduler.begin(uri, request.offset)
         };
@@ -874,6 +874,8 @@ impl State {
         let place = request.place(request.anchor);
         let shown = request.pipeline().shown_text(&place, &built.cursor, &completion);
         tracing::debug!(raw = ?completion.text, shown = ?shown, "postprocessed");
+        // Only whole answers are cached for their prompt (one that ended
+        // with `Enough` served a newer request's line, not this request).
         if matches!(completion.stop_reason, StopReason::Eos | StopReason::Stop | StopReason::Length) {
             lock(&self.lru).put(built.key, shown.clone());
         }

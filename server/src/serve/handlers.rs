@@ -278,7 +278,7 @@ impl Meta {
 
 fn finish_reason(reason: StopReason) -> &'static str {
     match reason {
-        StopReason::Eos | StopReason::Stop | StopReason::Cancelled => "stop",
+        StopReason::Eos | StopReason::Stop | StopReason::Cancelled | StopReason::Enough => "stop",
         StopReason::Length | StopReason::Deadline => "length",
     }
 }

@@ -330,7 +330,7 @@ struct InfillAnswer<'a> {
 fn stop_type(completion: Option<&Completion>) -> &'static str {
     match completion.map(|c| c.stop_reason) {
         Some(StopReason::Eos) => "eos",
-        Some(StopReason::Stop) => "word",
+        Some(StopReason::Stop | StopReason::Enough) => "word",
         Some(StopReason::Length | StopReason::Deadline) => "limit",
         Some(StopReason::Cancelled) | None => "none",
     }

@@ -36,7 +36,7 @@
 //! [`balance_brackets`](super::balance_brackets).
 
 use crate::postprocess::surroundings::Fate;
-use crate::postprocess::lexer::Token;
+use crate::postprocess::lexer::{Lexer, Token};
 use crate::postprocess::lines::{advance_columns, first_line, indent_width, leading_ws, lines};
 use crate::postprocess::Surroundings;
 
@@ -114,8 +114,13 @@ pub fn stop_at_block_end<'c>(completion: &'c str, context: &Surroundings) -> &'c
         Some(after) if !own.is_empty() => after,
         _ => at,
     };
+    // Set by a closer of the document's bracket that its line opens again
+    // (`} else {`): the next opener of that kind at depth 0 is the
+    // document's bracket again, not one of the suggestion's own.
+    let mut reopening: Option<u8> = None;
     for token in lexer.tokens(completion) {
         match token {
+            Token::Open { kind, .. } if reopening == Some(kind) && own.is_empty() => reopening = None,
             Token::Open { kind, .. } => {
                 if brackets {
                     own.push(kind);
@@ -140,7 +145,14 @@ pub fn stop_at_block_end<'c>(completion: &'c str, context: &Surroundings) -> &'c
                     return cut(end_here(stop_after, &own, completion.len()));
                 }
                 match bracket.fate {
-                    Fate::ClosedBySuffix => return cut(at),
+                    Fate::ClosedBySuffix => {
+                        // Still open for the suffix if the line opens it again.
+                        if opens_again_on_its_line(context.lexer.in_code_again(), &completion[at + 1..], kind) {
+                            reopening = Some(kind);
+                            continue;
+                        }
+                        return cut(at);
+                    }
                     Fate::LeftOpen => {
                         outer -= 1;
                         if bracket.is_block() || line_dedented {
@@ -173,6 +185,23 @@ pub fn stop_at_block_end<'c>(completion: &'c str, context: &Surroundings) -> &'c
         }
     }
     cut(end_here(stop_after, &own, completion.len()))
+}
+
+/// Whether `rest` (the text after a closer of `kind`; `lexer` in code, as
+/// a closer leaves it) opens a bracket of that kind again before its line
+/// ends, outside brackets of its own: `} else {`, `} catch (err) {`.
+fn opens_again_on_its_line(mut lexer: Lexer, rest: &str, kind: u8) -> bool {
+    let mut depth = 0usize;
+    for token in lexer.tokens(rest) {
+        match token {
+            Token::Open { kind: k, .. } if depth == 0 && k == kind => return true,
+            Token::Open { .. } => depth += 1,
+            Token::Close { .. } if depth == 0 => return false,
+            Token::Close { .. } => depth -= 1,
+            Token::LineBreak { .. } => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -225,3 +225,48 @@ fn go_switch_cases_at_the_switch_indentation_are_kept() {
         "#]],
     );
 }
+
+/// A fresh line where `} catch (err) {` was: the `}` closes a bracket the
+/// suffix closes too, but the line opens it again, so the suffix's closer
+/// still has its bracket. Found empty in the real-code set (JavaScript).
+#[test]
+fn a_line_that_closes_the_documents_bracket_and_opens_it_again_is_kept() {
+    let doc = "async function serve(req, res) {\n  try {\n    res.end(await read(req));\n  $0\n    res.end('404');\n  }\n}\n";
+    check(
+        "javascript",
+        doc,
+        "} catch (err) {\n    console.error(err);\n  }\n}\n\nserve();",
+        expect![[r#"
+            |} catch (err) {
+            |    console.error(err);
+            |··
+        "#]],
+    );
+    check(
+        "javascript",
+        doc,
+        "} catch (err) {",
+        expect![[r#"
+        |} catch (err) {
+    "#]],
+    );
+}
+
+#[test]
+fn an_else_on_a_fresh_line_before_the_closing_brace_is_kept() {
+    check(
+        "rust",
+        "fn sign(x: i32) -> i32 {\n    if x < 0 {\n        -1\n    $0\n        1\n    }\n}\n",
+        "} else {\n        1\n    }\n}",
+        expect![[r#"
+            |} else {
+            |        1
+            |····
+        "#]],
+    );
+}
+
+#[test]
+fn a_closer_of_the_documents_bracket_that_opens_another_kind_is_still_cut() {
+    check("javascript", "function f() {\n  if (a) {\n    go();\n  $0\n  }\n}\n", "} (next) [1];", expect!["(empty)"]);
+}
