@@ -112,7 +112,10 @@ struct Job {
 /// request), on one worker thread, and records every request
 /// ([`Self::runs`]). Cloning shares the worker and the record.
 #[derive(Clone)]
-pub struct ScriptedGenerator {
+pub struct ScriptedGenerator(Arc<Shared>);
+
+/// One pointer's worth in [`super::Generator`], like the other generators.
+struct Shared {
     jobs: mpsc::Sender<Job>,
     script: Arc<ScriptFn>,
     runs: Arc<Mutex<Vec<ScriptedRun>>>,
@@ -139,7 +142,7 @@ impl ScriptedGenerator {
                 }
             })
             .expect("a thread for the scripted generator");
-        Self { jobs, script: Arc::new(script), runs, finishes_late: true }
+        Self(Arc::new(Shared { jobs, script: Arc::new(script), runs, finishes_late: true }))
     }
 
     /// A generator giving every request the same answer.
@@ -151,31 +154,32 @@ impl ScriptedGenerator {
     /// finishing, whatever the caller asks (the server then answers a
     /// request past its budget with an error status).
     pub fn as_remote(self) -> Self {
-        Self { finishes_late: false, ..self }
+        let Shared { jobs, script, runs, .. } = &*self.0;
+        Self(Arc::new(Shared { jobs: jobs.clone(), script: script.clone(), runs: runs.clone(), finishes_late: false }))
     }
 
     /// Whether a job past its deadline may go on with a late budget.
     pub fn finishes_late(&self) -> bool {
-        self.finishes_late
+        self.0.finishes_late
     }
 
     /// Every request so far, in arrival order.
     pub fn runs(&self) -> Vec<ScriptedRun> {
-        lock(&self.runs).clone()
+        lock(&self.0.runs).clone()
     }
 
     /// Queues a request; the receiver gets its answer.
     pub fn submit(&self, request: GenerationRequest, options: Option<JobOptions>) -> oneshot::Receiver<Result<Completion, EngineError>> {
         let (answer, receiver) = oneshot::channel();
-        let script = (self.script)(&request);
+        let script = (self.0.script)(&request);
         let index = {
-            let mut runs = lock(&self.runs);
+            let mut runs = lock(&self.0.runs);
             runs.push(ScriptedRun { request: request.clone(), stop: None });
             runs.len() - 1
         };
-        let late_budget = options.as_ref().and_then(|o| o.late_budget).filter(|_| self.finishes_late);
+        let late_budget = options.as_ref().and_then(|o| o.late_budget).filter(|_| self.0.finishes_late);
         let written = options.and_then(|o| o.written);
-        let _ = self.jobs.send(Job { index, request, script, late_budget, written, answer });
+        let _ = self.0.jobs.send(Job { index, request, script, late_budget, written, answer });
         receiver
     }
 }
