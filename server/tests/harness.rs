@@ -117,7 +117,12 @@ fn wait_runs(generator: &ScriptedGenerator, what: &str, done: impl Fn(&[Option<S
 
 #[test]
 fn a_suggestion_that_ends_in_the_closing_characters_after_the_cursor_replaces_them() {
-    let generator = ScriptedGenerator::always(Script::answer("price * count)"));
+    // The third answer continues a word: what a model writes after `pri`.
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let generator = ScriptedGenerator::new(move |_| match asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 | 1 => Script::answer("price * count)"),
+        _ => Script::answer("ce * count)"),
+    });
     let mut c = session(&generator, json!({}));
     c.open(URI, "python", "def checkout(price, count):\n    return round()\n");
     let cursor = "    return round(".len() as u32;
@@ -132,6 +137,20 @@ fn a_suggestion_that_ends_in_the_closing_characters_after_the_cursor_replaces_th
     assert_eq!(suggestion(&answer), "price * count)");
     let range = &items(&answer)[0]["range"];
     assert_eq!(range["start"], range["end"], "{answer}");
+
+    // In the middle of a word, as a completion item (Helix): the edit
+    // starts at the word and still covers the `)` after the cursor.
+    c.open("file:///project/c.py", "python", "def checkout(price, count):\n    return round(pri)\n");
+    let cursor = "    return round(pri".len() as u32;
+    let at = json!({"textDocument": {"uri": "file:///project/c.py"}, "position": {"line": 1, "character": cursor}});
+    let list = c.call("textDocument/completion", at, STEP);
+    let edit = &list["items"][0]["textEdit"];
+    assert_eq!(edit["newText"], "price * count)", "{list}");
+    assert_eq!(
+        edit["range"],
+        json!({"start": {"line": 1, "character": cursor - 3}, "end": {"line": 1, "character": cursor + 1}}),
+        "{list}"
+    );
     c.client.shutdown();
 }
 
