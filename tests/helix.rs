@@ -8,158 +8,18 @@
 #[path = "../server/tests/support/mod.rs"]
 mod support;
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::lsp_client::LspClient;
 
 /// How long one step may take on a loaded 2-core machine.
 const STEP: Duration = Duration::from_secs(45);
 
-/// Writes one Content-Length frame.
-fn write_frame(stdin: &Mutex<ChildStdin>, message: &Value) {
-    let body = message.to_string();
-    let mut stdin = stdin.lock().unwrap();
-    write!(stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).expect("server's stdin is open");
-    stdin.flush().unwrap();
-}
-
-/// Reads one Content-Length frame; `None` at end of stream.
-fn read_frame(reader: &mut impl BufRead) -> Option<Value> {
-    let mut length = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            if length.is_some() {
-                break;
-            }
-            continue;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse::<usize>().ok();
-            }
-        }
-    }
-    let mut body = vec![0; length?];
-    reader.read_exact(&mut body).ok()?;
-    Some(serde_json::from_slice(&body).expect("the server sends JSON"))
-}
-
-/// A minimal LSP client: a reader thread answers the server's requests (as
-/// Helix does: `null` to `window/workDoneProgress/create`) and passes every
-/// other message on through a channel.
-struct Client {
-    child: Child,
-    stdin: Arc<Mutex<ChildStdin>>,
-    incoming: Receiver<Value>,
-    /// Notifications received while waiting for something else.
-    notifications: VecDeque<Value>,
-    next_id: i64,
-}
-
-impl Client {
-    fn start(home: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cria"))
-            .arg("lsp")
-            .env("CRIA_HOME", home)
-            .env("HF_HUB_CACHE", home.join("hub"))
-            .env_remove("CRIA_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cria starts");
-        let stdin = Arc::new(Mutex::new(child.stdin.take().unwrap()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, incoming) = mpsc::channel();
-        let replies = stdin.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            while let Some(message) = read_frame(&mut reader) {
-                let is_server_request = message.get("method").is_some() && message.get("id").is_some();
-                if is_server_request {
-                    let result = match message["method"].as_str() {
-                        Some("window/workDoneProgress/create" | "client/registerCapability" | "window/showMessageRequest") => Value::Null,
-                        Some("workspace/configuration") => json!([]),
-                        _ => Value::Null,
-                    };
-                    write_frame(&replies, &json!({"jsonrpc": "2.0", "id": message["id"], "result": result}));
-                }
-                if tx.send(message).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, stdin, incoming, notifications: VecDeque::new(), next_id: 0 }
-    }
-
-    fn notify(&self, method: &str, params: Value) {
-        write_frame(&self.stdin, &json!({"jsonrpc": "2.0", "method": method, "params": params}));
-    }
-
-    fn recv(&self, deadline: Instant, waiting_for: &str) -> Value {
-        match self.incoming.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(message) => message,
-            Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for {waiting_for}"),
-            Err(RecvTimeoutError::Disconnected) => panic!("the server closed its output while waiting for {waiting_for}"),
-        }
-    }
-
-    /// Sends a request and waits for its response; returns `result`.
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        write_frame(&self.stdin, &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        let deadline = Instant::now() + STEP;
-        loop {
-            let message = self.recv(deadline, method);
-            if message.get("method").is_none() && message["id"] == json!(id) {
-                assert!(message.get("error").is_none(), "{method} failed: {message}");
-                return message["result"].clone();
-            }
-            if message.get("method").is_some() {
-                self.notifications.push_back(message);
-            }
-        }
-    }
-
-    /// Waits for a notification matching `pred` (looking first at the ones
-    /// already received), consuming the notifications before it.
-    fn wait_notification(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        while let Some(message) = self.notifications.pop_front() {
-            if pred(&message) {
-                return message;
-            }
-        }
-        let deadline = Instant::now() + STEP;
-        loop {
-            let message = self.recv(deadline, what);
-            if pred(&message) {
-                return message;
-            }
-        }
-    }
-
-    fn document_text(&mut self, uri: &str) -> Value {
-        self.request("cria/documentText", json!({"uri": uri}))
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `cria/documentText`, which must not fail.
+fn document_text(client: &mut LspClient, uri: &str) -> Value {
+    client.call("cria/documentText", json!({"uri": uri}), STEP)
 }
 
 /// What Helix 25.x sends in `initialize` (helix-lsp's `Client::initialize`),
@@ -281,9 +141,10 @@ fn helix_session_on_smollm2() {
     // Short suggestions keep the test quick on a loaded machine.
     options["maxTokens"] = json!(24);
 
-    let mut client = Client::start(home.path());
+    // Helix sets no log level: the server's default (warnings).
+    let mut client = LspClient::start_with_env(home.path(), &[], &[("CRIA_LOG", "warn")]);
     let started = Instant::now();
-    let init = client.request("initialize", helix_initialize(&project, options.clone()));
+    let init = client.call("initialize", helix_initialize(&project, options.clone()), STEP);
     let caps = &init["capabilities"];
     assert_eq!(caps["positionEncoding"], "utf-8", "utf-8 is Helix's first choice: {caps}");
     assert!(caps["completionProvider"].is_object(), "{caps}");
@@ -292,7 +153,7 @@ fn helix_session_on_smollm2() {
     client.notify("initialized", json!({}));
     client.notify("workspace/didChangeConfiguration", json!({"settings": options}));
 
-    let ready = client.wait_notification("cria/status ready", |m| {
+    let ready = client.wait_for(STEP, "cria/status ready", |m| {
         m["method"] == "cria/status" && matches!(m["params"]["state"].as_str(), Some("ready" | "error"))
     });
     assert_eq!(ready["params"]["state"], "ready", "{ready}");
@@ -302,16 +163,17 @@ fn helix_session_on_smollm2() {
     let uri = format!("file://{}/circle.py", project.display());
     let text = "import math\n\n\ndef circle_area(radius):\n    return math.pi * radius ** 2\n\n\ndef circle_circumference(radius):\n    return 2 * math.pi * rad";
     client.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "python", "version": 0, "text": text}}));
-    assert_eq!(client.document_text(&uri), json!(text));
+    assert_eq!(document_text(&mut client, &uri), json!(text));
 
     let line = "    return 2 * math.pi * rad";
     let cursor = json!({"line": 8, "character": utf8_len(line)});
-    let list = client.request(
+    let list = client.call(
         "textDocument/completion",
         json!({"textDocument": {"uri": uri}, "position": cursor, "context": {"triggerKind": 1}}),
+        STEP,
     );
     check_single_item(&list, 8, utf8_len("    return 2 * math.pi * "), "rad", &cursor);
-    let status = client.wait_notification("cria/status after the completion", |m| {
+    let status = client.wait_for(STEP, "cria/status after the completion", |m| {
         m["method"] == "cria/status" && m["params"]["lastLatencyMs"].is_u64()
     });
     assert_eq!(status["params"]["state"], "ready");
@@ -340,27 +202,28 @@ fn helix_session_on_smollm2() {
                 "contentChanges": [{"range": {"start": {"line": sl, "character": sc}, "end": {"line": el, "character": ec}}, "text": new_text}]
             }),
         );
-        assert_eq!(client.document_text(&uri), json!(expected), "after edit {version}: {new_text:?}");
+        assert_eq!(document_text(&mut client, &uri), json!(expected), "after edit {version}: {new_text:?}");
     }
     assert!(expected.starts_with("# caf→ 😀 🚀 résumé\n"), "{expected}");
 
     // Completing `naï`: the edit starts at `n`, counted in utf-8 bytes.
     let last = "    naïve_total = naï";
     let cursor = json!({"line": 10, "character": utf8_len(last)});
-    let list = client.request(
+    let list = client.call(
         "textDocument/completion",
         json!({"textDocument": {"uri": uri}, "position": cursor, "context": {"triggerKind": 1}}),
+        STEP,
     );
     check_single_item(&list, 10, utf8_len("    naïve_total = "), "naï", &cursor);
 
     // Helix closes the document and shuts the server down on exit.
     client.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
-    assert_eq!(client.document_text(&uri), Value::Null);
-    assert_eq!(client.request("shutdown", Value::Null), Value::Null);
+    assert_eq!(document_text(&mut client, &uri), Value::Null);
+    assert_eq!(client.call("shutdown", Value::Null, STEP), Value::Null);
     client.notify("exit", Value::Null);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = client.child.try_wait().unwrap() {
+        if let Some(status) = client.process().try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "cria did not exit after `exit`");

@@ -19,15 +19,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::gguf_writer::{kind, tiny_llama, Gguf, Val};
 use support::http::{request, try_request};
-use support::lsp_client::LspClient;
+use support::lsp_client::{frame, LspClient};
 use support::memory_of;
 
 const LONG: Duration = Duration::from_secs(180);
 const MIB: u64 = 1 << 20;
-
-fn frame(body: &str) -> Vec<u8> {
-    format!("Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
-}
 
 /// A language server with no model (none is needed to read frames), its
 /// log in `log` when given.
@@ -56,7 +52,7 @@ fn send_in_pieces(c: &mut LspClient, filler: u8, total: usize) {
 }
 
 fn peak_rss(c: &LspClient) -> u64 {
-    memory_of(c.child.id()).0
+    memory_of(c.pid()).0
 }
 
 fn change(c: &mut LspClient, uri: &str, version: i64, range: Value, text: &str) {

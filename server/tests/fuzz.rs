@@ -11,15 +11,15 @@
 //!   file).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use proptest::prelude::*;
 
-#[path = "support/gguf_writer.rs"]
-mod gguf_writer;
+mod support;
+
+use support::gguf_writer;
 
 /// Counts the bytes allocated now and the peak since the last reset.
 struct Counting;
@@ -151,10 +151,7 @@ fn mutations(head: f64) -> impl Strategy<Value = Vec<Mutation>> {
 // ---- LSP frames ----
 
 fn lsp_frame(body: &serde_json::Value) -> Vec<u8> {
-    let body = body.to_string();
-    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
-    out.extend(body.as_bytes());
-    out
+    support::lsp_client::frame(&body.to_string())
 }
 
 /// A session an editor could send: handshake, a document and its edits,
@@ -217,13 +214,6 @@ proptest! {
 
 // ---- GGUF headers ----
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("CRIA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/cria"))
-        .join("models")
-}
-
 /// Opens the file as every front end does, then the tokenizer and, for a
 /// file with weights, the weights.
 fn load(path: &std::path::Path, weights: bool) {
@@ -266,7 +256,7 @@ proptest! {
     #[test]
     fn a_real_vocabulary_header_mutated_never_panics_or_grows_memory(edits in mutations(0.25)) {
         let _one = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
-        let path = models_dir().join("vocab/ggml-vocab-llama-spm.gguf");
+        let path = support::models_dir().join("vocab/ggml-vocab-llama-spm.gguf");
         let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/fetch-models", path.display()));
         for edit in &edits {
             apply(&mut bytes, edit);

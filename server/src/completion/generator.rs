@@ -1,7 +1,9 @@
 //! Where generation happens: the resident engine thread, or a remote engine
 //! over HTTP. Both take the same engine request (the prompt cria built, as
 //! token ids, with its deadline and cancellation flag) and answer with the
-//! same [`Completion`], so the front ends do not care which one runs.
+//! same [`Completion`], so the front ends do not care which one runs. A
+//! third kind, [`ScriptedGenerator`], plays back given answers with given
+//! timing, for tests of the server without a model.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +12,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
+use super::scripted::ScriptedGenerator;
 use crate::engine::{Completion, EngineError, EngineHandle, GenerationRequest, JobOptions};
 use crate::remote::{RemoteClient, RemoteConfig, RemoteError};
 
@@ -41,6 +44,8 @@ pub enum Generator {
     Embedded(EngineHandle),
     /// A remote engine.
     Remote(Arc<RemoteClient>),
+    /// Scripted answers instead of a model (tests; see [`ScriptedGenerator`]).
+    Scripted(ScriptedGenerator),
 }
 
 impl Generator {
@@ -50,6 +55,7 @@ impl Generator {
         match self {
             Self::Embedded(engine) => Pending(Inner::Engine(engine.generate(request))),
             Self::Remote(client) => Pending(Inner::Remote(client.generate(request))),
+            Self::Scripted(script) => Pending(Inner::Engine(script.submit(request, None))),
         }
     }
 
@@ -59,6 +65,19 @@ impl Generator {
         match self {
             Self::Embedded(engine) => Pending(Inner::Engine(engine.submit(request, options, None))),
             Self::Remote(client) => Pending(Inner::Remote(client.generate(request))),
+            Self::Scripted(script) => Pending(Inner::Engine(script.submit(request, Some(options)))),
+        }
+    }
+
+    /// Whether a generation whose prompt outlives its deadline goes on in
+    /// the background when given a late budget ([`JobOptions::late_budget`]),
+    /// so its answer can be cached: the resident engine's way. A remote
+    /// engine stops at the deadline.
+    pub fn finishes_late(&self) -> bool {
+        match self {
+            Self::Embedded(_) => true,
+            Self::Remote(_) => false,
+            Self::Scripted(script) => script.finishes_late(),
         }
     }
 
@@ -66,7 +85,7 @@ impl Generator {
     pub fn engine(&self) -> Option<&EngineHandle> {
         match self {
             Self::Embedded(engine) => Some(engine),
-            Self::Remote(_) => None,
+            Self::Remote(_) | Self::Scripted(_) => None,
         }
     }
 }

@@ -15,6 +15,7 @@ mod cache;
 mod generator;
 pub mod pipeline;
 mod scheduler;
+mod scripted;
 pub mod warm;
 
 pub use cache::{Shown, SuggestionLru, TypedThrough};
@@ -24,6 +25,7 @@ pub use pipeline::{
     DEFAULT_MAX_SUFFIX_TOKENS, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT_TOKENS, DEFAULT_SUFFIX_SHARE,
 };
 pub use scheduler::{Scheduler, Superseded, Ticket};
+pub use scripted::{Script, ScriptedGenerator, ScriptedRun};
 pub use warm::{plan_prompt, PromptPlan};
 
 use std::sync::Arc;
@@ -93,6 +95,7 @@ pub struct Starting {
 enum StartingKind {
     Engine { engine: EngineHandle, loading: LoadReceiver },
     Remote { config: RemoteConfig, loaded: Result<LoadedModel, EngineError> },
+    Given { generator: Generator, loaded: Result<LoadedModel, EngineError> },
 }
 
 /// Spawns the engine thread for a resolved model; loading begins at once.
@@ -139,6 +142,17 @@ pub fn start_backend(
     }
 }
 
+/// Starts the model with generations run by `generator` (a
+/// [`ScriptedGenerator`] in tests) instead of the backend the settings
+/// choose: like a remote backend, only the GGUF file's tokenizer and shape
+/// are read, so prompts are built and measured exactly as for that model.
+/// Blocks for that read.
+pub fn start_with_generator(resolved: ResolvedModel, generator: Generator, options: &EngineOptions) -> Starting {
+    let started = Instant::now();
+    let loaded = read_tokenizer(&resolved, options);
+    Starting { resolved, order: None, started, kind: StartingKind::Given { generator, loaded } }
+}
+
 /// The tokenizer and shape of a model file, without its weights.
 fn read_tokenizer(resolved: &ResolvedModel, options: &EngineOptions) -> Result<LoadedModel, EngineError> {
     let file = GgufFile::open(&resolved.gguf)?;
@@ -159,6 +173,9 @@ impl Starting {
             StartingKind::Remote { config, loaded } => {
                 finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started)
             }
+            StartingKind::Given { generator, loaded } => {
+                finish_start(self.resolved, self.order, Backing::Given(generator), loaded, self.started)
+            }
         }
     }
 
@@ -172,6 +189,9 @@ impl Starting {
             StartingKind::Remote { config, loaded } => {
                 finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started)
             }
+            StartingKind::Given { generator, loaded } => {
+                finish_start(self.resolved, self.order, Backing::Given(generator), loaded, self.started)
+            }
         }
     }
 }
@@ -179,6 +199,7 @@ impl Starting {
 enum Backing {
     Engine(EngineHandle),
     Remote(RemoteConfig),
+    Given(Generator),
 }
 
 fn finish_start(
@@ -207,6 +228,7 @@ fn finish_start(
             let env = |name: &str| std::env::var(name).ok();
             Generator::Remote(Arc::new(RemoteClient::new(config, loaded.tokenizer.clone(), template.clone(), env)?))
         }
+        Backing::Given(generator) => generator,
     };
     Ok(Model { name, generator, loaded, template, load_time: started.elapsed() })
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Backend, Model, Settings, SuggestionLru};
-use crate::context::{completion_mode, cursor_windows, line_comment, CompletionMode, CursorText, WindowBudget};
+use crate::context::{completion_mode, cursor_windows, CompletionMode, CursorText, WindowBudget};
 use crate::documents::Language;
 use crate::engine::StopReason;
 use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams};
@@ -270,7 +270,7 @@ impl Pipeline<'_> {
         let input = super::CompletionInput {
             cursor: &cursor,
             context: &context,
-            line_comment: line_comment(place.language.id()),
+            line_comment: place.language.line_comment(),
             path: Some(place.path),
         };
         let (request, _) = self.model.request(&input, &settings, deadline, cancel)?;

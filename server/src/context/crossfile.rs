@@ -59,23 +59,9 @@ pub fn neighbourhood(prefix: &str, suffix: &str) -> HashSet<String> {
     before.iter().copied().chain(after).flat_map(identifiers).map(str::to_string).collect()
 }
 
-fn tags_query(language: &Language) -> Option<&'static str> {
-    Some(match language {
-        Language::Rust => tree_sitter_rust::TAGS_QUERY,
-        Language::Python => tree_sitter_python::TAGS_QUERY,
-        Language::JavaScript => tree_sitter_javascript::TAGS_QUERY,
-        Language::TypeScript | Language::Tsx => tree_sitter_typescript::TAGS_QUERY,
-        Language::Go => tree_sitter_go::TAGS_QUERY,
-        Language::C => tree_sitter_c::TAGS_QUERY,
-        Language::Cpp => tree_sitter_cpp::TAGS_QUERY,
-        Language::Java => tree_sitter_java::TAGS_QUERY,
-        Language::PlainText(_) => return None,
-    })
-}
-
 /// The definitions in one file, by its language's tag query.
 pub fn definitions(file: &SourceFile) -> Vec<Definition> {
-    let (Some(tree), Some(grammar), Some(source)) = (file.tree, file.language.grammar(), tags_query(file.language)) else {
+    let (Some(tree), Some(grammar), Some(source)) = (file.tree, file.language.grammar(), file.language.tags_query()) else {
         return Vec::new();
     };
     let Ok(query) = Query::new(&grammar, source) else {

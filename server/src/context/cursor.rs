@@ -1,5 +1,7 @@
 //! Splitting a text at a cursor given as 1-based line and column (the CLI).
 
+use crate::documents::line_starts;
+
 /// The text on either side of the cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CursorText {
@@ -50,31 +52,6 @@ pub fn split_at_line_column(text: &str, line: usize, column: usize) -> Result<Cu
     }
     let offset = start + content.char_indices().nth(column - 1).map(|(i, _)| i).unwrap_or(content_len);
     Ok(CursorText { prefix: text[..offset].to_string(), suffix: text[offset..].to_string() })
-}
-
-fn line_starts(text: &str) -> Vec<usize> {
-    let bytes = text.as_bytes();
-    let mut starts = vec![0];
-    for (i, b) in bytes.iter().enumerate() {
-        let breaks = *b == b'\n' || (*b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
-        if breaks {
-            starts.push(i + 1);
-        }
-    }
-    starts
-}
-
-/// The line-comment marker of a language, by file extension or LSP language
-/// id; `#` for unknown languages is a guess that reads fine to a model.
-pub fn line_comment(language: &str) -> &'static str {
-    match language {
-        "py" | "python" | "sh" | "bash" | "shellscript" | "rb" | "ruby" | "toml" | "yaml" | "yml" | "r" | "pl" | "perl" => "#",
-        "lua" | "sql" | "hs" | "haskell" => "--",
-        "rs" | "rust" | "c" | "h" | "cpp" | "cc" | "hpp" | "cxx" | "java" | "js" | "javascript" | "jsx" | "javascriptreact"
-        | "ts" | "typescript" | "tsx" | "typescriptreact" | "go" | "kt" | "kotlin" | "swift" | "cs" | "csharp" | "scala"
-        | "dart" | "zig" | "php" => "//",
-        _ => "#",
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 
 use tree_sitter::{Node, Tree};
 
+use crate::documents::{line_starts, Language};
+
 use super::CursorText;
 
 /// Window starts are rounded to this many lines for prompt stability.
@@ -180,59 +182,13 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
-/// Byte offsets of line starts (after `\n`, `\r\n` or a lone `\r`).
-fn line_starts(text: &str) -> Vec<usize> {
-    let b = text.as_bytes();
-    let mut starts = vec![0];
-    for i in 0..b.len() {
-        if b[i] == b'\n' || (b[i] == b'\r' && b.get(i + 1) != Some(&b'\n')) {
-            starts.push(i + 1);
-        }
-    }
-    starts
-}
-
-/// Node kinds that open a scope worth naming (across the grammars cria has).
+/// Node kinds that open a scope worth naming (the registry's, any grammar).
 fn is_scope(kind: &str) -> bool {
-    matches!(
-        kind,
-        "function_definition"
-            | "function_item"
-            | "function_declaration"
-            | "method_definition"
-            | "method_declaration"
-            | "class_definition"
-            | "class_declaration"
-            | "class_specifier"
-            | "struct_specifier"
-            | "impl_item"
-            | "trait_item"
-            | "mod_item"
-            | "interface_declaration"
-            | "enum_declaration"
-            | "constructor_declaration"
-            | "arrow_function"
-            | "decorated_definition"
-            | "namespace_definition"
-            | "type_declaration"
-            | "struct_item"
-            | "enum_item"
-    )
+    Language::is_scope_kind(kind)
 }
 
 fn is_import(kind: &str) -> bool {
-    matches!(
-        kind,
-        "import_statement"
-            | "import_from_statement"
-            | "future_import_statement"
-            | "use_declaration"
-            | "import_declaration"
-            | "preproc_include"
-            | "package_declaration"
-            | "extern_crate_declaration"
-            | "using_declaration"
-    )
+    Language::is_import_kind(kind)
 }
 
 /// Whole lines (byte ranges, line break included) of the file's imports and

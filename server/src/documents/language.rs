@@ -1,8 +1,11 @@
-//! Which language a document is in, and which tree-sitter grammar parses it.
+//! Which language a document is in, and what cria knows about it (its
+//! grammar, comment marker, tag query...: the registry, `registry.rs`).
 //!
 //! The editor's LSP `languageId` decides; the file extension is the fallback
 //! when the id is empty or unknown. A language without a bundled grammar is
 //! still a first-class document: plain text, no syntax tree.
+
+use super::registry::{plain_line_comment, spec_of, LanguageSpec, LexicalSyntax, PLAIN_LEXICAL};
 
 /// A document's language, as far as cria cares: either one with a bundled
 /// grammar, or plain text carrying the editor's id for logs and prompts.
@@ -31,42 +34,39 @@ pub enum Language {
 }
 
 impl Language {
+    /// Every language with a grammar, each with its entry in the registry
+    /// ([`Language::spec`]).
+    pub const ALL: [Language; 9] = [
+        Language::Rust,
+        Language::Python,
+        Language::JavaScript,
+        Language::TypeScript,
+        Language::Tsx,
+        Language::Go,
+        Language::C,
+        Language::Cpp,
+        Language::Java,
+    ];
+
+    /// What cria knows about this language; `None` for plain text.
+    pub fn spec(&self) -> Option<&'static LanguageSpec> {
+        spec_of(self)
+    }
+
     /// Maps an LSP `languageId` to a language; unknown ids become plain text
     /// keeping the id.
     pub fn from_language_id(id: &str) -> Self {
-        match id {
-            "rust" => Self::Rust,
-            "python" => Self::Python,
-            "javascript" | "javascriptreact" | "jsx" => Self::JavaScript,
-            "typescript" => Self::TypeScript,
-            "typescriptreact" | "tsx" => Self::Tsx,
-            "go" => Self::Go,
-            "c" => Self::C,
-            "cpp" | "c++" | "cuda-cpp" => Self::Cpp,
-            "java" => Self::Java,
-            other => Self::PlainText(other.to_owned()),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|l| l.spec().is_some_and(|s| s.language_ids.contains(&id)))
+            .unwrap_or_else(|| Self::PlainText(id.to_owned()))
     }
 
     /// Maps a file extension (without the dot, any case) to a language with a
     /// grammar, for editors that send no useful language id.
     pub fn from_extension(ext: &str) -> Option<Self> {
-        let lang = match ext.to_ascii_lowercase().as_str() {
-            "rs" => Self::Rust,
-            "py" | "pyi" | "pyw" => Self::Python,
-            "js" | "jsx" | "mjs" | "cjs" => Self::JavaScript,
-            "ts" | "mts" | "cts" => Self::TypeScript,
-            "tsx" => Self::Tsx,
-            "go" => Self::Go,
-            // `.h` is ambiguous; the C grammar is the conservative choice.
-            "c" | "h" => Self::C,
-            "cc" | "cpp" | "cxx" | "c++" | "hh" | "hpp" | "hxx" | "h++" | "ipp" | "inl" | "cu" => {
-                Self::Cpp
-            }
-            "java" => Self::Java,
-            _ => return None,
-        };
-        Some(lang)
+        let ext = ext.to_ascii_lowercase();
+        Self::ALL.into_iter().find(|l| l.spec().is_some_and(|s| s.extensions.contains(&ext.as_str())))
     }
 
     /// Finds the language from the extension of a path or URI's last segment
@@ -94,35 +94,48 @@ impl Language {
 
     /// The tree-sitter grammar for this language; `None` for plain text.
     pub fn grammar(&self) -> Option<tree_sitter::Language> {
-        let lang = match self {
-            Self::Rust => tree_sitter_rust::LANGUAGE,
-            Self::Python => tree_sitter_python::LANGUAGE,
-            Self::JavaScript => tree_sitter_javascript::LANGUAGE,
-            Self::TypeScript => tree_sitter_typescript::LANGUAGE_TYPESCRIPT,
-            Self::Tsx => tree_sitter_typescript::LANGUAGE_TSX,
-            Self::Go => tree_sitter_go::LANGUAGE,
-            Self::C => tree_sitter_c::LANGUAGE,
-            Self::Cpp => tree_sitter_cpp::LANGUAGE,
-            Self::Java => tree_sitter_java::LANGUAGE,
-            Self::PlainText(_) => return None,
-        };
-        Some(lang.into())
+        self.spec().map(|s| (s.grammar)())
     }
 
     /// The canonical LSP language id, for logs and prompt headers.
     pub fn id(&self) -> &str {
         match self {
-            Self::Rust => "rust",
-            Self::Python => "python",
-            Self::JavaScript => "javascript",
-            Self::TypeScript => "typescript",
-            Self::Tsx => "typescriptreact",
-            Self::Go => "go",
-            Self::C => "c",
-            Self::Cpp => "cpp",
-            Self::Java => "java",
             Self::PlainText(id) => id,
+            _ => self.spec().map_or("", |s| s.language_ids[0]),
         }
+    }
+
+    /// The line-comment marker; for plain text, a guess from its id.
+    pub fn line_comment(&self) -> &'static str {
+        match self {
+            Self::PlainText(id) => {
+                let named = Self::from_extension(id).unwrap_or_else(|| Self::from_language_id(id));
+                named.spec().map_or_else(|| plain_line_comment(id), |s| s.line_comment)
+            }
+            _ => self.spec().map_or("#", |s| s.line_comment),
+        }
+    }
+
+    /// The tag query that finds definitions; `None` for plain text.
+    pub fn tags_query(&self) -> Option<&'static str> {
+        self.spec().map(|s| s.tags_query)
+    }
+
+    /// What the postprocessor's bracket lexer needs; plain text has no
+    /// strings or comments.
+    pub fn lexical(&self) -> &'static LexicalSyntax {
+        self.spec().map_or(&PLAIN_LEXICAL, |s| s.lexical)
+    }
+
+    /// Whether a syntax node of this kind opens a scope worth naming, in
+    /// any grammar cria has (node kinds mean the same in each).
+    pub fn is_scope_kind(kind: &str) -> bool {
+        Self::ALL.iter().any(|l| l.spec().is_some_and(|s| s.scope_kinds.contains(&kind)))
+    }
+
+    /// Whether a syntax node of this kind is an import, in any grammar.
+    pub fn is_import_kind(kind: &str) -> bool {
+        Self::ALL.iter().any(|l| l.spec().is_some_and(|s| s.import_kinds.contains(&kind)))
     }
 }
 
@@ -157,18 +170,7 @@ mod tests {
 
     #[test]
     fn every_grammar_loads_into_a_parser() {
-        let langs = [
-            Language::Rust,
-            Language::Python,
-            Language::JavaScript,
-            Language::TypeScript,
-            Language::Tsx,
-            Language::Go,
-            Language::C,
-            Language::Cpp,
-            Language::Java,
-        ];
-        for lang in langs {
+        for lang in Language::ALL {
             let mut parser = tree_sitter::Parser::new();
             let grammar = lang.grammar();
             assert!(

@@ -25,6 +25,8 @@
 mod document;
 pub mod encoding;
 mod language;
+mod lines;
+mod registry;
 mod store;
 mod syntax;
 
@@ -33,5 +35,7 @@ pub use document::{
 };
 pub use encoding::{Clamp, Clamped, Position, PositionEncoding, Range};
 pub use language::Language;
+pub use lines::line_starts;
+pub use registry::{LanguageSpec, LexicalSyntax};
 pub use store::{DocumentStore, StoreError};
 pub use syntax::SyntaxError;

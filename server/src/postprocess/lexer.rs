@@ -1,7 +1,8 @@
 //! A deliberately small lexer: just enough to find the brackets that are code,
 //! not text inside strings or comments, and where lines break.
 //!
-//! It knows each language's comment markers and string quotes, and nothing
+//! It knows each language's comment markers and string quotes (from the
+//! language registry, `documents::Language::lexical`), and nothing
 //! else: no keywords, no nesting of template-literal interpolation, no regex
 //! literals, no C++ raw strings. That is enough to count brackets reliably in
 //! ordinary code; when a scan starts inside a block comment or string it does
@@ -14,7 +15,7 @@
 //! the cursor sits in. It looks only at ASCII bytes, so every position it
 //! reports is a char boundary.
 
-use crate::documents::Language;
+use crate::documents::{Language, LexicalSyntax};
 
 /// What the lexer reports: brackets in code and line breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,100 +31,6 @@ pub(crate) enum Token {
         next: usize,
         in_code: bool,
     },
-}
-
-/// The lexical facts of one language.
-#[derive(Debug)]
-struct Syntax {
-    /// `"` and `'` quote strings (or chars).
-    strings: bool,
-    /// `//` or `#` line comments.
-    line_comment: Option<&'static [u8]>,
-    /// `/* ... */` block comments.
-    block_comments: bool,
-    /// Block comments nest (Rust).
-    nested_comments: bool,
-    /// `"` strings may span lines (Rust).
-    multiline_strings: bool,
-    /// `'` starts a char literal or a lifetime, told apart by a look ahead
-    /// (Rust); otherwise it starts a one-line string.
-    rust_quotes: bool,
-    /// Triple-quoted strings: `"""` (Java, Python) and `'''` (Python).
-    triple_double: bool,
-    triple_single: bool,
-    /// Backtick strings: JavaScript templates (with escapes) or Go raw
-    /// strings (without).
-    backtick: Option<bool>,
-    /// `r"..."`, `r#"..."#` raw strings (Rust).
-    rust_raw: bool,
-    /// Whether brackets are reported at all.
-    brackets: bool,
-}
-
-const C_LIKE: Syntax = Syntax {
-    strings: true,
-    line_comment: Some(b"//"),
-    block_comments: true,
-    nested_comments: false,
-    multiline_strings: false,
-    rust_quotes: false,
-    triple_double: false,
-    triple_single: false,
-    backtick: None,
-    rust_raw: false,
-    brackets: true,
-};
-
-const RUST: Syntax = Syntax {
-    nested_comments: true,
-    multiline_strings: true,
-    rust_quotes: true,
-    rust_raw: true,
-    ..C_LIKE
-};
-
-const PYTHON: Syntax = Syntax {
-    line_comment: Some(b"#"),
-    block_comments: false,
-    triple_double: true,
-    triple_single: true,
-    ..C_LIKE
-};
-
-const JAVASCRIPT: Syntax = Syntax {
-    backtick: Some(true),
-    ..C_LIKE
-};
-
-const GO: Syntax = Syntax {
-    backtick: Some(false),
-    ..C_LIKE
-};
-
-const JAVA: Syntax = Syntax {
-    triple_double: true,
-    ..C_LIKE
-};
-
-/// Plain text: no comments, no strings; brackets are still reported, and it
-/// is up to each rule whether to trust them.
-const PLAIN: Syntax = Syntax {
-    strings: false,
-    line_comment: None,
-    block_comments: false,
-    ..C_LIKE
-};
-
-fn syntax_of(language: &Language) -> &'static Syntax {
-    match language {
-        Language::Rust => &RUST,
-        Language::Python => &PYTHON,
-        Language::JavaScript | Language::TypeScript | Language::Tsx => &JAVASCRIPT,
-        Language::Go => &GO,
-        Language::C | Language::Cpp => &C_LIKE,
-        Language::Java => &JAVA,
-        Language::PlainText(_) => &PLAIN,
-    }
 }
 
 /// Which quote ends the current string.
@@ -150,7 +57,7 @@ enum State {
 /// The lexer: a language's syntax and the state reached so far.
 #[derive(Clone, Debug)]
 pub(crate) struct Lexer {
-    syntax: &'static Syntax,
+    syntax: &'static LexicalSyntax,
     state: State,
 }
 
@@ -158,7 +65,7 @@ impl Lexer {
     /// A lexer for `language`, starting in code.
     pub fn new(language: &Language) -> Self {
         Self {
-            syntax: syntax_of(language),
+            syntax: language.lexical(),
             state: State::Code,
         }
     }

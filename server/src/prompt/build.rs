@@ -7,6 +7,7 @@
 //! lines nearest the cursor, the suffix its first lines, so the model sees
 //! whole lines and the start of the prompt moves as little as possible.
 
+use crate::documents::line_starts;
 use crate::engine::{EngineError, Tokenizer};
 use crate::models::{FimOrder, SuffixEncoding};
 
@@ -234,18 +235,6 @@ fn encode_context(
     Ok((blocks.concat(), count))
 }
 
-/// Byte offsets where lines start (after each line break), plus 0.
-fn line_starts(text: &str) -> Vec<usize> {
-    let mut starts = vec![0];
-    for (i, b) in text.bytes().enumerate() {
-        if b == b'\n' || (b == b'\r' && text.as_bytes().get(i + 1) != Some(&b'\n')) {
-            starts.push(i + 1);
-        }
-    }
-    starts.dedup();
-    starts
-}
-
 type Encoder<'a> = dyn Fn(&str) -> Result<Vec<u32>, EngineError> + 'a;
 
 /// The longest tail of `text` starting at a line start that encodes to at
@@ -336,10 +325,5 @@ mod tests {
         let (tokens, bytes) = fit_head(text, 3, &words).unwrap();
         assert_eq!(&text[..bytes], "x y\nz\n");
         assert_eq!(tokens.len(), 3);
-    }
-
-    #[test]
-    fn line_starts_follow_lsp_line_breaks() {
-        assert_eq!(line_starts("a\r\nb\rc\nd"), vec![0, 3, 5, 7]);
     }
 }

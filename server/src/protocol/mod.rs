@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::completion::Generator;
 use tower_lsp_server::{LspService, Server};
 
 /// How a session ended.
@@ -43,11 +45,35 @@ where
     I: AsyncRead + Unpin,
     O: AsyncWrite + Unpin,
 {
+    session(input, output, config, log_control, None).await
+}
+
+/// [`run_session`] with every generation run by `generator` instead of the
+/// backend the settings choose; the `model` setting's file is still read
+/// for its tokenizer and prompt layout. This is how tests run the whole
+/// server without a model: a `completion::ScriptedGenerator` answers with
+/// chosen text at chosen times (see `server/tests/harness.rs`).
+pub async fn run_session_with_generator<I, O>(input: I, output: O, config: ServerConfig, generator: Generator) -> SessionEnd
+where
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    session(input, output, config, None, Some(generator)).await
+}
+
+async fn session<I, O>(input: I, output: O, config: ServerConfig, log_control: Option<LogControl>, generator: Option<Generator>) -> SessionEnd
+where
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
     let shutdown_requested = Arc::new(AtomicBool::new(false));
     let flag = shutdown_requested.clone();
-    let (service, socket) = LspService::build(move |client| server::LspServer {
-        state: Arc::new(state::State::new(client, config, log_control)),
-        shutdown_requested: flag,
+    let (service, socket) = LspService::build(move |client| {
+        let state = match generator {
+            Some(generator) => state::State::with_generator(client, config, log_control, generator),
+            None => state::State::new(client, config, log_control),
+        };
+        server::LspServer { state: Arc::new(state), shutdown_requested: flag }
     })
     .custom_method(ext::DOCUMENT_TEXT_METHOD, server::LspServer::document_text)
     .custom_method(ext::PREFETCH_METHOD, server::LspServer::prefetch)

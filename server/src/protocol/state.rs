@@ -19,8 +19,8 @@ use super::config::{ConfigProblem, ServerConfig};
 use super::ext::{Status, StatusNotification, WarmingStatus};
 use crate::completion::anchor::{choose_anchor, Anchor};
 use crate::completion::{
-    mode_at, plan_prompt, resolve_model, start_backend, BuiltPrompt, CursorPlace, Model, Pipeline, PromptPlan, PromptSize, Scheduler,
-    SuggestionLru, Trigger, TypedThrough,
+    mode_at, plan_prompt, resolve_model, start_backend, start_with_generator, BuiltPrompt, CursorPlace, Generator, Model, Pipeline,
+    PromptPlan, PromptSize, Scheduler, SuggestionLru, Trigger, TypedThrough,
 };
 use crate::context::{
     definitions, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText, Definition, SourceFile,
@@ -145,6 +145,10 @@ pub struct State {
     prefetch_seq: AtomicU64,
     /// Held while a prefetch builds its prompt: one at a time.
     prefetch_turn: Mutex<()>,
+    /// Runs the generations instead of the backend the settings choose
+    /// (the model-free tests' scripted generator); the model file is still
+    /// read for its tokenizer.
+    given_generator: Option<Generator>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -180,7 +184,14 @@ impl State {
             anchors: Mutex::new(HashMap::new()),
             prefetch_seq: AtomicU64::new(0),
             prefetch_turn: Mutex::new(()),
+            given_generator: None,
         }
+    }
+
+    /// Fresh state whose generations run on `generator` (see
+    /// `State::given_generator`).
+    pub fn with_generator(client: Client, config: ServerConfig, log_control: Option<LogControl>, generator: Generator) -> Self {
+        Self { given_generator: Some(generator), ..Self::new(client, config, log_control) }
     }
 
     /// Sets the negotiated position encoding.
@@ -485,6 +496,7 @@ impl State {
             ..EngineOptions::default()
         };
         let backend = config.backend.clone();
+        let given = self.given_generator.clone();
         let starting = tokio::task::spawn_blocking(move || {
             let home = CriaHome::from_env().map_err(|e| e.to_string())?;
             let resolved = resolve_model(&spec, &home).map_err(|e| e.to_string())?;
@@ -496,7 +508,10 @@ impl State {
                     let _ = tx.send(percent);
                 }
             });
-            start_backend(resolved, &backend, options, progress).map_err(|e| e.to_string())
+            match given {
+                Some(generator) => Ok(start_with_generator(resolved, generator, &options)),
+                None => start_backend(resolved, &backend, options, progress).map_err(|e| e.to_string()),
+            }
         })
         .await
         .unwrap_or_else(|e| Err(format!("model start-up panicked: {e}")));
@@ -774,7 +789,7 @@ impl State {
         }
         let full_request = quick.is_some().then(|| full.request.clone());
         let chosen = quick.unwrap_or(full);
-        let embedded = request.model.generator.engine().is_some();
+        let embedded = request.model.generator.finishes_late();
         let options = JobOptions {
             slot: SlotChoice::Auto,
             priority: Priority::Interactive,
@@ -797,8 +812,11 @@ impl State {
         let job_uri = uri.to_string();
         tokio::spawn(async move {
             let shown = state.finish(pending.await, &job_request, &chosen, started).await;
+            // The answer goes before the ticket: dropping it sets the flag
+            // the waiter reads as "superseded".
+            let unanswered = answered.send(shown);
             drop(ticket);
-            if let Err(Some(shown)) = answered.send(shown) {
+            if let Err(Some(shown)) = unanswered {
                 // The request was answered empty meanwhile: the answer is
                 // cached, a newer request typing through it may use it, and
                 // the status tells the editor to ask again.
@@ -822,7 +840,11 @@ impl State {
             }
             tokio::select! {
                 outcome = &mut wait => break outcome,
-                () = superseded.cancelled() => return None,
+                // The ticket also ends when its answer was just sent.
+                () = superseded.cancelled() => match futures_util::FutureExt::now_or_never(&mut wait) {
+                    Some(outcome) => break outcome,
+                    None => return None,
+                },
                 () = &mut late => {}
             }
         };

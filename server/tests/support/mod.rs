@@ -61,7 +61,8 @@ pub fn linked_home() -> tempfile::TempDir {
 /// The tiny Code Llama-shaped model builder.
 pub mod tiny_codellama;
 
-/// An LSP client driving the real binary over stdio.
+/// The one LSP client of the tests: the real binary over stdio, or the
+/// server in this process over an in-memory pipe.
 pub mod lsp_client;
 
 /// Plain HTTP for tests: a client and a scripted fake engine.

@@ -1,0 +1,304 @@
+//! The language server without a model: the whole server in this process
+//! on an in-memory pipe (`LspClient::in_process`), every generation played
+//! back by a `ScriptedGenerator` with chosen text and timing. The model file
+//! is a tiny GGUF written here, read only for its tokenizer. These tests
+//! cover the paths whose outcome depends on when an answer comes (placement
+//! of a suggestion over closing characters, typed-through, the suggestion
+//! cache, supersede and cancel, the deadline and the backstop timeout,
+//! settings changes), in well under a minute; the real-model tests in
+//! `tests/lsp.rs` still run the same server end to end.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cria::completion::{Generator, Script, ScriptedGenerator};
+use cria::engine::StopReason;
+use cria::protocol::ServerConfig;
+use serde_json::{json, Value};
+use support::gguf_writer::{tiny_llama, Val};
+use support::lsp_client::LspClient;
+
+/// Long enough for any step on a loaded machine; the tests that measure
+/// time use their own, tighter bounds.
+const STEP: Duration = Duration::from_secs(20);
+
+/// A session with the server in this process and its model file.
+struct Session {
+    client: LspClient,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Session {
+    type Target = LspClient;
+    fn deref(&self) -> &LspClient {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut LspClient {
+        &mut self.client
+    }
+}
+
+/// The tiny model (a real tokenizer, no FIM tokens), with room for prompts.
+fn model_file(dir: &std::path::Path) -> PathBuf {
+    let mut gguf = tiny_llama();
+    gguf.set("llama.context_length", Val::U32(4096));
+    let path = dir.join("tiny.gguf");
+    gguf.write(&path);
+    path
+}
+
+/// Starts a session whose generations `generator` plays, with `settings`
+/// as initialization options, and waits for the model.
+fn session(generator: &ScriptedGenerator, settings: Value) -> Session {
+    if let Ok(filter) = std::env::var("CRIA_LOG") {
+        // The server's log, for a failing test: `CRIA_LOG=cria=debug`.
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_file(dir.path()).display().to_string();
+    let config = ServerConfig { model: model.clone(), ..ServerConfig::default() };
+    let mut client = LspClient::in_process(config, Generator::Scripted(generator.clone()));
+    let mut options = json!({"model": model});
+    options.as_object_mut().unwrap().extend(settings.as_object().cloned().unwrap_or_default());
+    client.initialize(json!({}), options);
+    let status = client.wait_model(STEP);
+    assert_eq!(status["state"], "ready", "{status}");
+    Session { client, _dir: dir }
+}
+
+const URI: &str = "file:///project/shop.py";
+
+/// The inline items of an answer.
+fn items(answer: &Value) -> Vec<Value> {
+    answer["result"]["items"].as_array().cloned().unwrap_or_else(|| panic!("an item list: {answer}"))
+}
+
+/// The one suggestion's text of an answer.
+fn suggestion(answer: &Value) -> String {
+    let items = items(answer);
+    assert_eq!(items.len(), 1, "one suggestion: {answer}");
+    items[0]["insertText"].as_str().unwrap().to_string()
+}
+
+/// Types `text` at (`line`, `character`), as a `didChange` of `version`.
+fn type_at(c: &mut LspClient, version: i64, line: u32, character: u32, text: &str) {
+    let at = json!({"line": line, "character": character});
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [{"range": {"start": at, "end": at}, "text": text}]}),
+    );
+}
+
+/// A document whose last line is `    total = ` (cursor at its end).
+fn shop(c: &mut LspClient) -> (u32, u32) {
+    c.open(URI, "python", "def checkout(price, count):\n    total = ");
+    (1, "    total = ".len() as u32)
+}
+
+/// Generations so far and how each ended (`None`: still running).
+fn stops(generator: &ScriptedGenerator) -> Vec<Option<StopReason>> {
+    generator.runs().iter().map(|run| run.stop).collect()
+}
+
+/// Waits until the generator's runs satisfy `done`.
+fn wait_runs(generator: &ScriptedGenerator, what: &str, done: impl Fn(&[Option<StopReason>]) -> bool) {
+    let deadline = Instant::now() + STEP;
+    while !done(&stops(generator)) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", stops(generator));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_suggestion_that_ends_in_the_closing_characters_after_the_cursor_replaces_them() {
+    // The third answer continues a word: what a model writes after `pri`.
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let generator = ScriptedGenerator::new(move |_| match asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+        0 | 1 => Script::answer("price * count)"),
+        _ => Script::answer("ce * count)"),
+    });
+    let mut c = session(&generator, json!({}));
+    c.open(URI, "python", "def checkout(price, count):\n    return round()\n");
+    let cursor = "    return round(".len() as u32;
+    let answer = c.inline_completion(URI, 1, cursor, STEP);
+    assert_eq!(suggestion(&answer), "price * count)");
+    let range = &items(&answer)[0]["range"];
+    assert_eq!(*range, json!({"start": {"line": 1, "character": cursor}, "end": {"line": 1, "character": cursor + 1}}), "{answer}");
+
+    // Without closing characters after the cursor, the range is empty.
+    c.open("file:///project/b.py", "python", "def checkout(price, count):\n    return round(");
+    let answer = c.inline_completion("file:///project/b.py", 1, cursor, STEP);
+    assert_eq!(suggestion(&answer), "price * count)");
+    let range = &items(&answer)[0]["range"];
+    assert_eq!(range["start"], range["end"], "{answer}");
+
+    // In the middle of a word, as a completion item (Helix): the edit
+    // starts at the word and still covers the `)` after the cursor.
+    c.open("file:///project/c.py", "python", "def checkout(price, count):\n    return round(pri)\n");
+    let cursor = "    return round(pri".len() as u32;
+    let at = json!({"textDocument": {"uri": "file:///project/c.py"}, "position": {"line": 1, "character": cursor}});
+    let list = c.call("textDocument/completion", at, STEP);
+    let edit = &list["items"][0]["textEdit"];
+    assert_eq!(edit["newText"], "price * count)", "{list}");
+    assert_eq!(
+        edit["range"],
+        json!({"start": {"line": 1, "character": cursor - 3}, "end": {"line": 1, "character": cursor + 1}}),
+        "{list}"
+    );
+    c.client.shutdown();
+}
+
+#[test]
+fn typing_the_start_of_the_suggestion_is_served_the_rest_without_a_generation() {
+    let generator = ScriptedGenerator::always(Script::answer("price * count"));
+    let mut c = session(&generator, json!({}));
+    let (line, character) = shop(&mut c);
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character, STEP)), "price * count");
+    type_at(&mut c, 2, line, character, "pri");
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character + 3, STEP)), "ce * count");
+    type_at(&mut c, 3, line, character + 3, "ce *");
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character + 7, STEP)), " count");
+    assert_eq!(generator.runs().len(), 1, "typed-through needs no generation");
+
+    // Typing something else asks the model again.
+    type_at(&mut c, 4, line, character + 7, " 2");
+    c.inline_completion(URI, line, character + 9, STEP);
+    assert_eq!(generator.runs().len(), 2);
+    c.client.shutdown();
+}
+
+#[test]
+fn the_same_prompt_is_served_from_the_cache_until_a_setting_that_shapes_it_changes() {
+    let generator = ScriptedGenerator::always(Script::answer("price * count"));
+    let mut c = session(&generator, json!({}));
+    let (line, character) = shop(&mut c);
+    // Two places, so the second ask at the first is the cache's, not typed-through's.
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character, STEP)), "price * count");
+    c.inline_completion(URI, 0, "def checkout(".len() as u32, STEP);
+    assert_eq!(generator.runs().len(), 2);
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character, STEP)), "price * count");
+    assert_eq!(generator.runs().len(), 2, "the same prompt again is the cache's");
+
+    for (n, setting) in [json!({"maxTokens": 20}), json!({"temperature": 0.5})].into_iter().enumerate() {
+        c.notify("workspace/didChangeConfiguration", json!({"settings": setting}));
+        assert_eq!(suggestion(&c.inline_completion(URI, line, character, STEP)), "price * count");
+        assert_eq!(generator.runs().len(), 3 + n, "after {setting} a new generation");
+    }
+    let runs = generator.runs();
+    let last = &runs.last().unwrap().request;
+    assert_eq!(last.sampling.temperature, 0.5);
+    assert!(last.max_new_tokens <= 20, "{}", last.max_new_tokens);
+    c.client.shutdown();
+}
+
+#[test]
+fn a_newer_request_cancels_the_older_one_unless_it_only_typed_on() {
+    // Slow answers: 20 pieces of 30 ms.
+    let generator = ScriptedGenerator::always(Script::per_char("price * count + tax_", Duration::from_millis(30)));
+    let mut c = session(&generator, json!({"latencyBudgetMs": 5000}));
+    let (line, character) = shop(&mut c);
+
+    // A request elsewhere replaces the first: its generation is cancelled
+    // and it is answered empty at once.
+    let first = c.ask_inline(URI, line, character);
+    wait_runs(&generator, "the first generation", |runs| runs.len() == 1);
+    let asked = Instant::now();
+    let second = c.ask_inline(URI, 0, "def checkout(".len() as u32);
+    assert!(items(&c.response(first, STEP)).is_empty());
+    assert!(asked.elapsed() < Duration::from_millis(400), "the older request waited {:?}", asked.elapsed());
+    c.response(second, STEP);
+    assert_eq!(stops(&generator)[0], Some(StopReason::Cancelled));
+
+    // Typing what is being written lets the older generation finish, and
+    // its answer serves the newer request.
+    let older = c.ask_inline(URI, line, character);
+    wait_runs(&generator, "the third generation", |runs| runs.len() == 3);
+    type_at(&mut c, 2, line, character, "p");
+    let newer = c.ask_inline(URI, line, character + 1);
+    assert!(items(&c.response(older, STEP)).is_empty(), "the editor moved on");
+    assert_eq!(suggestion(&c.response(newer, STEP)), "rice * count + tax_");
+    // The newer request's own job waited behind the older generation and
+    // was cancelled before it ran: the older one's answer served it.
+    wait_runs(&generator, "the newer job's end", |runs| runs.len() == 4 && runs[3].is_some());
+    assert_eq!(stops(&generator)[2..], [Some(StopReason::Eos), Some(StopReason::Cancelled)]);
+    c.client.shutdown();
+}
+
+#[test]
+fn a_generation_past_the_budget_is_answered_empty_in_time_and_serves_the_next_request() {
+    let generator = ScriptedGenerator::always(Script::answer("price * count").after(Duration::from_millis(700)));
+    let mut c = session(&generator, json!({"latencyBudgetMs": 200}));
+    let (line, character) = shop(&mut c);
+    let asked = Instant::now();
+    let answer = c.inline_completion(URI, line, character, STEP);
+    let waited = asked.elapsed();
+    assert!(items(&answer).is_empty(), "{answer}");
+    assert!(waited < Duration::from_millis(600), "answered after {waited:?}, past the budget");
+    let warming = c.wait_for(STEP, "cria/status warming", |m| m["method"] == "cria/status" && m["params"]["state"] == "warming");
+    assert_eq!(warming["params"]["warming"]["uri"], URI, "{warming}");
+
+    // The generation goes on; when it lands, the status says `ready` and
+    // the editor's next request gets the answer at once.
+    c.wait_for(STEP, "cria/status ready", |m| m["method"] == "cria/status" && m["params"]["state"] == "ready");
+    assert_eq!(stops(&generator), [Some(StopReason::Eos)]);
+    let asked = Instant::now();
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character, STEP)), "price * count");
+    assert!(asked.elapsed() < Duration::from_millis(500), "the re-ask took {:?}", asked.elapsed());
+    assert_eq!(generator.runs().len(), 1);
+    c.client.shutdown();
+}
+
+#[test]
+fn a_backend_that_never_answers_is_cut_off_by_the_backstop_with_an_error_status() {
+    // A remote-like backend that ignores the deadline: only the server's
+    // timeout around the wait answers the editor.
+    let generator =
+        ScriptedGenerator::always(Script::answer("price * count").after(Duration::from_secs(3)).ignoring_deadline()).as_remote();
+    let mut c = session(&generator, json!({"latencyBudgetMs": 150}));
+    let (line, character) = shop(&mut c);
+    let asked = Instant::now();
+    let answer = c.inline_completion(URI, line, character, STEP);
+    assert!(items(&answer).is_empty(), "{answer}");
+    assert!(asked.elapsed() < Duration::from_millis(600), "answered after {:?}", asked.elapsed());
+    let error = c.wait_for(STEP, "cria/status error", |m| m["method"] == "cria/status" && m["params"]["state"] == "error");
+    assert!(error["params"]["message"].as_str().unwrap().contains("latency budget"), "{error}");
+    c.client.shutdown();
+}
+
+#[test]
+fn settings_changes_reach_the_requests_and_bad_values_are_refused() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let generator = ScriptedGenerator::new(move |request| {
+        record.lock().unwrap().push(request.max_new_tokens);
+        Script::answer("price * count")
+    });
+    let mut c = session(&generator, json!({"maxTokens": 30}));
+    let (line, character) = shop(&mut c);
+    c.inline_completion(URI, line, character, STEP);
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"maxTokens": 12}}));
+    type_at(&mut c, 2, line, character, "1");
+    c.inline_completion(URI, line, character + 1, STEP);
+    // A bad value is shown to the user and changes nothing.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"maxTokens": "many"}}));
+    let shown = c.wait_for(STEP, "window/showMessage", |m| m["method"] == "window/showMessage");
+    assert!(shown["params"]["message"].as_str().unwrap().contains("maxTokens"), "{shown}");
+    type_at(&mut c, 3, line, character + 1, "2");
+    c.inline_completion(URI, line, character + 2, STEP);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[0] <= 30 && seen[0] > 12, "{seen:?}");
+    assert!(seen[1] <= 12, "{seen:?}");
+    assert_eq!(seen[2], seen[1], "{seen:?}");
+    // A language switched off gets no suggestions and no generation.
+    c.notify("workspace/didChangeConfiguration", json!({"settings": {"enabledLanguages": {"*": true, "python": false}}}));
+    assert!(items(&c.inline_completion(URI, line, character + 2, STEP)).is_empty());
+    assert_eq!(generator.runs().len(), 3);
+    c.client.shutdown();
+}
