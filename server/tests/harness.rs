@@ -231,6 +231,26 @@ fn a_newer_request_cancels_the_older_one_unless_it_only_typed_on() {
 }
 
 #[test]
+fn a_lingering_multi_line_generation_ends_with_the_line_being_typed() {
+    // Slow answers of two lines: 35 pieces of 30 ms.
+    let generator = ScriptedGenerator::always(Script::per_char("total = price * count\n    return total", Duration::from_millis(30)));
+    let mut c = session(&generator, json!({"latencyBudgetMs": 5000}));
+    c.open(URI, "python", "def checkout(price, count):\n    ");
+    // An empty line in a body asks for several lines; typing its first
+    // character asks for one line, so the older generation is wanted only
+    // up to that line's end.
+    let older = c.ask_inline(URI, 1, 4);
+    wait_runs(&generator, "the first generation", |runs| runs.len() == 1);
+    type_at(&mut c, 2, 1, 4, "t");
+    let newer = c.ask_inline(URI, 1, 5);
+    assert!(items(&c.response(older, STEP)).is_empty(), "the editor moved on");
+    assert_eq!(suggestion(&c.response(newer, STEP)), "otal = price * count");
+    wait_runs(&generator, "the first generation's end", |runs| runs[0].is_some());
+    assert_eq!(stops(&generator)[0], Some(StopReason::Enough), "it wrote on past the line being typed");
+    c.client.shutdown();
+}
+
+#[test]
 fn a_generation_past_the_budget_is_answered_empty_in_time_and_serves_the_next_request() {
     let generator = ScriptedGenerator::always(Script::answer("price * count").after(Duration::from_millis(700)));
     let mut c = session(&generator, json!({"latencyBudgetMs": 200}));

@@ -284,6 +284,11 @@ fn play(job: &Job) -> Completion {
         }
         if let Some(written) = &job.written {
             written.push(new);
+            // As the engine: a newer request typing on wanted only this line.
+            if written.has_the_wanted_line() {
+                completion.text = text;
+                return finish(completion, StopReason::Enough, Some(prefill_done));
+            }
         }
     }
     completion.text = text;
