@@ -216,6 +216,9 @@ pub struct Engine {
     speculation_stats: SpeculationStats,
     /// When each slot was last used (a counter), for choosing which to reuse.
     last_used: Vec<u64>,
+    /// Per slot, how many of the tokens it holds its last job generated
+    /// (the rest were prompt): generated tokens are cheap to lose.
+    generated: Vec<usize>,
     /// Ticks of `last_used`.
     clock: u64,
     /// Prompt tokens per second measured on recent prefill chunks (0 until
@@ -345,6 +348,7 @@ impl Engine {
             device: options.device,
             speculation_stats: SpeculationStats::default(),
             last_used: vec![0],
+            generated: vec![0],
             clock: 0,
             prefill_rate: 0.0,
         };
@@ -381,6 +385,7 @@ impl Engine {
             self.caches.push(self.model.new_cache(capacity)?);
         }
         self.last_used.resize(self.caches.len(), 0);
+        self.generated.resize(self.caches.len(), 0);
         Ok(())
     }
 
@@ -433,8 +438,13 @@ impl Engine {
         let infos: Vec<SlotInfo> = self
             .caches
             .iter()
-            .zip(&self.last_used)
-            .map(|(c, &last_used)| SlotInfo { common: c.common_prefix(prompt), len: c.len(), last_used })
+            .zip(self.last_used.iter().zip(&self.generated))
+            .map(|(c, (&last_used, &generated))| SlotInfo {
+                common: c.common_prefix(prompt),
+                len: c.len(),
+                generated: generated.min(c.len()),
+                last_used,
+            })
             .collect();
         let slot = choose_slot(&infos, prompt.len(), beside);
         let (donor, shared) = infos.iter().enumerate().map(|(i, s)| (i, s.common)).max_by_key(|&(_, c)| c).unwrap_or((slot, 0));
@@ -447,6 +457,7 @@ impl Engine {
                 (&mut b[0], &a[donor])
             };
             let copied = to.copy_prefix_from(from, shared);
+            self.generated[slot] = 0;
             tracing::debug!(slot, donor, copied, "KV prefix copied from another slot");
         }
         slot
@@ -472,10 +483,13 @@ impl Engine {
         if let Some(used) = self.last_used.get_mut(slot) {
             *used = self.clock;
         }
-        let Self { model, tokenizer, caches, pool, speculative, speculation_stats, prefill_rate, .. } = self;
+        let Self { model, tokenizer, caches, pool, speculative, speculation_stats, prefill_rate, generated, .. } = self;
         let cache = caches.get_mut(slot).ok_or(EngineError::NoSuchSlot { slot, slots })?;
         let speculative = *speculative;
-        pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, prefill_rate, slot, request, control, on_text))
+        let ran =
+            pool.install(|| run(model, tokenizer, cache, speculative, speculation_stats, prefill_rate, slot, request, control, on_text));
+        generated[slot] = cache.len().saturating_sub(request.prompt.len());
+        ran
     }
 
     /// Number of KV cache slots.
@@ -571,15 +585,22 @@ pub struct SlotInfo {
     pub common: usize,
     /// Tokens the slot holds.
     pub len: usize,
+    /// How many of them its last job generated (the others were prompt).
+    pub generated: usize,
     /// When it was last used (larger is more recent).
     pub last_used: u64,
 }
 
 /// Picks the slot for a prompt of `prompt_len` tokens: the one sharing the
 /// longest start with it, if that covers at least half the prompt or all of
-/// what the slot holds (typing on, or a warmed prefix being extended); else
+/// what the slot holds (typing on, or a warmed prefix being extended), and
+/// reusing it would not throw away more prompt tokens than it keeps; else
 /// an empty slot, else the least recently used one (another document, or a
 /// far part of the same one, gets its own slot and the others stay warm).
+/// The second condition keeps a warm-up's progress from a quick prompt
+/// that shares only its first tokens (`<|fim_prefix|>` and the imports):
+/// reusing that slot would cut 300 warmed tokens back to 49; in another
+/// slot the 49 are copied over and the warm-up goes on where it was.
 ///
 /// With `beside` (see [`SlotChoice::Beside`]) a slot is reused only if all
 /// it holds is a start of the prompt (the job itself, resumed after giving
@@ -598,7 +619,8 @@ pub fn choose_slot(slots: &[SlotInfo], prompt_len: usize, beside: bool) -> usize
     }
     let best = slots.iter().enumerate().max_by_key(|(_, s)| (s.common, s.last_used)).map(|(i, _)| i).unwrap_or(0);
     let Some(b) = slots.get(best) else { return 0 };
-    if b.common > 0 && (b.common as f32 >= prompt_len as f32 * REUSE_SHARE || b.common == b.len) {
+    let prompt_thrown_away = b.len.saturating_sub(b.generated).saturating_sub(b.common);
+    if b.common > 0 && (b.common == b.len || (b.common as f32 >= prompt_len as f32 * REUSE_SHARE && prompt_thrown_away <= b.common)) {
         return best;
     }
     if let Some(empty) = slots.iter().position(|s| s.len == 0) {
@@ -886,7 +908,24 @@ mod tests {
     }
 
     fn slot(common: usize, len: usize, last_used: u64) -> SlotInfo {
-        SlotInfo { common, len, last_used }
+        SlotInfo { common, len, generated: 0, last_used }
+    }
+
+    #[test]
+    fn a_quick_prompt_leaves_a_warm_up_in_progress_alone() {
+        // Slot 0 holds 300 warmed tokens of the full prompt; a 65-token quick
+        // prompt shares its first 49 (the file's head).
+        let slots = [slot(49, 300, 9), slot(0, 0, 0)];
+        assert_eq!(choose_slot(&slots, 65, false), 1, "a free slot: the 49 are copied, the 251 others kept");
+        let full = [slot(49, 300, 9), slot(0, 900, 3), slot(0, 500, 4)];
+        assert_eq!(choose_slot(&full, 65, false), 1, "else the least recently used other slot");
+        // Typing on in the quick prompt's own slot: what it generated last
+        // time is no loss, so the slot is reused.
+        let typing = [slot(64, 65 + 33, 9), slot(49, 300, 8)];
+        assert_eq!(choose_slot(&[SlotInfo { generated: 33, ..typing[0] }, typing[1]], 66, false), 0);
+        // A short prompt that once generated a long answer: still its slot.
+        let long_answer = SlotInfo { common: 64, len: 65 + 120, generated: 120, last_used: 9 };
+        assert_eq!(choose_slot(&[long_answer, slot(0, 0, 0)], 66, false), 0);
     }
 
     #[test]
