@@ -186,6 +186,7 @@ fn bytes_of(tokenizer: &Tokenizer, tokens: &[u32]) -> Vec<u8> {
 fn healing_splices_exactly_at_random_cursors_in_real_code() {
     let sources = sources();
     let mut healed_cases = 0;
+    let mut indentation_cases = 0;
     let mut cases = 0;
     for (vocab_name, tokenizer) in tokenizers() {
         let template = FimTemplate::infer(&tokenizer);
@@ -220,7 +221,16 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
 
                 // The prompt side: the healed tokens were taken out, nothing else.
                 let k = healed.healed_tokens;
-                if k == plain.tokens.len() {
+                let line_head = &prefix[prefix.rfind(['\n', '\r']).map_or(0, |i| i + 1)..];
+                let indentation = !line_head.is_empty() && line_head.bytes().all(|b| b == b' ' || b == b'\t');
+                if after_middle && indentation {
+                    // Indentation after the middle marker is split as before
+                    // code, the rest of it healed: the same text either way.
+                    let mut spliced = bytes_of(&tokenizer, &healed.tokens);
+                    spliced.extend_from_slice(healed.healed_text.as_bytes());
+                    assert_eq!(spliced, bytes_of(&tokenizer, &plain.tokens), "{case}");
+                    indentation_cases += 1;
+                } else if k == plain.tokens.len() {
                     // All the text was healed (a prompt-only template at the
                     // file's first word): the prompt is the start token alone.
                     assert_eq!(healed.tokens.len(), 1, "{case}");
@@ -285,6 +295,7 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
     }
     // Healing must actually happen on most cursors inside lines.
     assert!(healed_cases * 10 >= cases * 8, "only {healed_cases} of {cases} cursors were healed");
+    assert!(indentation_cases > 0, "no cursor after a line's indentation was tried");
 }
 
 /// On a real model (SmolLM2): a prompt ending inside a word is healed, the
@@ -330,4 +341,38 @@ fn healed_generation_continues_the_word_with_and_without_speculation() {
     assert!(written.starts_with(prompt.healed_text.as_bytes()), "{:?}", String::from_utf8_lossy(&written));
     assert_eq!(written[prompt.healed_text.len()..], *answers[0].text.as_bytes());
     assert!(format!("fibon{}", answers[0].text).starts_with("fibonacci("), "{:?}", answers[0].text);
+}
+
+/// A cursor after a line's indentation (after Enter): the prompt ends in
+/// the indentation's tokens as they are before code, and the model is left
+/// the rest. On Qwen's vocabulary sixteen spaces before code are fifteen
+/// and ` code`, so the prompt ends in the fifteen and the model must write
+/// one space first (a prompt ending in a sixteen-space token made the
+/// model write a space too many, or, healed whole, only spaces).
+#[test]
+fn indentation_before_code_is_split_as_before_code() {
+    let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&support::qwen()).unwrap()).unwrap();
+    let config = cria::models::builtin("qwen2.5-coder-0.5b-instruct").unwrap();
+    let template = FimTemplate::from_config(&config, None).unwrap();
+    let indent = " ".repeat(16);
+    let prefix = format!("class Packer:\n    def run(self):\n        if self.ready:\n{indent}");
+    let input = PromptInput {
+        prefix: &prefix,
+        suffix: "\n        return self\n",
+        context: &[],
+        line_comment: "#",
+        budget: 2048,
+        suffix_share: 0.3,
+        context_share: 0.0,
+        current_path: None,
+        cursor_line_after_middle: true,
+        middle_bytes: None,
+        heal: true,
+    };
+    let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
+    assert_eq!(prompt.healed_text, " ");
+    let last = *prompt.tokens.last().unwrap();
+    assert_eq!(tokenizer.token_bytes(last), " ".repeat(15).as_bytes(), "the prompt ends in the indentation as split before code");
+    let before_code = tokenizer.encode_continuation(&format!("{indent}archive")).unwrap();
+    assert_eq!(tokenizer.token_bytes(before_code[1]), b" archive", "the model's first token can be the word with its space");
 }

@@ -126,6 +126,7 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
     // marker; otherwise the prefix's tokens end the text before the cursor.
     let (healed_text, healed_tokens) = match (input.heal, middle_tokens.is_empty()) {
         (false, _) => (String::new(), 0),
+        (true, false) if ends_in_indentation(line_head) => heal_indentation(&mut middle_tokens, line_head, tokenizer)?,
         (true, false) => back_off_partial_token(&mut middle_tokens, line_head, tokenizer),
         (true, true) => back_off_partial_token(&mut prefix_tokens, prefix_text, tokenizer),
     };
@@ -197,6 +198,47 @@ fn back_off_partial_token(tokens: &mut Vec<u32>, text: &str, tokenizer: &Tokeniz
         }
         _ => (String::new(), 0),
     }
+}
+
+/// Whether the text's last line is indentation only (spaces, tabs): the
+/// cursor at the start of a line's code, as after Enter.
+fn ends_in_indentation(text: &str) -> bool {
+    let line = &text[text.rfind(['\n', '\r']).map_or(0, |i| i + 1)..];
+    !line.is_empty() && line.bytes().all(|b| b == b' ' || b == b'\t')
+}
+
+/// Token healing for text that ends in indentation (`text`'s tokens after
+/// the middle marker, `tokens`): its tokens become those the tokenizer
+/// gives the indentation when code follows it, and the rest of the
+/// indentation is left for the model to write. Byte-level BPE splits
+/// sixteen spaces before code as fifteen spaces and ` code`; a prompt
+/// that ends in a sixteen-space token puts the model where it never was in
+/// training (a word right after a whole indentation token), and it wrote a
+/// space too many, or healed with the whole run free, spaces on and on.
+/// Here the prompt ends in the fifteen, and the model must start with the
+/// space: ` archive_root`. When code does not merge with the indentation
+/// (tabs), nothing changes.
+fn heal_indentation(tokens: &mut Vec<u32>, text: &str, tokenizer: &Tokenizer) -> Result<(String, usize), EngineError> {
+    let before_code = tokenizer.encode_continuation(&format!("{text}x"))?;
+    let mut covered = 0;
+    let mut kept = Vec::new();
+    for token in before_code {
+        let bytes = tokenizer.token_bytes(token);
+        match text.as_bytes().get(covered..covered + bytes.len()) {
+            Some(piece) if !bytes.is_empty() && piece == bytes => {
+                kept.push(token);
+                covered += bytes.len();
+            }
+            _ => break,
+        }
+    }
+    if covered >= text.len() || !text.is_char_boundary(covered) {
+        return Ok((String::new(), 0));
+    }
+    let healed = text[covered..].to_string();
+    let taken = tokens.len().saturating_sub(kept.len()).max(1);
+    *tokens = kept;
+    Ok((healed, taken))
 }
 
 fn encode_context(
