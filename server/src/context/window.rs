@@ -259,7 +259,7 @@ mod tests {
                 assert_eq!(first_fitting(&points, from, |s| s >= limit), scan, "len {len} limit {limit}");
             }
             // Shorter ends fit: an end fits when it is below `limit`.
-            let scan = points.iter().copied().filter(|&e| e < limit).last();
+            let scan = points.iter().copied().rfind(|&e| e < limit);
             assert_eq!(last_fitting(&points, |e| e < limit), scan, "len {len} limit {limit}");
         }
     }
