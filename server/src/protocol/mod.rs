@@ -12,7 +12,6 @@ mod ext;
 mod progress;
 mod server;
 mod state;
-mod throttle;
 mod transport;
 
 pub use config::{ConfigProblem, ServerConfig, Setting, DEFAULT_LATENCY_BUDGET_MS, SETTINGS};

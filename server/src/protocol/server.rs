@@ -12,8 +12,8 @@ use tower_lsp_server::LanguageServer;
 use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
 use super::ext::ACCEPTED_COMMAND;
 use super::state::{SelectedItem, State, Suggestion};
-use super::throttle::Throttle;
 use crate::completion::Trigger;
+use crate::throttle::Throttle;
 
 /// The server object tower-lsp-server drives: the LSP handlers, over
 /// [`State`]. Not called `Backend` (tower-lsp's examples' name): in cria a
@@ -56,7 +56,7 @@ impl LspServer {
         if !known {
             return;
         }
-        let uri = super::transport::excerpt(params.uri.as_bytes());
+        let uri = crate::throttle::excerpt(params.uri.as_bytes());
         let text = format!(
             "cria: a change to {uri} was refused ({}); no suggestions in it until the editor sends its whole text (reopen the file)",
             params.reason
@@ -75,7 +75,7 @@ impl LspServer {
             Some(doc) => doc.is_stale(),
             None => {
                 if let Some(suppressed) = CHANGE_PROBLEM.check() {
-                    tracing::warn!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions: the document is not open");
+                    tracing::warn!(suppressed, uri = %crate::throttle::excerpt(uri.as_bytes()), "no suggestions: the document is not open");
                 }
                 return false;
             }
@@ -91,7 +91,7 @@ impl LspServer {
 /// ignores edits because a change to it was refused.
 fn note_stale(uri: &str) {
     if let Some(suppressed) = STALE_REQUEST.check() {
-        tracing::info!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions and edits ignored: a change to the document was refused; waiting for its whole text");
+        tracing::info!(suppressed, uri = %crate::throttle::excerpt(uri.as_bytes()), "no suggestions and edits ignored: a change to the document was refused; waiting for its whole text");
     }
 }
 
@@ -213,7 +213,7 @@ impl LanguageServer for LspServer {
             }
             Err(e) => {
                 if let Some(suppressed) = CHANGE_PROBLEM.check() {
-                    tracing::warn!(suppressed, "didChange: {}", super::transport::excerpt(e.to_string().as_bytes()));
+                    tracing::warn!(suppressed, "didChange: {}", crate::throttle::excerpt(e.to_string().as_bytes()));
                 }
             }
         }
@@ -224,7 +224,7 @@ impl LanguageServer for LspServer {
         self.state.cancel_pending(uri);
         if let Err(e) = self.state.documents().close(uri) {
             if let Some(suppressed) = CHANGE_PROBLEM.check() {
-                tracing::warn!(suppressed, "didClose: {}", super::transport::excerpt(e.to_string().as_bytes()));
+                tracing::warn!(suppressed, "didClose: {}", crate::throttle::excerpt(e.to_string().as_bytes()));
             }
         }
     }

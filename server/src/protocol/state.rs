@@ -32,8 +32,8 @@ use crate::engine::{CancelFlag, Completion, EngineOptions, GenerationRequest, Jo
 use crate::models::CriaHome;
 use crate::prompt::ContextChunk;
 
-static PROMPT_PROBLEM: super::throttle::Throttle = super::throttle::Throttle::new();
-static GENERATION_PROBLEM: super::throttle::Throttle = super::throttle::Throttle::new();
+static PROMPT_PROBLEM: crate::throttle::Throttle = crate::throttle::Throttle::new();
+static GENERATION_PROBLEM: crate::throttle::Throttle = crate::throttle::Throttle::new();
 
 /// The least time a late answer (its prefill outlived the latency budget)
 /// may spend generating: it goes to the cache for the editor's re-ask.
@@ -578,7 +578,7 @@ impl State {
             Ok(s) => s,
             Err(e) => {
                 if let Some(suppressed) = PROMPT_PROBLEM.check() {
-                    tracing::warn!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "completion: {e}");
+                    tracing::warn!(suppressed, uri = %crate::throttle::excerpt(uri.as_bytes()), "completion: {e}");
                 }
                 return None;
             }
