@@ -11,8 +11,8 @@ use tower_lsp_server::LanguageServer;
 
 use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
 use super::ext::ACCEPTED_COMMAND;
-use super::state::{SelectedItem, State, Suggestion};
-use crate::completion::Trigger;
+use super::state::State;
+use crate::completion::{SelectedItem, Suggestion, Trigger};
 use crate::throttle::Throttle;
 
 /// The server object tower-lsp-server drives: the LSP handlers, over
@@ -45,7 +45,7 @@ impl LspServer {
     /// `cria/prefetch`: the cursor is here; warm its prompt in the background.
     pub async fn prefetch(&self, params: super::ext::PrefetchParams) {
         let position = crate::documents::Position { line: params.position.line, character: params.position.character };
-        self.state.prefetch(&params.text_document.uri, position);
+        self.state.session.prefetch(&params.text_document.uri, position);
     }
 
     /// A `didChange` the transport refused (its ranges are not ranges):
@@ -183,7 +183,7 @@ impl LanguageServer for LspServer {
         let item = params.text_document;
         let language = language_id(&item.language_id);
         self.state.documents().open(item.uri.0.as_str(), &language, item.version, &item.text);
-        self.state.document_activity(item.uri.0.as_str());
+        self.state.session.document_activity(item.uri.0.as_str());
     }
 
     async fn did_change(&self, params: lsp::DidChangeTextDocumentParams) {
@@ -204,12 +204,12 @@ impl LanguageServer for LspServer {
                 // are remembered (per-document state never outgrows the
                 // documents).
                 if let Some(range) = changes.iter().find_map(|c| c.range) {
-                    self.state.record_edit(&uri, range.start.line as usize);
+                    self.state.session.record_edit(&uri, range.start.line as usize);
                 }
                 if let Some(end) = changes.last().and_then(|c| c.range.map(|r| end_after_insert(r.start, &c.text, encoding))) {
-                    self.state.record_edit_end(&uri, end);
+                    self.state.session.record_edit_end(&uri, end);
                 }
-                self.state.document_activity(&uri);
+                self.state.session.document_activity(&uri);
             }
             Err(e) => {
                 if let Some(suppressed) = CHANGE_PROBLEM.check() {
@@ -221,7 +221,7 @@ impl LanguageServer for LspServer {
 
     async fn did_close(&self, params: lsp::DidCloseTextDocumentParams) {
         let uri = params.text_document.uri.0.as_str();
-        self.state.cancel_pending(uri);
+        self.state.session.forget(uri);
         if let Err(e) = self.state.documents().close(uri) {
             if let Some(suppressed) = CHANGE_PROBLEM.check() {
                 tracing::warn!(suppressed, "didClose: {}", crate::throttle::excerpt(e.to_string().as_bytes()));
@@ -249,7 +249,8 @@ impl LanguageServer for LspServer {
             lsp::InlineCompletionTriggerKind::Invoked => Trigger::Invoked,
             _ => Trigger::Automatic,
         };
-        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), selected, trigger).await } else { None };
+        let suggestion =
+            if self.can_suggest(uri) { self.state.session.suggest(uri, position(at.position), selected, trigger).await } else { None };
         // Always a list object and always a range (the cursor's, when nothing
         // after it is replaced): both are optional in LSP, but lsp-mode
         // (Emacs) fails on a bare empty array and on an item without one.
@@ -264,8 +265,11 @@ impl LanguageServer for LspServer {
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position_params;
         let uri = at.text_document.uri.0.as_str();
-        let suggestion =
-            if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), None, Trigger::Automatic).await } else { None };
+        let suggestion = if self.can_suggest(uri) {
+            self.state.session.suggest(uri, position(at.position), None, Trigger::Automatic).await
+        } else {
+            None
+        };
         let items = suggestion.map(|s| vec![completion_item(&s)]).unwrap_or_default();
         Ok(Some(lsp::CompletionResponse::CompletionList(lsp::CompletionList {
             is_incomplete: true,
@@ -280,7 +284,7 @@ impl LanguageServer for LspServer {
             tracing::info!("suggestion accepted");
             let uri = params.arguments.as_ref().and_then(|a| a.first()).and_then(|a| a.get("uri")).and_then(|u| u.as_str());
             if let Some(uri) = uri {
-                self.state.speculate_after_accept(uri);
+                self.state.session.speculate_after_accept(uri);
             }
             return Ok(None);
         }
