@@ -324,7 +324,7 @@ impl State {
 /// settings and model as of a request, and its events as `cria/status`.
 impl Host for State {
     fn documents(&self) -> MutexGuard<'_, DocumentStore> {
-        lock(&self.documents)
+        State::documents(self)
     }
 
     fn setup(&self, language_id: &str) -> Option<Setup> {
