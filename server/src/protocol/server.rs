@@ -1,5 +1,7 @@
 //! The `LanguageServer` implementation: thin handlers that convert LSP
-//! parameters, call into [`State`], and convert the answer back.
+//! parameters, call into [`State`] or its completion session
+//! (`completion::Session`: suggestions, prefetches, what edits and accepts
+//! tell it), and convert the answer back.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
