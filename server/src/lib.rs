@@ -14,4 +14,5 @@ pub mod prompt;
 pub mod protocol;
 pub mod remote;
 pub mod serve;
+mod throttle;
 pub mod workspace;

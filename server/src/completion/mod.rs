@@ -1,7 +1,9 @@
 //! The pipeline from a cursor to a suggestion, shared by the CLI and the
 //! language server: find and start the model, then turn cursor text into an
 //! engine request (context → prompt → engine) and its answer into what is
-//! shown ([`pipeline`]).
+//! shown ([`pipeline`]); for a front end that stays up, an editor session's
+//! requests keystroke by keystroke, with their caches, scheduling, warm-ups
+//! and deadline ([`session`]).
 //!
 //! Starting a model resolves its file, spawns the engine thread, waits for the
 //! load, checks the config's special tokens against the real vocabulary and
@@ -14,8 +16,11 @@ pub mod anchor;
 mod cache;
 mod generator;
 pub mod pipeline;
+mod placement;
+mod request;
 mod scheduler;
 mod scripted;
+pub mod session;
 pub mod warm;
 
 pub use cache::{Shown, SuggestionLru, TypedThrough};
@@ -24,7 +29,10 @@ pub use pipeline::{
     mode_at, Ablation, Trigger, BuiltPrompt, CursorPlace, Pipeline, PromptSize, SuggestionSettings, DEFAULT_CONTEXT_SHARE,
     DEFAULT_MAX_SUFFIX_TOKENS, DEFAULT_MAX_TOKENS, DEFAULT_PROMPT_TOKENS, DEFAULT_SUFFIX_SHARE,
 };
+pub use placement::{SelectedItem, Suggestion};
+pub use request::Setup;
 pub use scheduler::{Scheduler, Superseded, Ticket};
+pub use session::{Event, Generated, Host, Session};
 pub use scripted::{Script, ScriptedGenerator, ScriptedRun};
 pub use warm::{plan_prompt, PromptPlan};
 
@@ -336,5 +344,42 @@ impl Model {
             healed_text: prompt.healed_text.clone(),
         };
         Ok((request, prompt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The language server's glue is a front end of this module, never a
+    /// part of it: no file here names `protocol`, an LSP type or JSON. And
+    /// the session's parts import one way: the session uses a request and
+    /// its placement, never the other way round.
+    #[test]
+    fn no_protocol_here_and_the_session_imports_one_way() {
+        let files = [
+            ("anchor.rs", include_str!("anchor.rs")),
+            ("cache.rs", include_str!("cache.rs")),
+            ("generator.rs", include_str!("generator.rs")),
+            ("mod.rs", include_str!("mod.rs")),
+            ("pipeline.rs", include_str!("pipeline.rs")),
+            ("placement.rs", include_str!("placement.rs")),
+            ("request.rs", include_str!("request.rs")),
+            ("scheduler.rs", include_str!("scheduler.rs")),
+            ("scripted.rs", include_str!("scripted.rs")),
+            ("session.rs", include_str!("session.rs")),
+            ("warm.rs", include_str!("warm.rs")),
+        ];
+        for (file, source) in files {
+            for forbidden in [concat!("crate::", "protocol"), concat!("tower_", "lsp"), concat!("serde_", "json")] {
+                assert!(!source.contains(forbidden), "{file} uses {forbidden}");
+            }
+        }
+        let one_way = [
+            ("placement.rs", include_str!("placement.rs"), "request::"),
+            ("placement.rs", include_str!("placement.rs"), "session::"),
+            ("request.rs", include_str!("request.rs"), "session::"),
+        ];
+        for (file, source, forbidden) in one_way {
+            assert!(!source.contains(forbidden), "{file} uses {forbidden}");
+        }
     }
 }

@@ -12,7 +12,6 @@ mod ext;
 mod progress;
 mod server;
 mod state;
-mod throttle;
 mod transport;
 
 pub use config::{ConfigProblem, ServerConfig, Setting, DEFAULT_LATENCY_BUDGET_MS, SETTINGS};
@@ -69,11 +68,7 @@ where
     let shutdown_requested = Arc::new(AtomicBool::new(false));
     let flag = shutdown_requested.clone();
     let (service, socket) = LspService::build(move |client| {
-        let state = match generator {
-            Some(generator) => state::State::with_generator(client, config, log_control, generator),
-            None => state::State::new(client, config, log_control),
-        };
-        server::LspServer { state: Arc::new(state), shutdown_requested: flag }
+        server::LspServer { state: state::State::new(client, config, log_control, generator), shutdown_requested: flag }
     })
     .custom_method(ext::DOCUMENT_TEXT_METHOD, server::LspServer::document_text)
     .custom_method(ext::PREFETCH_METHOD, server::LspServer::prefetch)

@@ -1,5 +1,7 @@
 //! The `LanguageServer` implementation: thin handlers that convert LSP
-//! parameters, call into [`State`], and convert the answer back.
+//! parameters, call into [`State`] or its completion session
+//! (`completion::Session`: suggestions, prefetches, what edits and accepts
+//! tell it), and convert the answer back.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,9 +13,9 @@ use tower_lsp_server::LanguageServer;
 
 use super::convert::{encoding_kind, language_id, negotiate_encoding, position, text_change, to_lsp_position};
 use super::ext::ACCEPTED_COMMAND;
-use super::state::{SelectedItem, State, Suggestion};
-use super::throttle::Throttle;
-use crate::completion::Trigger;
+use super::state::State;
+use crate::completion::{SelectedItem, Suggestion, Trigger};
+use crate::throttle::Throttle;
 
 /// The server object tower-lsp-server drives: the LSP handlers, over
 /// [`State`]. Not called `Backend` (tower-lsp's examples' name): in cria a
@@ -45,7 +47,7 @@ impl LspServer {
     /// `cria/prefetch`: the cursor is here; warm its prompt in the background.
     pub async fn prefetch(&self, params: super::ext::PrefetchParams) {
         let position = crate::documents::Position { line: params.position.line, character: params.position.character };
-        self.state.prefetch(&params.text_document.uri, position);
+        self.state.session.prefetch(&params.text_document.uri, position);
     }
 
     /// A `didChange` the transport refused (its ranges are not ranges):
@@ -56,7 +58,7 @@ impl LspServer {
         if !known {
             return;
         }
-        let uri = super::transport::excerpt(params.uri.as_bytes());
+        let uri = crate::throttle::excerpt(params.uri.as_bytes());
         let text = format!(
             "cria: a change to {uri} was refused ({}); no suggestions in it until the editor sends its whole text (reopen the file)",
             params.reason
@@ -75,7 +77,7 @@ impl LspServer {
             Some(doc) => doc.is_stale(),
             None => {
                 if let Some(suppressed) = CHANGE_PROBLEM.check() {
-                    tracing::warn!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions: the document is not open");
+                    tracing::warn!(suppressed, uri = %crate::throttle::excerpt(uri.as_bytes()), "no suggestions: the document is not open");
                 }
                 return false;
             }
@@ -91,7 +93,7 @@ impl LspServer {
 /// ignores edits because a change to it was refused.
 fn note_stale(uri: &str) {
     if let Some(suppressed) = STALE_REQUEST.check() {
-        tracing::info!(suppressed, uri = %super::transport::excerpt(uri.as_bytes()), "no suggestions and edits ignored: a change to the document was refused; waiting for its whole text");
+        tracing::info!(suppressed, uri = %crate::throttle::excerpt(uri.as_bytes()), "no suggestions and edits ignored: a change to the document was refused; waiting for its whole text");
     }
 }
 
@@ -183,7 +185,7 @@ impl LanguageServer for LspServer {
         let item = params.text_document;
         let language = language_id(&item.language_id);
         self.state.documents().open(item.uri.0.as_str(), &language, item.version, &item.text);
-        self.state.document_activity(item.uri.0.as_str());
+        self.state.session.document_activity(item.uri.0.as_str());
     }
 
     async fn did_change(&self, params: lsp::DidChangeTextDocumentParams) {
@@ -204,16 +206,16 @@ impl LanguageServer for LspServer {
                 // are remembered (per-document state never outgrows the
                 // documents).
                 if let Some(range) = changes.iter().find_map(|c| c.range) {
-                    self.state.record_edit(&uri, range.start.line as usize);
+                    self.state.session.record_edit(&uri, range.start.line as usize);
                 }
                 if let Some(end) = changes.last().and_then(|c| c.range.map(|r| end_after_insert(r.start, &c.text, encoding))) {
-                    self.state.record_edit_end(&uri, end);
+                    self.state.session.record_edit_end(&uri, end);
                 }
-                self.state.document_activity(&uri);
+                self.state.session.document_activity(&uri);
             }
             Err(e) => {
                 if let Some(suppressed) = CHANGE_PROBLEM.check() {
-                    tracing::warn!(suppressed, "didChange: {}", super::transport::excerpt(e.to_string().as_bytes()));
+                    tracing::warn!(suppressed, "didChange: {}", crate::throttle::excerpt(e.to_string().as_bytes()));
                 }
             }
         }
@@ -221,10 +223,10 @@ impl LanguageServer for LspServer {
 
     async fn did_close(&self, params: lsp::DidCloseTextDocumentParams) {
         let uri = params.text_document.uri.0.as_str();
-        self.state.cancel_pending(uri);
+        self.state.session.forget(uri);
         if let Err(e) = self.state.documents().close(uri) {
             if let Some(suppressed) = CHANGE_PROBLEM.check() {
-                tracing::warn!(suppressed, "didClose: {}", super::transport::excerpt(e.to_string().as_bytes()));
+                tracing::warn!(suppressed, "didClose: {}", crate::throttle::excerpt(e.to_string().as_bytes()));
             }
         }
     }
@@ -249,7 +251,8 @@ impl LanguageServer for LspServer {
             lsp::InlineCompletionTriggerKind::Invoked => Trigger::Invoked,
             _ => Trigger::Automatic,
         };
-        let suggestion = if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), selected, trigger).await } else { None };
+        let suggestion =
+            if self.can_suggest(uri) { self.state.session.suggest(uri, position(at.position), selected, trigger).await } else { None };
         // Always a list object and always a range (the cursor's, when nothing
         // after it is replaced): both are optional in LSP, but lsp-mode
         // (Emacs) fails on a bare empty array and on an item without one.
@@ -264,8 +267,11 @@ impl LanguageServer for LspServer {
     async fn completion(&self, params: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>> {
         let at = params.text_document_position_params;
         let uri = at.text_document.uri.0.as_str();
-        let suggestion =
-            if self.can_suggest(uri) { self.state.suggest(uri, position(at.position), None, Trigger::Automatic).await } else { None };
+        let suggestion = if self.can_suggest(uri) {
+            self.state.session.suggest(uri, position(at.position), None, Trigger::Automatic).await
+        } else {
+            None
+        };
         let items = suggestion.map(|s| vec![completion_item(&s)]).unwrap_or_default();
         Ok(Some(lsp::CompletionResponse::CompletionList(lsp::CompletionList {
             is_incomplete: true,
@@ -280,7 +286,7 @@ impl LanguageServer for LspServer {
             tracing::info!("suggestion accepted");
             let uri = params.arguments.as_ref().and_then(|a| a.first()).and_then(|a| a.get("uri")).and_then(|u| u.as_str());
             if let Some(uri) = uri {
-                self.state.speculate_after_accept(uri);
+                self.state.session.speculate_after_accept(uri);
             }
             return Ok(None);
         }

@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::throttle::Throttle;
+use crate::throttle::{excerpt, Throttle};
 
 /// Larger bodies are skipped rather than buffered (64 MiB is far beyond any
 /// real document an editor sends).
@@ -373,16 +373,6 @@ fn single_change_problem(change: &Map<String, Value>) -> Option<String> {
         return Some(format!("has a range that is not a range of unsigned 32-bit positions: {}", excerpt(range.to_string().as_bytes())));
     }
     None
-}
-
-/// At most 120 characters of untrusted text, escaped, for a log line.
-pub(super) fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out: String = text.chars().take(120).flat_map(char::escape_debug).collect();
-    if text.chars().nth(120).is_some() {
-        out.push('…');
-    }
-    out
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {

@@ -192,9 +192,3 @@ fn good_changes_and_other_messages_pass() {
     // Without a document to mark, there is nothing to refuse.
     assert_eq!(refused_change(&json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {}})), None);
 }
-
-#[test]
-fn excerpts_are_bounded_and_escaped() {
-    assert_eq!(excerpt(b"a\nb\x1b[31m"), "a\\nb\\u{1b}[31m");
-    assert_eq!(excerpt("é".repeat(500).as_bytes()).chars().count(), 121);
-}

@@ -1,18 +1,21 @@
-//! Rate limits for log lines a client can cause once per message: a flood
-//! of bad messages must not become a flood of log (a client sending
-//! millions of malformed frames once wrote 200 MB of warnings).
+//! Bounds on the log a client can cause: rate limits for log lines it can
+//! cause once per message, and excerpts of its text. A flood of bad
+//! messages must not become a flood of log (a client sending millions of
+//! malformed frames once wrote 200 MB of warnings), nor one long string a
+//! long line.
 //!
 //! Each call site has its own static [`Throttle`]: at most [`BURST`] lines
 //! per [`WINDOW`]; the first line of the next window says how many were
-//! left out.
+//! left out. The language server's glue (`protocol`) and its keystroke
+//! path (`completion::session`) both log what a client sent.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Lines allowed per window.
-pub(super) const BURST: u32 = 10;
+pub(crate) const BURST: u32 = 10;
 /// The window.
-pub(super) const WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct Window {
@@ -23,16 +26,16 @@ struct Window {
 
 /// One call site's rate limit.
 #[derive(Debug)]
-pub(super) struct Throttle(Mutex<Option<Window>>);
+pub(crate) struct Throttle(Mutex<Option<Window>>);
 
 impl Throttle {
-    pub(super) const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self(Mutex::new(None))
     }
 
     /// `Some(n)` when this line may be logged (`n` lines were left out
     /// since the last one that was); `None` to leave it out.
-    pub(super) fn check(&self) -> Option<u64> {
+    pub(crate) fn check(&self) -> Option<u64> {
         self.check_at(Instant::now())
     }
 
@@ -53,6 +56,16 @@ impl Throttle {
     }
 }
 
+/// At most 120 characters of untrusted text, escaped, for a log line.
+pub(crate) fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out: String = text.chars().take(120).flat_map(char::escape_debug).collect();
+    if text.chars().nth(120).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +79,11 @@ mod tests {
         assert!(logged[..BURST as usize].iter().all(|l| *l == Some(0)));
         assert_eq!(throttle.check_at(t0 + WINDOW), Some(1000 - u64::from(BURST)));
         assert_eq!(throttle.check_at(t0 + WINDOW), Some(0));
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_escaped() {
+        assert_eq!(excerpt(b"a\nb\x1b[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(excerpt("é".repeat(500).as_bytes()).chars().count(), 121);
     }
 }
