@@ -8,6 +8,7 @@ pub mod completion;
 pub mod context;
 pub mod documents;
 pub mod engine;
+mod locks;
 pub mod models;
 pub mod postprocess;
 pub mod prompt;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::engine::{Completion, EngineError, GenerationRequest, JobOptions, StopReason, WrittenSoFar};
+use crate::locks::lock;
 
 /// How often a piece's wait looks at the cancellation flag and the deadline.
 const TICK: Duration = Duration::from_millis(2);
@@ -182,10 +183,6 @@ impl ScriptedGenerator {
         let _ = self.0.jobs.send(Job { index, request, script, late_budget, written, answer });
         receiver
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Why a wait ended early.

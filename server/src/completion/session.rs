@@ -34,6 +34,7 @@ use crate::context::{CompletionMode, Definition};
 use crate::documents::encoding::position_to_byte;
 use crate::documents::{DocumentSnapshot, DocumentStore, Position};
 use crate::engine::{CancelFlag, Completion, EngineHandle, GenerationRequest, JobOptions, Priority, SlotChoice, StopReason};
+use crate::locks::lock;
 use crate::prompt::ContextChunk;
 use crate::throttle::{excerpt, Throttle};
 
@@ -132,10 +133,6 @@ pub struct Session {
     prefetch_seq: AtomicU64,
     /// Held while a prefetch builds its prompt: one at a time.
     prefetch_turn: Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Session {

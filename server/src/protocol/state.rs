@@ -24,6 +24,7 @@ use super::ext::{Status, StatusNotification, WarmingStatus};
 use crate::completion::{resolve_model, start_backend, start_with_generator, Event, Generator, Host, Model, Session, Setup};
 use crate::documents::{DocumentLimits, DocumentStore, PositionEncoding};
 use crate::engine::EngineOptions;
+use crate::locks::lock;
 use crate::models::CriaHome;
 
 /// Changes the log filter at run time; given by the binary, which owns logging.
@@ -70,10 +71,6 @@ pub struct State {
     /// (the model-free tests' scripted generator); the model file is still
     /// read for its tokenizer.
     given_generator: Option<Generator>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl State {
