@@ -266,14 +266,13 @@ fn a_prefetch_flood_builds_only_the_newest_prompts() {
 /// Byte offset of an LSP position in `text`, clamped as the spec says.
 /// A Python file of 40 small functions and the head of a 41st, the cursor
 /// in its body (line, column 4), and what SmolLM2 answers there when asked
-/// alone (`maxTokens` 48: room for lines after the first, which
-/// post-processing cuts): the suggestion the typing tests type into.
-fn scale_functions_and_their_answer(home: &std::path::Path, uri: &str) -> (String, u32, String) {
+/// alone with `max_tokens`: the suggestion the typing tests type into.
+fn scale_functions_and_their_answer(home: &std::path::Path, uri: &str, max_tokens: u32) -> (String, u32, String) {
     let body: String = (0..40).map(|i| format!("def scale_{i}(x):\n    return x * {i}\n\n\n")).collect();
     let text = format!("{body}def scale_40(x):\n    ");
     let line = text.matches('\n').count() as u32;
     // The typing servers' budget: the same full prompt, never cut short.
-    let mut alone = ready_server(home, "smollm2-135m-instruct", json!({"maxTokens": 48, "latencyBudgetMs": 180000}));
+    let mut alone = ready_server(home, "smollm2-135m-instruct", json!({"maxTokens": max_tokens, "latencyBudgetMs": 180000}));
     alone.open(uri, "python", &text);
     let answer = alone.inline_completion(uri, line, 4, LONG);
     let expected = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
@@ -283,11 +282,11 @@ fn scale_functions_and_their_answer(home: &std::path::Path, uri: &str) -> (Strin
 
 /// A ready SmolLM2 server (the settings of `scale_functions_and_their_answer`,
 /// a budget no machine runs out of) whose info log goes to `home/log_name`.
-fn logging_smollm2_server(home: &std::path::Path, log_name: &str) -> (LspClient, std::path::PathBuf) {
+fn logging_smollm2_server(home: &std::path::Path, log_name: &str, max_tokens: u32) -> (LspClient, std::path::PathBuf) {
     let log = home.join(log_name);
     let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
     let mut c = LspClient::start_with_stderr(home, &[], &[("CRIA_LOG", "cria=info")], stderr);
-    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": 48}));
+    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": max_tokens}));
     assert_eq!(c.wait_model(LONG)["state"], "ready");
     (c, log)
 }
@@ -300,17 +299,22 @@ fn logging_smollm2_server(home: &std::path::Path, log_name: &str) -> (LspClient,
 fn a_late_answer_serves_the_request_that_typed_its_first_character() {
     let home = support::linked_home();
     let uri = "file:///work/along.py";
-    let (text, line, expected) = scale_functions_and_their_answer(home.path(), uri);
+    let (text, line, expected) = scale_functions_and_their_answer(home.path(), uri, 12);
     let first: String = expected.chars().take(1).collect();
     assert!(expected.chars().count() > 2, "a suggestion to type into: {expected:?}");
 
     // A fresh server: ask, then type the suggestion's first character and ask again at once.
-    let (mut c, log) = logging_smollm2_server(home.path(), "along.log");
+    let (mut c, log) = logging_smollm2_server(home.path(), "along.log", 12);
     c.open(uri, "python", &text);
     let older = c.request(
         "textDocument/inlineCompletion",
         json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": 4}, "context": {"triggerKind": 2}}),
     );
+    // As an editor sends keys (100 ms or more apart): the older request has
+    // looked at the document and sent its job before the key changes it.
+    // At once, the newer request's job could go first, and its own answer
+    // (SmolLM2 writes `␣return` after both four and five spaces) serve it.
+    std::thread::sleep(Duration::from_millis(30));
     change(&mut c, uri, 2, (line, 4, line, 4), &first);
     let newer = c.inline_completion(uri, line, 5, LONG);
     assert_eq!(c.response(older, LONG)["result"], json!({"items": []}), "the superseded request is answered empty");
@@ -325,13 +329,14 @@ fn a_late_answer_serves_the_request_that_typed_its_first_character() {
 fn a_generation_that_agrees_with_the_typing_runs_on_and_serves_the_newest_request() {
     let home = support::linked_home();
     let uri = "file:///work/typed.py";
-    let (text, line, expected) = scale_functions_and_their_answer(home.path(), uri);
+    // Room for lines after the first, which post-processing cuts.
+    let (text, line, expected) = scale_functions_and_their_answer(home.path(), uri, 48);
     let typed: Vec<char> = expected.chars().take(3).collect();
     assert!(expected.chars().count() > 4 && typed.iter().all(|c| c.is_ascii()), "a suggestion to type into: {expected:?}");
 
     // Ask, then type three characters of the suggestion, asking after each
     // one at once: the first request's generation agrees with all of them.
-    let (mut c, log) = logging_smollm2_server(home.path(), "typed.log");
+    let (mut c, log) = logging_smollm2_server(home.path(), "typed.log", 48);
     c.open(uri, "python", &text);
     let ask = |c: &mut LspClient, character: u32| {
         c.request(
