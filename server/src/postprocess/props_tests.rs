@@ -79,18 +79,10 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn language() -> impl Strategy<Value = Language> {
-    prop::sample::select(vec![
-        Language::Rust,
-        Language::Python,
-        Language::JavaScript,
-        Language::TypeScript,
-        Language::Tsx,
-        Language::Go,
-        Language::C,
-        Language::Cpp,
-        Language::Java,
-        Language::PlainText("yaml".to_owned()),
-    ])
+    // Every language of the registry, and plain text.
+    let mut languages = Language::ALL.to_vec();
+    languages.push(Language::PlainText("yaml".to_owned()));
+    prop::sample::select(languages)
 }
 
 proptest! {
