@@ -223,12 +223,17 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
                 let k = healed.healed_tokens;
                 let line_head = &prefix[prefix.rfind(['\n', '\r']).map_or(0, |i| i + 1)..];
                 let indentation = !line_head.is_empty() && line_head.bytes().all(|b| b == b' ' || b == b'\t');
-                if after_middle && indentation {
-                    // Indentation after the middle marker is split as before
-                    // code, the rest of it healed: the same text either way.
-                    let mut spliced = bytes_of(&tokenizer, &healed.tokens);
-                    spliced.extend_from_slice(healed.healed_text.as_bytes());
-                    assert_eq!(spliced, bytes_of(&tokenizer, &plain.tokens), "{case}");
+                if indentation {
+                    // Indentation (after the middle marker or at the end of
+                    // the prefix) is split as before code, the rest of it
+                    // healed: the same text either way.
+                    // The healed text is taken out where the prefix ends,
+                    // the end of the prompt or before the suffix.
+                    let (plain_bytes, healed_bytes) = (bytes_of(&tokenizer, &plain.tokens), bytes_of(&tokenizer, &healed.tokens));
+                    let same_start = plain_bytes.iter().zip(&healed_bytes).take_while(|(a, b)| a == b).count();
+                    let same_end = plain_bytes.iter().rev().zip(healed_bytes.iter().rev()).take_while(|(a, b)| a == b).count();
+                    assert_eq!(plain_bytes.len(), healed_bytes.len() + healed.healed_text.len(), "{case}");
+                    assert!(same_start + same_end >= healed_bytes.len(), "{case}: more than the healed text changed");
                     indentation_cases += 1;
                 } else if k == plain.tokens.len() {
                     // All the text was healed (a prompt-only template at the
@@ -375,4 +380,49 @@ fn indentation_before_code_is_split_as_before_code() {
     assert_eq!(tokenizer.token_bytes(last), " ".repeat(15).as_bytes(), "the prompt ends in the indentation as split before code");
     let before_code = tokenizer.encode_continuation(&format!("{indent}archive")).unwrap();
     assert_eq!(tokenizer.token_bytes(before_code[1]), b" archive", "the model's first token can be the word with its space");
+}
+
+/// The same at the end of a prompt that ends with the prefix: a model
+/// without FIM tokens (SmolLM2) and Code Llama's SPM order, where the text
+/// before the cursor comes last. A prompt ending in the whole indentation
+/// made SmolLM2 write ` return` after four spaces, one space too deep.
+#[test]
+fn indentation_at_the_end_of_the_prefix_is_split_as_before_code() {
+    let code_llama = cria::models::builtin("codellama-7b").unwrap();
+    let smollm2 = cria::models::builtin("smollm2-135m-instruct").unwrap();
+    let cases = [
+        ("smollm2", support::smollm2(), FimTemplate::from_config(&smollm2, None).unwrap()),
+        ("llama-spm", support::vocab("llama-spm"), FimTemplate::from_config(&code_llama, Some(cria::models::FimOrder::Spm)).unwrap()),
+    ];
+    for (name, file, template) in cases {
+        let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&file).unwrap()).unwrap();
+        for indent in [" ".repeat(4), " ".repeat(8)] {
+            let prefix = format!("def total(rows):\n    for row in rows:\n        if row:\n{indent}");
+            let input = PromptInput {
+                prefix: &prefix,
+                suffix: "\n    return rows\n",
+                context: &[],
+                line_comment: "#",
+                budget: 2048,
+                suffix_share: 0.3,
+                context_share: 0.0,
+                current_path: None,
+                cursor_line_after_middle: true,
+                middle_bytes: None,
+                heal: true,
+            };
+            let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
+            let case = format!("{name}, {} spaces", indent.len());
+            assert!(!prompt.healed_text.is_empty() && indent.ends_with(&prompt.healed_text), "{case}: healed {:?}", prompt.healed_text);
+            // What the prompt ends with is exactly how the tokenizer splits
+            // the line before code, and the code's first token can follow.
+            let line = format!("\n{indent}return");
+            let before_code = tokenizer.encode_continuation(&line).unwrap();
+            let kept = bytes_of(&tokenizer, &before_code).len() - bytes_of(&tokenizer, &before_code[before_code.len() - 1..]).len();
+            let ending = &line.as_bytes()[..kept];
+            assert!(bytes_of(&tokenizer, &prompt.tokens).ends_with(ending), "{case}: the prompt does not end as the line does before code");
+            let first_word = tokenizer.token_bytes(*before_code.last().unwrap());
+            assert!(first_word.starts_with(prompt.healed_text.as_bytes()), "{case}: {:?} cannot start the code", prompt.healed_text);
+        }
+    }
 }

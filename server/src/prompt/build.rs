@@ -128,6 +128,7 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
         (false, _) => (String::new(), 0),
         (true, false) if ends_in_indentation(line_head) => heal_indentation(&mut middle_tokens, line_head, tokenizer)?,
         (true, false) => back_off_partial_token(&mut middle_tokens, line_head, tokenizer),
+        (true, true) if ends_in_indentation(prefix_text) => heal_indentation(&mut prefix_tokens, prefix_text, tokenizer)?,
         (true, true) => back_off_partial_token(&mut prefix_tokens, prefix_text, tokenizer),
     };
 
@@ -207,24 +208,42 @@ fn ends_in_indentation(text: &str) -> bool {
     !line.is_empty() && line.bytes().all(|b| b == b' ' || b == b'\t')
 }
 
-/// Token healing for text that ends in indentation (`text`'s tokens after
-/// the middle marker, `tokens`): its tokens become those the tokenizer
+/// Token healing for text that ends in indentation (`tokens` encode `text`,
+/// or its end): the tokens of its last line become those the tokenizer
 /// gives the indentation when code follows it, and the rest of the
 /// indentation is left for the model to write. Byte-level BPE splits
-/// sixteen spaces before code as fifteen spaces and ` code`; a prompt
-/// that ends in a sixteen-space token puts the model where it never was in
-/// training (a word right after a whole indentation token), and it wrote a
-/// space too many, or healed with the whole run free, spaces on and on.
-/// Here the prompt ends in the fifteen, and the model must start with the
-/// space: ` archive_root`. When code does not merge with the indentation
-/// (tabs), nothing changes.
+/// sixteen spaces before code as fifteen spaces and ` code` (SentencePiece
+/// likewise ends a run of `▁` before `▁code`); a prompt that ends in a
+/// sixteen-space token puts the model where it never was in training (a
+/// word right after a whole indentation token), and it wrote a space too
+/// many, or healed with the whole run free, spaces on and on. Here the
+/// prompt ends in the fifteen, and the model must start with the space:
+/// ` archive_root`. The same holds whether the line follows the middle
+/// marker (PSM) or ends the prefix (prompt-only models, SPM order). When
+/// code does not merge with the indentation (tabs), nothing changes.
 fn heal_indentation(tokens: &mut Vec<u32>, text: &str, tokenizer: &Tokenizer) -> Result<(String, usize), EngineError> {
-    let before_code = tokenizer.encode_continuation(&format!("{text}x"))?;
+    const NOTHING: (String, usize) = (String::new(), 0);
+    // The tokens that hold the last line: back to the one with its line
+    // break (which may carry indentation too), or all of them.
+    let mut tail: Vec<u8> = Vec::new();
+    let mut count: usize = 0;
+    for &token in tokens.iter().rev() {
+        let bytes = tokenizer.token_bytes(token);
+        tail.splice(0..0, bytes.iter().copied());
+        count += 1;
+        if bytes.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+            break;
+        }
+    }
+    let Some(tail) = text.len().checked_sub(tail.len()).and_then(|start| text.get(start..)).filter(|t| t.as_bytes() == tail) else {
+        return Ok(NOTHING);
+    };
+    let before_code = tokenizer.encode_continuation(&format!("{tail}x"))?;
     let mut covered = 0;
     let mut kept = Vec::new();
     for token in before_code {
         let bytes = tokenizer.token_bytes(token);
-        match text.as_bytes().get(covered..covered + bytes.len()) {
+        match tail.as_bytes().get(covered..covered + bytes.len()) {
             Some(piece) if !bytes.is_empty() && piece == bytes => {
                 kept.push(token);
                 covered += bytes.len();
@@ -232,12 +251,13 @@ fn heal_indentation(tokens: &mut Vec<u32>, text: &str, tokenizer: &Tokenizer) ->
             _ => break,
         }
     }
-    if covered >= text.len() || !text.is_char_boundary(covered) {
-        return Ok((String::new(), 0));
+    if covered >= tail.len() || !tail.is_char_boundary(covered) || tail[covered..].contains(['\n', '\r']) {
+        return Ok(NOTHING);
     }
-    let healed = text[covered..].to_string();
-    let taken = tokens.len().saturating_sub(kept.len()).max(1);
-    *tokens = kept;
+    let healed = tail[covered..].to_string();
+    let taken = count.saturating_sub(kept.len()).max(1);
+    tokens.truncate(tokens.len() - count);
+    tokens.extend(kept);
     Ok((healed, taken))
 }
 
