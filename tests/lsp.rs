@@ -98,9 +98,12 @@ fn inline_and_plain_completion_on_smollm2_with_progress_and_status() {
     assert_eq!(item["textEdit"]["newText"], inline_text);
     // After an edit near the end, the cached prompt prefix is reused. (An
     // edit of a word or two: token healing leaves the last token of the
-    // line out of the prompt, so `re` alone would not lengthen it.)
-    change(&mut c, uri, 2, (5, 4, 5, 4), "return a *");
-    let answer = c.inline_completion(uri, 5, 14, LONG);
+    // line out of the prompt, so `re` alone would not lengthen it. And not
+    // the start of the suggestion: typing that is answered from it without
+    // running the model.)
+    let edit = ["return a *", "result = a *"].into_iter().find(|e| !inline_text.starts_with(e)).unwrap();
+    change(&mut c, uri, 2, (5, 4, 5, 4), edit);
+    let answer = c.inline_completion(uri, 5, 4 + edit.len() as u32, LONG);
     assert!(answer["result"]["items"].is_array(), "{answer}");
     let status = c.wait_for(Duration::from_secs(10), "status after the edit", |m| {
         m["method"] == "cria/status" && m["params"]["promptTokens"].as_u64() > status["params"]["promptTokens"].as_u64()
