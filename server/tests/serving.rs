@@ -90,7 +90,7 @@ fn fim_prompt_with(template: &FimTemplate, tokenizer: &Tokenizer, context: &[Con
         current_path: Some("shapes.py"),
         cursor_line_after_middle,
         middle_bytes: None,
-        heal: false,
+        heal: cria::prompt::Healing::Off,
     };
     build_prompt(template, tokenizer, &input).unwrap().tokens
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use cria::engine::gguf::GgufFile;
 use cria::engine::healing::ForcedText;
 use cria::engine::Tokenizer;
-use cria::prompt::{build_prompt, FimTemplate, PromptInput};
+use cria::prompt::{build_prompt, FimTemplate, Healing, PromptInput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -215,8 +215,8 @@ fn healing_splices_exactly_at_random_cursors_in_real_code() {
                     &prefix[prefix.len().saturating_sub(30)..],
                     rest_of_line
                 );
-                let plain = build_prompt(&template, &tokenizer, &input(false)).unwrap();
-                let healed = build_prompt(&template, &tokenizer, &input(true)).unwrap();
+                let plain = build_prompt(&template, &tokenizer, &input(Healing::Off)).unwrap();
+                let healed = build_prompt(&template, &tokenizer, &input(Healing::Full)).unwrap();
                 cases += 1;
 
                 // The prompt side: the healed tokens were taken out, nothing else.
@@ -325,7 +325,7 @@ fn healed_generation_continues_the_word_with_and_without_speculation() {
         current_path: None,
         cursor_line_after_middle: false,
         middle_bytes: None,
-        heal: true,
+        heal: Healing::Full,
     };
     let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
     assert!(prompt.healed_tokens > 0 && "fibon".ends_with(prompt.healed_text.trim_start()), "{prompt:?}");
@@ -372,7 +372,7 @@ fn indentation_before_code_is_split_as_before_code() {
         current_path: None,
         cursor_line_after_middle: true,
         middle_bytes: None,
-        heal: true,
+        heal: Healing::Full,
     };
     let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
     assert_eq!(prompt.healed_text, " ");
@@ -409,7 +409,7 @@ fn indentation_at_the_end_of_the_prefix_is_split_as_before_code() {
                 current_path: None,
                 cursor_line_after_middle: true,
                 middle_bytes: None,
-                heal: true,
+                heal: Healing::Full,
             };
             let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
             let case = format!("{name}, {} spaces", indent.len());

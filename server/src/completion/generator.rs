@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::scripted::ScriptedGenerator;
 use crate::engine::{Completion, EngineError, EngineHandle, GenerationRequest, JobOptions};
+use crate::prompt::Healing;
 use crate::remote::{RemoteClient, RemoteConfig, RemoteError};
 
 /// Which backend runs the model, as the settings choose it.
@@ -78,6 +79,19 @@ impl Generator {
             Self::Embedded(_) => true,
             Self::Remote(_) => false,
             Self::Scripted(script) => script.finishes_late(),
+        }
+    }
+
+    /// How much token healing a prompt gets here: all of it on the resident
+    /// engine, which holds generation to the healed text; only indentation
+    /// on a remote engine, which cannot (its client drops what the answer
+    /// writes of it); none for scripted answers, which are the text after
+    /// the cursor as the tests write it.
+    pub fn healing(&self) -> Healing {
+        match self {
+            Self::Embedded(_) => Healing::Full,
+            Self::Remote(_) => Healing::Indentation,
+            Self::Scripted(_) => Healing::Off,
         }
     }
 

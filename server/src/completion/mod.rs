@@ -46,7 +46,7 @@ use crate::engine::{
     Tokenizer,
 };
 use crate::models::{load_catalogue, resolve, ConfigError, CriaHome, FimOrder, ResolveError, ResolvedModel, SearchPaths};
-use crate::prompt::{build_prompt, ContextChunk, FimTemplate, Prompt, PromptInput, TemplateError};
+use crate::prompt::{build_prompt, ContextChunk, FimTemplate, Healing, Prompt, PromptInput, TemplateError};
 use crate::remote::{RemoteClient, RemoteConfig, RemoteError};
 
 /// Why a model could not be started.
@@ -264,7 +264,9 @@ pub struct Settings {
     pub cursor_line_after_middle: bool,
     /// Token healing at the cursor (see `prompt::Prompt::healed_text`); only
     /// the resident engine can hold generation to the healed text, so a
-    /// remote backend gets the whole text before the cursor instead.
+    /// remote backend gets the whole text before the cursor instead, except
+    /// indentation (`prompt::Healing::Indentation`: the remote client drops
+    /// what the answer writes of it).
     pub token_healing: bool,
     /// Bytes before the cursor that go after the middle marker, from the
     /// document's anchor (see [`anchor`]); `None`: the cursor line's head.
@@ -324,7 +326,7 @@ impl Model {
                 current_path: input.path,
                 cursor_line_after_middle: settings.cursor_line_after_middle,
                 middle_bytes: settings.middle_bytes,
-                heal: settings.token_healing && self.generator.engine().is_some(),
+                heal: if settings.token_healing { self.generator.healing() } else { Healing::Off },
             },
         )?;
         let mut stop_tokens = self.template.stop_tokens.clone();

@@ -57,7 +57,21 @@ pub struct PromptInput<'a> {
     /// Token healing: leave the last token or two of the text before the
     /// cursor out of the prompt when the text may end inside a token (see
     /// [`Prompt::healed_text`]).
-    pub heal: bool,
+    pub heal: Healing,
+}
+
+/// How much of the text before the cursor token healing may take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Healing {
+    /// None: the prompt ends with the text before the cursor as encoded.
+    Off,
+    /// Only indentation (the cursor after Enter), whose healed text is
+    /// whitespace the answer's start can be compared with: for a backend
+    /// that cannot hold generation to the healed text (a remote engine),
+    /// which drops what the answer writes of it afterwards.
+    Indentation,
+    /// Any partial token; the engine must write the healed text first.
+    Full,
 }
 
 /// A prompt ready for the engine, with what was kept of the text.
@@ -125,11 +139,12 @@ pub fn build_prompt(template: &FimTemplate, tokenizer: &Tokenizer, input: &Promp
     // The cursor line's head ends the prompt when it follows the middle
     // marker; otherwise the prefix's tokens end the text before the cursor.
     let (healed_text, healed_tokens) = match (input.heal, middle_tokens.is_empty()) {
-        (false, _) => (String::new(), 0),
-        (true, false) if ends_in_indentation(line_head) => heal_indentation(&mut middle_tokens, line_head, tokenizer)?,
-        (true, false) => back_off_partial_token(&mut middle_tokens, line_head, tokenizer),
-        (true, true) if ends_in_indentation(prefix_text) => heal_indentation(&mut prefix_tokens, prefix_text, tokenizer)?,
-        (true, true) => back_off_partial_token(&mut prefix_tokens, prefix_text, tokenizer),
+        (Healing::Off, _) => (String::new(), 0),
+        (_, false) if ends_in_indentation(line_head) => heal_indentation(&mut middle_tokens, line_head, tokenizer)?,
+        (_, true) if ends_in_indentation(prefix_text) => heal_indentation(&mut prefix_tokens, prefix_text, tokenizer)?,
+        (Healing::Indentation, _) => (String::new(), 0),
+        (Healing::Full, false) => back_off_partial_token(&mut middle_tokens, line_head, tokenizer),
+        (Healing::Full, true) => back_off_partial_token(&mut prefix_tokens, prefix_text, tokenizer),
     };
 
     let mut tokens = Vec::with_capacity(input.budget);

@@ -7,5 +7,5 @@
 mod build;
 mod template;
 
-pub use build::{build_prompt, ContextChunk, Prompt, PromptInput};
+pub use build::{build_prompt, ContextChunk, Healing, Prompt, PromptInput};
 pub use template::{FimTemplate, Segment, TemplateError};

@@ -349,11 +349,12 @@ impl RemoteClient {
         // The engine does not send token ids; the model's own tokenizer
         // gives the same count for counting and statistics, on a blocking
         // thread (a long answer must not hold up the async ones).
-        let (tokenizer, text) = (self.tokenizer.clone(), answer.text.clone());
-        let tokens = tokio::task::spawn_blocking(move || tokenizer.encode_continuation(&text).unwrap_or_default()).await.unwrap_or_default();
+        let text = without_healed_text(&answer.text, &request.healed_text).to_string();
+        let (tokenizer, counted) = (self.tokenizer.clone(), text.clone());
+        let tokens = tokio::task::spawn_blocking(move || tokenizer.encode_continuation(&counted).unwrap_or_default()).await.unwrap_or_default();
         Completion {
             tokens,
-            text: answer.text,
+            text,
             stop_reason,
             prompt_tokens: request.prompt.len(),
             reused_tokens: answer.cached_tokens.unwrap_or(0).min(request.prompt.len()),
@@ -363,6 +364,17 @@ impl RemoteClient {
             accepted_tokens: 0,
         }
     }
+}
+
+/// The answer without what it writes of the prompt's healed text. A remote
+/// engine cannot be held to it (only indentation is healed for one:
+/// `prompt::Healing::Indentation`), so the answer may write all of it (` return`
+/// after a prompt that ends in three of four spaces), part of it, or none
+/// (`return`, three spaces deep by the model's count); what it shares with the
+/// healed text is already in the document, as the resident engine leaves it out.
+fn without_healed_text<'a>(answer: &'a str, healed: &str) -> &'a str {
+    let shared: usize = answer.chars().zip(healed.chars()).take_while(|(a, h)| a == h).map(|(a, _)| a.len_utf8()).sum();
+    &answer[shared..]
 }
 
 /// At most 300 characters of a message from the network, on one line.
@@ -377,6 +389,17 @@ fn excerpt(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_answer_writes_of_the_healed_indentation_is_dropped() {
+        assert_eq!(without_healed_text(" return x", " "), "return x", "all of it");
+        assert_eq!(without_healed_text("     return x", " "), "    return x", "a deeper line keeps the rest");
+        assert_eq!(without_healed_text(" return x", "   "), "return x", "part of it");
+        assert_eq!(without_healed_text("return x", " "), "return x", "none of it");
+        assert_eq!(without_healed_text("\n    x", " "), "\n    x");
+        assert_eq!(without_healed_text("anything", ""), "anything", "nothing healed");
+        assert_eq!(without_healed_text("", " "), "");
+    }
 
     #[test]
     fn stop_strings_are_found_across_pieces() {

@@ -16,7 +16,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::engine::{EngineError, TokenKind, Tokenizer};
 use crate::models::FimOrder;
-use crate::prompt::{build_prompt, FimTemplate, PromptInput};
+use crate::prompt::{build_prompt, FimTemplate, Healing, PromptInput};
 
 /// Why a `prompt` and `suffix` cannot become a fill-in-the-middle prompt.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub fn fim_tokens(template: &FimTemplate, tokenizer: &Tokenizer, prefix: &str, s
         current_path: None,
         cursor_line_after_middle: false,
         middle_bytes: None,
-        heal: false,
+        heal: Healing::Off,
     };
     let prompt = build_prompt(template, tokenizer, &input)?;
     if prompt.prefix_bytes < prefix.len() || prompt.suffix_bytes < suffix.len() {
