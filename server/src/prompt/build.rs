@@ -240,17 +240,16 @@ fn heal_indentation(tokens: &mut Vec<u32>, text: &str, tokenizer: &Tokenizer) ->
     const NOTHING: (String, usize) = (String::new(), 0);
     // The tokens that hold the last line: back to the one with its line
     // break (which may carry indentation too), or all of them.
-    let mut tail: Vec<u8> = Vec::new();
-    let mut count: usize = 0;
+    let (mut count, mut bytes) = (0, 0);
     for &token in tokens.iter().rev() {
-        let bytes = tokenizer.token_bytes(token);
-        tail.splice(0..0, bytes.iter().copied());
-        count += 1;
-        if bytes.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        let piece = tokenizer.token_bytes(token);
+        (count, bytes) = (count + 1, bytes + piece.len());
+        if piece.iter().any(|b| matches!(b, b'\n' | b'\r')) {
             break;
         }
     }
-    let Some(tail) = text.len().checked_sub(tail.len()).and_then(|start| text.get(start..)).filter(|t| t.as_bytes() == tail) else {
+    let held: Vec<u8> = tokens[tokens.len() - count..].iter().flat_map(|&t| tokenizer.token_bytes(t).iter().copied()).collect();
+    let Some(tail) = text.len().checked_sub(bytes).and_then(|start| text.get(start..)).filter(|t| t.as_bytes() == held) else {
         return Ok(NOTHING);
     };
     let before_code = tokenizer.encode_continuation(&format!("{tail}x"))?;
