@@ -178,6 +178,25 @@ fn around(text: &str, cursor: usize) -> (&str, &str) {
     (&before[from..], &after[..to])
 }
 
+/// The healed prompt for Python text around a cursor, the cursor line after
+/// the middle marker where the layout has one.
+fn healed_prompt(template: &FimTemplate, tokenizer: &Tokenizer, prefix: &str, suffix: &str) -> cria::prompt::Prompt {
+    let input = PromptInput {
+        prefix,
+        suffix,
+        context: &[],
+        line_comment: "#",
+        budget: 2048,
+        suffix_share: 0.3,
+        context_share: 0.0,
+        current_path: None,
+        cursor_line_after_middle: true,
+        middle_bytes: None,
+        heal: Healing::Full,
+    };
+    build_prompt(template, tokenizer, &input).unwrap()
+}
+
 fn bytes_of(tokenizer: &Tokenizer, tokens: &[u32]) -> Vec<u8> {
     tokens.iter().flat_map(|&t| tokenizer.token_bytes(t).to_vec()).collect()
 }
@@ -361,20 +380,7 @@ fn indentation_before_code_is_split_as_before_code() {
     let template = FimTemplate::from_config(&config, None).unwrap();
     let indent = " ".repeat(16);
     let prefix = format!("class Packer:\n    def run(self):\n        if self.ready:\n{indent}");
-    let input = PromptInput {
-        prefix: &prefix,
-        suffix: "\n        return self\n",
-        context: &[],
-        line_comment: "#",
-        budget: 2048,
-        suffix_share: 0.3,
-        context_share: 0.0,
-        current_path: None,
-        cursor_line_after_middle: true,
-        middle_bytes: None,
-        heal: Healing::Full,
-    };
-    let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
+    let prompt = healed_prompt(&template, &tokenizer, &prefix, "\n        return self\n");
     assert_eq!(prompt.healed_text, " ");
     let last = *prompt.tokens.last().unwrap();
     assert_eq!(tokenizer.token_bytes(last), " ".repeat(15).as_bytes(), "the prompt ends in the indentation as split before code");
@@ -398,20 +404,7 @@ fn indentation_at_the_end_of_the_prefix_is_split_as_before_code() {
         let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&file).unwrap()).unwrap();
         for indent in [" ".repeat(4), " ".repeat(8)] {
             let prefix = format!("def total(rows):\n    for row in rows:\n        if row:\n{indent}");
-            let input = PromptInput {
-                prefix: &prefix,
-                suffix: "\n    return rows\n",
-                context: &[],
-                line_comment: "#",
-                budget: 2048,
-                suffix_share: 0.3,
-                context_share: 0.0,
-                current_path: None,
-                cursor_line_after_middle: true,
-                middle_bytes: None,
-                heal: Healing::Full,
-            };
-            let prompt = build_prompt(&template, &tokenizer, &input).unwrap();
+            let prompt = healed_prompt(&template, &tokenizer, &prefix, "\n    return rows\n");
             let case = format!("{name}, {} spaces", indent.len());
             assert!(!prompt.healed_text.is_empty() && indent.ends_with(&prompt.healed_text), "{case}: healed {:?}", prompt.healed_text);
             // What the prompt ends with is exactly how the tokenizer splits

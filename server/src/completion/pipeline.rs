@@ -19,7 +19,7 @@ use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, Samp
 use crate::models::FimOrder;
 use crate::postprocess::rules::drop_retyped_cursor_text;
 use crate::postprocess::{postprocess, Extent, PostprocessInput};
-use crate::prompt::ContextChunk;
+use crate::prompt::{ContextChunk, Healing};
 
 /// The prompt share for the text after the cursor, unless a setting says
 /// otherwise (one default for every front end).
@@ -293,11 +293,11 @@ impl Pipeline<'_> {
     /// What is shown of a model's answer to the prompt built at `place`
     /// (`cursor` is that prompt's windows): post-processed against the
     /// text around the cursor and cut back to complete lines when
-    /// generation was cut short; for a remote answer (not token-healed), a
+    /// generation was cut short; for an answer not held to healed text (remote), a
     /// re-typed space or word start dropped first. May be blank: then
     /// there is nothing to show.
     pub fn shown_text(&self, place: &CursorPlace, cursor: &CursorText, completion: &Completion) -> String {
-        let text = if self.model.generator.engine().is_none() {
+        let text = if self.model.generator.healing() != Healing::Full {
             drop_retyped_cursor_text(&completion.text, &cursor.prefix)
         } else {
             &completion.text
