@@ -316,7 +316,7 @@ fn a_late_answer_serves_the_request_that_typed_its_first_character() {
     // As an editor sends keys (100 ms or more apart): the older request has
     // looked at the document and sent its job before the key changes it.
     // At once, the newer request's job could go first, and its own answer
-    // (SmolLM2 writes `␣return` after both four and five spaces) serve it.
+    // (which may type through the same suggestion) serve it.
     std::thread::sleep(Duration::from_millis(30));
     change(&mut c, uri, 2, (line, 4, line, 4), &first);
     let newer = c.inline_completion(uri, line, 5, LONG);
