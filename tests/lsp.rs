@@ -194,10 +194,19 @@ fn answers_continue_a_partial_word_and_a_trailing_space_exactly() {
 /// tokens: the prompt's middle marker stays where it was (its anchor), so
 /// the prefix and the suffix after it stay in the KV cache. It used to move
 /// the line into the prefix and recompute the whole suffix (~130 tokens).
+///
+/// Each request's numbers are read from the server's log, which has them
+/// before the answer goes out: `cria/status` also goes out on warm-ups with
+/// the last numbers, which an Enter that types through the suggestion
+/// before it (and generates nothing) would read as its own.
 #[test]
 fn enter_recomputes_only_the_new_line() {
     let home = support::linked_home();
-    let mut c = ready_server(home.path(), "qwen2.5-coder-0.5b-instruct", json!({"latencyBudgetMs": 60000, "maxTokens": 4}));
+    let log = home.path().join("enter.log");
+    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=info")], stderr);
+    c.initialize(utf16_caps(), json!({"model": "qwen2.5-coder-0.5b-instruct", "latencyBudgetMs": 60000, "maxTokens": 4}));
+    assert_eq!(c.wait_model(LONG)["state"], "ready");
     let text = include_str!("../benches/data/ledger.py");
     let uri = "file:///work/enter/ledger.py";
     c.open(uri, "python", text);
@@ -211,7 +220,7 @@ fn enter_recomputes_only_the_new_line() {
         (Some((line + 1, 8)), "if", (line + 1, 10)),
         (Some((line + 1, 10)), "\n        ", (line + 2, 8)),
     ];
-    let mut previous = 0;
+    let mut logged = 0;
     let mut computed_after_enter = Vec::new();
     for (version, (at, typed, cursor)) in steps.into_iter().enumerate() {
         if let Some((l, ch)) = at {
@@ -219,23 +228,30 @@ fn enter_recomputes_only_the_new_line() {
         }
         let answer = c.inline_completion(uri, cursor.0, cursor.1, LONG);
         assert!(answer["result"]["items"].is_array(), "{answer}");
-        // The request's numbers: the last status that has them. Its prompt
-        // may be no longer than the one before (a word typed after Enter's
-        // indentation is healed, and leaves the prompt as it was).
-        let has_numbers = |m: &Value| status_of(m).is_some_and(|s| s["promptTokens"].as_u64().is_some_and(|p| p >= previous));
-        let mut status = c.wait_for(LONG, "status after the request", has_numbers);
-        while let Some(later) = c.try_wait_for(Duration::ZERO, has_numbers) {
-            status = later;
-        }
-        let s = status_of(&status).unwrap();
-        let (prompt, reused) = (s["promptTokens"].as_u64().unwrap(), s["reusedTokens"].as_u64().unwrap());
-        previous = prompt;
+        let generations = generations_logged(&log);
+        let this_request = &generations[logged..];
+        logged = generations.len();
         if typed.starts_with('\n') {
-            computed_after_enter.push(prompt - reused);
+            computed_after_enter.extend(this_request.iter().map(|(prompt, reused)| prompt - reused));
         }
     }
-    assert!(computed_after_enter.iter().all(|&n| n <= 8), "tokens computed after each Enter: {computed_after_enter:?}");
     c.shutdown();
+    // An Enter may type through the suggestion before it and generate
+    // nothing; after `if` the suggestion is a condition, so one generates.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!computed_after_enter.is_empty(), "no generation after either Enter:\n{log}");
+    assert!(computed_after_enter.iter().all(|&n| n <= 8), "tokens computed after each Enter: {computed_after_enter:?}\n{log}");
+}
+
+/// The generations a server's info log reports so far, in order: (prompt
+/// tokens, of which reused from the KV cache). Warm-ups are not logged.
+fn generations_logged(log: &Path) -> Vec<(u64, u64)> {
+    let field = |line: &str, name: &str| -> u64 {
+        let value = line.split(' ').find_map(|word| word.strip_prefix(name)).unwrap_or_else(|| panic!("no {name} in {line}"));
+        value.parse().unwrap_or_else(|_| panic!("{name}{value} in {line}"))
+    };
+    let text = std::fs::read_to_string(log).unwrap();
+    text.lines().filter(|l| l.contains(" completion latency_ms=")).map(|l| (field(l, "prompt="), field(l, "reused="))).collect()
 }
 
 /// A flood of `cria/prefetch` (a cursor held on an arrow key, or a hostile
