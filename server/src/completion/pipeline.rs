@@ -378,7 +378,7 @@ impl SuggestionSettings {
         } else {
             // The windows already fit; the prompt builder only guards the budget.
             settings.suffix_share = 1.0;
-            cursor_windows(text, cursor, place.tree, budget, &count)
+            cursor_windows(text, cursor, place.anchor, place.tree, budget, &count)
         };
         if place.mode == CompletionMode::SingleLine {
             settings.max_new_tokens = settings.max_new_tokens.min(SINGLE_LINE_MAX_TOKENS);

@@ -16,7 +16,9 @@ use super::CursorText;
 
 /// Window starts are rounded to this many lines for prompt stability.
 pub const ALIGN_LINES: usize = 16;
-/// The cursor line's head is reserved room in steps of this many tokens.
+/// The text typed since the held line (the cursor line's head, and the
+/// lines typed below the anchor) is reserved room in steps of this many
+/// tokens.
 const HEAD_RESERVE_STEP: usize = 16;
 /// A prefix longer than this many bytes per budget token is not counted
 /// whole (it cannot fit unless its tokens are unusually long).
@@ -37,10 +39,26 @@ pub struct WindowBudget {
 /// Chooses the text before and after the cursor (`cursor` is a byte offset
 /// into `text` on a char boundary). `count` gives the number of tokens of a
 /// piece of text.
-pub fn cursor_windows(text: &str, cursor: usize, tree: Option<&Tree>, budget: WindowBudget, count: &dyn Fn(&str) -> usize) -> CursorText {
+///
+/// `held` is the line start the prompt's middle begins at (the document's
+/// anchor, `completion::anchor`), at or before the cursor's line; `None`:
+/// the cursor's line. The prefix window is chosen for that line, and what
+/// was typed since is reserved room in steps: Enter and the lines typed
+/// below the anchor leave the window's start (and the KV cache) where it
+/// was, also in a small window that does not take the whole file.
+pub fn cursor_windows(
+    text: &str,
+    cursor: usize,
+    held: Option<usize>,
+    tree: Option<&Tree>,
+    budget: WindowBudget,
+    count: &dyn Fn(&str) -> usize,
+) -> CursorText {
     let cursor = floor_char_boundary(text, cursor.min(text.len()));
     let starts = line_starts(text);
     let cursor_line = starts.partition_point(|&s| s <= cursor) - 1;
+    let held_line = held.and_then(|at| starts[..=cursor_line].binary_search(&at).ok()).unwrap_or(cursor_line);
+    let held_start = starts[held_line];
 
     // Suffix: whole lines from the cursor while they fit.
     let suffix_ends: Vec<usize> = starts[cursor_line + 1..].iter().copied().chain(std::iter::once(text.len())).collect();
@@ -54,7 +72,7 @@ pub fn cursor_windows(text: &str, cursor: usize, tree: Option<&Tree>, budget: Wi
         return CursorText { prefix: text[..cursor].to_string(), suffix };
     }
     let header = tree.map(|t| header_lines(text, t, cursor)).unwrap_or_default();
-    let header: Vec<(usize, usize)> = header.into_iter().filter(|&(s, e)| e <= starts[cursor_line] && s < e).collect();
+    let header: Vec<(usize, usize)> = header.into_iter().filter(|&(s, e)| e <= held_start && s < e).collect();
     let header_text: String = header.iter().map(|&(s, e)| &text[s..e]).collect();
     let header_tokens = count(&header_text);
     let (header_text, header_tokens, header) = if header_tokens <= budget.prefix_tokens / HEADER_SHARE {
@@ -63,20 +81,20 @@ pub fn cursor_windows(text: &str, cursor: usize, tree: Option<&Tree>, budget: Wi
         (String::new(), 0, Vec::new())
     };
     let room = budget.prefix_tokens.saturating_sub(header_tokens);
-    let candidates = &starts[..=cursor_line];
-    // The lines before the cursor's line must fit beside a reserve for the
-    // cursor line's head that grows in steps: typing on the line does not
-    // move the window's start (and the KV cache keeps it), which matters
-    // most for small, quick prompts, where a line's worth of tokens would
-    // otherwise move the start on every keystroke.
-    let line_start = starts[cursor_line];
-    let head_reserve = (count(&text[line_start..cursor]) / HEAD_RESERVE_STEP + 1) * HEAD_RESERVE_STEP;
+    let candidates = &starts[..=held_line];
+    // The lines before the held line must fit beside a reserve for what was
+    // typed since (the cursor line's head, the lines below the anchor) that
+    // grows in steps: typing on the line and Enter do not move the window's
+    // start (and the KV cache keeps it), which matters most for small,
+    // quick prompts, where a line's worth of tokens would otherwise move
+    // the start on every keystroke.
+    let head_reserve = (count(&text[held_start..cursor]) / HEAD_RESERVE_STEP + 1) * HEAD_RESERVE_STEP;
     // Lines are found from the earliest start that fits, then aligned.
-    let fits = |s: usize| count(&text[s..line_start]) + head_reserve <= room;
-    let first_fit = fits(starts[cursor_line]).then(|| first_fitting(candidates, cursor_line, fits));
+    let fits = |s: usize| count(&text[s..held_start]) + head_reserve <= room;
+    let first_fit = fits(held_start).then(|| first_fitting(candidates, held_line, fits));
     let line = match first_fit {
-        Some(line) => aligned(line, cursor_line),
-        None => cursor_line,
+        Some(line) => aligned(line, held_line),
+        None => held_line,
     };
     let window_start = starts[line];
     // Header lines already inside the window are not repeated.
@@ -160,7 +178,7 @@ fn last_fitting(ends: &[usize], fits: impl Fn(usize) -> bool) -> Option<usize> {
 }
 
 /// Rounds a window's first line up to the alignment grid, never past the
-/// cursor's line. A small window (a quick prompt) would lose most of its
+/// held line (`cursor_line`: the cursor's, or the anchor's). A small window (a quick prompt) would lose most of its
 /// lines to a 16-line grid: it takes a finer one that keeps at least two
 /// thirds of the lines that fit.
 fn aligned(line: usize, cursor_line: usize) -> usize {
@@ -276,7 +294,7 @@ mod tests {
             measured.set(measured.get() + s.len());
             words(s)
         };
-        let w = cursor_windows(&text, cursor, None, WindowBudget { prefix_tokens: 300, suffix_tokens: 100 }, &count);
+        let w = cursor_windows(&text, cursor, None, None, WindowBudget { prefix_tokens: 300, suffix_tokens: 100 }, &count);
         assert!(!w.prefix.is_empty() && !w.suffix.is_empty());
         let window = w.prefix.len() + w.suffix.len();
         assert!(measured.get() < 20 * window, "measured {} bytes for a {window}-byte window of a {}-byte file", measured.get(), text.len());
@@ -286,7 +304,7 @@ mod tests {
     fn small_files_are_taken_whole() {
         let text = "import os\n\ndef f():\n    return 1\n";
         let at = text.find("return").unwrap();
-        let w = cursor_windows(text, at, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 100 }, &words);
+        let w = cursor_windows(text, at, None, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 100 }, &words);
         assert_eq!(w.prefix, &text[..at]);
         assert_eq!(w.suffix, &text[at..]);
     }
@@ -303,7 +321,7 @@ mod tests {
         let budget = WindowBudget { prefix_tokens: 40, suffix_tokens: 0 };
         let starts: Vec<usize> = (line_start + 1..=text.len())
             .map(|cursor| {
-                let w = cursor_windows(&text[..cursor], cursor, None, budget, &words);
+                let w = cursor_windows(&text[..cursor], cursor, None, None, budget, &words);
                 cursor - w.prefix.len()
             })
             .collect();
@@ -312,9 +330,29 @@ mod tests {
     }
 
     #[test]
+    fn enter_and_lines_typed_below_the_anchor_keep_a_small_windows_start() {
+        let mut text = String::new();
+        for i in 0..40 {
+            text.push_str(&format!("a{i} = b{i} + c{i}\n"));
+        }
+        let anchor = text.len();
+        let budget = WindowBudget { prefix_tokens: 40, suffix_tokens: 0 };
+        let mut starts = Vec::new();
+        // A loop header, Enter, a word, Enter, a line, Enter: the keys of the
+        // lines below an anchor that the middle marker stays at.
+        for typed in ["", "\n    ", "\n    if", "\n    if x:\n        ", "\n    if x:\n        y = x + 1\n    "] {
+            let doc = format!("{text}for x in items:{typed}");
+            let w = cursor_windows(&doc, doc.len(), Some(anchor), None, budget, &words);
+            assert!(words(&w.prefix) <= budget.prefix_tokens, "{typed:?}: {} words", words(&w.prefix));
+            starts.push(doc.len() - w.prefix.len());
+        }
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "the window's start moved on Enter: {starts:?}");
+    }
+
+    #[test]
     fn the_suffix_is_cut_at_a_line_end() {
         let text = "x = 1\ny = 2\nz = 3\nw = 4\n";
-        let w = cursor_windows(text, 2, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 6 }, &words);
+        let w = cursor_windows(text, 2, None, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 6 }, &words);
         assert_eq!(w.suffix, "= 1\ny = 2\n");
     }
 
@@ -327,7 +365,7 @@ mod tests {
         text.push_str("        return ");
         let cursor = text.len();
         let tree = python(&text);
-        let w = cursor_windows(&text, cursor, Some(&tree), WindowBudget { prefix_tokens: 120, suffix_tokens: 10 }, &words);
+        let w = cursor_windows(&text, cursor, None, Some(&tree), WindowBudget { prefix_tokens: 120, suffix_tokens: 10 }, &words);
         assert!(w.prefix.starts_with("import os\nimport sys\nclass Store:\n    def load(self, path):\n"), "{}", w.prefix);
         assert!(w.prefix.ends_with("step_59 = os.path.join(path, 'part59')\n        return "));
         assert!(!w.prefix.contains("step_0 "));
@@ -344,7 +382,7 @@ mod tests {
         let mut starts = std::collections::HashSet::new();
         for typed in ["r", "re", "res", "resu", "result = ", "result = value_1 +"] {
             let doc = format!("{text}{typed}");
-            let w = cursor_windows(&doc, doc.len(), None, budget, &words);
+            let w = cursor_windows(&doc, doc.len(), None, None, budget, &words);
             starts.insert(w.prefix.lines().next().unwrap().to_string());
         }
         assert_eq!(starts.len(), 1, "{starts:?}");
