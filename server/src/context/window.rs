@@ -178,15 +178,15 @@ fn last_fitting(ends: &[usize], fits: impl Fn(usize) -> bool) -> Option<usize> {
 }
 
 /// Rounds a window's first line up to the alignment grid, never past the
-/// held line (`cursor_line`: the cursor's, or the anchor's). A small window (a quick prompt) would lose most of its
-/// lines to a 16-line grid: it takes a finer one that keeps at least two
-/// thirds of the lines that fit.
-fn aligned(line: usize, cursor_line: usize) -> usize {
-    let fitting = cursor_line - line.min(cursor_line);
+/// held line (the cursor's, or the anchor's). A small window (a quick
+/// prompt) would lose most of its lines to a 16-line grid: it takes a finer
+/// one that keeps at least two thirds of the lines that fit.
+fn aligned(line: usize, held_line: usize) -> usize {
+    let fitting = held_line - line.min(held_line);
     let mut step = ALIGN_LINES;
     loop {
-        let start = line.div_ceil(step).saturating_mul(step).min(cursor_line);
-        if step == 1 || (cursor_line - start) * 3 >= fitting * 2 {
+        let start = line.div_ceil(step).saturating_mul(step).min(held_line);
+        if step == 1 || (held_line - start) * 3 >= fitting * 2 {
             return start;
         }
         step /= 2;
