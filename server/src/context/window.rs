@@ -309,12 +309,15 @@ mod tests {
         assert_eq!(w.suffix, &text[at..]);
     }
 
+    /// Forty lines of five words each: a file a 40-word window holds only
+    /// the end of.
+    fn forty_short_lines() -> String {
+        (0..40).map(|i| format!("a{i} = b{i} + c{i}\n")).collect()
+    }
+
     #[test]
     fn typing_on_the_cursor_line_keeps_a_small_windows_start() {
-        let mut text = String::new();
-        for i in 0..40 {
-            text.push_str(&format!("a{i} = b{i} + c{i}\n"));
-        }
+        let mut text = forty_short_lines();
         let line_start = text.len();
         // 15 words: within one step of the head's reserve.
         text.push_str("total = a1 + a2 + a3 + a4 + a5 + a6 + a7");
@@ -331,10 +334,7 @@ mod tests {
 
     #[test]
     fn enter_and_lines_typed_below_the_anchor_keep_a_small_windows_start() {
-        let mut text = String::new();
-        for i in 0..40 {
-            text.push_str(&format!("a{i} = b{i} + c{i}\n"));
-        }
+        let text = forty_short_lines();
         let anchor = text.len();
         let budget = WindowBudget { prefix_tokens: 40, suffix_tokens: 0 };
         let mut starts = Vec::new();
