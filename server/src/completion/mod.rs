@@ -34,7 +34,7 @@ pub use request::Setup;
 pub use scheduler::{Scheduler, Superseded, Ticket};
 pub use session::{Event, Generated, Host, Session};
 pub use scripted::{Script, ScriptedGenerator, ScriptedRun};
-pub use warm::{plan_prompt, PromptPlan};
+pub use warm::{full_prompt_tokens, plan_prompt, PromptPlan};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,7 +101,7 @@ pub struct Starting {
 }
 
 enum StartingKind {
-    Engine { engine: EngineHandle, loading: LoadReceiver },
+    Engine { engine: EngineHandle, loading: LoadReceiver, rate_key: String },
     Remote { config: RemoteConfig, loaded: Result<LoadedModel, EngineError> },
     Given { generator: Generator, loaded: Result<LoadedModel, EngineError> },
 }
@@ -126,8 +126,24 @@ pub fn start_with_slots(
     progress: Box<dyn FnMut(f32) + Send>,
 ) -> Result<Starting, StartError> {
     let started = Instant::now();
+    let rate_key = prefill_rate_key(&options);
     let (engine, loading) = EngineHandle::spawn_with_slots(resolved.gguf.clone(), options, slots, progress)?;
-    Ok(Starting { resolved, order, started, kind: StartingKind::Engine { engine, loading } })
+    Ok(Starting { resolved, order, started, kind: StartingKind::Engine { engine, loading, rate_key } })
+}
+
+/// What a measured prefill rate holds for besides the model file: the
+/// device, the CPU kernels and the threads (see `models::kept_prefill_rate`).
+fn prefill_rate_key(options: &EngineOptions) -> String {
+    format!("{:?}|{:?}|threads {}", options.device, crate::engine::quant::Isa::detect(), options.threads)
+}
+
+/// The model as loaded, its prefill rate the one kept for this machine
+/// (see `models::kept_prefill_rate`): the same in every process on it.
+fn with_kept_rate(mut loaded: LoadedModel, model_file: &std::path::Path, runs_on: &str) -> LoadedModel {
+    if let (Some(measured), Ok(home)) = (loaded.prefill_rate, CriaHome::from_env()) {
+        loaded.prefill_rate = Some(crate::models::kept_prefill_rate(&home, model_file, runs_on, measured));
+    }
+    loaded
 }
 
 /// Starts the model on the backend the settings choose. For a remote
@@ -167,15 +183,15 @@ fn read_tokenizer(resolved: &ResolvedModel, options: &EngineOptions) -> Result<L
     let hyperparams = Hyperparams::from_gguf(&file)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let context_length = options.context_length.min(hyperparams.trained_context).max(16);
-    Ok(LoadedModel { tokenizer: Arc::new(tokenizer), hyperparams, context_length })
+    Ok(LoadedModel { tokenizer: Arc::new(tokenizer), hyperparams, context_length, prefill_rate: None })
 }
 
 impl Starting {
     /// Waits for the load on an async runtime.
     pub async fn finish(self) -> Result<Model, StartError> {
         match self.kind {
-            StartingKind::Engine { engine, loading } => {
-                let loaded = loading.await.map_err(|_| EngineError::WorkerGone)?;
+            StartingKind::Engine { engine, loading, rate_key } => {
+                let loaded = loading.await.map_err(|_| EngineError::WorkerGone)?.map(|l| with_kept_rate(l, &self.resolved.gguf, &rate_key));
                 finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
             }
             StartingKind::Remote { config, loaded } => {
@@ -190,8 +206,11 @@ impl Starting {
     /// Waits for the load on a plain thread (the CLI).
     pub fn finish_blocking(self) -> Result<Model, StartError> {
         match self.kind {
-            StartingKind::Engine { engine, loading } => {
-                let loaded = loading.blocking_recv().map_err(|_| EngineError::WorkerGone)?;
+            StartingKind::Engine { engine, loading, rate_key } => {
+                let loaded = loading
+                    .blocking_recv()
+                    .map_err(|_| EngineError::WorkerGone)?
+                    .map(|l| with_kept_rate(l, &self.resolved.gguf, &rate_key));
                 finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
             }
             StartingKind::Remote { config, loaded } => {

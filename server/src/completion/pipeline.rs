@@ -103,11 +103,14 @@ pub struct Ablation {
     /// `windows`: the text before and after the cursor is cut only by the
     /// prompt builder's line-wise budget, without syntax-aware windows.
     pub no_windows: bool,
+    /// `prompt-cap`: the full prompt takes `promptTokens` whatever this
+    /// machine's prefill rate (see [`Pipeline::full_prompt_tokens`]).
+    pub no_prompt_cap: bool,
 }
 
 impl Ablation {
     /// The names `CRIA_ABLATE` accepts.
-    pub const NAMES: [&'static str; 5] = ["heal", "cursor-line-after-middle", "suffix-cap", "postprocess", "windows"];
+    pub const NAMES: [&'static str; 6] = ["heal", "cursor-line-after-middle", "suffix-cap", "postprocess", "windows", "prompt-cap"];
 
     /// Parses a comma-separated list of names; an unknown name is an error.
     pub fn parse(list: &str) -> Result<Self, String> {
@@ -119,6 +122,7 @@ impl Ablation {
                 "suffix-cap" => ablation.no_suffix_cap = true,
                 "postprocess" => ablation.no_postprocess = true,
                 "windows" => ablation.no_windows = true,
+                "prompt-cap" => ablation.no_prompt_cap = true,
                 other => return Err(format!("unknown ingredient `{other}` in CRIA_ABLATE (known: {})", Self::NAMES.join(", "))),
             }
         }
@@ -254,8 +258,9 @@ impl Pipeline<'_> {
     ) -> Result<BuiltPrompt, EngineError> {
         let (cursor, mut settings, prompt_tokens) = match size {
             PromptSize::Full => {
-                let (cursor, settings) = self.settings.windows(self.model, place);
-                (cursor, settings, self.settings.prompt_tokens)
+                let full = SuggestionSettings { prompt_tokens: self.full_prompt_tokens(), ..self.settings.clone() };
+                let (cursor, settings) = full.windows(self.model, place);
+                (cursor, settings, full.prompt_tokens)
             }
             PromptSize::Quick(tokens) => {
                 let (cursor, settings) = self.settings.quick_windows(tokens, self.model, place);
@@ -276,6 +281,19 @@ impl Pipeline<'_> {
         let (request, _) = self.model.request(&input, &settings, deadline, cancel)?;
         let key = SuggestionLru::key(&request.prompt, &self.cache_variant(&request, place.mode));
         Ok(BuiltPrompt { request, prompt_tokens, context, cursor, key })
+    }
+
+    /// The most tokens a full prompt takes with this model on this machine:
+    /// the `promptTokens` setting, or less where the prefill rate the
+    /// resident engine measured at load would take more than
+    /// `warm::FULL_PROMPT_SECONDS` to compute it cold (a remote backend,
+    /// or an engine that measured nothing: the setting). The same for every
+    /// front end, so `cria complete` shows what the editor gets.
+    pub fn full_prompt_tokens(&self) -> usize {
+        if self.settings.ablation.no_prompt_cap {
+            return self.settings.prompt_tokens;
+        }
+        super::full_prompt_tokens(self.settings.prompt_tokens, self.model.loaded.prefill_rate)
     }
 
     /// Everything that shapes the answer besides the prompt's tokens: the
@@ -409,7 +427,14 @@ mod tests {
     #[test]
     fn ablation_names_parse_and_unknown_ones_are_refused() {
         let all = Ablation::parse(&Ablation::NAMES.join(",")).unwrap();
-        assert!(all.no_healing && all.no_cursor_line_after_middle && all.no_suffix_cap && all.no_postprocess && all.no_windows);
+        assert!(
+            all.no_healing
+                && all.no_cursor_line_after_middle
+                && all.no_suffix_cap
+                && all.no_postprocess
+                && all.no_windows
+                && all.no_prompt_cap
+        );
         assert_eq!(Ablation::parse(" , ").unwrap(), Ablation::default());
         assert!(Ablation::parse("heal,colour").unwrap_err().contains("colour"));
     }

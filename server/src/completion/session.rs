@@ -644,7 +644,7 @@ impl Session {
             }
             Err(_) => return None,
         };
-        self.record(&completion, started.elapsed()).await;
+        self.record(&completion, built.prompt_tokens, started.elapsed()).await;
         if completion.stop_reason == StopReason::Cancelled {
             return None;
         }
@@ -659,10 +659,13 @@ impl Session {
         (!shown.trim().is_empty()).then_some(shown)
     }
 
-    async fn record(&self, completion: &Completion, latency: Duration) {
+    /// Logs a generation (its prompt was built within `budget` tokens: a
+    /// quick prompt's or the full one's) and tells the host its numbers.
+    async fn record(&self, completion: &Completion, budget: usize, latency: Duration) {
         tracing::info!(
             latency_ms = latency.as_millis() as u64,
             prompt = completion.prompt_tokens,
+            budget,
             reused = completion.reused_tokens,
             generated = completion.tokens.len(),
             stop = completion.stop_reason.as_str(),

@@ -22,6 +22,38 @@ pub const MIN_QUICK_TOKENS: usize = 96;
 /// The quick prompt sizes.
 const QUICK_LADDER: [usize; 5] = [MIN_QUICK_TOKENS, 160, 256, 384, 640];
 
+/// Seconds of prefill a cold full prompt may cost on this machine: the
+/// full prompt holds at most what the engine computes in this time at the
+/// rate it measured when the model was loaded. The default prompt size
+/// (1,536 tokens) takes about 3 s with AVX-512 and 7 s with AVX2 on a
+/// 2-core laptop, and 18 s on a slow one (75 tokens/s): there a warm-up
+/// that long never finished while the user typed (each keystroke's job
+/// comes first), and every suggestion of a typing session came from a
+/// quick prompt of some 60 tokens.
+pub const FULL_PROMPT_SECONDS: f64 = 6.0;
+
+/// The full prompt sizes below the setting, smallest first: on a ladder, so
+/// that every request of a session gets the same size (and its cached
+/// prefix). The smallest still holds some 40 lines around the cursor.
+const FULL_LADDER: [usize; 7] = [384, 512, 768, 1024, 1536, 2048, 3072];
+
+/// The most tokens a full prompt takes: `setting` (the `promptTokens`
+/// ceiling), or the largest rung of [`FULL_LADDER`] that prefill computes
+/// within [`FULL_PROMPT_SECONDS`] at `rate` (prompt tokens per second,
+/// measured at load; `None`: not measured, the setting holds), never less
+/// than the smallest rung unless the setting is.
+pub fn full_prompt_tokens(setting: usize, rate: Option<f64>) -> usize {
+    let Some(rate) = rate.filter(|r| r.is_finite() && *r > 0.0) else {
+        return setting;
+    };
+    let affordable = (rate * FULL_PROMPT_SECONDS) as usize;
+    if affordable >= setting {
+        return setting;
+    }
+    let rung = FULL_LADDER.iter().copied().rev().find(|&n| n <= affordable).unwrap_or(FULL_LADDER[0]);
+    rung.min(setting)
+}
+
 /// Which prompt a request runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptPlan {
@@ -80,6 +112,21 @@ mod tests {
         assert_eq!(plan_prompt(1500, 0, Some(330.0), BUDGET), PromptPlan::Quick { prompt_tokens: 160 }, "198: the same rung");
         assert_eq!(plan_prompt(1500, 0, Some(700.0), BUDGET), PromptPlan::Quick { prompt_tokens: 384 });
         assert_eq!(plan_prompt(1500, 0, None, BUDGET), PromptPlan::Quick { prompt_tokens: 96 }, "the assumed rate gives 90: the floor holds");
+    }
+
+    #[test]
+    fn the_full_prompt_is_what_this_machine_computes_in_a_few_seconds() {
+        assert_eq!(full_prompt_tokens(1536, None), 1536, "not measured: the setting");
+        assert_eq!(full_prompt_tokens(1536, Some(470.0)), 1536, "AVX-512 laptop: 2,820 affordable, the setting holds");
+        assert_eq!(full_prompt_tokens(1536, Some(207.0)), 1024, "AVX2 laptop: 1,242 affordable");
+        assert_eq!(full_prompt_tokens(1536, Some(75.0)), 384, "a slow machine: 450 affordable");
+        assert_eq!(full_prompt_tokens(1536, Some(20.0)), 384, "never below the smallest rung");
+        assert_eq!(full_prompt_tokens(256, Some(20.0)), 256, "unless the setting is smaller");
+        assert_eq!(full_prompt_tokens(4096, Some(600.0)), 3072, "a setting above the ladder: the largest rung that fits");
+        assert_eq!(full_prompt_tokens(4096, Some(5000.0)), 4096, "a GPU: the setting");
+        assert_eq!(full_prompt_tokens(1536, Some(f64::NAN)), 1536, "a broken measurement is no measurement");
+        let sizes: Vec<usize> = (200..230).map(|r| full_prompt_tokens(1536, Some(r as f64))).collect();
+        assert!(sizes.iter().all(|&n| n == 1024), "rates a little apart give the same rung: {sizes:?}");
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub struct LoadedModel {
     pub hyperparams: Hyperparams,
     /// Usable context window.
     pub context_length: usize,
+    /// Prompt tokens per second of one prefill chunk measured when the
+    /// model was loaded (`None` when it could not be measured, or for a
+    /// remote backend): what a cold prompt costs on this machine, measured
+    /// once, so that prompt sizes chosen from it stay the same all session
+    /// (see `completion::full_prompt_tokens`).
+    pub prefill_rate: Option<f64>,
 }
 
 /// Where a job's text goes while it is generated, piece by piece.
@@ -263,6 +269,7 @@ impl EngineHandle {
                     tokenizer: engine.tokenizer(),
                     hyperparams: engine.hyperparams().clone(),
                     context_length: engine.context_length(),
+                    prefill_rate: engine.prefill_rate(),
                 }));
                 serve_jobs(engine, &jobs_rx, &thread_shared);
             })

@@ -5,8 +5,9 @@
 //! README): architecture, rope settings, special tokens, prompt templates, stop
 //! tokens and the GGUF file. The engine reads the architecture and rope settings,
 //! the prompt builder the tokens and templates; `resolve` finds the file and
-//! `pull` downloads it. Only `resolve`, `pull` and `load_catalogue` touch the
-//! file system.
+//! `pull` downloads it. Only `resolve`, `pull`, `load_catalogue` and
+//! `kept_prefill_rate` (the machine's prefill rate, kept in cria's folder)
+//! touch the file system.
 
 mod catalogue;
 mod config;
@@ -14,6 +15,7 @@ mod error;
 mod home;
 mod locate;
 mod pull;
+mod rates;
 mod resolve;
 
 pub use catalogue::{builtin, builtin_names, load_catalogue, Catalogue, ConfigSource};
@@ -24,6 +26,7 @@ pub use config::{
 pub use error::{ConfigError, Location, Problem};
 pub use home::{CriaHome, NoHome};
 pub use pull::{download_url, pull, sha256_file, PullError};
+pub use rates::kept_prefill_rate;
 pub use resolve::{resolve, ResolveError, ResolvedModel, SearchPaths};
 
 #[cfg(test)]

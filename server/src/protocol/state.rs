@@ -277,7 +277,14 @@ impl State {
         };
         match result {
             Ok(model) => {
-                tracing::info!(model = %model.name, load_ms = model.load_time.as_millis() as u64, "model ready");
+                let pipeline = crate::completion::Pipeline { model: &model, settings: &config.suggestion, backend: &config.backend };
+                tracing::info!(
+                    model = %model.name,
+                    load_ms = model.load_time.as_millis() as u64,
+                    prefill_tokens_per_s = model.loaded.prefill_rate.map(|r| r.round() as u64),
+                    full_prompt_tokens = pipeline.full_prompt_tokens(),
+                    "model ready"
+                );
                 report(json!({"kind": "end", "message": format!("{} ready", model.name)})).await;
                 let warming = model.generator.engine().map(|e| e.warming());
                 if !self.set_model_state(generation, ModelState::Ready(model)) {
