@@ -810,6 +810,15 @@ def attach_cria_numbers(run: Run) -> None:
         stop = row.get("stop", "?").strip('"')
         stops[stop] = stops.get(stop, 0) + 1
     run.extra["stops"] = stops
+    # Which prompt each generation ran: the full one (its budget is the one
+    # the server logged at `model ready`) or a quick one for a cold cursor.
+    full = None
+    for line in Path(run.extra["log_path"]).read_text(errors="replace").splitlines():
+        if line.rstrip().endswith("model ready") or " model ready" in line:
+            full = dict(LOG_FIELD.findall(line)).get("full_prompt_tokens")
+    if full is not None:
+        answered_rows = [r for r in rows if r.get("stop", "").strip('"') != "cancelled" and "budget" in r]
+        run.extra["prompts"] = (int(full), sum(r["budget"] == full for r in answered_rows), sum(r["budget"] != full for r in answered_rows))
     # What the new status fields said, if present.
     warming = [(t, s) for t, s in run.statuses if s.get("state") == "warming"]
     run.extra["warming_statuses"] = len(warming)
@@ -1495,8 +1504,38 @@ def run_llama(args, run: Run, workdir: Path, docs: dict[str, DataFile]) -> None:
 # Report
 
 
-def summarise(reqs: list[Request]) -> dict:
+def rest_of_line_typed(phase: Phase, index: int) -> str | None:
+    """What the user goes on to type on the cursor's line after keystroke ``index``
+    of ``phase``, or None when that line's start is changed later (a dedent)."""
+    key, final = phase.keys[index], phase.keys[-1].lines
+    row, col = key.cursor
+    if row >= len(final) or final[row][:col] != key.lines[row][:col]:
+        return None
+    return final[row][col:]
+
+
+def right_at_keys(reqs: list[Request], phase: Phase) -> tuple[int, int, list[int]]:
+    """Over the keystrokes shown a suggestion: how many showed exactly the rest of
+    the line the user then typed (its first line), how many could be judged, and
+    the characters each got right (the first line's longest prefix that is what
+    was typed next): what a suggestion was worth, not only how fast it came."""
+    exact, judged, right = 0, 0, []
+    for r in reqs:
+        if r.kind != "key" or r.outcome != "suggestion" or not (0 <= r.index < len(phase.keys)):
+            continue
+        rest = rest_of_line_typed(phase, r.index)
+        if not rest:
+            continue
+        first = r.text.split("\n")[0]
+        judged += 1
+        exact += first == rest
+        right.append(len(os.path.commonprefix([first, rest])))
+    return exact, judged, right
+
+
+def summarise(reqs: list[Request], phase: Phase | None = None) -> dict:
     keys = [r for r in reqs if r.kind == "key"]
+    exact, judged, right = right_at_keys(keys, phase) if phase is not None else (0, 0, [])
     answered = [r for r in keys if r.is_answer]
     lat = [r.latency_ms for r in answered]
     with_numbers = [r for r in answered if r.reused_tokens is not None and r.prompt_tokens is not None]
@@ -1518,6 +1557,8 @@ def summarise(reqs: list[Request]) -> dict:
         "decode_ms": median([r.decode_ms for r in answered if r.decode_ms is not None]),
         "answered": len(answered),
         "numbers_for": len(with_numbers),
+        "exact_rest": f"{exact} of {judged}" if judged else None,
+        "right_chars": f"{mean(right):.1f}" if right else None,
     }
 
 
@@ -1559,8 +1600,8 @@ def print_table(file: str, scenario: str, cria_runs: list[Run], llama_runs: list
     iv = args.interval_ms
     c_first = first_shown_pooled(cria_runs, pi) if cria_runs else {}
     l_first = first_shown_pooled(llama_runs, pi) if llama_runs else {}
-    sc = summarise([r for run in cria_runs for r in run.requests if r.phase == pi])
-    sl = summarise([r for run in llama_runs for r in run.requests if r.phase == pi])
+    sc = summarise([r for run in cria_runs for r in run.requests if r.phase == pi], ph)
+    sl = summarise([r for run in llama_runs for r in run.requests if r.phase == pi], ph)
     c_reask = sum(r.kind == "reask" and r.phase == pi for run in cria_runs for r in run.requests)
     l_spec = sum(j.kind == "spec" and j.phase == pi for run in llama_runs for j in run.jobs)
     l_ring = sum(j.kind == "ring" and j.phase == pi for run in llama_runs for j in run.jobs)
@@ -1595,6 +1636,8 @@ def print_table(file: str, scenario: str, cria_runs: list[Run], llama_runs: list
         ("latency p50 of suggestions from a model run (ms)", sc["model_p50"], sl["model_p50"], True),
         ("keystrokes answered with a suggestion", sc["suggestion"], sl["suggestion"], False),
         ("… of which without a model run (typed-through / client cache)", sc["local"], sl["local"], False),
+        ("… of which the rest of the line exactly (first line; keystrokes where the line's rest is known)", sc["exact_rest"], sl["exact_rest"], False),
+        ("characters right per suggestion shown (mean: its first line's prefix that was typed next)", sc["right_chars"], sl["right_chars"], False),
         ("keystrokes answered empty", sc["empty"], sl["empty"], False),
         ("keystrokes superseded (cria: answered empty after a newer one; llama.vim: never sent, a request was running)",
          sc["superseded"], sl["superseded"], False),
@@ -1659,6 +1702,9 @@ def print_table(file: str, scenario: str, cria_runs: list[Run], llama_runs: list
         parts.append(f"{c_reask} re-ask(s)")
         stops = ", ".join(f"{k} {v}" for k, v in sorted(e.get("stops", {}).items()))
         parts.append(f"stop reasons in its log (whole run): {stops or 'none logged'}")
+        if "prompts" in e:
+            full, from_full, from_quick = e["prompts"]
+            parts.append(f"generations not cancelled (whole run): {from_full} from the full prompt (up to {full} tokens on this machine), {from_quick} from a quick one")
         parts.append(f"cria/status matched to {sc['numbers_for']} of {sc['answered']} answered keystrokes")
         print(f"- cria: {'; '.join(parts)}.")
         over = [r for run in cria_runs for r in run.requests
