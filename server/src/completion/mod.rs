@@ -132,9 +132,13 @@ pub fn start_with_slots(
 }
 
 /// What a measured prefill rate holds for besides the model file: the
-/// device, the CPU kernels and the threads (see `models::kept_prefill_rate`).
+/// device, the CPU kernels, the threads, and this build of cria (a debug
+/// build's tests must not size a release build's prompts, nor an older
+/// version's kernels a newer one's; see `models::kept_prefill_rate`).
 fn prefill_rate_key(options: &EngineOptions) -> String {
-    format!("{:?}|{:?}|threads {}", options.device, crate::engine::quant::Isa::detect(), options.threads)
+    let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let version = env!("CARGO_PKG_VERSION");
+    format!("{:?}|{:?}|threads {}|cria {version} {build}", options.device, crate::engine::quant::Isa::detect(), options.threads)
 }
 
 /// The model as loaded, its prefill rate the one kept for this machine

@@ -28,7 +28,8 @@ struct Kept {
     measured_at: u64,
 }
 
-/// The most rates kept (models × instruction sets × thread counts).
+/// The most rates kept (models × instruction sets × thread counts × builds);
+/// the oldest measurement goes first.
 const MOST_KEPT: usize = 64;
 
 /// The rate to size prompts from for `model_file` run as `runs_on` says
@@ -57,8 +58,9 @@ fn kept_rate_at(home: &CriaHome, key: &str, measured: f64, now: u64) -> f64 {
             if valid {
                 rates.insert(key.to_string(), Kept { rate: measured, measured_at: now });
                 while rates.len() > MOST_KEPT {
-                    let Some(other) = rates.keys().find(|k| k.as_str() != key).cloned() else { break };
-                    rates.remove(&other);
+                    let oldest = rates.iter().filter(|(k, _)| k.as_str() != key).min_by_key(|(_, kept)| kept.measured_at);
+                    let Some(oldest) = oldest.map(|(k, _)| k.clone()) else { break };
+                    rates.remove(&oldest);
                 }
                 if let Err(e) = write_rates(&path, &rates) {
                     tracing::debug!(path = %path.display(), "prefill rate not kept: {e}");
@@ -124,10 +126,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = CriaHome::new(dir.path());
         for i in 0..(MOST_KEPT + 10) {
-            kept_rate(&home, &format!("model-{i}"), 100.0);
+            // Measured a second apart, the names' order not their age's.
+            kept_rate_at(&home, &format!("model-{}", MOST_KEPT + 10 - i), 100.0, 1_000_000 + i as u64);
         }
         let rates = read_rates(&dir.path().join("prefill-rates.json"));
         assert_eq!(rates.len(), MOST_KEPT);
-        assert!(rates.contains_key(&format!("model-{}", MOST_KEPT + 9)), "the newest is kept");
+        let oldest_left = rates.values().map(|kept| kept.measured_at).min().unwrap();
+        assert_eq!(oldest_left, 1_000_010, "the ten oldest measurements went first");
     }
 }
