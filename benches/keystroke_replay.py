@@ -520,6 +520,8 @@ def run_cria(args, run: Run, workdir: Path) -> None:
     for line in log_path.read_text(errors="replace").splitlines():
         if " ERROR " in line or " WARN " in line:
             run.notes.append("cria log: " + re.sub(r"^\S+\s+", "", line.strip())[:300])
+        if " model ready " in line:
+            run.extra["full_prompt_tokens"] = dict(LOG_FIELD.findall(line)).get("full_prompt_tokens")
     attach_cria_numbers(run)
 
 
@@ -812,10 +814,7 @@ def attach_cria_numbers(run: Run) -> None:
     run.extra["stops"] = stops
     # Which prompt each generation ran: the full one (its budget is the one
     # the server logged at `model ready`) or a quick one for a cold cursor.
-    full = None
-    for line in Path(run.extra["log_path"]).read_text(errors="replace").splitlines():
-        if line.rstrip().endswith("model ready") or " model ready" in line:
-            full = dict(LOG_FIELD.findall(line)).get("full_prompt_tokens")
+    full = run.extra.get("full_prompt_tokens")
     if full is not None:
         answered_rows = [r for r in rows if r.get("stop", "").strip('"') != "cancelled" and "budget" in r]
         run.extra["prompts"] = (int(full), sum(r["budget"] == full for r in answered_rows), sum(r["budget"] != full for r in answered_rows))
@@ -1514,14 +1513,14 @@ def rest_of_line_typed(phase: Phase, index: int) -> str | None:
     return final[row][col:]
 
 
-def right_at_keys(reqs: list[Request], phase: Phase) -> tuple[int, int, list[int]]:
-    """Over the keystrokes shown a suggestion: how many showed exactly the rest of
+def right_at_keys(keys: list[Request], phase: Phase) -> tuple[int, int, list[int]]:
+    """Over the keystrokes (of ``phase``) shown a suggestion: how many showed exactly the rest of
     the line the user then typed (its first line), how many could be judged, and
     the characters each got right (the first line's longest prefix that is what
     was typed next): what a suggestion was worth, not only how fast it came."""
     exact, judged, right = 0, 0, []
-    for r in reqs:
-        if r.kind != "key" or r.outcome != "suggestion" or not (0 <= r.index < len(phase.keys)):
+    for r in keys:
+        if r.outcome != "suggestion" or not (0 <= r.index < len(phase.keys)):
             continue
         rest = rest_of_line_typed(phase, r.index)
         if not rest:
@@ -1533,9 +1532,9 @@ def right_at_keys(reqs: list[Request], phase: Phase) -> tuple[int, int, list[int
     return exact, judged, right
 
 
-def summarise(reqs: list[Request], phase: Phase | None = None) -> dict:
+def summarise(reqs: list[Request], phase: Phase) -> dict:
     keys = [r for r in reqs if r.kind == "key"]
-    exact, judged, right = right_at_keys(keys, phase) if phase is not None else (0, 0, [])
+    exact, judged, right = right_at_keys(keys, phase)
     answered = [r for r in keys if r.is_answer]
     lat = [r.latency_ms for r in answered]
     with_numbers = [r for r in answered if r.reused_tokens is not None and r.prompt_tokens is not None]

@@ -246,8 +246,13 @@ fn enter_recomputes_only_the_new_line() {
 /// The generations a server's info log reports so far, in order: (prompt
 /// tokens, of which reused from the KV cache). Warm-ups are not logged.
 fn generations_logged(log: &Path) -> Vec<(u64, u64)> {
+    generation_lines(log).iter().map(|l| (number_in(l, "prompt="), number_in(l, "reused="))).collect()
+}
+
+/// The log lines of the generations a server's info log reports so far.
+fn generation_lines(log: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(log).unwrap();
-    text.lines().filter(|l| l.contains(" completion latency_ms=")).map(|l| (number_in(l, "prompt="), number_in(l, "reused="))).collect()
+    text.lines().filter(|l| l.contains(" completion latency_ms=")).map(str::to_string).collect()
 }
 
 /// The number after `name` in `line` (a log line's `name=value` field).
@@ -718,12 +723,7 @@ fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     // ...and it ran the full prompt, as big as this machine affords (the
     // file's 1,200 tokens fill most of any, up to the default 1,536).
     let full = logged_number(&log, " model ready ", "full_prompt_tokens=");
-    let budgets: Vec<u64> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(" completion latency_ms="))
-        .map(|l| number_in(l, "budget="))
-        .collect();
+    let budgets: Vec<u64> = generation_lines(&log).iter().map(|l| number_in(l, "budget=")).collect();
     assert_eq!(budgets, [full], "one generation, from the full prompt");
     assert!(prompt_a * 3 >= full * 2, "the windows fill most of the full prompt's {full} tokens: {prompt_a}");
 

@@ -195,8 +195,8 @@ impl Starting {
     pub async fn finish(self) -> Result<Model, StartError> {
         match self.kind {
             StartingKind::Engine { engine, loading, rate_key } => {
-                let loaded = loading.await.map_err(|_| EngineError::WorkerGone)?.map(|l| with_kept_rate(l, &self.resolved.gguf, &rate_key));
-                finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
+                let loaded = loading.await.map_err(|_| EngineError::WorkerGone)?;
+                finish_start(self.resolved, self.order, Backing::Engine { engine, rate_key }, loaded, self.started)
             }
             StartingKind::Remote { config, loaded } => {
                 finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started)
@@ -211,11 +211,8 @@ impl Starting {
     pub fn finish_blocking(self) -> Result<Model, StartError> {
         match self.kind {
             StartingKind::Engine { engine, loading, rate_key } => {
-                let loaded = loading
-                    .blocking_recv()
-                    .map_err(|_| EngineError::WorkerGone)?
-                    .map(|l| with_kept_rate(l, &self.resolved.gguf, &rate_key));
-                finish_start(self.resolved, self.order, Backing::Engine(engine), loaded, self.started)
+                let loaded = loading.blocking_recv().map_err(|_| EngineError::WorkerGone)?;
+                finish_start(self.resolved, self.order, Backing::Engine { engine, rate_key }, loaded, self.started)
             }
             StartingKind::Remote { config, loaded } => {
                 finish_start(self.resolved, self.order, Backing::Remote(config), loaded, self.started)
@@ -228,7 +225,8 @@ impl Starting {
 }
 
 enum Backing {
-    Engine(EngineHandle),
+    /// The resident engine, and what its prefill rate is kept for.
+    Engine { engine: EngineHandle, rate_key: String },
     Remote(RemoteConfig),
     Given(Generator),
 }
@@ -240,7 +238,10 @@ fn finish_start(
     loaded: Result<LoadedModel, EngineError>,
     started: Instant,
 ) -> Result<Model, StartError> {
-    let loaded = loaded?;
+    let mut loaded = loaded?;
+    if let Backing::Engine { rate_key, .. } = &backing {
+        loaded = with_kept_rate(loaded, &resolved.gguf, rate_key);
+    }
     let label = resolved.gguf.display().to_string();
     let (name, template) = match &resolved.config {
         Some(config) => {
@@ -254,7 +255,7 @@ fn finish_start(
         }
     };
     let generator = match backing {
-        Backing::Engine(engine) => Generator::Embedded(engine),
+        Backing::Engine { engine, .. } => Generator::Embedded(engine),
         Backing::Remote(config) => {
             let env = |name: &str| std::env::var(name).ok();
             Generator::Remote(Arc::new(RemoteClient::new(config, loaded.tokenizer.clone(), template.clone(), env)?))

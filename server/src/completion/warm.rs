@@ -43,15 +43,27 @@ const FULL_LADDER: [usize; 7] = [384, 512, 768, 1024, 1536, 2048, 3072];
 /// measured at load; `None`: not measured, the setting holds), never less
 /// than the smallest rung unless the setting is.
 pub fn full_prompt_tokens(setting: usize, rate: Option<f64>) -> usize {
-    let Some(rate) = rate.filter(|r| r.is_finite() && *r > 0.0) else {
+    let Some(rate) = measured(rate) else {
         return setting;
     };
     let affordable = (rate * FULL_PROMPT_SECONDS) as usize;
     if affordable >= setting {
         return setting;
     }
-    let rung = FULL_LADDER.iter().copied().rev().find(|&n| n <= affordable).unwrap_or(FULL_LADDER[0]);
-    rung.min(setting)
+    largest_rung(&FULL_LADDER, affordable).min(setting)
+}
+
+/// A prefill rate that was really measured: finite and positive.
+fn measured(rate: Option<f64>) -> Option<f64> {
+    rate.filter(|r| r.is_finite() && *r > 0.0)
+}
+
+/// The largest size of `ladder` (smallest first) within `affordable`, or
+/// its smallest: sizes from a ladder stay the same while a rate measured a
+/// little differently moves `affordable` (and the prompt keeps its cached
+/// prefix).
+fn largest_rung(ladder: &[usize], affordable: usize) -> usize {
+    ladder.iter().copied().rev().find(|&n| n <= affordable).unwrap_or(ladder[0])
 }
 
 /// Which prompt a request runs.
@@ -69,7 +81,7 @@ pub enum PromptPlan {
 
 /// Prompt tokens that can be computed within `COLD_SHARE` of `budget`.
 pub fn affordable_tokens(rate: Option<f64>, budget: Duration) -> usize {
-    let rate = rate.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(ASSUMED_PREFILL_RATE);
+    let rate = measured(rate).unwrap_or(ASSUMED_PREFILL_RATE);
     (rate * budget.as_secs_f64() * COLD_SHARE) as usize
 }
 
@@ -82,10 +94,7 @@ pub fn plan_prompt(prompt_len: usize, cached: usize, rate: Option<f64>, budget: 
     if missing <= affordable {
         return PromptPlan::Full;
     }
-    // Sizes come from a ladder, so that a prefill rate measured a little
-    // differently from one request to the next keeps the same quick prompt
-    // (and its cached prefix).
-    let quick = QUICK_LADDER.iter().copied().rev().find(|&n| n <= affordable).unwrap_or(MIN_QUICK_TOKENS);
+    let quick = largest_rung(&QUICK_LADDER, affordable);
     // A quick prompt nearly as long as the full one saves nothing.
     if quick * 4 >= prompt_len * 3 {
         return PromptPlan::Full;

@@ -39,12 +39,8 @@ const MOST_KEPT: usize = 64;
 /// used then, and nothing breaks.
 pub fn kept_prefill_rate(home: &CriaHome, model_file: &Path, runs_on: &str, measured: f64) -> f64 {
     let size = std::fs::metadata(model_file).map(|m| m.len()).unwrap_or(0);
-    kept_rate(home, &format!("{}|{size}|{runs_on}", model_file.display()), measured)
-}
-
-fn kept_rate(home: &CriaHome, key: &str, measured: f64) -> f64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    kept_rate_at(home, key, measured, now)
+    kept_rate_at(home, &format!("{}|{size}|{runs_on}", model_file.display()), measured, now)
 }
 
 fn kept_rate_at(home: &CriaHome, key: &str, measured: f64, now: u64) -> f64 {
@@ -114,11 +110,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("prefill-rates.json"), b"{not json").unwrap();
         let home = CriaHome::new(dir.path());
-        assert_eq!(kept_rate(&home, "k", 70.0), 70.0);
-        assert_eq!(kept_rate(&home, "k", 90.0), 70.0, "the broken file was replaced");
+        assert_eq!(kept_rate_at(&home, "k", 70.0, 1_000_000), 70.0);
+        assert_eq!(kept_rate_at(&home, "k", 90.0, 1_000_001), 70.0, "the broken file was replaced");
         let missing = CriaHome::new(dir.path().join("a-file").join("below"));
         std::fs::write(dir.path().join("a-file"), b"").unwrap();
-        assert_eq!(kept_rate(&missing, "k", 70.0), 70.0, "a folder that cannot be made: the measurement");
+        assert_eq!(kept_rate_at(&missing, "k", 70.0, 1_000_000), 70.0, "a folder that cannot be made: the measurement");
     }
 
     #[test]
