@@ -522,6 +522,10 @@ def run_cria(args, run: Run, workdir: Path) -> None:
             run.notes.append("cria log: " + re.sub(r"^\S+\s+", "", line.strip())[:300])
         if " model ready " in line:
             run.extra["full_prompt_tokens"] = dict(LOG_FIELD.findall(line)).get("full_prompt_tokens")
+        if " suggestion at rest " in line:
+            stop = dict(LOG_FIELD.findall(line)).get("stop", "?").strip('"')
+            at_rest = run.extra.setdefault("at_rest", {})
+            at_rest[stop] = at_rest.get(stop, 0) + 1
     attach_cria_numbers(run)
 
 
@@ -1704,6 +1708,10 @@ def print_table(file: str, scenario: str, cria_runs: list[Run], llama_runs: list
         if "prompts" in e:
             full, from_full, from_quick = e["prompts"]
             parts.append(f"generations not cancelled (whole run): {from_full} from the full prompt (up to {full} tokens on this machine), {from_quick} from a quick one")
+        at_rest = e.get("at_rest")
+        if at_rest:
+            ends = ", ".join(f"{k} {v}" for k, v in sorted(at_rest.items()))
+            parts.append(f"suggestions at a resting cursor (after cria/prefetch, whole run): {sum(at_rest.values())} ({ends})")
         parts.append(f"cria/status matched to {sc['numbers_for']} of {sc['answered']} answered keystrokes")
         print(f"- cria: {'; '.join(parts)}.")
         over = [r for run in cria_runs for r in run.requests

@@ -173,6 +173,60 @@ fn typing_the_start_of_the_suggestion_is_served_the_rest_without_a_generation() 
     c.client.shutdown();
 }
 
+/// Tells the server where the cursor rests (`cria/prefetch`).
+fn prefetch(c: &mut LspClient, line: u32, character: u32) {
+    c.notify("cria/prefetch", json!({"textDocument": {"uri": URI}, "position": {"line": line, "character": character}}));
+}
+
+#[test]
+fn a_resting_cursor_has_its_suggestion_before_the_first_keystroke() {
+    let generator = ScriptedGenerator::always(Script::answer("price * count"));
+    let mut c = session(&generator, json!({}));
+    let (line, character) = shop(&mut c);
+    prefetch(&mut c, line, character);
+    wait_runs(&generator, "the suggestion at rest", |runs| runs.len() == 1 && runs[0].is_some());
+    // Asked right there: the cache's; the first keys typing its start: the rest of it.
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character, STEP)), "price * count");
+    type_at(&mut c, 2, line, character, "p");
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character + 1, STEP)), "rice * count");
+    assert_eq!(generator.runs().len(), 1, "no generation after the prefetch's");
+    // Resting again where it was computed computes nothing new.
+    prefetch(&mut c, line, character + 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(generator.runs().len(), 1, "the prompt at the cursor is the typed-through one's: {:?}", stops(&generator));
+    c.client.shutdown();
+}
+
+#[test]
+fn the_first_keystroke_waits_for_the_suggestion_at_rest_only_while_it_types_it() {
+    // Slow answers: 13 pieces of 30 ms.
+    let generator = ScriptedGenerator::always(Script::per_char("price * count", Duration::from_millis(30)));
+    let mut c = session(&generator, json!({"latencyBudgetMs": 5000}));
+    let (line, character) = shop(&mut c);
+
+    // The first key types what it is writing: served by it, the key's own job cancelled.
+    prefetch(&mut c, line, character);
+    wait_runs(&generator, "the suggestion at rest", |runs| runs.len() == 1);
+    type_at(&mut c, 2, line, character, "p");
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character + 1, STEP)), "rice * count");
+    wait_runs(&generator, "the key's own job", |runs| runs.len() == 2 && runs.iter().all(Option::is_some));
+    assert_eq!(stops(&generator), [Some(StopReason::Eos), Some(StopReason::Cancelled)]);
+
+    // A key that types something else stops it at once and gets its own answer.
+    type_at(&mut c, 3, line, character + 1, "\n    ");
+    let (line, character) = (line + 1, 4);
+    prefetch(&mut c, line, character);
+    wait_runs(&generator, "the second suggestion at rest", |runs| runs.len() == 3);
+    type_at(&mut c, 4, line, character, "x");
+    let asked = Instant::now();
+    assert_eq!(suggestion(&c.inline_completion(URI, line, character + 1, STEP)), "price * count");
+    assert!(asked.elapsed() < Duration::from_millis(2000), "waited {:?} behind the suggestion at rest", asked.elapsed());
+    // Stopped: at once if it had written `p` already, else as its first
+    // piece disagrees with the `x`.
+    assert_eq!(stops(&generator)[2], Some(StopReason::Cancelled), "typing `x` stopped it");
+    c.client.shutdown();
+}
+
 #[test]
 fn the_same_prompt_is_served_from_the_cache_until_a_setting_that_shapes_it_changes() {
     let generator = ScriptedGenerator::always(Script::answer("price * count"));

@@ -392,6 +392,7 @@ mod tests {
             ("scheduler.rs", include_str!("scheduler.rs")),
             ("scripted.rs", include_str!("scripted.rs")),
             ("session.rs", include_str!("session.rs")),
+            ("session/warming.rs", include_str!("session/warming.rs")),
             ("warm.rs", include_str!("warm.rs")),
         ];
         for (file, source) in files {

@@ -106,11 +106,15 @@ pub struct Ablation {
     /// `prompt-cap`: the full prompt takes `promptTokens` whatever this
     /// machine's prefill rate (see [`Pipeline::full_prompt_tokens`]).
     pub no_prompt_cap: bool,
+    /// `at-rest`: no suggestion is computed at a resting cursor (see
+    /// `Session::suggest_at_rest`); a prefetch only warms prompts.
+    pub no_suggestion_at_rest: bool,
 }
 
 impl Ablation {
     /// The names `CRIA_ABLATE` accepts.
-    pub const NAMES: [&'static str; 6] = ["heal", "cursor-line-after-middle", "suffix-cap", "postprocess", "windows", "prompt-cap"];
+    pub const NAMES: [&'static str; 7] =
+        ["heal", "cursor-line-after-middle", "suffix-cap", "postprocess", "windows", "prompt-cap", "at-rest"];
 
     /// Parses a comma-separated list of names; an unknown name is an error.
     pub fn parse(list: &str) -> Result<Self, String> {
@@ -123,6 +127,7 @@ impl Ablation {
                 "postprocess" => ablation.no_postprocess = true,
                 "windows" => ablation.no_windows = true,
                 "prompt-cap" => ablation.no_prompt_cap = true,
+                "at-rest" => ablation.no_suggestion_at_rest = true,
                 other => return Err(format!("unknown ingredient `{other}` in CRIA_ABLATE (known: {})", Self::NAMES.join(", "))),
             }
         }
@@ -215,6 +220,7 @@ pub enum PromptSize {
 }
 
 /// One prompt, ready to run.
+#[derive(Clone)]
 pub struct BuiltPrompt {
     /// The engine request.
     pub request: GenerationRequest,
@@ -434,6 +440,7 @@ mod tests {
                 && all.no_postprocess
                 && all.no_windows
                 && all.no_prompt_cap
+                && all.no_suggestion_at_rest
         );
         assert_eq!(Ablation::parse(" , ").unwrap(), Ablation::default());
         assert!(Ablation::parse("heal,colour").unwrap_err().contains("colour"));

@@ -123,8 +123,41 @@ impl Scheduler {
         if let Some(kept) = lingering.get(key) {
             let typed = cursor.saturating_sub(kept.cursor);
             kept.written.want_only_the_line_at((mode == CompletionMode::SingleLine).then_some(typed));
+            if let Some(typed) = document.get(kept.cursor..cursor) {
+                kept.written.typed_since(typed, &kept.flag);
+            }
         }
         ticket
+    }
+
+    /// Leaves a generation nobody asked for (the suggestion at a resting
+    /// cursor, started by the session) running as if an answered request
+    /// at byte `cursor` had left it: a request that only types on there
+    /// waits for it while what it writes agrees, any other request stops
+    /// it (through `flag`). Registers only when no request is in flight or
+    /// lingering for `key` (the user is not typing there); returns its id,
+    /// for [`Self::end_unasked`] once it ends, and where the generation
+    /// writes its text.
+    pub fn linger_unasked(&self, key: &str, cursor: usize, flag: &CancelFlag) -> Option<(u64, WrittenSoFar)> {
+        let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lingering = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
+        if inflight.contains_key(key) || lingering.get(key).is_some_and(|l| !l.flag.is_cancelled()) {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let written = WrittenSoFar::default();
+        let entry = InFlight { id, flag: flag.clone(), notify: Arc::new(Notify::new()), cursor, written: written.clone() };
+        lingering.insert(key.to_string(), entry);
+        Some((id, written))
+    }
+
+    /// The generation [`Self::linger_unasked`] registered as `id` ended: it
+    /// lingers no more (a request that types on later computes its own).
+    pub fn end_unasked(&self, key: &str, id: u64) {
+        let mut lingering = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
+        if lingering.get(key).is_some_and(|l| l.id == id) {
+            lingering.remove(key);
+        }
     }
 
     /// Registers a request, returning the one it replaces.
@@ -331,5 +364,31 @@ mod tests {
         assert!(!written.has_the_wanted_line(), "the line typed is not ended yet");
         written.push("\n");
         assert!(written.has_the_wanted_line());
+    }
+
+    #[test]
+    fn a_generation_nobody_asked_for_lingers_only_where_nothing_is_under_way() {
+        let s = Arc::new(Scheduler::default());
+        let uri = "file:///a";
+        let rest = CancelFlag::new();
+        let (id, written) = s.linger_unasked(uri, 4, &rest).expect("nothing under way");
+        assert!(s.linger_unasked(uri, 4, &CancelFlag::new()).is_none(), "one lingers already");
+        // The first key types on at its cursor, before it wrote anything.
+        let b = s.begin_typing_on(uri, "x = d", 5, ONE_LINE);
+        assert!(!rest.is_cancelled(), "nothing written agrees with `d`");
+        written.push("sum(");
+        assert!(rest.is_cancelled(), "it wrote `s` where `d` was typed: it serves nobody");
+        assert!(s.linger_unasked(uri, 5, &CancelFlag::new()).is_none(), "a request is in flight");
+        drop(b);
+        let late = CancelFlag::new();
+        let (late_id, _) = s.linger_unasked(uri, 5, &late).expect("the first was stopped, the request ended");
+        assert!(s.linger_unasked(uri, 5, &CancelFlag::new()).is_none(), "it runs");
+        s.end_unasked(uri, id); // the first one's end: nothing changes
+        assert!(s.linger_unasked(uri, 5, &CancelFlag::new()).is_none());
+        s.end_unasked(uri, late_id);
+        let again = CancelFlag::new();
+        assert!(s.linger_unasked(uri, 5, &again).is_some(), "the request and the first one ended");
+        let _c = s.begin(uri, 0);
+        assert!(again.is_cancelled(), "a request elsewhere stops it");
     }
 }

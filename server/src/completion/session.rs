@@ -5,8 +5,10 @@
 //! Per document it keeps the newest request (`Scheduler`), the suggestion
 //! shown and late answers (`TypedThrough`), the anchor of the middle marker,
 //! the snippets chosen for the cursor's block, the quick prompt size and the
-//! warm-ups under way; across documents, the suggestion LRU, recent edits,
-//! the workspace's definitions and which document is active. A request
+//! warm-ups under way (`warming`: the prompts and the suggestion at a
+//! resting cursor, computed before anyone asks); across documents, the
+//! suggestion LRU, recent edits, the workspace's definitions and which
+//! document is active. A request
 //! checks typed-through, registers with the scheduler, builds its prompts
 //! on a blocking thread, asks the LRU, submits the job, queues warm-ups
 //! (the full prompt behind a quick one, the next anchor's), and waits for
@@ -20,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,14 +31,18 @@ use futures_util::future::BoxFuture;
 use super::anchor::{choose_anchor, Anchor};
 use super::placement::{over_selected, placed, SelectedItem, Suggestion};
 use super::request::{display_path, CursorRequest, Prepared, Setup, PROMPT_PROBLEM};
-use super::{mode_at, BuiltPrompt, GenerateError, Model, Scheduler, SuggestionLru, Trigger, TypedThrough};
+use super::{mode_at, BuiltPrompt, GenerateError, Scheduler, SuggestionLru, Trigger, TypedThrough};
 use crate::context::{CompletionMode, Definition};
 use crate::documents::encoding::position_to_byte;
 use crate::documents::{DocumentSnapshot, DocumentStore, Position};
-use crate::engine::{CancelFlag, Completion, EngineHandle, GenerationRequest, JobOptions, Priority, SlotChoice, StopReason};
+use crate::engine::{CancelFlag, Completion, JobOptions, Priority, SlotChoice, StopReason};
 use crate::locks::lock;
 use crate::prompt::ContextChunk;
 use crate::throttle::{excerpt, Throttle};
+
+mod warming;
+
+use warming::{anchor_warm_up_key, at_rest_key};
 
 static GENERATION_PROBLEM: Throttle = Throttle::new();
 
@@ -183,6 +189,9 @@ impl Session {
         if let Some(flag) = lock(&self.warm_ups).remove(&anchor_warm_up_key(uri)) {
             flag.cancel();
         }
+        if let Some(flag) = lock(&self.warm_ups).remove(&at_rest_key(uri)) {
+            flag.cancel();
+        }
         let mut active = lock(&self.active);
         if active.as_deref() == Some(uri) {
             *active = None;
@@ -241,69 +250,6 @@ impl Session {
         }
         *active = Some(uri.to_string());
         true
-    }
-
-    /// A document was opened or edited: if the user switched to it, warm
-    /// its prompt at its last known cursor (the edit's end, a prefetch, a
-    /// request), so its first suggestion does not pay for the whole prompt.
-    pub fn document_activity(self: &Arc<Self>, uri: &str) {
-        if !self.activate(uri) {
-            return;
-        }
-        let known = lock(&self.cursors).get(uri).copied();
-        if let Some(position) = known {
-            self.prefetch(uri, position);
-        }
-    }
-
-    /// The user's cursor is at `position` in `uri` (`cria/prefetch`). Warms
-    /// the prompt a request there would use, at background priority: if
-    /// computing it would not fit the latency budget, a quick prompt first
-    /// (what the first keystroke there will use), then the full one. A newer
-    /// prefetch for the document replaces this one; any request runs first.
-    ///
-    /// A flood of prefetches (a cursor held on an arrow key, a hostile
-    /// client) builds one prompt at a time, and only the newest: an older
-    /// one whose turn comes after a newer one arrived does nothing.
-    pub fn prefetch(self: &Arc<Self>, uri: &str, position: Position) {
-        self.note_cursor(uri, position);
-        self.activate(uri);
-        let seq = self.prefetch_seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let session = self.clone();
-        let uri = uri.to_string();
-        tokio::task::spawn_blocking(move || {
-            let _turn = lock(&session.prefetch_turn);
-            if session.prefetch_seq.load(Ordering::SeqCst) == seq {
-                session.prefetch_now(&uri, position);
-            }
-        });
-    }
-
-    /// The work of [`Self::prefetch`], on a blocking thread.
-    fn prefetch_now(self: &Arc<Self>, uri: &str, position: Position) {
-        let Some(built) = self.prepare(uri, position, None, Trigger::Automatic) else {
-            return;
-        };
-        let Some(engine) = built.setup.model.generator.engine().cloned() else {
-            return; // a remote engine keeps its own cache
-        };
-        let flag = self.new_warm_up(uri);
-        let budget = Duration::from_millis(built.setup.latency_budget_ms);
-        let Some(prepared) = built.build(budget, None, CancelFlag::new()) else {
-            return;
-        };
-        tracing::debug!(%uri, "prefetch: prompt built");
-        self.remember_context(&built, &prepared);
-        self.warm_next_anchor(uri, &built.setup.model, prepared.next_anchor.as_ref());
-        let full = &prepared.full.request.prompt;
-        if prepared.quick.is_none() && engine.cached_prefix(full) + 1 >= full.len() {
-            return; // already warm
-        }
-        if let Some(quick) = &prepared.quick {
-            queue_warm_up(&engine, uri, &quick.request, &flag);
-        }
-        queue_warm_up(&engine, uri, &prepared.full.request, &flag);
-        tracing::debug!(%uri, quick = prepared.quick.is_some(), full = prepared.full.request.prompt.len(), "prompt warm-up queued");
     }
 
     /// After a suggestion was accepted: computes the next suggestion at the
@@ -429,41 +375,6 @@ impl Session {
         };
     }
 
-    /// Queues the warm-up of a document's full prompt (background priority,
-    /// replacing the document's earlier warm-up).
-    fn warm_full_prompt(&self, uri: &str, model: &Model, request: &GenerationRequest) {
-        let Some(engine) = model.generator.engine() else {
-            return;
-        };
-        queue_warm_up(engine, uri, request, &self.new_warm_up(uri));
-    }
-
-    /// Queues the warm-up of the prompt the document's next anchor will use
-    /// (see `completion::anchor`), in a KV slot beside the one in use so
-    /// the keystrokes keep their prompt; a newer one replaces it.
-    fn warm_next_anchor(&self, uri: &str, model: &Model, next: Option<&BuiltPrompt>) {
-        if let (Some(next), Some(engine)) = (next, model.generator.engine()) {
-            let flag = self.new_warm_up(&anchor_warm_up_key(uri));
-            queue_warm_up_in(engine, None, SlotChoice::Beside, &next.request, &flag);
-            tracing::debug!(%uri, "next anchor's prompt queued to warm");
-        }
-    }
-
-    /// A fresh cancellation flag for `uri`'s warm-ups; the earlier ones stop,
-    /// and so does the warm-up of the next anchor at the old place (a new
-    /// warm-up is for a cursor that moved; its own next anchor comes after).
-    fn new_warm_up(&self, uri: &str) -> CancelFlag {
-        let flag = CancelFlag::new();
-        let mut warm_ups = lock(&self.warm_ups);
-        if let Some(anchor) = warm_ups.remove(&anchor_warm_up_key(uri)) {
-            anchor.cancel();
-        }
-        if let Some(old) = warm_ups.insert(uri.to_string(), flag.clone()) {
-            old.cancel();
-        }
-        flag
-    }
-
     /// Computes the suggestion at a cursor, within the latency budget.
     /// `None` when there is nothing to show (model not ready, document
     /// unknown or skipped, superseded by a newer request, nothing useful,
@@ -568,7 +479,7 @@ impl Session {
         let job_request = request.clone();
         let job_uri = uri.to_string();
         tokio::spawn(async move {
-            let shown = session.finish(pending.await, &job_request, &chosen, started).await;
+            let shown = session.finish(pending.await, &job_request, &chosen, started, Asked::ByEditor).await;
             // The answer goes before the ticket: dropping it sets the flag
             // the waiter reads as "superseded".
             let unanswered = answered.send(shown);
@@ -632,6 +543,7 @@ impl Session {
         request: &CursorRequest,
         built: &BuiltPrompt,
         started: Instant,
+        asked: Asked,
     ) -> Option<String> {
         let completion = match answer {
             Ok(Ok(c)) => c,
@@ -644,7 +556,18 @@ impl Session {
             }
             Err(_) => return None,
         };
-        self.record(&completion, built.prompt_tokens, started.elapsed()).await;
+        match asked {
+            Asked::ByEditor => self.record(&completion, built.prompt_tokens, started.elapsed()).await,
+            Asked::AtRest => tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                prompt = completion.prompt_tokens,
+                budget = built.prompt_tokens,
+                reused = completion.reused_tokens,
+                generated = completion.tokens.len(),
+                stop = completion.stop_reason.as_str(),
+                "suggestion at rest"
+            ),
+        }
         if completion.stop_reason == StopReason::Cancelled {
             return None;
         }
@@ -683,22 +606,10 @@ impl Session {
     }
 }
 
-/// Queues a warm-up of `request`'s prompt for `uri`: background priority,
-/// nothing generated, stopped by `flag`.
-fn queue_warm_up(engine: &EngineHandle, uri: &str, request: &GenerationRequest, flag: &CancelFlag) {
-    queue_warm_up_in(engine, Some(uri), SlotChoice::Auto, request, flag);
-}
-
-/// The key of a document's warm-up of its next anchor in `Session::warm_ups`.
-fn anchor_warm_up_key(uri: &str) -> String {
-    format!("{uri}\u{0}anchor")
-}
-
-/// Queues a warm-up in the slot `slot` chooses; with a `key`, it reports
-/// progress as that document's warming and a request for it drops the
-/// warm-up if still queued.
-fn queue_warm_up_in(engine: &EngineHandle, key: Option<&str>, slot: SlotChoice, request: &GenerationRequest, flag: &CancelFlag) {
-    let request = GenerationRequest { max_new_tokens: 0, deadline: None, cancel: flag.clone(), ..request.clone() };
-    let options = JobOptions { slot, priority: Priority::Background, late_budget: None, key: key.map(str::to_string), written: None };
-    drop(engine.submit(request, options, None));
+/// Who asked for a generation: the editor (its numbers go to the editor
+/// and the log's `completion` lines), or the session, for a cursor at rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    ByEditor,
+    AtRest,
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc as async_mpsc, oneshot, watch};
 
-use super::generate::{Completion, Engine, EngineOptions, GenerationRequest, Ran, RunControl, SlotChoice};
+use super::generate::{CancelFlag, Completion, Engine, EngineOptions, GenerationRequest, Ran, RunControl, SlotChoice};
 use super::model::Hyperparams;
 use super::tokenizer::Tokenizer;
 use super::EngineError;
@@ -97,19 +97,25 @@ struct Written {
     text: String,
     /// Only the line that holds this byte of `text` is still wanted.
     wanted_line_at: Option<usize>,
+    /// What the user typed since the job's cursor, as of the newest request
+    /// it may serve, and the job's flag: once `text` disagrees with it, the
+    /// job is stopped (nobody wants the rest).
+    typed: Option<(String, CancelFlag)>,
 }
 
 impl WrittenSoFar {
-    /// Appends the next piece of text the job wrote.
+    /// Appends the next piece of text the job wrote (and stops the job if
+    /// it now disagrees with what was typed: [`Self::typed_since`]).
     pub fn push(&self, piece: &str) {
-        self.lock().text.push_str(piece);
+        let mut written = self.lock();
+        written.text.push_str(piece);
+        written.stop_if_disagreeing();
     }
 
     /// Whether the text written so far and `typed` agree: one starts with
     /// the other (nothing written yet agrees with anything).
     pub fn agrees_with(&self, typed: &str) -> bool {
-        let written = self.lock();
-        written.text.starts_with(typed) || typed.starts_with(written.text.as_str())
+        agree(&self.lock().text, typed)
     }
 
     /// Says that of the whole answer only the line holding byte `at` is
@@ -128,9 +134,35 @@ impl WrittenSoFar {
         written.wanted_line_at.is_some_and(|at| written.text.as_bytes().get(at..).is_some_and(|rest| rest.contains(&b'\n')))
     }
 
+    /// Says what the user typed since the job's cursor (the newest request
+    /// it may serve): once what it writes disagrees with that, `flag` (the
+    /// job's) is cancelled, instead of the job keeping that request waiting
+    /// for an answer it cannot use.
+    pub fn typed_since(&self, typed: &str, flag: &CancelFlag) {
+        let mut written = self.lock();
+        written.typed = Some((typed.to_string(), flag.clone()));
+        written.stop_if_disagreeing();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Written> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+impl Written {
+    fn stop_if_disagreeing(&self) {
+        if let Some((typed, flag)) = &self.typed {
+            if !agree(&self.text, typed) {
+                flag.cancel();
+            }
+        }
+    }
+}
+
+/// Whether what a job wrote and what the user typed agree: one starts with
+/// the other (nothing written yet agrees with anything).
+fn agree(written: &str, typed: &str) -> bool {
+    written.starts_with(typed) || typed.starts_with(written)
 }
 
 /// A warm-up in progress: whose prompt, and how far.
