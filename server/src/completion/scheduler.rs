@@ -12,7 +12,11 @@
 //! at once (typed-through). A lingering generation runs on while what it has
 //! written agrees with what the user typed after its cursor (the requests in
 //! between give way to it); the first request whose typing disagrees stops
-//! it, and its own generation lingers in turn. When the newest request
+//! it, and its own generation lingers in turn, and so does the first piece
+//! it writes that disagrees with the newest typing (the newest request
+//! waits for nothing it cannot use). The session's suggestion at a resting
+//! cursor lingers the same way from the start
+//! ([`Scheduler::linger_unasked`]). When the newest request
 //! wants one line (the user types inside a line), the lingering generation
 //! ends with that line: a multi-line answer's later lines would only keep
 //! the keystrokes waiting. On a fast typist's machine,
