@@ -261,7 +261,14 @@ impl State {
             }
         })
         .await
-        .unwrap_or_else(|e| Err(format!("model start-up panicked: {e}")));
+        .unwrap_or_else(|e| {
+            // Cancelled: the runtime is going away (the server shuts down), not a panic.
+            Err(if e.is_cancelled() {
+                "model start-up stopped: the server is shutting down".into()
+            } else {
+                format!("model start-up panicked: {e}")
+            })
+        });
         let result = match starting {
             Ok(starting) => {
                 let finish = starting.finish();
