@@ -148,11 +148,10 @@ impl Scheduler {
         if inflight.contains_key(key) || lingering.get(key).is_some_and(|l| !l.flag.is_cancelled()) {
             return None;
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let written = WrittenSoFar::default();
-        let entry = InFlight { id, flag: flag.clone(), notify: Arc::new(Notify::new()), cursor, written: written.clone() };
+        let entry = self.entry(flag.clone(), cursor);
+        let registered = (entry.id, entry.written.clone());
         lingering.insert(key.to_string(), entry);
-        Some((id, written))
+        Some(registered)
     }
 
     /// The generation [`Self::linger_unasked`] registered as `id` ended: it
@@ -164,11 +163,17 @@ impl Scheduler {
         }
     }
 
+    /// A new generation's entry (a fresh id, nothing written), stopped by
+    /// `flag`, asked at byte `cursor`.
+    fn entry(&self, flag: CancelFlag, cursor: usize) -> InFlight {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        InFlight { id, flag, notify: Arc::new(Notify::new()), cursor, written: WrittenSoFar::default() }
+    }
+
     /// Registers a request, returning the one it replaces.
     fn register(self: &Arc<Self>, key: &str, cursor: usize) -> (Ticket, Option<InFlight>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (flag, notify, written) = (CancelFlag::new(), Arc::new(Notify::new()), WrittenSoFar::default());
-        let entry = InFlight { id, flag: flag.clone(), notify: notify.clone(), cursor, written: written.clone() };
+        let entry = self.entry(CancelFlag::new(), cursor);
+        let (id, flag, notify, written) = (entry.id, entry.flag.clone(), entry.notify.clone(), entry.written.clone());
         let previous = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), entry);
         if previous.is_some() {
             self.superseded.fetch_add(1, Ordering::Relaxed);

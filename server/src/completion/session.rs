@@ -42,8 +42,6 @@ use crate::throttle::{excerpt, Throttle};
 
 mod warming;
 
-use warming::{anchor_warm_up_key, at_rest_key};
-
 static GENERATION_PROBLEM: Throttle = Throttle::new();
 
 /// The least time a late answer (its prefill outlived the latency budget)
@@ -180,18 +178,10 @@ impl Session {
         lock(&self.typed).forget(uri);
         lock(&self.last_edit_end).remove(uri);
         lock(&self.cursors).remove(uri);
-        if let Some(flag) = lock(&self.warm_ups).remove(uri) {
-            flag.cancel();
-        }
+        self.stop_warming(uri);
         lock(&self.context_memo).remove(uri);
         lock(&self.quick_sizes).remove(uri);
         lock(&self.anchors).remove(uri);
-        if let Some(flag) = lock(&self.warm_ups).remove(&anchor_warm_up_key(uri)) {
-            flag.cancel();
-        }
-        if let Some(flag) = lock(&self.warm_ups).remove(&at_rest_key(uri)) {
-            flag.cancel();
-        }
         let mut active = lock(&self.active);
         if active.as_deref() == Some(uri) {
             *active = None;

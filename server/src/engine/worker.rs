@@ -360,6 +360,13 @@ impl EngineHandle {
         slots.iter().map(|held| super::kv_cache::common_prefix(held, prompt)).max().unwrap_or(0)
     }
 
+    /// Whether some slot's cache holds all of `prompt` but its last token
+    /// (which every job runs, for fresh logits): a job with it prefills
+    /// nothing more.
+    pub fn holds(&self, prompt: &[u32]) -> bool {
+        self.cached_prefix(prompt) + 1 >= prompt.len()
+    }
+
     /// Prompt tokens per second the engine's prefill runs at (`None` until
     /// it has run a chunk).
     pub fn prefill_rate(&self) -> Option<f64> {

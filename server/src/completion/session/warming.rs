@@ -79,7 +79,7 @@ impl Session {
         self.warm_next_anchor(uri, &built.setup.model, prepared.next_anchor.as_ref());
         let engine = built.setup.model.generator.engine();
         let full = &prepared.full.request.prompt;
-        let cold = prepared.quick.is_some() || engine.is_some_and(|e| e.cached_prefix(full) + 1 < full.len());
+        let cold = prepared.quick.is_some() || engine.is_some_and(|e| !e.holds(full));
         // The suggestion at rest runs once its own prompt is warm: the warm-ups
         // give way to keystrokes, a generation would not while it prefills.
         let warm_up = |built: &BuiltPrompt| engine.map(|e| queue_warm_up(e, uri, &built.request, &flag));
@@ -129,8 +129,7 @@ impl Session {
                 if flag.is_cancelled() || !session.unchanged(&request) {
                     return; // moved, typed, or asked there meanwhile
                 }
-                let prompt = &built.request.prompt;
-                if request.setup.model.generator.engine().is_some_and(|e| e.cached_prefix(prompt) + 1 < prompt.len()) {
+                if request.setup.model.generator.engine().is_some_and(|e| !e.holds(&built.request.prompt)) {
                     return; // its warm-up gave way: a prefill here would not
                 }
                 if lock(&session.lru).get(built.key).is_some() {
@@ -184,6 +183,17 @@ impl Session {
         }
     }
 
+    /// Stops everything warming for `uri` (the document closed): its
+    /// warm-up, its next anchor's and its suggestion at rest.
+    pub(super) fn stop_warming(&self, uri: &str) {
+        let mut warm_ups = lock(&self.warm_ups);
+        for key in [uri.to_string(), anchor_warm_up_key(uri), at_rest_key(uri)] {
+            if let Some(flag) = warm_ups.remove(&key) {
+                flag.cancel();
+            }
+        }
+    }
+
     /// A fresh cancellation flag for `uri`'s warm-ups; the earlier ones stop,
     /// and so does the warm-up of the next anchor at the old place (a new
     /// warm-up is for a cursor that moved; its own next anchor comes after).
@@ -210,12 +220,12 @@ pub(super) fn queue_warm_up(engine: &EngineHandle, uri: &str, request: &Generati
 pub(super) type WarmUpDone = oneshot::Receiver<Result<Completion, EngineError>>;
 
 /// The key of a document's suggestion at rest in `Session::warm_ups`.
-pub(super) fn at_rest_key(uri: &str) -> String {
+fn at_rest_key(uri: &str) -> String {
     format!("{uri}\u{0}rest")
 }
 
 /// The key of a document's warm-up of its next anchor in `Session::warm_ups`.
-pub(super) fn anchor_warm_up_key(uri: &str) -> String {
+fn anchor_warm_up_key(uri: &str) -> String {
     format!("{uri}\u{0}anchor")
 }
 
