@@ -376,3 +376,43 @@ fn settings_changes_reach_the_requests_and_bad_values_are_refused() {
     assert_eq!(generator.runs().len(), 3);
     c.client.shutdown();
 }
+
+#[test]
+fn a_file_alone_gets_the_snippets_share_of_the_prompt_and_gives_it_back_when_snippets_come() {
+    let generator = ScriptedGenerator::new(|_| Script::answer("price"));
+    let mut c = session(&generator, json!({"promptTokens": 600}));
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = cria::engine::Tokenizer::from_gguf(&cria::engine::gguf::GgufFile::open(&model_file(dir.path())).unwrap()).unwrap();
+    let count = |text: &str| tokenizer.encode(text).unwrap().len();
+    let prompt_text = |run: usize| {
+        let prompt = &generator.runs()[run].request.prompt;
+        String::from_utf8_lossy(&prompt.iter().flat_map(|&t| tokenizer.token_bytes(t).to_vec()).collect::<Vec<u8>>()).into_owned()
+    };
+    // The text before the cursor takes about 90% of the prompt: all of it
+    // fits only where no share is held back for snippets (15%).
+    let cursor_line = "    total = ";
+    let mut text = String::from("# shop.py: the first line\n");
+    let mut i = 0;
+    while count(&format!("{text}    x{i} = compute_discount(price, {i})\n{cursor_line}")) < 540 {
+        text.push_str(&format!("    x{i} = compute_discount(price, {i})\n"));
+        i += 1;
+    }
+    text.push_str(cursor_line);
+    let line = text.lines().count() as u32 - 1;
+    let character = cursor_line.len() as u32;
+    c.open(URI, "python", &text);
+    c.inline_completion(URI, line, character, STEP);
+    assert!(prompt_text(0).contains("the first line"), "the file's head is cut:\n{}", prompt_text(0));
+
+    // With a definition the cursor's neighbourhood uses open in another
+    // file, the snippet takes its share and the window gives it back.
+    c.notify("textDocument/didClose", json!({"textDocument": {"uri": URI}}));
+    c.open("file:///project/discounts.py", "python", "def compute_discount(price, rate):\n    return price * rate\n");
+    let other = "file:///project/till.py";
+    c.open(other, "python", &text);
+    c.inline_completion(other, line, character, STEP);
+    let with_snippet = prompt_text(1);
+    assert!(with_snippet.contains("def compute_discount"), "no snippet:\n{with_snippet}");
+    assert!(!with_snippet.contains("the first line"), "the window did not give the snippet its share:\n{with_snippet}");
+    c.client.shutdown();
+}

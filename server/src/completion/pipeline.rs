@@ -109,12 +109,16 @@ pub struct Ablation {
     /// `at-rest`: no suggestion is computed at a resting cursor (see
     /// `Session::suggest_at_rest`); a prefetch only warms prompts.
     pub no_suggestion_at_rest: bool,
+    /// `reserve-to-prefix`: the snippets' share of a full prompt stays
+    /// empty when no snippet was found, instead of going to the text
+    /// before the cursor (see [`Pipeline::build`]).
+    pub no_reserve_to_prefix: bool,
 }
 
 impl Ablation {
     /// The names `CRIA_ABLATE` accepts.
-    pub const NAMES: [&'static str; 7] =
-        ["heal", "cursor-line-after-middle", "suffix-cap", "postprocess", "windows", "prompt-cap", "at-rest"];
+    pub const NAMES: [&'static str; 8] =
+        ["heal", "cursor-line-after-middle", "suffix-cap", "postprocess", "windows", "prompt-cap", "at-rest", "reserve-to-prefix"];
 
     /// Parses a comma-separated list of names; an unknown name is an error.
     pub fn parse(list: &str) -> Result<Self, String> {
@@ -128,6 +132,7 @@ impl Ablation {
                 "windows" => ablation.no_windows = true,
                 "prompt-cap" => ablation.no_prompt_cap = true,
                 "at-rest" => ablation.no_suggestion_at_rest = true,
+                "reserve-to-prefix" => ablation.no_reserve_to_prefix = true,
                 other => return Err(format!("unknown ingredient `{other}` in CRIA_ABLATE (known: {})", Self::NAMES.join(", "))),
             }
         }
@@ -254,6 +259,12 @@ impl Pipeline<'_> {
     /// within the budget of `size`, snippets from `snippets` (asked only for
     /// a full prompt that has a share for them, with the windows chosen),
     /// the anchor's middle, single-line stops, and the cache key.
+    ///
+    /// Where no snippet is found (a single file open, no workspace), the
+    /// snippets' share goes to the text before the cursor: the model sees
+    /// more of the file, and a file that fits the whole prompt is held
+    /// whole, so its window's start never moves while the user types (a
+    /// moved start loses the warmed prompt).
     pub fn build(
         &self,
         place: &CursorPlace,
@@ -262,9 +273,9 @@ impl Pipeline<'_> {
         deadline: Option<Instant>,
         cancel: CancelFlag,
     ) -> Result<BuiltPrompt, EngineError> {
-        let (cursor, mut settings, prompt_tokens) = match size {
+        let full = SuggestionSettings { prompt_tokens: self.full_prompt_tokens(), ..self.settings.clone() };
+        let (mut cursor, mut settings, prompt_tokens) = match size {
             PromptSize::Full => {
-                let full = SuggestionSettings { prompt_tokens: self.full_prompt_tokens(), ..self.settings.clone() };
                 let (cursor, settings) = full.windows(self.model, place);
                 (cursor, settings, full.prompt_tokens)
             }
@@ -273,11 +284,16 @@ impl Pipeline<'_> {
                 (cursor, settings, tokens)
             }
         };
-        settings.middle_bytes = place.anchor.and_then(|at| place.offset.checked_sub(at));
         let context = match size {
             PromptSize::Full if self.settings.context_share > 0.0 => snippets(&cursor),
             _ => Arc::new(Vec::new()),
         };
+        let prefix_cut = cursor.prefix.len() < place.offset.min(place.text.len());
+        if size == PromptSize::Full && context.is_empty() && full.context_share > 0.0 && prefix_cut && !full.ablation.no_reserve_to_prefix {
+            let unreserved = SuggestionSettings { context_share: 0.0, ..full };
+            (cursor, settings) = unreserved.windows(self.model, place);
+        }
+        settings.middle_bytes = place.anchor.and_then(|at| place.offset.checked_sub(at));
         let input = super::CompletionInput {
             cursor: &cursor,
             context: &context,
@@ -441,6 +457,7 @@ mod tests {
                 && all.no_windows
                 && all.no_prompt_cap
                 && all.no_suggestion_at_rest
+                && all.no_reserve_to_prefix
         );
         assert_eq!(Ablation::parse(" , ").unwrap(), Ablation::default());
         assert!(Ablation::parse("heal,colour").unwrap_err().contains("colour"));
