@@ -378,7 +378,7 @@ fn settings_changes_reach_the_requests_and_bad_values_are_refused() {
 }
 
 #[test]
-fn a_file_alone_gets_the_snippets_share_of_the_prompt_and_gives_it_back_when_snippets_come() {
+fn a_file_alone_that_fits_whole_gets_the_snippets_share_of_the_prompt_until_snippets_come() {
     let generator = ScriptedGenerator::new(|_| Script::answer("price"));
     let mut c = session(&generator, json!({"promptTokens": 600}));
     let dir = tempfile::tempdir().unwrap();
@@ -414,5 +414,19 @@ fn a_file_alone_gets_the_snippets_share_of_the_prompt_and_gives_it_back_when_sni
     let with_snippet = prompt_text(1);
     assert!(with_snippet.contains("def compute_discount"), "no snippet:\n{with_snippet}");
     assert!(!with_snippet.contains("the first line"), "the window did not give the snippet its share:\n{with_snippet}");
+
+    // Alone again, a file twice as long fits neither way: it keeps the
+    // smaller prompt (a larger one would take longer to warm).
+    for uri in ["file:///project/discounts.py", other] {
+        c.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
+    }
+    let long = "file:///project/long.py";
+    // Short lines: the window's start, aligned to 16 lines, can then come
+    // within a few tokens of its budget.
+    let long_text = format!("{}{cursor_line}", "x\n".repeat(count(&text)));
+    c.open(long, "python", &long_text);
+    c.inline_completion(long, long_text.lines().count() as u32 - 1, character, STEP);
+    let kept = generator.runs()[2].request.prompt.len();
+    assert!(kept <= 600 - 600 * 15 / 100, "a long file took the snippets' share: {kept} tokens of 600");
     c.client.shutdown();
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Backend, Model, Settings, SuggestionLru};
-use crate::context::{completion_mode, cursor_windows, CompletionMode, CursorText, WindowBudget};
+use crate::context::{completion_mode, cursor_windows, whole_prefix_fits, CompletionMode, CursorText, WindowBudget};
 use crate::documents::Language;
 use crate::engine::StopReason;
 use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams};
@@ -260,11 +260,12 @@ impl Pipeline<'_> {
     /// a full prompt that has a share for them, with the windows chosen),
     /// the anchor's middle, single-line stops, and the cache key.
     ///
-    /// Where no snippet is found (a single file open, no workspace), the
-    /// snippets' share goes to the text before the cursor: the model sees
-    /// more of the file, and a file that fits the whole prompt is held
-    /// whole, so its window's start never moves while the user types (a
-    /// moved start loses the warmed prompt).
+    /// Where no snippet is found (a single file open, no workspace) and
+    /// the text before the cursor then fits whole, the snippets' share goes
+    /// to it: the window's start no longer moves while the user types (a
+    /// moved start loses the warmed prompt). A longer file keeps the
+    /// smaller prompt: where the prompt cap binds (a slow machine), a
+    /// larger one would take longer to warm after every move of the window.
     pub fn build(
         &self,
         place: &CursorPlace,
@@ -291,7 +292,10 @@ impl Pipeline<'_> {
         let prefix_cut = cursor.prefix.len() < place.offset.min(place.text.len());
         if size == PromptSize::Full && context.is_empty() && full.context_share > 0.0 && prefix_cut && !full.ablation.no_reserve_to_prefix {
             let unreserved = SuggestionSettings { context_share: 0.0, ..full };
-            (cursor, settings) = unreserved.windows(self.model, place);
+            let budget = unreserved.window_budget(unreserved.prompt_tokens, self.model);
+            if whole_prefix_fits(place.text, place.offset, budget.prefix_tokens, &token_counter(self.model)) {
+                (cursor, settings) = unreserved.windows(self.model, place);
+            }
         }
         settings.middle_bytes = place.anchor.and_then(|at| place.offset.checked_sub(at));
         let input = super::CompletionInput {
@@ -395,10 +399,10 @@ impl SuggestionSettings {
         (cursor_text, settings)
     }
 
-    fn windows_within(&self, prompt_tokens: usize, model: &Model, place: &CursorPlace) -> (CursorText, Settings) {
-        let (text, cursor) = (place.text, place.offset);
-        let tokenizer = &model.loaded.tokenizer;
-        let count = |s: &str| tokenizer.encode(s).map(|t| t.len()).unwrap_or(usize::MAX);
+    /// The tokens of a prompt of `prompt_tokens` for the text before and
+    /// after the cursor with this model's layout: what the control tokens,
+    /// the suffix's share (capped) and the snippets' share leave.
+    fn window_budget(&self, prompt_tokens: usize, model: &Model) -> WindowBudget {
         let template = &model.template;
         let room = prompt_tokens.saturating_sub(template.control_token_count());
         let share = (room as f32 * self.suffix_share) as usize;
@@ -410,10 +414,17 @@ impl SuggestionSettings {
             _ => share,
         };
         let context_tokens = (room as f32 * self.context_share) as usize;
-        let budget = WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens };
+        WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens }
+    }
+
+    fn windows_within(&self, prompt_tokens: usize, model: &Model, place: &CursorPlace) -> (CursorText, Settings) {
+        let (text, cursor) = (place.text, place.offset);
+        let count = token_counter(model);
+        let budget = self.window_budget(prompt_tokens, model);
         let mut settings = self.request_settings();
         let cursor_text = if self.ablation.no_windows {
-            settings.suffix_share = suffix_tokens as f32 / room.max(1) as f32;
+            let room = prompt_tokens.saturating_sub(model.template.control_token_count());
+            settings.suffix_share = budget.suffix_tokens as f32 / room.max(1) as f32;
             CursorText { prefix: text[..cursor].to_string(), suffix: text[cursor..].to_string() }
         } else {
             // The windows already fit; the prompt builder only guards the budget.
@@ -426,6 +437,13 @@ impl SuggestionSettings {
         }
         (cursor_text, settings)
     }
+}
+
+/// The token count of a piece of text with `model`'s tokenizer, which the
+/// windows are measured in (a text that does not encode counts as too long).
+fn token_counter(model: &Model) -> impl Fn(&str) -> usize + '_ {
+    let tokenizer = &model.loaded.tokenizer;
+    move |text: &str| tokenizer.encode(text).map(|t| t.len()).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

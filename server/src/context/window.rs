@@ -36,6 +36,16 @@ pub struct WindowBudget {
     pub suffix_tokens: usize,
 }
 
+/// Whether all the text before `cursor` takes at most `prefix_tokens`:
+/// then it is the prefix window, whose start never moves. A prefix longer
+/// than a generous number of bytes per token is not even counted: counting
+/// a long file's head on every keystroke would cost more than the whole
+/// prompt.
+pub fn whole_prefix_fits(text: &str, cursor: usize, prefix_tokens: usize, count: &dyn Fn(&str) -> usize) -> bool {
+    let cursor = floor_char_boundary(text, cursor.min(text.len()));
+    cursor <= prefix_tokens.saturating_mul(WHOLE_PREFIX_BYTES_PER_TOKEN) && count(&text[..cursor]) <= prefix_tokens
+}
+
 /// Chooses the text before and after the cursor (`cursor` is a byte offset
 /// into `text` on a char boundary). `count` gives the number of tokens of a
 /// piece of text.
@@ -65,10 +75,8 @@ pub fn cursor_windows(
     let suffix_end = last_fitting(&suffix_ends, |end| count(&text[cursor..end]) <= budget.suffix_tokens).unwrap_or(cursor);
     let suffix = text[cursor..suffix_end].to_string();
 
-    // Prefix: all of it when it fits. A prefix longer than a generous
-    // number of bytes per token is not even counted: counting a long file's
-    // head on every keystroke would cost more than the whole prompt.
-    if cursor <= budget.prefix_tokens.saturating_mul(WHOLE_PREFIX_BYTES_PER_TOKEN) && count(&text[..cursor]) <= budget.prefix_tokens {
+    // Prefix: all of it when it fits.
+    if whole_prefix_fits(text, cursor, budget.prefix_tokens, count) {
         return CursorText { prefix: text[..cursor].to_string(), suffix };
     }
     let header = tree.map(|t| header_lines(text, t, cursor)).unwrap_or_default();
