@@ -111,7 +111,7 @@ pub struct Ablation {
     pub no_suggestion_at_rest: bool,
     /// `reserve-to-prefix`: the snippets' share of a full prompt stays
     /// empty when no snippet was found, instead of going to the text
-    /// before the cursor (see [`Pipeline::build`]).
+    /// before the cursor where all of it then fits (see [`Pipeline::build`]).
     pub no_reserve_to_prefix: bool,
 }
 
