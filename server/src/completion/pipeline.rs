@@ -8,6 +8,8 @@
 //! snippets from other files, anchors, caches) and call these, so a
 //! suggestion on the command line is the one an editor shows.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -261,11 +263,8 @@ impl Pipeline<'_> {
     /// the anchor's middle, single-line stops, and the cache key.
     ///
     /// Where no snippet is found (a single file open, no workspace) and
-    /// the text before the cursor then fits whole, the snippets' share goes
-    /// to it: the window's start no longer moves while the user types (a
-    /// moved start loses the warmed prompt). A longer file keeps the
-    /// smaller prompt: where the prompt cap binds (a slow machine), a
-    /// larger one would take longer to warm after every move of the window.
+    /// the text before the cursor fits whole without the snippets' share,
+    /// the share goes to it (see `SuggestionSettings::windows_with_snippets`).
     pub fn build(
         &self,
         place: &CursorPlace,
@@ -274,29 +273,19 @@ impl Pipeline<'_> {
         deadline: Option<Instant>,
         cancel: CancelFlag,
     ) -> Result<BuiltPrompt, EngineError> {
-        let full = SuggestionSettings { prompt_tokens: self.full_prompt_tokens(), ..self.settings.clone() };
-        let (mut cursor, mut settings, prompt_tokens) = match size {
+        let counts = SliceCounts::new(place.text, token_counter(self.model));
+        let count = |piece: &str| counts.count(piece);
+        let (cursor, mut settings, context, prompt_tokens) = match size {
             PromptSize::Full => {
-                let (cursor, settings) = full.windows(self.model, place);
-                (cursor, settings, full.prompt_tokens)
+                let full = SuggestionSettings { prompt_tokens: self.full_prompt_tokens(), ..self.settings.clone() };
+                let (cursor, settings, context) = full.windows_with_snippets(self.model, place, snippets, &count);
+                (cursor, settings, context, full.prompt_tokens)
             }
             PromptSize::Quick(tokens) => {
-                let (cursor, settings) = self.settings.quick_windows(tokens, self.model, place);
-                (cursor, settings, tokens)
+                let (cursor, settings) = self.settings.quick_windows_counted(tokens, self.model, place, &count);
+                (cursor, settings, Arc::new(Vec::new()), tokens)
             }
         };
-        let context = match size {
-            PromptSize::Full if self.settings.context_share > 0.0 => snippets(&cursor),
-            _ => Arc::new(Vec::new()),
-        };
-        let prefix_cut = cursor.prefix.len() < place.offset.min(place.text.len());
-        if size == PromptSize::Full && context.is_empty() && full.context_share > 0.0 && prefix_cut && !full.ablation.no_reserve_to_prefix {
-            let unreserved = SuggestionSettings { context_share: 0.0, ..full };
-            let budget = unreserved.window_budget(unreserved.prompt_tokens, self.model);
-            if whole_prefix_fits(place.text, place.offset, budget.prefix_tokens, &token_counter(self.model)) {
-                (cursor, settings) = unreserved.windows(self.model, place);
-            }
-        }
         settings.middle_bytes = place.anchor.and_then(|at| place.offset.checked_sub(at));
         let input = super::CompletionInput {
             cursor: &cursor,
@@ -380,21 +369,59 @@ impl SuggestionSettings {
         }
     }
 
-    /// The text windows around the cursor and the settings for one request
-    /// in `place.mode`: the token budget split between prefix and suffix
-    /// for this model's layout, and single-line stops.
-    pub fn windows(&self, model: &Model, place: &CursorPlace) -> (CursorText, Settings) {
-        self.windows_within(self.prompt_tokens, model, place)
+    /// The windows, settings and snippets of a full prompt at `place`:
+    /// the token budget split between prefix, suffix and other files'
+    /// snippets (asked of `snippets` with the windows chosen).
+    ///
+    /// Where the text before the cursor fits whole in the prompt without
+    /// the snippets' share, that window comes first and the snippets are
+    /// asked with it; only if some come is the window rebuilt to give them
+    /// their share. A single file open, or no workspace, then never holds
+    /// back a share nobody takes, and its window's start never moves while
+    /// the user types (a moved start loses the warmed prompt). A longer
+    /// file keeps the smaller window: where the prompt cap binds (a slow
+    /// machine), a larger one would take longer to warm after every move.
+    fn windows_with_snippets(
+        &self,
+        model: &Model,
+        place: &CursorPlace,
+        snippets: &mut dyn FnMut(&CursorText) -> Arc<Vec<ContextChunk>>,
+        count: &dyn Fn(&str) -> usize,
+    ) -> (CursorText, Settings, Arc<Vec<ContextChunk>>) {
+        if self.context_share <= 0.0 {
+            let (cursor, settings) = self.windows_within(self.prompt_tokens, model, place, count);
+            return (cursor, settings, Arc::new(Vec::new()));
+        }
+        let unreserved = SuggestionSettings { context_share: 0.0, ..self.clone() };
+        let room = unreserved.window_budget(self.prompt_tokens, model).prefix_tokens;
+        if !self.ablation.no_reserve_to_prefix && whole_prefix_fits(place.text, place.offset, room, count) {
+            let (cursor, settings) = unreserved.windows_within(self.prompt_tokens, model, place, count);
+            let context = snippets(&cursor);
+            if context.is_empty() {
+                return (cursor, settings, context);
+            }
+            let (cursor, settings) = self.windows_within(self.prompt_tokens, model, place, count);
+            return (cursor, settings, context);
+        }
+        let (cursor, settings) = self.windows_within(self.prompt_tokens, model, place, count);
+        let context = snippets(&cursor);
+        (cursor, settings, context)
     }
 
-    /// Like [`Self::windows`], for a prompt of at most `prompt_tokens`: a
+    /// The windows and settings of a prompt of at most `prompt_tokens`: a
     /// small prompt answers a cold cursor (nothing cached) within the
     /// budget while the full one is computed in the background. It keeps
     /// the suffix to a third and leaves out other files' snippets.
-    pub fn quick_windows(&self, prompt_tokens: usize, model: &Model, place: &CursorPlace) -> (CursorText, Settings) {
+    fn quick_windows_counted(
+        &self,
+        prompt_tokens: usize,
+        model: &Model,
+        place: &CursorPlace,
+        count: &dyn Fn(&str) -> usize,
+    ) -> (CursorText, Settings) {
         let quick =
             SuggestionSettings { max_suffix_tokens: self.max_suffix_tokens.min(prompt_tokens / 3), context_share: 0.0, ..self.clone() };
-        let (cursor_text, mut settings) = quick.windows_within(prompt_tokens, model, place);
+        let (cursor_text, mut settings) = quick.windows_within(prompt_tokens, model, place, count);
         settings.prompt_budget = Some(prompt_tokens);
         (cursor_text, settings)
     }
@@ -417,9 +444,17 @@ impl SuggestionSettings {
         WindowBudget { prefix_tokens: room.saturating_sub(suffix_tokens + context_tokens), suffix_tokens }
     }
 
-    fn windows_within(&self, prompt_tokens: usize, model: &Model, place: &CursorPlace) -> (CursorText, Settings) {
+    /// The text windows around the cursor and the settings for one request
+    /// in `place.mode`: the token budget split between prefix and suffix
+    /// for this model's layout, and single-line stops.
+    fn windows_within(
+        &self,
+        prompt_tokens: usize,
+        model: &Model,
+        place: &CursorPlace,
+        count: &dyn Fn(&str) -> usize,
+    ) -> (CursorText, Settings) {
         let (text, cursor) = (place.text, place.offset);
-        let count = token_counter(model);
         let budget = self.window_budget(prompt_tokens, model);
         let mut settings = self.request_settings();
         let cursor_text = if self.ablation.no_windows {
@@ -429,7 +464,7 @@ impl SuggestionSettings {
         } else {
             // The windows already fit; the prompt builder only guards the budget.
             settings.suffix_share = 1.0;
-            cursor_windows(text, cursor, place.anchor, place.tree, budget, &count)
+            cursor_windows(text, cursor, place.anchor, place.tree, budget, count)
         };
         if place.mode == CompletionMode::SingleLine {
             settings.max_new_tokens = settings.max_new_tokens.min(SINGLE_LINE_MAX_TOKENS);
@@ -444,6 +479,41 @@ impl SuggestionSettings {
 fn token_counter(model: &Model) -> impl Fn(&str) -> usize + '_ {
     let tokenizer = &model.loaded.tokenizer;
     move |text: &str| tokenizer.encode(text).map(|t| t.len()).unwrap_or(usize::MAX)
+}
+
+/// Token counts of slices of one text, each counted once: building a
+/// prompt counts the same pieces more than once (the fit of the whole text
+/// before the cursor, then its window; the suffix for each window tried),
+/// and tokenizing a few kilobytes on every keystroke is the window's main
+/// cost. Only slices of `text` are remembered (by where they start and
+/// end in it, which says what they hold); other strings are counted anew.
+struct SliceCounts<'t, F> {
+    text: &'t str,
+    count: F,
+    counted: RefCell<HashMap<(usize, usize), usize>>,
+}
+
+impl<'t, F: Fn(&str) -> usize> SliceCounts<'t, F> {
+    fn new(text: &'t str, count: F) -> Self {
+        SliceCounts { text, count, counted: RefCell::new(HashMap::new()) }
+    }
+
+    /// The token count of `piece`.
+    fn count(&self, piece: &str) -> usize {
+        let base = self.text.as_ptr() as usize;
+        let start = (piece.as_ptr() as usize).wrapping_sub(base);
+        let inside = start <= self.text.len() && piece.len() <= self.text.len() - start;
+        if !inside {
+            return (self.count)(piece);
+        }
+        let key = (start, start + piece.len());
+        if let Some(&n) = self.counted.borrow().get(&key) {
+            return n;
+        }
+        let n = (self.count)(piece);
+        self.counted.borrow_mut().insert(key, n);
+        n
+    }
 }
 
 #[cfg(test)]
@@ -494,5 +564,29 @@ mod tests {
         assert_eq!(request.sampling.temperature, 0.5);
         assert_eq!(request.prompt_budget, Some(DEFAULT_PROMPT_TOKENS));
         assert!(!request.token_healing && request.cursor_line_after_middle);
+    }
+
+    #[test]
+    fn a_slice_of_the_text_is_counted_once_and_other_strings_every_time() {
+        use std::cell::Cell;
+        let text = String::from("def f(x):\n    return x + 1\n");
+        let calls = Cell::new(0);
+        let counts = SliceCounts::new(&text, |piece: &str| {
+            calls.set(calls.get() + 1);
+            piece.split_whitespace().count()
+        });
+        assert_eq!(counts.count(&text[..10]), 2);
+        assert_eq!(counts.count(&text[..10]), 2);
+        assert_eq!(calls.get(), 1, "the same slice again: remembered");
+        assert_eq!(counts.count(&text[10..]), 4, "another slice: counted");
+        assert_eq!(counts.count(&text[..]), 6);
+        assert_eq!(counts.count(&text[10..10]), 0);
+        assert_eq!(calls.get(), 4);
+        // A string elsewhere with the same length and place in its own
+        // buffer is not taken for the slice.
+        let other = String::from("a b c d e ");
+        assert_eq!(counts.count(&other), 5);
+        assert_eq!(counts.count(&other), 5);
+        assert_eq!(calls.get(), 6, "strings outside the text are never remembered");
     }
 }
