@@ -744,22 +744,30 @@ class CriaDriver:
         run.notes.extend(client.messages)
 
 
-def completion_statuses(statuses: list[tuple[float, dict]]) -> list[dict]:
-    """The `cria/status` notifications that report a new completion.
+def completion_statuses(statuses: list[tuple[float, dict]]) -> list[tuple[float, dict]]:
+    """The `cria/status` notifications that report a new completion, with
+    the times they came.
 
     A status is sent after every completion and on every state change; one
     sent on a state change may repeat the last completion's numbers, so a
     status counts only when its numbers differ from the previous one's.
     """
     out, last = [], None
-    for _, s in statuses:
+    for t, s in statuses:
         if s.get("lastLatencyMs") is None:
             continue
         key = (s.get("lastLatencyMs"), s.get("promptTokens"), s.get("reusedTokens"), s.get("tokensPerSecond"))
         if key != last:
-            out.append(s)
+            out.append((t, s))
         last = key
     return out
+
+
+# How far apart a completion's cria/status and its answer may arrive (the
+# status is sent just before the answer; in replays 180 of 316 statuses came
+# within 5 ms of an answer, the others spread evenly over 5-70 ms: those
+# are generations that went on after their request was answered).
+STATUS_PAIRING_S = 0.01
 
 
 def attach_cria_numbers(run: Run) -> None:
@@ -767,29 +775,32 @@ def attach_cria_numbers(run: Run) -> None:
 
     cria sends one cria/status after every completion that reached the
     engine, just before the answer; it carries no request id, so each answer
-    is paired with the unclaimed status whose server-side latency best fits
-    the latency measured here (never above it).  The log lines of the
+    is paired with the unclaimed status that came with it (within
+    ``STATUS_PAIRING_S``) whose server-side latency best fits the latency
+    measured here (never above it).  A request answered early (cancelled
+    when the next keystroke came) has no status of its own: its generation
+    went on and reported later, with a later answer.  The log lines of the
     same completions (same order) add the token count and stop reason.
     """
     statuses = completion_statuses(run.statuses)
     rows = run.extra.get("log_rows", [])
     joined = []
     j = 0
-    for s in statuses:
+    for t, s in statuses:
         row = None
         for k in range(j, len(rows)):
             cand = rows[k]
             if cand.get("reused") == str(s.get("reusedTokens")) and cand.get("prompt") == str(s.get("promptTokens")):
                 row, j = cand, k + 1
                 break
-        joined.append((s, row))
+        joined.append((t, s, row))
     used = [False] * len(joined)
     answered = sorted((r for r in run.requests if r.answered is not None), key=lambda r: r.answered)
     for req in answered:
         best = None
         lat = (req.answered - req.sent) * 1e3
-        for k, (s, _) in enumerate(joined):
-            if used[k]:
+        for k, (t, s, _) in enumerate(joined):
+            if used[k] or abs(t - req.answered) > STATUS_PAIRING_S:
                 continue
             gap = lat - s["lastLatencyMs"]
             if gap >= -2 and (best is None or gap < best[0]):
@@ -797,7 +808,7 @@ def attach_cria_numbers(run: Run) -> None:
         if best is None or best[0] > 250:
             continue
         used[best[1]] = True
-        s, row = joined[best[1]]
+        _, s, row = joined[best[1]]
         req.prompt_tokens = s.get("promptTokens")
         req.reused_tokens = s.get("reusedTokens")
         req.server_latency_ms = s.get("lastLatencyMs")
