@@ -192,7 +192,7 @@ impl Trigger {
 /// Whether only closing characters (or nothing) follow `offset` on its line.
 fn rest_of_line_closes(text: &str, offset: usize) -> bool {
     let rest = text.get(offset..).unwrap_or("");
-    crate::context::closing_only(&rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())])
+    crate::documents::closing_only(&rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())])
 }
 
 /// Where a suggestion is asked for: the document as the front end has it

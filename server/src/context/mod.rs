@@ -13,5 +13,4 @@ mod window;
 pub use crossfile::{definitions, neighbourhood, relevant_definitions, similar_chunks, Definition, SourceFile, CHUNK_LINES};
 pub use cursor::{split_at_line_column, CursorError, CursorText};
 pub use mode::{completion_mode, CompletionMode};
-pub(crate) use mode::closing_only;
 pub use window::{cursor_windows, whole_prefix_fits, WindowBudget, ALIGN_LINES};

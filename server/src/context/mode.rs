@@ -3,6 +3,8 @@
 
 use tree_sitter::Tree;
 
+use crate::documents::closing_only;
+
 /// The shape of suggestion to ask the model for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompletionMode {
@@ -16,11 +18,6 @@ pub enum CompletionMode {
 
 fn is_ident(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
-}
-
-/// Characters that may follow the cursor without making it "mid-line".
-pub(crate) fn closing_only(rest: &str) -> bool {
-    rest.trim().chars().all(|c| ")]}>\"'`;,:".contains(c))
 }
 
 /// Decides the mode at byte offset `cursor` of `text`. With
@@ -50,8 +47,9 @@ pub fn completion_mode(text: &str, cursor: usize, tree: Option<&Tree>, skip_mid_
             node = n.parent();
         }
     }
-    if line_before.is_empty() && !rest.trim().is_empty() {
-        // Column 0 in front of code: new lines go in above it.
+    if line_before.trim().is_empty() && !rest.trim().is_empty() {
+        // At column 0 or after the indentation, in front of code: new lines
+        // go in above it (see `postprocess`).
         return CompletionMode::MultiLine;
     }
     if !closing_only(rest) {
@@ -104,9 +102,11 @@ mod tests {
     }
 
     #[test]
-    fn column_zero_in_front_of_code_inserts_lines_above() {
+    fn column_zero_or_indentation_in_front_of_code_inserts_lines_above() {
         assert_eq!(mode("def f(x):\n$0    return x\n"), CompletionMode::MultiLine);
         assert_eq!(mode("$0import os\n"), CompletionMode::MultiLine);
+        assert_eq!(mode("def f(x):\n    $0return x\n"), CompletionMode::MultiLine, "after the indentation");
+        assert_eq!(mode("def f(x):\n    y = $0x\n"), CompletionMode::SingleLine, "after code: joins the line");
     }
 
     #[test]

@@ -15,6 +15,15 @@ pub fn line_starts(text: &str) -> Vec<usize> {
     starts
 }
 
+/// Whether the rest of a line after a cursor holds only closing characters
+/// (or nothing): a suggestion there goes in front of them without making
+/// the cursor "mid-line". Where code follows instead, a suggestion either
+/// joins it on the line or, after only indentation, is whole lines
+/// inserted above it.
+pub fn closing_only(rest: &str) -> bool {
+    rest.trim().chars().all(|c| ")]}>\"'`;,:".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

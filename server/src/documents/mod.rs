@@ -35,7 +35,7 @@ pub use document::{
 };
 pub use encoding::{Clamp, Clamped, Position, PositionEncoding, Range};
 pub use language::Language;
-pub use lines::line_starts;
+pub use lines::{closing_only, line_starts};
 pub use registry::{LanguageSpec, LexicalSyntax};
 pub use store::{DocumentStore, StoreError};
 pub use syntax::SyntaxError;

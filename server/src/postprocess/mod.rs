@@ -52,9 +52,10 @@
 //! line alone, through the single-line rules.
 //!
 //! At column 0 in front of code (the cursor before an existing line's first
-//! character) the suggestion is lines inserted above that line: the rules
+//! character), or after its indentation in front of more than closing
+//! characters, the suggestion is lines inserted above that line: the rules
 //! treat the cursor's line as blank, and a non-empty result gets a final
-//! line break so the existing line moves down intact.
+//! line break and the indentation so the existing line moves down intact.
 
 #![warn(missing_docs)]
 
@@ -139,22 +140,20 @@ fn run_rules(input: &PostprocessInput) -> String {
     let text = rules::balance_brackets(text, &context);
     let text = rules::trim_whitespace(text, &context);
     // The code at the cursor moves down below lines inserted above it, with
-    // the line break that file uses there.
-    let line_break = if context.inserts_lines_above && input.extent == Extent::MultiLine {
+    // the line break that file uses there, and keeps its indentation (the
+    // cursor's line before the cursor).
+    let code_moved_down = if context.inserts_lines_above && input.extent == Extent::MultiLine {
         let rest = lines::first_line(input.suffix);
         let crlf = input.suffix.get(rest.len()..).is_some_and(|after| after.starts_with("\r\n"));
-        if crlf {
-            "\r\n"
-        } else {
-            "\n"
-        }
+        let line_break = if crlf { "\r\n" } else { "\n" };
+        format!("{line_break}{}", context.cursor_line)
     } else {
-        ""
+        String::new()
     };
-    let text = rules::cut_to_parsable(text, input, line_break);
+    let text = rules::cut_to_parsable(text, input, &code_moved_down);
     let mut shown = rules::trim_whitespace(text, &context).to_owned();
     if !shown.is_empty() {
-        shown.push_str(line_break);
+        shown.push_str(&code_moved_down);
     }
     shown
 }

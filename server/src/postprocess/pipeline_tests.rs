@@ -177,6 +177,55 @@ fn python_column_zero_in_front_of_the_body_inserts_the_header_above_it() {
 }
 
 #[test]
+fn after_the_indentation_in_front_of_code_lines_go_in_above_it_and_the_code_keeps_its_indentation() {
+    // The cursor after the indentation of `s = 0` (Home in an editor): a
+    // statement shown there as one line would run into the code after it
+    // (`s = []s = 0`). It is a line inserted above, the code moved down
+    // to its own indentation.
+    let doc = "def total(xs):\n    $0s = 0\n    for x in xs:\n        s += x\n    return s\n";
+    multi(
+        "python",
+        doc,
+        "\"\"\"The sum of xs.\"\"\"\n    ",
+        expect![[r#"
+            |"""The sum of xs."""
+            |····
+        "#]],
+    );
+    // Without a line break of its own (the model stopped there).
+    multi(
+        "python",
+        doc,
+        "xs = list(xs)",
+        expect![[r#"
+            |xs = list(xs)
+            |····
+        "#]],
+    );
+    // Writing the line that is there already shows nothing.
+    multi("python", doc, "s = 0\n    for x in xs:\n", expect!["(empty)"]);
+    multi(
+        "rust",
+        "fn main() {\n    $0let x = 1;\n    println!(\"{x}\");\n}\n",
+        "let y = 2;\n    ",
+        expect![[r#"
+            |let y = 2;
+            |····
+        "#]],
+    );
+    // In front of closing characters it is the cursor's own line, as before.
+    multi(
+        "rust",
+        "fn main() {\n    let x = 1;\n    $0}\n",
+        "println!(\"{x}\");\n",
+        expect![[r#"
+            |println!("{x}");
+            |
+        "#]],
+    );
+}
+
+#[test]
 fn python_dict_opened_by_the_suggestion_and_closed_below_is_kept() {
     // HumanEval/19: the dict's `}` is already below the cursor.
     multi(

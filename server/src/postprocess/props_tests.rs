@@ -108,14 +108,19 @@ proptest! {
         };
         let full = postprocess(&input);
         let shown = render(&full);
-        // At column 0 in front of code the lines shown end with one added
-        // line break, which moves that code down.
+        // At column 0 in front of code, or after the indentation in front of
+        // more than closing characters, the lines shown end with one added
+        // line break and that indentation, which move that code down.
+        let cursor_line = crate::postprocess::lines::last_line(&prefix);
+        let rest_of_line = crate::postprocess::lines::first_line(&suffix);
         let inserts_above = extent == Extent::MultiLine
-            && crate::postprocess::lines::last_line(&prefix).is_empty()
-            && !crate::postprocess::lines::first_line(&suffix).trim().is_empty();
+            && cursor_line.trim().is_empty()
+            && !rest_of_line.trim().is_empty()
+            && (cursor_line.is_empty() || !crate::documents::closing_only(rest_of_line));
         let out = if inserts_above && !full.is_empty() {
-            prop_assert!(full.ends_with('\n'), "{shown}");
-            let body = full.strip_suffix("\r\n").or_else(|| full.strip_suffix('\n'));
+            let (lf, crlf) = (format!("\n{cursor_line}"), format!("\r\n{cursor_line}"));
+            prop_assert!(full.ends_with(&lf), "{shown}");
+            let body = full.strip_suffix(&crlf).or_else(|| full.strip_suffix(&lf));
             body.unwrap_or(&full).to_string()
         } else {
             full.clone()

@@ -11,7 +11,7 @@ use super::indent::{IndentStats, IndentStyle};
 use super::lexer::{Lexer, Token};
 use super::lines::{self, advance_columns, indent_width, leading_ws};
 use super::PostprocessInput;
-use crate::documents::Language;
+use crate::documents::{closing_only, Language};
 
 /// How much of the prefix (its end) and of the suffix (its start) is looked
 /// at, in bytes. A block longer than this is rare; the cost of a miss is a
@@ -90,8 +90,10 @@ pub struct Surroundings<'a> {
     pub(crate) rest_of_line: &'a str,
     /// The suffix window after the cursor's line.
     pub(crate) next_lines: &'a str,
-    /// The cursor is at column 0 in front of code: the suggestion is whole
-    /// lines inserted above that line, so it ends with a line break.
+    /// The cursor is at column 0, or after the indentation, in front of
+    /// code: the suggestion is whole lines inserted above that line, so it
+    /// ends with a line break (and the indentation, which stays with the
+    /// code).
     pub(crate) inserts_lines_above: bool,
     /// The file's indentation style.
     pub(crate) style: IndentStyle,
@@ -116,10 +118,13 @@ impl<'a> Surroundings<'a> {
             .nth(1)
             .and_then(|l| suffix.get(l.start..))
             .unwrap_or("");
-        // At column 0 in front of code, the suggestion goes in as whole lines
+        // At column 0 in front of code, or after the indentation in front of
+        // more than closing characters, the suggestion goes in as whole lines
         // above that code: the rules see a blank cursor line with the code as
         // the first of the next lines.
-        let inserts_lines_above = cursor_line.is_empty() && !rest_of_line.trim().is_empty();
+        let in_front_of_code = cursor_line.is_empty() || !closing_only(rest_of_line);
+        let inserts_lines_above =
+            cursor_line.trim().is_empty() && !rest_of_line.trim().is_empty() && in_front_of_code;
         let (rest_of_line, next_lines) = if inserts_lines_above {
             ("", suffix)
         } else {

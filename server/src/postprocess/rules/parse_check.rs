@@ -38,8 +38,8 @@ const MAX_CUTS: usize = 32;
 
 /// Cuts `completion` back to a line end where it adds no syntax errors
 /// (see the module documentation). `after` is appended after the suggestion
-/// in the parsed text (a line break when the suggestion is inserted above
-/// the cursor's line).
+/// in the parsed text (a line break and the cursor line's indentation when
+/// the suggestion is inserted above the cursor's line).
 pub fn cut_to_parsable<'c>(completion: &'c str, input: &PostprocessInput, after: &str) -> &'c str {
     if input.extent != Extent::MultiLine || completion.trim().is_empty() {
         return completion;
