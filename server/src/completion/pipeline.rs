@@ -282,7 +282,7 @@ impl Pipeline<'_> {
                 (cursor, settings, context, full.prompt_tokens)
             }
             PromptSize::Quick(tokens) => {
-                let (cursor, settings) = self.settings.quick_windows_counted(tokens, self.model, place, &count);
+                let (cursor, settings) = self.settings.quick_windows(tokens, self.model, place, &count);
                 (cursor, settings, Arc::new(Vec::new()), tokens)
             }
         };
@@ -412,7 +412,7 @@ impl SuggestionSettings {
     /// small prompt answers a cold cursor (nothing cached) within the
     /// budget while the full one is computed in the background. It keeps
     /// the suffix to a third and leaves out other files' snippets.
-    fn quick_windows_counted(
+    fn quick_windows(
         &self,
         prompt_tokens: usize,
         model: &Model,
