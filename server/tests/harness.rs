@@ -3,10 +3,10 @@
 //! back by a `ScriptedGenerator` with chosen text and timing. The model file
 //! is a tiny GGUF written here, read only for its tokenizer. These tests
 //! cover the paths whose outcome depends on when an answer comes (placement
-//! of a suggestion over closing characters, typed-through, the suggestion
-//! cache, supersede and cancel, the deadline and the backstop timeout,
-//! settings changes), in well under a minute; the real-model tests in
-//! `tests/lsp.rs` still run the same server end to end.
+//! of a suggestion before closing characters or above code, typed-through,
+//! the suggestion cache, supersede and cancel, the deadline and the
+//! backstop timeout, settings changes), in well under a minute; the
+//! real-model tests in `tests/lsp.rs` still run the same server end to end.
 
 mod support;
 
@@ -115,21 +115,34 @@ fn wait_runs(generator: &ScriptedGenerator, what: &str, done: impl Fn(&[Option<S
     }
 }
 
+/// Line `line` of `text` after an item's edit (`range` on that line,
+/// `new_text`) is accepted: what the user gets.
+fn accepted_line(text: &str, line: usize, range: &Value, new_text: &str) -> String {
+    let at = |end: &str| range[end]["character"].as_u64().unwrap() as usize;
+    assert_eq!(range["start"]["line"], range["end"]["line"], "one line: {range}");
+    let old = text.lines().nth(line).unwrap();
+    format!("{}{new_text}{}", &old[..at("start")], &old[at("end")..])
+}
+
 #[test]
-fn a_suggestion_that_ends_in_the_closing_characters_after_the_cursor_replaces_them() {
-    // The third answer continues a word: what a model writes after `pri`.
+fn a_suggestion_before_the_closing_characters_after_the_cursor_is_accepted_into_a_whole_line() {
+    // The model writes the `)` that is already after the cursor: the item
+    // either leaves it out (post-processing sees the rest of the line) or
+    // covers it (placement); accepted, the line holds one `)`. The third
+    // answer continues a word: what a model writes after `pri`.
     let asked = std::sync::atomic::AtomicUsize::new(0);
     let generator = ScriptedGenerator::new(move |_| match asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
         0 | 1 => Script::answer("price * count)"),
         _ => Script::answer("ce * count)"),
     });
     let mut c = session(&generator, json!({}));
-    c.open(URI, "python", "def checkout(price, count):\n    return round()\n");
+    let text = "def checkout(price, count):\n    return round()\n";
+    c.open(URI, "python", text);
     let cursor = "    return round(".len() as u32;
     let answer = c.inline_completion(URI, 1, cursor, STEP);
-    assert_eq!(suggestion(&answer), "price * count)");
     let range = &items(&answer)[0]["range"];
-    assert_eq!(*range, json!({"start": {"line": 1, "character": cursor}, "end": {"line": 1, "character": cursor + 1}}), "{answer}");
+    assert_eq!(range["start"], json!({"line": 1, "character": cursor}), "{answer}");
+    assert_eq!(accepted_line(text, 1, range, &suggestion(&answer)), "    return round(price * count)", "{answer}");
 
     // Without closing characters after the cursor, the range is empty.
     c.open("file:///project/b.py", "python", "def checkout(price, count):\n    return round(");
@@ -139,18 +152,46 @@ fn a_suggestion_that_ends_in_the_closing_characters_after_the_cursor_replaces_th
     assert_eq!(range["start"], range["end"], "{answer}");
 
     // In the middle of a word, as a completion item (Helix): the edit
-    // starts at the word and still covers the `)` after the cursor.
-    c.open("file:///project/c.py", "python", "def checkout(price, count):\n    return round(pri)\n");
+    // starts at the word.
+    let text = "def checkout(price, count):\n    return round(pri)\n";
+    c.open("file:///project/c.py", "python", text);
     let cursor = "    return round(pri".len() as u32;
     let at = json!({"textDocument": {"uri": "file:///project/c.py"}, "position": {"line": 1, "character": cursor}});
     let list = c.call("textDocument/completion", at, STEP);
     let edit = &list["items"][0]["textEdit"];
-    assert_eq!(edit["newText"], "price * count)", "{list}");
-    assert_eq!(
-        edit["range"],
-        json!({"start": {"line": 1, "character": cursor - 3}, "end": {"line": 1, "character": cursor + 1}}),
-        "{list}"
-    );
+    assert_eq!(edit["range"]["start"], json!({"line": 1, "character": cursor - 3}), "{list}");
+    let new_text = edit["newText"].as_str().unwrap();
+    assert_eq!(accepted_line(text, 1, &edit["range"], new_text), "    return round(price * count)", "{list}");
+    c.client.shutdown();
+}
+
+#[test]
+fn after_the_indentation_in_front_of_code_the_suggestion_is_a_line_above_and_the_code_stays_whole() {
+    // The model writes one statement and stops (any healed indentation
+    // first, as the engine would). The tiny model has no FIM tokens: its
+    // prompt holds no text after the cursor, yet the answer is
+    // post-processed against the rest of the cursor's line.
+    let generator = ScriptedGenerator::new(|request| Script::answer(&format!("{}xs = list(xs)", request.healed_text)));
+    let mut c = session(&generator, json!({}));
+    let text = "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n";
+    c.open(URI, "python", text);
+    let answer = c.inline_completion(URI, 1, 4, STEP);
+    let shown = suggestion(&answer);
+    assert_eq!(shown, "xs = list(xs)\n    ", "{answer}");
+    let range = &items(&answer)[0]["range"];
+    assert_eq!(range["start"], json!({"line": 1, "character": 4}), "{answer}");
+    assert_eq!(range["start"], range["end"], "inserted, nothing replaced: {answer}");
+    // Accepted, the line goes in above and `s = 0` keeps its indentation.
+    let at = "def total(xs):\n    ".len();
+    let accepted = format!("{}{shown}{}", &text[..at], &text[at..]);
+    assert_eq!(accepted, "def total(xs):\n    xs = list(xs)\n    s = 0\n    for x in xs:\n        s += x\n    return s\n");
+
+    // The same as a completion item (Helix).
+    let at = json!({"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4}});
+    let list = c.call("textDocument/completion", at, STEP);
+    let edit = &list["items"][0]["textEdit"];
+    assert_eq!(edit["newText"], "xs = list(xs)\n    ", "{list}");
+    assert_eq!(edit["range"], json!({"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 4}}), "{list}");
     c.client.shutdown();
 }
 

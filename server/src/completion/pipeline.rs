@@ -345,11 +345,30 @@ impl Pipeline<'_> {
         postprocess(&PostprocessInput {
             completion: text,
             prefix: &cursor.prefix,
-            suffix: &cursor.suffix,
+            suffix: suffix_with_the_cursor_line(place, &cursor.suffix),
             language: place.language,
             extent,
             truncated,
         })
+    }
+}
+
+/// The text after the cursor an answer is post-processed against: the
+/// prompt's suffix window, or at least the rest of the cursor's line with
+/// its line break. A model without a suffix in its prompt (no FIM tokens)
+/// has an empty window, yet what stays on the cursor's line decides what
+/// the suggestion may be: joined to it, or lines inserted above it.
+fn suffix_with_the_cursor_line<'a>(place: &CursorPlace<'a>, window: &'a str) -> &'a str {
+    let after = place.text.get(place.offset..).unwrap_or("");
+    let line_end = match after.find(['\n', '\r']) {
+        Some(at) if after[at..].starts_with("\r\n") => at + 2,
+        Some(at) => at + 1,
+        None => after.len(),
+    };
+    if window.len() >= line_end {
+        window
+    } else {
+        &after[..line_end]
     }
 }
 
