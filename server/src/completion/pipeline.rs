@@ -407,23 +407,24 @@ impl SuggestionSettings {
         snippets: &mut dyn FnMut(&CursorText) -> Arc<Vec<ContextChunk>>,
         count: &dyn Fn(&str) -> usize,
     ) -> (CursorText, Settings, Arc<Vec<ContextChunk>>) {
-        if self.context_share <= 0.0 {
-            let (cursor, settings) = self.windows_within(self.prompt_tokens, model, place, count);
-            return (cursor, settings, Arc::new(Vec::new()));
-        }
+        let with_share = self.context_share > 0.0;
+        let mut found = None;
         let unreserved = SuggestionSettings { context_share: 0.0, ..self.clone() };
         let room = unreserved.window_budget(self.prompt_tokens, model).prefix_tokens;
-        if !self.ablation.no_reserve_to_prefix && whole_prefix_fits(place.text, place.offset, room, count) {
+        if with_share && !self.ablation.no_reserve_to_prefix && whole_prefix_fits(place.text, place.offset, room, count) {
             let (cursor, settings) = unreserved.windows_within(self.prompt_tokens, model, place, count);
             let context = snippets(&cursor);
             if context.is_empty() {
                 return (cursor, settings, context);
             }
-            let (cursor, settings) = self.windows_within(self.prompt_tokens, model, place, count);
-            return (cursor, settings, context);
+            found = Some(context);
         }
         let (cursor, settings) = self.windows_within(self.prompt_tokens, model, place, count);
-        let context = snippets(&cursor);
+        let context = match found {
+            Some(context) => context,
+            None if with_share => snippets(&cursor),
+            None => Arc::new(Vec::new()),
+        };
         (cursor, settings, context)
     }
 
@@ -450,7 +451,7 @@ impl SuggestionSettings {
     /// the suffix's share (capped) and the snippets' share leave.
     fn window_budget(&self, prompt_tokens: usize, model: &Model) -> WindowBudget {
         let template = &model.template;
-        let room = prompt_tokens.saturating_sub(template.control_token_count());
+        let room = text_room(prompt_tokens, model);
         let share = (room as f32 * self.suffix_share) as usize;
         let suffix_tokens = match template.order {
             _ if !template.uses_suffix() => 0,
@@ -477,7 +478,7 @@ impl SuggestionSettings {
         let budget = self.window_budget(prompt_tokens, model);
         let mut settings = self.request_settings();
         let cursor_text = if self.ablation.no_windows {
-            let room = prompt_tokens.saturating_sub(model.template.control_token_count());
+            let room = text_room(prompt_tokens, model);
             settings.suffix_share = budget.suffix_tokens as f32 / room.max(1) as f32;
             CursorText { prefix: text[..cursor].to_string(), suffix: text[cursor..].to_string() }
         } else {
@@ -491,6 +492,12 @@ impl SuggestionSettings {
         }
         (cursor_text, settings)
     }
+}
+
+/// The tokens of a prompt of `prompt_tokens` left for text once this
+/// model's control tokens are in.
+fn text_room(prompt_tokens: usize, model: &Model) -> usize {
+    prompt_tokens.saturating_sub(model.template.control_token_count())
 }
 
 /// The token count of a piece of text with `model`'s tokenizer, which the
