@@ -43,9 +43,18 @@
 //!
 //! 9. [`rules::cut_to_parsable`]: a multi-line suggestion may not add syntax
 //!    errors to the file (tree-sitter); otherwise it is cut back to the
-//!    shortest line cut with the fewest, or dropped. Last, on the finished
+//!    shortest line cut with the fewest, or dropped. Near the end, on the finished
 //!    text, since it parses the file with the suggestion in place; then the
 //!    whitespace rule once more for the cut's line break.
+//! 10. [`rules::keep_the_code_below_reachable`]: lines inserted above code
+//!    stop before a line that would leave that code's block (`return`).
+//!    After the parse check, which a `return` line often makes cut back
+//!    further (to a loop's header, whose body is the code below), so it
+//!    only drops what parses yet leaves the code unreachable.
+//!
+//! At the end of a written line, a multi-line answer that starts with a
+//! line break goes through the rules as lines typed on a new blank line
+//! below it (its first line may dedent: `else:` after an `if` body).
 //!
 //! A multi-line answer cut to nothing whose first line was finished (a
 //! block opened, then cut short by the token limit) is shown as its first
@@ -56,6 +65,9 @@
 //! characters, the suggestion is lines inserted above that line: the rules
 //! treat the cursor's line as blank, and a non-empty result gets a final
 //! line break and the indentation so the existing line moves down intact.
+//! In front of closing characters only, a suggestion that ends with a line
+//! break gets the cursor line's indentation after it, so the closers keep
+//! their column on the line they move to.
 
 #![warn(missing_docs)]
 
@@ -75,7 +87,7 @@ pub use indent::{indentation_style, IndentStyle};
 pub use rules::cut_to_complete_lines;
 pub use surroundings::Surroundings;
 
-use crate::documents::Language;
+use crate::documents::{closing_only, Language};
 
 /// Whether the server asked the model for the rest of the line or for a
 /// block: the editor shows these differently, and the cut rules differ.
@@ -113,6 +125,9 @@ pub struct PostprocessInput<'a> {
 /// an empty string means show nothing. See the module documentation for the
 /// rules and their order.
 pub fn postprocess(input: &PostprocessInput) -> String {
+    if let Some(shown) = on_the_next_lines(input) {
+        return shown;
+    }
     let shown = run_rules(input);
     // A multi-line answer the rules cut to nothing (a block opened and cut
     // short by the token limit, `if (x) {` and half a body) still has a
@@ -124,6 +139,25 @@ pub fn postprocess(input: &PostprocessInput) -> String {
         return run_rules(&PostprocessInput { extent: Extent::SingleLine, ..*input });
     }
     shown
+}
+
+/// At the end of a written line (nothing after the cursor on it), a
+/// multi-line answer that starts with a line break is lines below that
+/// line: the rules see them as typed on a new blank line, whose block is
+/// the first line's own (the model may go on in the enclosing block:
+/// `else:` after an `if` body's last line), never deeper than the line
+/// before allows. `None` elsewhere.
+fn on_the_next_lines(input: &PostprocessInput) -> Option<String> {
+    let cursor_line = lines::last_line(input.prefix);
+    let rest_of_line = lines::first_line(input.suffix);
+    if input.extent != Extent::MultiLine || cursor_line.trim().is_empty() || !rest_of_line.trim().is_empty() {
+        return None;
+    }
+    let line_break = ["\r\n", "\n", "\r"].into_iter().find(|b| input.completion.starts_with(b))?;
+    let below = &input.completion[line_break.len()..];
+    let prefix = format!("{}{line_break}", input.prefix);
+    let shown = postprocess(&PostprocessInput { completion: below, prefix: &prefix, ..*input });
+    Some(if shown.is_empty() { shown } else { format!("{line_break}{shown}") })
 }
 
 fn run_rules(input: &PostprocessInput) -> String {
@@ -151,9 +185,27 @@ fn run_rules(input: &PostprocessInput) -> String {
         String::new()
     };
     let text = rules::cut_to_parsable(text, input, &code_moved_down);
+    let text = rules::keep_the_code_below_reachable(text, &context);
     let mut shown = rules::trim_whitespace(text, &context).to_owned();
     if !shown.is_empty() {
         shown.push_str(&code_moved_down);
+        shown.push_str(closers_keep_their_indentation(&shown, &context));
     }
     shown
+}
+
+/// What follows a suggestion that ends with a line break in front of the
+/// closing characters after the cursor (`    $0}`, `    call($0)`): the
+/// indentation of the cursor's line, which those closers then keep on
+/// the line they move to, instead of landing at column 0.
+fn closers_keep_their_indentation<'a>(shown: &str, context: &Surroundings<'a>) -> &'a str {
+    let ends_with_break = shown.ends_with('\n') || shown.ends_with('\r');
+    let closers = context.rest_of_line.trim();
+    let before_closers = !closers.is_empty() && closing_only(context.rest_of_line);
+    // A first line that writes the closers itself is placed over them.
+    let writes_the_closers = lines::first_line(shown).trim_end().ends_with(closers);
+    if context.inserts_lines_above || !before_closers || !ends_with_break || writes_the_closers {
+        return "";
+    }
+    lines::leading_ws(context.cursor_line)
 }

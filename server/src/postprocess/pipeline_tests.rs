@@ -204,6 +204,8 @@ fn after_the_indentation_in_front_of_code_lines_go_in_above_it_and_the_code_keep
     );
     // Writing the line that is there already shows nothing.
     multi("python", doc, "s = 0\n    for x in xs:\n", expect!["(empty)"]);
+    // Nor does a line that would leave the code below unreachable.
+    multi("python", doc, "return total(xs) / n\n    ", expect!["(empty)"]);
     multi(
         "rust",
         "fn main() {\n    $0let x = 1;\n    println!(\"{x}\");\n}\n",
@@ -213,14 +215,41 @@ fn after_the_indentation_in_front_of_code_lines_go_in_above_it_and_the_code_keep
             |····
         "#]],
     );
-    // In front of closing characters it is the cursor's own line, as before.
+    // In front of closing characters it is the cursor's own line; a line
+    // break at its end leaves the closer its indentation.
     multi(
         "rust",
-        "fn main() {\n    let x = 1;\n    $0}\n",
-        "println!(\"{x}\");\n",
+        "fn main() {\n    if ready {\n        go();\n    $0}\n}\n",
+        "stop();\n",
         expect![[r#"
-            |println!("{x}");
+            |stop();
+            |····
+        "#]],
+    );
+}
+
+#[test]
+fn closers_after_the_cursor_keep_their_indentation_when_the_suggestion_ends_a_line() {
+    // Arguments written one per line inside `call(` ... `)`: the `)` that
+    // was after the cursor moves to a line of its own, under the call.
+    multi(
+        "python",
+        "def main():\n    result = call($0)\n",
+        "\n        first,\n        second,\n",
+        expect![[r#"
             |
+            |        first,
+            |        second,
+            |····
+        "#]],
+    );
+    // Without a final line break the closer stays on the suggestion's line.
+    multi(
+        "python",
+        "def main():\n    result = call($0)\n",
+        "first, second",
+        expect![[r#"
+            |first, second
         "#]],
     );
 }
@@ -267,5 +296,34 @@ fn nothing_stays_nothing_when_the_first_line_is_unfinished() {
         Extent::MultiLine,
         true,
         expect![[r#"(empty)"#]],
+    );
+}
+
+#[test]
+fn at_the_end_of_a_written_line_the_lines_below_may_go_on_in_the_enclosing_block() {
+    // What Enter leads to after an `if` body's last line: the `else:` of
+    // that `if`, one level out, and its body; the function's end is not
+    // written again.
+    let doc = "def get_run(value):\n    run = []\n    while value:\n        if value[0] in WSP:\n            token, value = get_fws(value)$0\n        run.append(token)\n    return run, value\n";
+    multi(
+        "python",
+        doc,
+        "\n        else:\n            token, value = get_dtext(value)\n        run.append(token)\n    return run, value\n",
+        expect![[r#"
+            |
+            |        else:
+            |            token, value = get_dtext(value)
+        "#]],
+    );
+    // The next line in the same block.
+    multi(
+        "python",
+        "def f(xs):\n    total = 0$0\n    return total\n",
+        "\n    for x in xs:\n        total += x\n    return total\n\n\ndef g():\n    pass\n",
+        expect![[r#"
+            |
+            |    for x in xs:
+            |        total += x
+        "#]],
     );
 }

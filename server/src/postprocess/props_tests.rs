@@ -117,11 +117,20 @@ proptest! {
             && cursor_line.trim().is_empty()
             && !rest_of_line.trim().is_empty()
             && (cursor_line.is_empty() || !crate::documents::closing_only(rest_of_line));
+        // In front of closing characters only, a suggestion that ends with
+        // a line break is followed by the cursor line's indentation.
+        let before_closers = !inserts_above && !rest_of_line.trim().is_empty() && crate::documents::closing_only(rest_of_line);
+        let indentation = super::lines::leading_ws(cursor_line);
         let out = if inserts_above && !full.is_empty() {
             let (lf, crlf) = (format!("\n{cursor_line}"), format!("\r\n{cursor_line}"));
             prop_assert!(full.ends_with(&lf), "{shown}");
             let body = full.strip_suffix(&crlf).or_else(|| full.strip_suffix(&lf));
             body.unwrap_or(&full).to_string()
+        } else if before_closers
+            && !super::lines::first_line(&full).trim_end().ends_with(rest_of_line.trim())
+            && full.strip_suffix(indentation).is_some_and(|body| body.ends_with(['\n', '\r']))
+        {
+            full[..full.len() - indentation.len()].to_string()
         } else {
             full.clone()
         };

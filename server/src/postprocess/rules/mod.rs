@@ -9,6 +9,7 @@
 mod block_end;
 mod brackets;
 mod cursor_overlap;
+mod dead_code;
 mod incomplete_line;
 mod indentation;
 mod parse_check;
@@ -20,6 +21,7 @@ mod whitespace;
 pub use block_end::stop_at_block_end;
 pub use brackets::balance_brackets;
 pub use cursor_overlap::drop_retyped_cursor_text;
+pub use dead_code::keep_the_code_below_reachable;
 pub use incomplete_line::{cut_incomplete_line, cut_to_complete_lines};
 pub use indentation::match_indentation_style;
 pub use parse_check::cut_to_parsable;
