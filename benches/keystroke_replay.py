@@ -196,9 +196,28 @@ class Phase:
     first_key_at: float
     timed: bool
     warmup: bool = False
+    # Seconds each keystroke comes later than the fixed interval says: the
+    # user's pauses at line ends so far (`--line-pause-ms`).
+    delays: list[float] = field(default_factory=list)
 
     def key_at(self, i: int, interval: float) -> float:
-        return self.first_key_at + i * interval
+        return self.first_key_at + i * interval + (self.delays[i] if i < len(self.delays) else 0.0)
+
+    def paused_before(self, i: int) -> bool:
+        """Whether the user paused at the end of a line before keystroke ``i`` (an Enter)."""
+        return 0 < i < len(self.delays) and self.delays[i] > self.delays[i - 1]
+
+
+def line_pauses(keys: list[Keystroke], pause_s: float) -> list[float]:
+    """Per keystroke, the pauses before it: ``pause_s`` before each Enter that starts a
+    line after one the user wrote (not the phase's first keystroke), as a user
+    pausing at the end of a line before going on."""
+    delays, total = [], 0.0
+    for i, key in enumerate(keys):
+        if i > 0 and key.label == "<enter>" and pause_s > 0:
+            total += pause_s
+        delays.append(total)
+    return delays
 
     def end_at(self, interval: float) -> float:
         return self.key_at(len(self.keys) - 1, interval)
@@ -208,37 +227,41 @@ def build_plan(scenario: str, a: DataFile, b: DataFile, args) -> list[Phase]:
     """The phases of a scenario: times, documents and keystrokes (the same for both servers)."""
     iv = args.interval_ms / 1e3
     read, pause, settle = args.read_ms / 1e3, args.pause_ms / 1e3, args.settle_ms / 1e3
+    line_pause = args.line_pause_ms / 1e3
     base = a.cursor[1]
     if scenario in ("open-type", "open-wait-type", "steady"):
         keys = type_text(a.lines, a.cursor, base, a.body)
         first = {"open-type": iv, "open-wait-type": read, "steady": STEADY_SETTLE_S}[scenario]
         name = f"type in {a.name}"
-        return [Phase(name, a, "open", 0.0, a.cursor, a.lines, keys, first, True, warmup=scenario == "steady")]
+        return [Phase(name, a, "open", 0.0, a.cursor, a.lines, keys, first, True, warmup=scenario == "steady",
+                      delays=line_pauses(keys, line_pause))]
     body_lines = a.body.split("\n")
     if scenario == "switch":
         if len(body_lines) < 2:
             raise SystemExit(f"switch: the body typed into {a.name} needs at least two lines")
         half = (len(body_lines) + 1) // 2
         k1 = type_text(a.lines, a.cursor, base, "\n".join(body_lines[:half]))
-        p1 = Phase(f"type in {a.name} (warms it)", a, "open", 0.0, a.cursor, a.lines, k1, read, False)
+        p1 = Phase(f"type in {a.name} (warms it)", a, "open", 0.0, a.cursor, a.lines, k1, read, False, delays=line_pauses(k1, line_pause))
         t = p1.end_at(iv) + pause
         kb = type_text(b.lines, b.cursor, b.cursor[1], b.body.split("\n")[0][:B_CHARS])
         p2 = Phase(f"open {b.name}, type a little", b, "switch", t, b.cursor, b.lines, kb, t + settle, False)
         t = p2.end_at(iv) + pause
         k3 = type_text(k1[-1].lines, k1[-1].cursor, base, "\n".join(body_lines[half:]), enter_first=True)
-        p3 = Phase(f"back in {a.name}, type", a, "switch", t, k1[-1].cursor, k1[-1].lines, k3, t + settle, True)
+        p3 = Phase(f"back in {a.name}, type", a, "switch", t, k1[-1].cursor, k1[-1].lines, k3, t + settle, True,
+                   delays=line_pauses(k3, line_pause))
         return [p1, p2, p3]
     if scenario == "jump":
         if a.jump is None or not a.jump_body:
             raise SystemExit(f"jump: {a.name} has no `{JUMP_MARKER}` line or no {a.path.stem}_jump_body.txt")
         k1 = type_text(a.lines, a.cursor, base, a.body)
-        p1 = Phase(f"type in {a.name} (warms it)", a, "open", 0.0, a.cursor, a.lines, k1, read, False)
+        p1 = Phase(f"type in {a.name} (warms it)", a, "open", 0.0, a.cursor, a.lines, k1, read, False, delays=line_pauses(k1, line_pause))
         shift = len(k1[-1].lines) - len(a.lines) if a.jump[0] > a.cursor[0] else 0
         jump = (a.jump[0] + shift, a.jump[1])
         assert not k1[-1].lines[jump[0]].strip(), "the jump site moved"
         t = p1.end_at(iv) + pause
         k2 = type_text(k1[-1].lines, jump, jump[1], a.jump_body)
-        p2 = Phase(f"jump to line {jump[0] + 1}, type", a, "jump", t, jump, k1[-1].lines, k2, t + settle, True)
+        p2 = Phase(f"jump to line {jump[0] + 1}, type", a, "jump", t, jump, k1[-1].lines, k2, t + settle, True,
+                   delays=line_pauses(k2, line_pause))
         return [p1, p2]
     raise SystemExit(f"unknown scenario {scenario}")
 
@@ -1554,7 +1577,11 @@ def summarise(reqs: list[Request], phase: Phase) -> dict:
     lat = [r.latency_ms for r in answered]
     with_numbers = [r for r in answered if r.reused_tokens is not None and r.prompt_tokens is not None]
     last = keys[-1] if keys else None
+    after_pause = [r for r in keys if 0 <= r.index < len(phase.keys) and phase.paused_before(r.index)]
     return {
+        "after_pause": len(after_pause),
+        "after_pause_shown": sum(r.outcome == "suggestion" for r in after_pause),
+        "after_pause_p50": percentile([r.latency_ms for r in after_pause if r.outcome == "suggestion"], 50),
         "keys": len(keys),
         "p50": percentile(lat, 50),
         "p95": percentile(lat, 95),
@@ -1653,6 +1680,10 @@ def print_table(file: str, scenario: str, cria_runs: list[Run], llama_runs: list
         ("… of which the rest of the line exactly (first line; keystrokes where the line's rest is known)", sc["exact_rest"], sl["exact_rest"], False),
         ("characters right per suggestion shown (mean: its first line's prefix that was typed next)", sc["right_chars"], sl["right_chars"], False),
         ("keystrokes answered empty", sc["empty"], sl["empty"], False),
+        ("Enter after a pause at a line's end (`--line-pause-ms`): answered with a suggestion, of all",
+         f"{sc['after_pause_shown']} of {sc['after_pause']}" if sc["after_pause"] else None,
+         f"{sl['after_pause_shown']} of {sl['after_pause']}" if sl["after_pause"] else None, False),
+        ("… their latency p50 (ms)", sc["after_pause_p50"], sl["after_pause_p50"], True),
         ("keystrokes superseded (cria: answered empty after a newer one; llama.vim: never sent, a request was running)",
          sc["superseded"], sl["superseded"], False),
         ("errors or unanswered", sc["errors"], sl["errors"], False),
@@ -1809,6 +1840,8 @@ def main() -> int:
                         "switch/jump: before the first phase's typing (default 2000)")
     parser.add_argument("--pause-ms", type=int, default=1000, help="from a phase's last keystroke to the next switch or jump (default 1000)")
     parser.add_argument("--settle-ms", type=int, default=500, help="from a switch or jump to the first keystroke (default 500)")
+    parser.add_argument("--line-pause-ms", type=int, default=0,
+                        help="a pause at the end of each line typed, before the Enter that starts the next (default 0: none)")
     parser.add_argument("--max-tokens", type=int, default=32, help="cria maxTokens and llama n_predict (default 32)")
     parser.add_argument("--budget-ms", type=int, default=5000, help="cria latencyBudgetMs (default 5000)")
     parser.add_argument("--prompt-tokens", type=int, default=1536, help="cria promptTokens (default 1536)")

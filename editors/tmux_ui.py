@@ -29,7 +29,9 @@ Environment: CRIA_BIN (required); NVIM (default `nvim`) or EMACS (default
 smollm2-135m-instruct); CRIA_UI_BUDGET_MS (default 30000);
 CRIA_UI_MEASURE=N: after the test, type N more keys one at a time and
 print the time from each key to its ghost text (to measure latency with a
-release binary and the real model). Prints an `ok`/`FAILED` line and exits
+release binary and the real model); with CRIA_UI_ENTER_AFTER_PAUSE_MS=P as
+well, then type the rest of that line, pause P ms at its end, press Enter
+and print the time to the new line's ghost text. Prints an `ok`/`FAILED` line and exits
 non-zero on failure; never skips.
 """
 
@@ -479,6 +481,20 @@ def measure_latency(tmux, editor, count):
     print(f"  key to ghost text (ms): {[round(t) if t == t else None for t in times]}")
     if ok:
         print(f"  median {statistics.median(ok):.0f} ms, max {max(ok):.0f} ms, {len(ok)}/{len(times)} keys got ghost text")
+    pause_ms = int(os.environ.get("CRIA_UI_ENTER_AFTER_PAUSE_MS", "0"))
+    if pause_ms:
+        # The rest of the line, a pause at its end, then Enter: how long the
+        # new line waits for its ghost text.
+        tmux.type(line[8 + count :])
+        wait_for("the line typed", lambda: tmux.cursor()[0] >= len(line), 10, tmux)
+        time.sleep(pause_ms / 1000)
+        _, y = tmux.cursor()
+        tmux.keys("Enter")
+        t0 = time.monotonic()
+        wait_for("the new line", lambda: tmux.cursor()[1] == y + 1, 10, tmux, interval=0.005)
+        x = tmux.cursor()[0]
+        ghost = wait_for("ghost text on the new line", lambda: ghost_after_typed(tmux, x), 30, tmux, interval=0.005)
+        print(f"  Enter after a {pause_ms} ms pause at the line's end: ghost text after {(time.monotonic() - t0) * 1000:.0f} ms: {ghost['text']!r}")
 
 
 if __name__ == "__main__":

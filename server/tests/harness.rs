@@ -269,6 +269,49 @@ fn the_first_keystroke_waits_for_the_suggestion_at_rest_only_while_it_types_it()
 }
 
 #[test]
+fn at_the_end_of_a_written_line_the_next_line_is_ready_for_the_enter_that_follows() {
+    // The model has nothing to add on the line, and writes the next one.
+    let generator = ScriptedGenerator::new(|request| Script::answer(&format!("{}\n    return total", request.healed_text)));
+    let mut c = session(&generator, json!({}));
+    let text = "def checkout(price, count):\n    total = price * count";
+    c.open(URI, "python", text);
+    let (line, character) = (1, "    total = price * count".len() as u32);
+    assert!(items(&c.inline_completion(URI, line, character, STEP)).is_empty(), "nothing on the line itself");
+    wait_runs(&generator, "the lines after it, at rest", |runs| runs.len() == 2 && runs.iter().all(Option::is_some));
+    assert_eq!(stops(&generator), [Some(StopReason::Stop), Some(StopReason::Eos)], "one line, then the lines after it");
+    // Asked again there, it is still not shown: it goes below the line.
+    assert!(items(&c.inline_completion(URI, line, character, STEP)).is_empty());
+    // Enter with the editor's indentation: the next line at once.
+    type_at(&mut c, 2, line, character, "\n    ");
+    assert_eq!(suggestion(&c.inline_completion(URI, line + 1, 4, STEP)), "return total");
+    assert_eq!(generator.runs().len(), 2, "typed through, no generation: {:?}", stops(&generator));
+    c.client.shutdown();
+}
+
+#[test]
+fn a_keystroke_in_another_document_stops_the_lines_computed_at_rest() {
+    // One-line answers at once; the lines after a written line slowly.
+    let generator = ScriptedGenerator::new(|request| {
+        let answer = format!("{}\n    return total", request.healed_text);
+        if request.stop_strings.iter().any(|s| s == "\n") {
+            Script::answer(&answer)
+        } else {
+            Script::per_char(&answer, Duration::from_millis(100))
+        }
+    });
+    let mut c = session(&generator, json!({"latencyBudgetMs": 5000}));
+    c.open(URI, "python", "def checkout(price, count):\n    total = price * count");
+    assert!(items(&c.inline_completion(URI, 1, "    total = price * count".len() as u32, STEP)).is_empty());
+    wait_runs(&generator, "the lines after it, at rest", |runs| runs.len() == 2);
+    let other = "file:///project/other.py";
+    c.open(other, "python", "x = ");
+    c.inline_completion(other, 0, 4, STEP);
+    wait_runs(&generator, "all runs ended", |runs| runs.len() == 3 && runs.iter().all(Option::is_some));
+    assert_eq!(stops(&generator)[1], Some(StopReason::Cancelled), "the guess for the first document gave way");
+    c.client.shutdown();
+}
+
+#[test]
 fn the_same_prompt_is_served_from_the_cache_until_a_setting_that_shapes_it_changes() {
     let generator = ScriptedGenerator::always(Script::answer("price * count"));
     let mut c = session(&generator, json!({}));

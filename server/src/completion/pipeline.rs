@@ -231,6 +231,9 @@ pub enum PromptSize {
 pub struct BuiltPrompt {
     /// The engine request.
     pub request: GenerationRequest,
+    /// How large a prompt it was built as (to build it again in another
+    /// mode: the same windows make the same tokens).
+    pub size: PromptSize,
     /// The token budget it was built with.
     pub prompt_tokens: usize,
     /// The snippets from other files it holds.
@@ -295,7 +298,7 @@ impl Pipeline<'_> {
         };
         let (request, _) = self.model.request(&input, &settings, deadline, cancel)?;
         let key = SuggestionLru::key(&request.prompt, &self.cache_variant(&request, place.mode));
-        Ok(BuiltPrompt { request, prompt_tokens, context, cursor, key })
+        Ok(BuiltPrompt { request, size, prompt_tokens, context, cursor, key })
     }
 
     /// The most tokens a full prompt takes with this model on this machine:

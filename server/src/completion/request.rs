@@ -40,6 +40,7 @@ pub struct Setup {
 
 /// Everything a request at a cursor needs, taken from the session's state
 /// at once, so prompts are built off the async threads.
+#[derive(Clone)]
 pub(super) struct CursorRequest {
     /// The quick prompt size this document used last (see `Session::quick_sizes`).
     pub quick_size: Option<usize>,
@@ -91,6 +92,20 @@ impl CursorRequest {
         let embedded = self.setup.model.generator.engine().is_some();
         let next_anchor = self.warm_anchor.filter(|_| embedded).and_then(|at| self.build_one(None, Some(at), None, cancel));
         Some(Prepared { full, quick, next_anchor })
+    }
+
+    /// This request asking for the lines after the cursor's line instead
+    /// (multi-line), and `built`'s prompt built again for it: the same size,
+    /// windows and snippets, so the same tokens, which are warm. See
+    /// `Session::suggest_at_rest`.
+    pub fn next_lines(&self, built: &BuiltPrompt) -> Option<(CursorRequest, BuiltPrompt)> {
+        let next = CursorRequest { mode: CompletionMode::MultiLine, memo: Some(built.context.clone()), ..self.clone() };
+        let quick = match built.size {
+            PromptSize::Quick(tokens) => Some(tokens),
+            PromptSize::Full => None,
+        };
+        let prompt = next.build_one(quick, next.anchor, None, CancelFlag::new())?;
+        Some((next, prompt))
     }
 
     /// The completion pipeline with this request's model and settings.

@@ -32,7 +32,7 @@ use super::anchor::{choose_anchor, Anchor};
 use super::placement::{over_selected, placed, SelectedItem, Suggestion};
 use super::request::{display_path, CursorRequest, Prepared, Setup, PROMPT_PROBLEM};
 use super::{mode_at, BuiltPrompt, GenerateError, Scheduler, SuggestionLru, Trigger, TypedThrough};
-use crate::context::{CompletionMode, Definition};
+use crate::context::{ends_a_written_line, CompletionMode, Definition};
 use crate::documents::encoding::position_to_byte;
 use crate::documents::{DocumentSnapshot, DocumentStore, Position};
 use crate::engine::{CancelFlag, Completion, JobOptions, Priority, SlotChoice, StopReason};
@@ -394,6 +394,7 @@ impl Session {
         let request = self.prepare(uri, position, selected.as_ref(), trigger)?;
         self.note_cursor(uri, position);
         self.activate(uri);
+        self.stop_resting_elsewhere(uri);
         let place = |shown: String| match &selected {
             Some(item) => Some(over_selected(item, &shown)),
             None => Some(placed(&request.rope, &request.text, request.offset, request.setup.encoding, shown)),
@@ -436,14 +437,19 @@ impl Session {
         if quick.is_some() {
             tracing::debug!(%uri, full = full.request.prompt.len(), "cold cursor: a quick prompt now, the full one warmed");
         }
-        let cached = [Some(&full), quick.as_ref()].into_iter().flatten().find_map(|b| lock(&self.lru).get(b.key));
-        if let Some(hit) = cached {
+        let cached = [Some(&full), quick.as_ref()].into_iter().flatten().find_map(|b| lock(&self.lru).get(b.key).map(|hit| (b, hit)));
+        if let Some((hit_prompt, hit)) = cached {
             tracing::debug!("completion from cache");
             if quick.is_some() {
                 self.warm_full_prompt(uri, &request.setup.model, &full.request);
             }
             lock(&self.typed).shown(uri, &request.text, request.offset, &hit);
-            return if hit.is_empty() { None } else { place(hit) };
+            if hit.is_empty() {
+                drop(ticket);
+                self.after_a_written_line(&request, hit_prompt);
+                return None;
+            }
+            return place(hit);
         }
         let full_request = quick.is_some().then(|| full.request.clone());
         let chosen = quick.unwrap_or(full);
@@ -469,11 +475,17 @@ impl Session {
         let job_request = request.clone();
         let job_uri = uri.to_string();
         tokio::spawn(async move {
-            let shown = session.finish(pending.await, &job_request, &chosen, started, Asked::ByEditor).await;
+            let answer = pending.await;
+            let ended = matches!(&answer, Ok(Ok(c)) if matches!(c.stop_reason, StopReason::Eos | StopReason::Stop));
+            let shown = session.finish(answer, &job_request, &chosen, started, Asked::ByEditor).await;
+            let nothing_to_add = ended && shown.is_none();
             // The answer goes before the ticket: dropping it sets the flag
             // the waiter reads as "superseded".
             let unanswered = answered.send(shown);
             drop(ticket);
+            if nothing_to_add {
+                session.after_a_written_line(&job_request, &chosen);
+            }
             if let Err(Some(shown)) = unanswered {
                 // The request was answered empty meanwhile: the answer is
                 // cached, a newer request typing through it may use it, and
@@ -522,6 +534,16 @@ impl Session {
                 self.notify(Event::Failed("the remote engine did not answer within the latency budget".into())).await;
                 None
             }
+        }
+    }
+
+    /// A request's answer was empty, the model having nothing to add (or
+    /// nothing worth showing) at the cursor: where that cursor ends a
+    /// written line, the lines after it are computed at rest (see
+    /// [`Self::suggest_at_rest`]), for the Enter that comes next.
+    fn after_a_written_line(self: &Arc<Self>, request: &Arc<CursorRequest>, built: &BuiltPrompt) {
+        if request.mode == CompletionMode::SingleLine && ends_a_written_line(&request.text, request.offset) {
+            self.suggest_at_rest(request, vec![(built.clone(), None)]);
         }
     }
 

@@ -67,6 +67,18 @@ pub fn completion_mode(text: &str, cursor: usize, tree: Option<&Tree>, skip_mid_
     }
 }
 
+/// Whether the cursor at byte `cursor` of `text` ends a line that has code
+/// (or a comment) before it and nothing after it: where, once nothing is
+/// left to write on the line, what comes next is Enter and the next line.
+pub fn ends_a_written_line(text: &str, cursor: usize) -> bool {
+    let Some((before, after)) = text.get(..cursor).zip(text.get(cursor..)) else {
+        return false;
+    };
+    let line_before = before.rsplit(['\n', '\r']).next().unwrap_or("");
+    let rest = after.split(['\n', '\r']).next().unwrap_or("");
+    !line_before.trim().is_empty() && rest.trim().is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +119,18 @@ mod tests {
         assert_eq!(mode("$0import os\n"), CompletionMode::MultiLine);
         assert_eq!(mode("def f(x):\n    $0return x\n"), CompletionMode::MultiLine, "after the indentation");
         assert_eq!(mode("def f(x):\n    y = $0x\n"), CompletionMode::SingleLine, "after code: joins the line");
+    }
+
+    #[test]
+    fn a_written_line_ends_where_nothing_follows_code_on_it() {
+        let at = |marked: &str| ends_a_written_line(&marked.replace("$0", ""), marked.find("$0").unwrap());
+        assert!(at("x = 1$0\ny = 2\n"));
+        assert!(at("    total += x$0   \n"), "trailing spaces");
+        assert!(at("# the total$0"), "a comment, at the end of the file");
+        assert!(!at("x = 1\n    $0\n"), "a blank line");
+        assert!(!at("x = f($0)\n"), "text after the cursor");
+        assert!(!at("$0x = 1\n"), "column 0");
+        assert!(!ends_a_written_line("é", 1), "not a character boundary");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::{Asked, CursorRequest, Session};
 use crate::completion::{BuiltPrompt, Model, Trigger};
+use crate::context::{ends_a_written_line, CompletionMode};
 use crate::documents::Position;
 use crate::engine::{CancelFlag, Completion, EngineError, EngineHandle, GenerationRequest, JobOptions, Priority, SlotChoice};
 use crate::locks::lock;
@@ -109,6 +110,13 @@ impl Session {
     /// `Scheduler::linger_unasked`): typing what it does not write, any
     /// other request, or a newer prefetch stops it. Each stage starts only
     /// while the document is as it was and no request is under way there.
+    ///
+    /// At the end of a written line where the model has nothing to add on
+    /// the line (a one-line suggestion there is empty), what the user does
+    /// next is Enter: each stage then computes the lines after it too (the
+    /// same prompt, multi-line), kept for typing through, so the keystroke
+    /// that starts the next line is answered at once when the editor's
+    /// indentation is the model's.
     pub(super) fn suggest_at_rest(self: &Arc<Self>, request: &Arc<CursorRequest>, stages: Vec<(BuiltPrompt, Option<WarmUpDone>)>) {
         let uri = request.uri.clone();
         let flag = CancelFlag::new();
@@ -132,26 +140,60 @@ impl Session {
                 if request.setup.model.generator.engine().is_some_and(|e| !e.holds(&built.request.prompt)) {
                     return; // its warm-up gave way: a prefill here would not
                 }
-                if lock(&session.lru).get(built.key).is_some() {
-                    continue; // computed at this place before
-                }
-                let Some((id, written)) = session.scheduler.linger_unasked(&uri, request.offset, &flag) else {
+                let Some(shown) = session.at_rest(&request, &built, &flag).await else {
                     return; // the user is typing there
                 };
-                lock(&session.typed).asked(&uri, &request.text, request.offset);
-                let started = Instant::now();
-                let generation = GenerationRequest { deadline: None, cancel: flag.clone(), ..built.request.clone() };
-                let options =
-                    // No key: the warm-ups queued for the document stay queued.
-                    JobOptions { slot: SlotChoice::Auto, priority: Priority::Interactive, late_budget: None, key: None, written: Some(written) };
-                let answer = request.setup.model.generator.submit(generation, options).await;
-                session.scheduler.end_unasked(&uri, id);
-                if let Some(shown) = session.finish(answer, &request, &built, started, Asked::AtRest).await {
-                    lock(&session.typed).late(&uri, &request.text, request.offset, &shown);
-                    session.late_ready.notify_waiters();
+                let line_written = request.mode == CompletionMode::SingleLine && ends_a_written_line(&request.text, request.offset);
+                if !shown.is_empty() || !line_written {
+                    continue;
+                }
+                let (line, built) = (request.clone(), built.clone());
+                let Ok(Some((next, next_built))) = tokio::task::spawn_blocking(move || line.next_lines(&built)).await else {
+                    return;
+                };
+                if flag.is_cancelled() || !session.unchanged(&request) {
+                    return;
+                }
+                if session.at_rest(&next, &next_built, &flag).await.is_none() {
+                    return;
                 }
             }
         });
+    }
+
+    /// One suggestion at rest: `built`'s at `request`'s cursor, from the
+    /// cache or computed (see [`Self::suggest_at_rest`]), and kept for a
+    /// request that types through it. What is shown (empty: nothing), or
+    /// `None` when it did not run to its end (the user is typing there, or
+    /// `flag` stopped it).
+    async fn at_rest(self: &Arc<Self>, request: &CursorRequest, built: &BuiltPrompt, flag: &CancelFlag) -> Option<String> {
+        let uri = &request.uri;
+        let cached = lock(&self.lru).get(built.key);
+        if let Some(shown) = cached {
+            // Computed at this place before.
+            if !shown.is_empty() {
+                lock(&self.typed).late(uri, &request.text, request.offset, &shown);
+            }
+            return Some(shown);
+        }
+        let (id, written) = self.scheduler.linger_unasked(uri, request.offset, flag)?;
+        lock(&self.typed).asked(uri, &request.text, request.offset);
+        let started = Instant::now();
+        let generation = GenerationRequest { deadline: None, cancel: flag.clone(), ..built.request.clone() };
+        let options =
+            // No key: the warm-ups queued for the document stay queued.
+            JobOptions { slot: SlotChoice::Auto, priority: Priority::Interactive, late_budget: None, key: None, written: Some(written) };
+        let answer = request.setup.model.generator.submit(generation, options).await;
+        self.scheduler.end_unasked(uri, id);
+        let shown = self.finish(answer, request, built, started, Asked::AtRest).await;
+        if let Some(shown) = &shown {
+            lock(&self.typed).late(uri, &request.text, request.offset, shown);
+            self.late_ready.notify_waiters();
+        }
+        if flag.is_cancelled() {
+            return None;
+        }
+        Some(shown.unwrap_or_default())
     }
 
     /// Whether `request`'s document is still as it was then.
@@ -161,6 +203,20 @@ impl Session {
         };
         let documents = host.documents();
         documents.snapshot(&request.uri).is_ok_and(|now| *now.rope() == request.rope)
+    }
+
+    /// Stops the suggestions at rest being computed in documents other than
+    /// `uri`: a keystroke in one document is never queued behind guesses
+    /// for another.
+    pub(super) fn stop_resting_elsewhere(&self, uri: &str) {
+        let own = at_rest_key(uri);
+        lock(&self.warm_ups).retain(|key, flag| {
+            let elsewhere = key.ends_with(AT_REST) && *key != own;
+            if elsewhere {
+                flag.cancel();
+            }
+            !elsewhere
+        });
     }
 
     /// Queues the warm-up of a document's full prompt (background priority,
@@ -219,9 +275,12 @@ pub(super) fn queue_warm_up(engine: &EngineHandle, uri: &str, request: &Generati
 /// Resolves when a warm-up ends (done, cancelled or given up).
 pub(super) type WarmUpDone = oneshot::Receiver<Result<Completion, EngineError>>;
 
+/// What ends the key of a document's suggestion at rest in `Session::warm_ups`.
+const AT_REST: &str = "\u{0}rest";
+
 /// The key of a document's suggestion at rest in `Session::warm_ups`.
 fn at_rest_key(uri: &str) -> String {
-    format!("{uri}\u{0}rest")
+    format!("{uri}{AT_REST}")
 }
 
 /// The key of a document's warm-up of its next anchor in `Session::warm_ups`.
