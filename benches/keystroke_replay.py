@@ -203,6 +203,9 @@ class Phase:
     def key_at(self, i: int, interval: float) -> float:
         return self.first_key_at + i * interval + (self.delays[i] if i < len(self.delays) else 0.0)
 
+    def end_at(self, interval: float) -> float:
+        return self.key_at(len(self.keys) - 1, interval)
+
     def paused_before(self, i: int) -> bool:
         """Whether the user paused at the end of a line before keystroke ``i`` (an Enter)."""
         return 0 < i < len(self.delays) and self.delays[i] > self.delays[i - 1]
@@ -218,9 +221,6 @@ def line_pauses(keys: list[Keystroke], pause_s: float) -> list[float]:
             total += pause_s
         delays.append(total)
     return delays
-
-    def end_at(self, interval: float) -> float:
-        return self.key_at(len(self.keys) - 1, interval)
 
 
 def build_plan(scenario: str, a: DataFile, b: DataFile, args) -> list[Phase]:

@@ -145,9 +145,23 @@ impl TypedThrough {
         self.documents.entry(uri.to_string()).or_default().shown = Some(Shown::new(document, cursor, suggestion));
     }
 
-    /// Remembers an answer whose request was answered (empty) before it came.
+    /// Remembers an answer whose request was answered (empty, or with the
+    /// lines written by then) before it came. When it is the whole of the
+    /// suggestion shown at the same place, it replaces that one: typing
+    /// through then goes on past the lines shown early.
     pub fn late(&mut self, uri: &str, document: &str, cursor: usize, suggestion: &str) {
-        self.documents.entry(uri.to_string()).or_default().late = Some(Shown::new(document, cursor, suggestion));
+        let remembered = self.documents.entry(uri.to_string()).or_default();
+        let late = Shown::new(document, cursor, suggestion);
+        let extends_shown = remembered.shown.as_ref().is_some_and(|shown| {
+            shown.cursor == late.cursor
+                && shown.prefix_hash == late.prefix_hash
+                && shown.suffix_hash == late.suffix_hash
+                && late.text.starts_with(&shown.text)
+        });
+        if extends_shown {
+            remembered.shown = Some(late.clone());
+        }
+        remembered.late = Some(late);
     }
 
     /// Forgets a document (closed).
@@ -195,6 +209,21 @@ mod tests {
         assert_eq!(memory.answer(uri, "x = dx\n", 6), None, "typed something else");
         memory.forget(uri);
         assert_eq!(memory.answer(uri, "x = def\n", 7), None);
+    }
+
+    #[test]
+    fn a_whole_answer_after_its_first_lines_were_shown_serves_the_typing_past_them() {
+        let mut memory = TypedThrough::default();
+        let uri = "file:///a.py";
+        let doc = "def f(xs):\n";
+        memory.shown(uri, doc, doc.len(), "    total = 0\n");
+        memory.late(uri, doc, doc.len(), "    total = 0\n    for x in xs:\n        total += x");
+        let typed = format!("{doc}    total = 0\n");
+        assert_eq!(memory.answer(uri, &typed, typed.len()).as_deref(), Some("    for x in xs:\n        total += x"));
+        // A late answer elsewhere leaves the one shown alone.
+        memory.shown(uri, doc, doc.len(), "    total = 0\n");
+        memory.late(uri, doc, doc.len() - 1, "\n    total = 0\n    return total");
+        assert_eq!(memory.answer(uri, &format!("{doc}    tot"), doc.len() + 7).as_deref(), Some("al = 0\n"));
     }
 
     #[test]

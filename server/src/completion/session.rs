@@ -32,10 +32,10 @@ use super::anchor::{choose_anchor, Anchor};
 use super::placement::{over_selected, placed, SelectedItem, Suggestion};
 use super::request::{display_path, CursorRequest, Prepared, Setup, PROMPT_PROBLEM};
 use super::{mode_at, BuiltPrompt, GenerateError, Scheduler, SuggestionLru, Trigger, TypedThrough};
-use crate::context::{ends_a_written_line, CompletionMode, Definition};
+use crate::context::{ends_a_written_line, CompletionMode, CursorText, Definition};
 use crate::documents::encoding::position_to_byte;
 use crate::documents::{DocumentSnapshot, DocumentStore, Position};
-use crate::engine::{CancelFlag, Completion, JobOptions, Priority, SlotChoice, StopReason};
+use crate::engine::{CancelFlag, Completion, JobOptions, Priority, SlotChoice, StopReason, WrittenSoFar};
 use crate::locks::lock;
 use crate::prompt::ContextChunk;
 use crate::throttle::{excerpt, Throttle};
@@ -47,6 +47,18 @@ static GENERATION_PROBLEM: Throttle = Throttle::new();
 /// The least time a late answer (its prefill outlived the latency budget)
 /// may spend generating: it goes to the cache for the editor's re-ask.
 const LATE_DECODE_BUDGET: Duration = Duration::from_secs(2);
+
+/// A multi-line request (made while typing) still waiting this long after
+/// it came is shown the whole lines its generation has written, while the
+/// rest is written (it reaches the editor through typing through, or the
+/// cache). A block of many lines takes seconds to write on a laptop's CPU;
+/// its first line, a few hundred milliseconds. llama.vim caps its first
+/// request's generation at 250 ms for the same reason.
+const EARLY_LINES_AFTER: Duration = Duration::from_millis(250);
+
+/// How often a waiting multi-line request looks at what its generation
+/// wrote, after [`EARLY_LINES_AFTER`].
+const EARLY_LINES_POLL: Duration = Duration::from_millis(20);
 
 /// What a session needs from the front end that holds it.
 pub trait Host: Send + Sync + 'static {
@@ -470,6 +482,12 @@ impl Session {
         }
         self.warm_next_anchor(uri, &request.setup.model, next_anchor.as_ref());
         let superseded = ticket.superseded();
+        // A multi-line answer's first lines are shown once written (see
+        // `EARLY_LINES_AFTER`); the windows to post-process them against.
+        let written = ticket.written();
+        // Not for an explicit request: its user waits for the whole block.
+        let early = (request.mode == CompletionMode::MultiLine && trigger == Trigger::Automatic).then(|| chosen.cursor.clone());
+        let mut lines_seen = 0;
         let (answered, answer) = tokio::sync::oneshot::channel();
         let session = self.clone();
         let job_request = request.clone();
@@ -516,6 +534,15 @@ impl Session {
                     None => return None,
                 },
                 () = &mut late => {}
+                () = tokio::time::sleep(EARLY_LINES_POLL), if early.is_some() && started.elapsed() >= EARLY_LINES_AFTER => {
+                    let cursor = early.as_ref().expect("only with windows");
+                    if let Some(shown) = self.lines_written_so_far(&request, cursor, &written, &mut lines_seen) {
+                        tracing::debug!(%uri, ms = started.elapsed().as_millis() as u64, "the first lines shown while the rest is written");
+                        lock(&self.typed).shown(uri, &request.text, request.offset, &shown);
+                        return place(shown);
+                    }
+                }
+                () = tokio::time::sleep_until((started + EARLY_LINES_AFTER).into()), if early.is_some() && started.elapsed() < EARLY_LINES_AFTER => {}
             }
         };
         match outcome {
@@ -535,6 +562,31 @@ impl Session {
                 None
             }
         }
+    }
+
+    /// What a multi-line generation still running has to show: its whole
+    /// lines so far, post-processed as an answer cut short; `None` while
+    /// that is nothing, or no line was added since the last look
+    /// (`lines_seen`: the bytes of whole lines looked at).
+    fn lines_written_so_far(&self, request: &CursorRequest, cursor: &CursorText, written: &WrittenSoFar, lines_seen: &mut usize) -> Option<String> {
+        let lines = written.whole_lines();
+        if lines.len() <= *lines_seen || lines.trim().is_empty() {
+            return None;
+        }
+        *lines_seen = lines.len();
+        let so_far = Completion {
+            text: lines,
+            tokens: Vec::new(),
+            stop_reason: StopReason::Enough,
+            prompt_tokens: 0,
+            reused_tokens: 0,
+            prefill: Duration::ZERO,
+            decode: Duration::ZERO,
+            drafted_tokens: 0,
+            accepted_tokens: 0,
+        };
+        let shown = request.pipeline().shown_text(&request.place(request.anchor), cursor, &so_far);
+        (!shown.trim().is_empty()).then_some(shown)
     }
 
     /// A request's answer was empty, the model having nothing to add (or

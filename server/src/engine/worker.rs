@@ -118,6 +118,14 @@ impl WrittenSoFar {
         agree(&self.lock().text, typed)
     }
 
+    /// The whole lines written so far: the text up to and with its last
+    /// line break (empty before the first one).
+    pub fn whole_lines(&self) -> String {
+        let written = self.lock();
+        let end = written.text.rfind('\n').map_or(0, |at| at + 1);
+        written.text[..end].to_string()
+    }
+
     /// Says that of the whole answer only the line holding byte `at` is
     /// still wanted (`None`: all of it): the user typed `at` bytes of it and
     /// the request that serves them wants one line. The job ends once that
