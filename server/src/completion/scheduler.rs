@@ -17,8 +17,9 @@
 //! waits for nothing it cannot use). The session's suggestion at a resting
 //! cursor lingers the same way from the start
 //! ([`Scheduler::linger_unasked`]). When the newest request
-//! wants one line (the user types inside a line), the lingering generation
-//! ends with that line: a multi-line answer's later lines would only keep
+//! wants one line (the user types inside a line), or the lingering
+//! generation is that suggestion at rest, it ends with the line being
+//! typed: a multi-line answer's later lines would only keep
 //! the keystrokes waiting. On a fast typist's machine,
 //! where one generation takes longer than the gap between two keys, this is
 //! what lets a suggestion appear at all: restarting on every key would stop
@@ -44,6 +45,8 @@ struct InFlight {
     cursor: usize,
     /// What its generation has written so far.
     written: WrittenSoFar,
+    /// Nobody asked for it: the session's guess at a resting cursor.
+    unasked: bool,
 }
 
 impl InFlight {
@@ -126,7 +129,11 @@ impl Scheduler {
         }
         if let Some(kept) = lingering.get(key) {
             let typed = cursor.saturating_sub(kept.cursor);
-            kept.written.want_only_the_line_at((mode == CompletionMode::SingleLine).then_some(typed));
+            // A guess at rest serves the line being typed, whatever the
+            // request: its later lines would keep the keystrokes waiting
+            // behind a block nobody asked for.
+            let one_line = mode == CompletionMode::SingleLine || kept.unasked;
+            kept.written.want_only_the_line_at(one_line.then_some(typed));
             if let Some(typed) = document.get(kept.cursor..cursor) {
                 kept.written.typed_since(typed, &kept.flag);
             }
@@ -148,7 +155,7 @@ impl Scheduler {
         if inflight.contains_key(key) || lingering.get(key).is_some_and(|l| !l.flag.is_cancelled()) {
             return None;
         }
-        let entry = self.entry(flag.clone(), cursor);
+        let entry = InFlight { unasked: true, ..self.entry(flag.clone(), cursor) };
         let registered = (entry.id, entry.written.clone());
         lingering.insert(key.to_string(), entry);
         Some(registered)
@@ -167,7 +174,7 @@ impl Scheduler {
     /// `flag`, asked at byte `cursor`.
     fn entry(&self, flag: CancelFlag, cursor: usize) -> InFlight {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        InFlight { id, flag, notify: Arc::new(Notify::new()), cursor, written: WrittenSoFar::default() }
+        InFlight { id, flag, notify: Arc::new(Notify::new()), cursor, written: WrittenSoFar::default(), unasked: false }
     }
 
     /// Registers a request, returning the one it replaces.
@@ -373,6 +380,26 @@ mod tests {
         assert!(!written.has_the_wanted_line(), "the line typed is not ended yet");
         written.push("\n");
         assert!(written.has_the_wanted_line());
+    }
+
+    #[test]
+    fn a_guess_at_rest_ends_with_the_line_being_typed_even_for_a_multi_line_request() {
+        let s = Arc::new(Scheduler::default());
+        let uri = "file:///a";
+        let (_, written) = s.linger_unasked(uri, 4, &CancelFlag::new()).expect("nothing under way");
+        written.push("if x:\n        y = 1\n");
+        // Typed its first line and Enter: a multi-line request.
+        let typed = "    if x:\n        ";
+        let _b = s.begin_typing_on(uri, typed, typed.len(), CompletionMode::MultiLine);
+        assert!(written.has_the_wanted_line(), "the line after Enter is written: the guess ends there");
+
+        // A generation a request asked for serves a multi-line request whole.
+        let c = s.begin(uri, 0);
+        let asked = c.written();
+        let _d = s.begin_typing_on(uri, "\n    ", 5, CompletionMode::MultiLine);
+        asked.push("\n    a\nb\n");
+        assert!(!asked.has_the_wanted_line());
+        drop(c);
     }
 
     #[test]
