@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::{plan_prompt, Backend, BuiltPrompt, CursorPlace, Model, Pipeline, PromptPlan, PromptSize, SuggestionSettings};
 use crate::context::{
-    definitions, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText, Definition, SourceFile,
+    definitions, ends_a_written_line, neighbourhood, relevant_definitions, similar_chunks, CompletionMode, CursorText,
+    Definition, SourceFile,
 };
 use crate::documents::{DocumentSnapshot, Language, PositionEncoding};
 use crate::engine::CancelFlag;
@@ -92,6 +93,13 @@ impl CursorRequest {
         let embedded = self.setup.model.generator.engine().is_some();
         let next_anchor = self.warm_anchor.filter(|_| embedded).and_then(|at| self.build_one(None, Some(at), None, cancel));
         Some(Prepared { full, quick, next_anchor })
+    }
+
+    /// Whether the cursor ends a written line and a one-line suggestion is
+    /// asked for: where an empty answer means the line is done, and the
+    /// lines after it are worth computing at rest (`Session::suggest_at_rest`).
+    pub fn ends_a_written_line(&self) -> bool {
+        self.mode == CompletionMode::SingleLine && ends_a_written_line(&self.text, self.offset)
     }
 
     /// This request asking for the lines after the cursor's line instead

@@ -32,7 +32,7 @@ use super::anchor::{choose_anchor, Anchor};
 use super::placement::{over_selected, placed, SelectedItem, Suggestion};
 use super::request::{display_path, CursorRequest, Prepared, Setup, PROMPT_PROBLEM};
 use super::{mode_at, BuiltPrompt, GenerateError, Scheduler, SuggestionLru, Trigger, TypedThrough};
-use crate::context::{ends_a_written_line, CompletionMode, CursorText, Definition};
+use crate::context::{CompletionMode, CursorText, Definition};
 use crate::documents::encoding::position_to_byte;
 use crate::documents::{DocumentSnapshot, DocumentStore, Position};
 use crate::engine::{CancelFlag, Completion, JobOptions, Priority, SlotChoice, StopReason, WrittenSoFar};
@@ -594,7 +594,7 @@ impl Session {
     /// written line, the lines after it are computed at rest (see
     /// [`Self::suggest_at_rest`]), for the Enter that comes next.
     fn after_a_written_line(self: &Arc<Self>, request: &Arc<CursorRequest>, built: &BuiltPrompt) {
-        if request.mode == CompletionMode::SingleLine && ends_a_written_line(&request.text, request.offset) {
+        if request.ends_a_written_line() {
             self.suggest_at_rest(request, vec![(built.clone(), None)]);
         }
     }

@@ -15,7 +15,6 @@ use tokio::sync::oneshot;
 
 use super::{Asked, CursorRequest, Session};
 use crate::completion::{BuiltPrompt, Model, Trigger};
-use crate::context::{ends_a_written_line, CompletionMode};
 use crate::documents::Position;
 use crate::engine::{CancelFlag, Completion, EngineError, EngineHandle, GenerationRequest, JobOptions, Priority, SlotChoice};
 use crate::locks::lock;
@@ -143,8 +142,7 @@ impl Session {
                 let Some(shown) = session.at_rest(&request, &built, &flag).await else {
                     return; // the user is typing there
                 };
-                let line_written = request.mode == CompletionMode::SingleLine && ends_a_written_line(&request.text, request.offset);
-                if !shown.is_empty() || !line_written {
+                if !shown.is_empty() || !request.ends_a_written_line() {
                     continue;
                 }
                 let (line, built) = (request.clone(), built.clone());
