@@ -314,13 +314,14 @@ fn a_keystroke_in_another_document_stops_the_lines_computed_at_rest() {
 
 #[test]
 fn a_slow_multi_line_answer_shows_its_first_lines_while_the_rest_is_written() {
-    // 60 pieces of 40 ms: the first line is written after about a second,
-    // the whole answer after 2.4 s.
+    // 60 pieces of 60 ms: the first line is written after 1.3 s, the
+    // second after 2.4 s, the whole answer after 3.6 s; with an 8 s budget
+    // the first lines are shown from 1 s on.
     let generator = ScriptedGenerator::new(|request| {
         let answer = format!("{}total = price * count\n    tax = total * 0.2\n    return total + tax", request.healed_text);
-        Script::per_char(&answer, Duration::from_millis(40))
+        Script::per_char(&answer, Duration::from_millis(60))
     });
-    let mut c = session(&generator, json!({"latencyBudgetMs": 10000, "maxTokens": 128}));
+    let mut c = session(&generator, json!({"latencyBudgetMs": 8000, "maxTokens": 128}));
     c.open(URI, "python", "def checkout(price, count):\n    ");
     assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count");
     assert_eq!(stops(&generator), [None], "answered while the rest is written");

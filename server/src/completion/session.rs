@@ -53,8 +53,14 @@ const LATE_DECODE_BUDGET: Duration = Duration::from_secs(2);
 /// rest is written (it reaches the editor through typing through, or the
 /// cache). A block of many lines takes seconds to write on a laptop's CPU;
 /// its first line, a few hundred milliseconds. llama.vim caps its first
-/// request's generation at 250 ms for the same reason.
+/// request's generation at 250 ms for the same reason. A longer latency
+/// budget, set to wait for whole answers, waits longer
+/// ([`EARLY_LINES_BUDGET_SHARE`]).
 const EARLY_LINES_AFTER: Duration = Duration::from_millis(250);
+
+/// The share of the latency budget a multi-line request waits at least
+/// before its first lines are shown: an eighth (250 ms of the default 2 s).
+const EARLY_LINES_BUDGET_SHARE: u32 = 8;
 
 /// How often a waiting multi-line request looks at what its generation
 /// wrote, after [`EARLY_LINES_AFTER`].
@@ -487,6 +493,7 @@ impl Session {
         let written = ticket.written();
         // Not for an explicit request: its user waits for the whole block.
         let early = (request.mode == CompletionMode::MultiLine && trigger == Trigger::Automatic).then(|| chosen.cursor.clone());
+        let early_after = EARLY_LINES_AFTER.max(budget / EARLY_LINES_BUDGET_SHARE);
         let mut lines_seen = 0;
         let (answered, answer) = tokio::sync::oneshot::channel();
         let session = self.clone();
@@ -534,7 +541,7 @@ impl Session {
                     None => return None,
                 },
                 () = &mut late => {}
-                () = tokio::time::sleep(EARLY_LINES_POLL), if early.is_some() && started.elapsed() >= EARLY_LINES_AFTER => {
+                () = tokio::time::sleep(EARLY_LINES_POLL), if early.is_some() && started.elapsed() >= early_after => {
                     let cursor = early.as_ref().expect("only with windows");
                     if let Some(shown) = self.lines_written_so_far(&request, cursor, &written, &mut lines_seen) {
                         tracing::debug!(%uri, ms = started.elapsed().as_millis() as u64, "the first lines shown while the rest is written");
@@ -542,7 +549,7 @@ impl Session {
                         return place(shown);
                     }
                 }
-                () = tokio::time::sleep_until((started + EARLY_LINES_AFTER).into()), if early.is_some() && started.elapsed() < EARLY_LINES_AFTER => {}
+                () = tokio::time::sleep_until((started + early_after).into()), if early.is_some() && started.elapsed() < early_after => {}
             }
         };
         match outcome {
