@@ -541,7 +541,8 @@ impl Session {
                     None => return None,
                 },
                 () = &mut late => {}
-                () = tokio::time::sleep(EARLY_LINES_POLL), if early.is_some() && started.elapsed() >= early_after => {
+                // The first look at `early_after`, then one per poll.
+                () = tokio::time::sleep_until((started + early_after).max(Instant::now() + EARLY_LINES_POLL).into()), if early.is_some() => {
                     let cursor = early.as_ref().expect("only with windows");
                     if let Some(shown) = self.lines_written_so_far(&request, cursor, &written, &mut lines_seen) {
                         tracing::debug!(%uri, ms = started.elapsed().as_millis() as u64, "the first lines shown while the rest is written");
@@ -549,7 +550,6 @@ impl Session {
                         return place(shown);
                     }
                 }
-                () = tokio::time::sleep_until((started + early_after).into()), if early.is_some() && started.elapsed() < early_after => {}
             }
         };
         match outcome {
