@@ -724,8 +724,10 @@ fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     // Once the prompt at the resting cursor is warm, the suggestion there is
     // computed (the suggestion at rest): from the quick prompt first where
     // the full one is cold, then from the full prompt, which is as big as
-    // this machine affords (the file's 1,200 tokens fill most of any, up to
-    // the default 1,536), reusing all but its last token.
+    // this machine affords (from 384 tokens on a slow or busy machine up to
+    // the default 1,536; the file's 1,200 tokens fill at least half of any,
+    // the window's start being aligned to a grid), reusing all but its last
+    // token.
     let full = logged_number(&log, " model ready ", "full_prompt_tokens=");
     let from_full = |c: &mut LspClient, n: usize| {
         let deadline = std::time::Instant::now() + LONG;
@@ -744,7 +746,7 @@ fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     let rest_a = from_full(&mut c, 1);
     let (reused_a, prompt_a) = (number_in(&rest_a, "reused="), number_in(&rest_a, "prompt="));
     assert!(reused_a + 2 >= prompt_a, "the suggestion after a prefetch computes almost nothing: {reused_a} of {prompt_a}");
-    assert!(prompt_a * 3 >= full * 2, "the windows fill most of the full prompt's {full} tokens: {prompt_a}");
+    assert!(prompt_a * 2 >= full, "the windows fill at least half the full prompt's {full} tokens: {prompt_a}");
     // A request there is answered from the cache: no generation of its own.
     let answer = c.inline_completion(a, line, character, LONG);
     let shown = answer["result"]["items"][0]["insertText"].as_str().unwrap_or_default().to_string();
