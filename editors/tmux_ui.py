@@ -31,7 +31,10 @@ CRIA_UI_MEASURE=N: after the test, type N more keys one at a time and
 print the time from each key to its ghost text (to measure latency with a
 release binary and the real model); with CRIA_UI_ENTER_AFTER_PAUSE_MS=P as
 well, then type the rest of that line, pause P ms at its end, press Enter
-and print the time to the new line's ghost text. Prints an `ok`/`FAILED` line and exits
+and print the time to the new line's ghost text; with CRIA_UI_BLOCK_WATCH_S=S
+as well, then type an opener line and Enter and watch the ghost text for S
+seconds without a key, printing when it appears and each time it grows
+(a block shown first by its first lines, then whole). Prints an `ok`/`FAILED` line and exits
 non-zero on failure; never skips.
 """
 
@@ -495,6 +498,60 @@ def measure_latency(tmux, editor, count):
         x = tmux.cursor()[0]
         ghost = wait_for("ghost text on the new line", lambda: ghost_after_typed(tmux, x), 30, tmux, interval=0.005)
         print(f"  Enter after a {pause_ms} ms pause at the line's end: ghost text after {(time.monotonic() - t0) * 1000:.0f} ms: {ghost['text']!r}")
+    block_s = float(os.environ.get("CRIA_UI_BLOCK_WATCH_S", "0"))
+    if block_s:
+        measure_block(tmux, block_s)
+
+
+def ghost_rows(tmux, x):
+    """The ghost text's rows: its first line after column x of the cursor's
+    row, then each following row whose non-blank cells all carry the first
+    line's attributes (a block's next lines, drawn below the cursor)."""
+    first = ghost_after_typed(tmux, x)
+    if first is None:
+        return []
+    found = [first["text"]]
+    for raw in first["rows"][first["y"] + 1 :]:
+        row = cells(raw)
+        text = text_of(row).rstrip()
+        attrs = {a for ch, a in row if ch.strip()}
+        if not text.strip() or attrs != first["attrs"]:
+            break
+        found.append(text)
+    return found
+
+
+def measure_block(tmux, watch_s):
+    """Types an opener line (`for ...:`) and Enter without a pause, as a user
+    starting a block, then watches the screen for `watch_s` seconds without
+    a key: when ghost text appears on the new line and how many rows it
+    has, and each time it grows (a block whose first lines were shown
+    while the rest was written, replaced by the whole without a keystroke)."""
+    tmux.keys("Escape")
+    time.sleep(0.3)
+    tmux.keys("o")
+    time.sleep(0.5)
+    indent = tmux.cursor()[0]
+    opener = "for category, amount in self.totals().items():"
+    if indent < 8:
+        tmux.type(" " * (8 - indent))
+    tmux.type(opener)
+    wait_for("the opener typed", lambda: tmux.cursor()[0] >= 8 + len(opener), 10, tmux)
+    _, y = tmux.cursor()
+    tmux.keys("Enter")
+    t0 = time.monotonic()
+    wait_for("the new line", lambda: tmux.cursor()[1] == y + 1, 10, tmux, interval=0.005)
+    x = tmux.cursor()[0]
+    seen = []
+    while time.monotonic() - t0 < watch_s:
+        rows = ghost_rows(tmux, x)
+        if rows and (not seen or rows != seen[-1][1]):
+            seen.append(((time.monotonic() - t0) * 1000, rows))
+        time.sleep(0.01)
+    if not seen:
+        print(f"  block after an opener: no ghost text in {watch_s:.0f} s")
+    for ms, rows in seen:
+        print(f"  block after an opener: {len(rows)} ghost row(s) after {ms:.0f} ms: {rows!r}")
 
 
 if __name__ == "__main__":

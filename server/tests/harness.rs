@@ -325,7 +325,13 @@ fn a_slow_multi_line_answer_shows_its_first_lines_while_the_rest_is_written() {
     c.open(URI, "python", "def checkout(price, count):\n    ");
     assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count");
     assert_eq!(stops(&generator), [None], "answered while the rest is written");
-    wait_runs(&generator, "the whole answer", |runs| runs == [Some(StopReason::Eos)]);
+    // The editor is told when the whole answer is there, and asking again
+    // at the same place gets it from the cache.
+    let late = c.wait_for(STEP, "cria/status lateAnswer", |m| m["method"] == "cria/status" && m["params"]["lateAnswer"].is_object());
+    assert_eq!(late["params"]["lateAnswer"]["uri"], URI);
+    assert_eq!(stops(&generator), [Some(StopReason::Eos)]);
+    assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count\n    tax = total * 0.2\n    return total + tax");
+    assert_eq!(generator.runs().len(), 1, "asked again: the cache's");
     // Accepting the line (or typing it) is answered with the rest at once.
     type_at(&mut c, 2, 1, 4, "total = price * count\n    ");
     assert_eq!(suggestion(&c.inline_completion(URI, 2, 4, STEP)), "tax = total * 0.2\n    return total + tax");

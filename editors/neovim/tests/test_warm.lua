@@ -177,3 +177,44 @@ test("an empty answer while warming is asked again once, when warming ends; not 
   eq(child:get("require('cria.ghost').stats.reasks"), 1, "only once")
   eq(#child:get("T.sent('textDocument/inlineCompletion')"), 3, "no further request")
 end)
+
+test("a suggestion shown is asked again once its buffer's late answer is cached (a block's first lines, then the whole)", function()
+  local child = H.child()
+  child:lua([[
+    local opts = vim.deepcopy(T.opts)
+    opts.auto_trigger = false
+    require('cria').setup(opts)
+  ]])
+  child:lua("T.edit('late.py', ...)", CIRCLE)
+  child:wait_ready()
+  child:lua("T.spy()")
+  child:cmd("normal! G")
+  child:type("A" .. TYPED)
+  child:wait("typed", "T.line() == ...", 5000, TYPED)
+  child:type("<M-]>")
+  child:wait_ghost()
+  eq(#child:get("T.sent('textDocument/inlineCompletion')"), 1, "one request")
+
+  -- Statuses that say nothing of this buffer's late answer: no re-ask.
+  child:lua("T.status({ model = ..., state = 'ready', lastLatencyMs = 90 })", MODEL)
+  child:lua("T.status({ model = ..., state = 'ready', lateAnswer = { uri = 'file:///elsewhere.py' } })", MODEL)
+  vim.wait(300)
+  eq(child:get("require('cria.ghost').stats.reasks"), 0, "no late answer for this buffer yet")
+
+  -- Its late answer is cached: asked again at the cursor, as first asked.
+  child:lua("T.status({ model = ..., state = 'ready', lateAnswer = { uri = vim.uri_from_bufnr(0) } })", MODEL)
+  child:wait("the re-ask", "require('cria.ghost').stats.reasks == 1", 2000)
+  local sent = child:get("T.sent('textDocument/inlineCompletion')")
+  eq(#sent, 2, "one more request")
+  eq(sent[2].params.position, { line = 8, character = #TYPED }, "at the cursor")
+  eq(sent[2].params.context.triggerKind, 1, "as the first was asked (invoked)")
+  child:wait("answered", "T.sent('textDocument/inlineCompletion')[2].done", 5000)
+
+  -- After the cursor moved: not asked again.
+  child:type("<Left>")
+  child:wait("the cursor moved", "T.cursor()[2] == ...", 5000, #TYPED - 1)
+  child:lua("T.status({ model = ..., state = 'ready', lateAnswer = { uri = vim.uri_from_bufnr(0) } })", MODEL)
+  vim.wait(300)
+  eq(child:get("require('cria.ghost').stats.reasks"), 1, "no re-ask after the cursor moved")
+  eq(#child:get("T.sent('textDocument/inlineCompletion')"), 2, "no further request")
+end)

@@ -100,7 +100,7 @@ export class Ctx implements vscode.Disposable {
     private stopping = false;
     /** Sends `cria/prefetch` when the active document or the cursor in it changes. */
     private readonly prefetcher: Prefetcher<vscode.TextDocument>;
-    /** Asks once more for a suggestion that came back empty while the server was warming. */
+    /** Asks once more for a suggestion that came back empty while warming, or with a block's first lines. */
     private readonly reask = new Reask();
 
     constructor(readonly extension: vscode.ExtensionContext) {
@@ -316,7 +316,7 @@ export class Ctx implements vscode.Disposable {
         if (!wasReady && this.status.phase === 'ready') {
             this.prefetcher.ready();
         }
-        if (this.reask.status(s.state, activeSpot()) !== undefined) {
+        if (this.reask.status(s.state, activeSpot(), s.lateAnswer?.uri) !== undefined) {
             void vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
         }
     }

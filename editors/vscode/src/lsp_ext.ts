@@ -40,6 +40,13 @@ export interface CriaStatus {
     kvCacheMb?: number;
     /** KV-cache slots in use. */
     kvSlots?: number;
+    /**
+     * Only in the status sent when it happened: a whole answer for this
+     * document came after its request was answered (empty while warming, or
+     * with a block's first lines) and is cached; asking again at the same
+     * place, nothing changed since, gets it at once.
+     */
+    lateAnswer?: { uri: string };
 }
 
 export const status = new NotificationType<CriaStatus>('cria/status');

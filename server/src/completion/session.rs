@@ -89,9 +89,18 @@ pub enum Event {
     /// A request in this document was answered empty because its prompt is
     /// still being computed (in the background, its answer cached).
     Warming(String),
-    /// An answer that came late is in the cache: an editor that got an
-    /// empty answer may ask again.
-    LateAnswer,
+    /// An answer came after its request was answered (empty while its
+    /// prompt was warming, with its first lines while the rest was written,
+    /// or superseded) and is remembered for typing through: an editor that
+    /// got an empty answer may ask again.
+    LateAnswer {
+        /// The document it is for.
+        uri: String,
+        /// Whether it is whole and in the cache for its prompt: asked again
+        /// at the same cursor, the document unchanged, it is the answer at
+        /// once (the rest of a block whose first lines were shown).
+        cached: bool,
+    },
 }
 
 /// The numbers of a generation.
@@ -502,6 +511,7 @@ impl Session {
         tokio::spawn(async move {
             let answer = pending.await;
             let ended = matches!(&answer, Ok(Ok(c)) if matches!(c.stop_reason, StopReason::Eos | StopReason::Stop));
+            let whole = matches!(&answer, Ok(Ok(c)) if c.stop_reason.is_whole());
             let shown = session.finish(answer, &job_request, &chosen, started, Asked::ByEditor).await;
             let nothing_to_add = ended && shown.is_none();
             // The answer goes before the ticket: dropping it sets the flag
@@ -518,7 +528,7 @@ impl Session {
                 tracing::info!(uri = %job_uri, ms = started.elapsed().as_millis() as u64, "late suggestion ready in the cache");
                 lock(&session.typed).late(&job_uri, &job_request.text, job_request.offset, &shown);
                 session.late_ready.notify_waiters();
-                session.notify(Event::LateAnswer).await;
+                session.notify(Event::LateAnswer { uri: job_uri, cached: whole }).await;
             }
         });
         let wait = tokio::time::timeout_at((deadline + Duration::from_millis(50)).into(), answer);
@@ -647,7 +657,7 @@ impl Session {
         tracing::debug!(raw = ?completion.text, shown = ?shown, "postprocessed");
         // Only whole answers are cached for their prompt (one that ended
         // with `Enough` served a newer request's line, not this request).
-        if matches!(completion.stop_reason, StopReason::Eos | StopReason::Stop | StopReason::Length) {
+        if completion.stop_reason.is_whole() {
             lock(&self.lru).put(built.key, shown.clone());
         }
         (!shown.trim().is_empty()).then_some(shown)

@@ -116,6 +116,14 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// Whether the text is the whole answer to its request (the model
+    /// ended it, a stop string did, or it is as long as was asked): such
+    /// an answer is worth caching for its prompt, unlike one cut short by
+    /// time, cancellation or a newer request's needs.
+    pub fn is_whole(self) -> bool {
+        matches!(self, Self::Eos | Self::Stop | Self::Length)
+    }
+
     /// The name used in JSON output and logs.
     pub fn as_str(self) -> &'static str {
         match self {

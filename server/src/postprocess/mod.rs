@@ -47,10 +47,10 @@
 //!    text, since it parses the file with the suggestion in place; then the
 //!    whitespace rule once more for the cut's line break.
 //! 10. [`rules::keep_the_code_below_reachable`]: lines inserted above code
-//!    stop before a line that would leave that code's block (`return`).
-//!    After the parse check, which a `return` line often makes cut back
-//!    further (to a loop's header, whose body is the code below), so it
-//!    only drops what parses yet leaves the code unreachable.
+//!     stop before a line that would leave that code's block (`return`).
+//!     After the parse check, which a `return` line often makes cut back
+//!     further (to a loop's header, whose body is the code below), so it
+//!     only drops what parses yet leaves the code unreachable.
 //!
 //! At the end of a written line, a multi-line answer that starts with a
 //! line break goes through the rules as lines typed on a new blank line

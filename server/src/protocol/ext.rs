@@ -103,6 +103,20 @@ pub struct Status {
     /// Generated tokens per second in the last completion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_per_second: Option<f64>,
+    /// Only in the status sent when it happened: a whole answer for this
+    /// document came after its request was answered (empty while warming,
+    /// or with the first lines of a block while the rest was written) and
+    /// is cached. An editor whose cursor and document have not changed
+    /// since that answer may ask again at the same place and get it at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_answer: Option<LateAnswerStatus>,
+}
+
+/// The late-answer part of [`Status`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LateAnswerStatus {
+    /// The document the answer is for.
+    pub uri: String,
 }
 
 /// The warm-up part of [`Status`].

@@ -20,7 +20,7 @@ use tower_lsp_server::gen_lsp_types as lsp;
 use tower_lsp_server::Client;
 
 use super::config::{ConfigProblem, ServerConfig};
-use super::ext::{Status, StatusNotification, WarmingStatus};
+use super::ext::{LateAnswerStatus, Status, StatusNotification, WarmingStatus};
 use crate::completion::{resolve_model, start_backend, start_with_generator, Event, Generator, Host, Model, Session, Setup};
 use crate::documents::{DocumentLimits, DocumentStore, PositionEncoding};
 use crate::engine::EngineOptions;
@@ -40,8 +40,8 @@ pub enum ModelState {
         /// The model being loaded.
         name: String,
     },
-    /// Resident and answering.
-    Ready(Model),
+    /// Resident and answering (boxed: far bigger than the other states).
+    Ready(Box<Model>),
     /// Loading failed; the message says how to fix it.
     Failed {
         /// The model that failed.
@@ -156,16 +156,17 @@ impl State {
 
     /// The current status, for `cria/status`.
     async fn publish_status(&self) {
-        self.publish_status_with(false, None).await;
+        self.publish_status_with(StatusOccasion::Change).await;
     }
 
-    /// Sends `cria/status`. With `answer_ready`, as `ready` even while a
-    /// warm-up goes on: an answer that came late is in the cache, and an
-    /// editor that got an empty answer while warming asks again on `ready`.
-    /// With `late`, as `warming` for that document: its request was just
-    /// answered empty because its prompt is still being computed.
-    async fn publish_status_with(&self, answer_ready: bool, late: Option<&str>) {
-        let status = {
+    /// Sends `cria/status` on `occasion` (see [`StatusOccasion`]).
+    async fn publish_status_with(&self, occasion: StatusOccasion<'_>) {
+        let (answer_ready, late, late_answer) = match occasion {
+            StatusOccasion::Change => (false, None, None),
+            StatusOccasion::AnsweredWarming(uri) => (false, Some(uri), None),
+            StatusOccasion::LateAnswer { cached_for } => (true, None, cached_for),
+        };
+        let mut status = {
             let mut last = lock(&self.last);
             let (model, state, message) = match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
                 ModelState::NotStarted => (String::new(), "loading", None),
@@ -199,6 +200,8 @@ impl State {
             last.message = message;
             last.clone()
         };
+        // Said once, in this status only.
+        status.late_answer = late_answer.map(|uri| LateAnswerStatus { uri: uri.to_string() });
         self.client.send_notification::<StatusNotification>(status).await;
     }
 
@@ -294,7 +297,7 @@ impl State {
                 );
                 report(json!({"kind": "end", "message": format!("{} ready", model.name)})).await;
                 let warming = model.generator.engine().map(|e| e.warming());
-                if !self.set_model_state(generation, ModelState::Ready(model)) {
+                if !self.set_model_state(generation, ModelState::Ready(Box::new(model))) {
                     return;
                 }
                 if let Some(mut warming) = warming {
@@ -344,7 +347,7 @@ impl Host for State {
             return None;
         }
         let model = match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
-            ModelState::Ready(m) => m.clone(),
+            ModelState::Ready(m) => Model::clone(m),
             _ => return None,
         };
         Some(Setup {
@@ -374,9 +377,27 @@ impl Host for State {
                     *lock(&self.generation_error) = Some(message);
                     self.publish_status().await;
                 }
-                Event::Warming(uri) => self.publish_status_with(false, Some(&uri)).await,
-                Event::LateAnswer => self.publish_status_with(true, None).await,
+                Event::Warming(uri) => self.publish_status_with(StatusOccasion::AnsweredWarming(&uri)).await,
+                Event::LateAnswer { uri, cached } => {
+                    self.publish_status_with(StatusOccasion::LateAnswer { cached_for: cached.then_some(uri.as_str()) }).await
+                }
             }
         })
     }
+}
+
+/// Why a `cria/status` is sent, besides the state it reports.
+enum StatusOccasion<'a> {
+    /// Something changed (the model's state, a generation's numbers, a
+    /// warm-up's progress).
+    Change,
+    /// A request in this document was just answered empty because its
+    /// prompt is still being computed: `warming` for it.
+    AnsweredWarming(&'a str),
+    /// An answer came late: `ready` even while a warm-up goes on, since an
+    /// editor that got an empty answer while warming asks again on `ready`;
+    /// `cached_for` the document whose whole late answer is now cached
+    /// (`lateAnswer`: an editor whose cursor has not moved since its last
+    /// answer there, empty or its first lines, may ask again and get it).
+    LateAnswer { cached_for: Option<&'a str> },
 }

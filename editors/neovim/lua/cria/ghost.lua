@@ -38,7 +38,7 @@ local HL = "CriaSuggestion"
 ---@field index integer
 ---@field shown cria.Shown|nil
 ---@field extmark integer|nil
----@field reask {tick: integer, row: integer, col: integer, trigger_kind: integer}|nil  An empty answer given while the server was warming.
+---@field reask {tick: integer, row: integer, col: integer, trigger_kind: integer, on: "ready"|"late"}|nil  Where to ask once more: an empty answer given while the server was warming (`on = "ready"`), or the last answer shown (`on = "late"`: a block's first lines, whose rest may come as a late answer).
 
 ---@type table<integer, cria.BufState>
 local buffers = {}
@@ -286,12 +286,15 @@ function M.request(bufnr, trigger_kind)
       -- it is ready, if the cursor has not moved by then.
       local status = require("cria.status").by_client[client.id]
       if status and status.state == "warming" then
-        current.reask = { tick = tick, row = row, col = col, trigger_kind = trigger_kind or 2 }
+        current.reask = { tick = tick, row = row, col = col, trigger_kind = trigger_kind or 2, on = "ready" }
       end
       return
     end
     current.items = items
     show(bufnr, current, 1, client.id)
+    -- It may be a block's first lines, shown while the rest is written: ask
+    -- once more when the server says the whole answer is cached.
+    current.reask = { tick = tick, row = row, col = col, trigger_kind = trigger_kind or 2, on = "late" }
   end, bufnr)
   if ok and id then
     M.stats.requests = M.stats.requests + 1
@@ -358,17 +361,24 @@ local function on_change(bufnr)
   M.schedule(bufnr)
 end
 
---- After a `cria/status`: when warming is over, asks once more where an
---- answer came back empty while it lasted, if nothing moved since (any
---- edit or cursor move clears the wish, see M.clear).
+--- After a `cria/status`: asks once more, if nothing moved since (any edit
+--- or cursor move clears the wish, see M.clear), where an answer came back
+--- empty while warming, once warming is over; where an answer was shown,
+--- once the status says a late answer for the buffer is cached
+--- (`lateAnswer`: the whole block whose first lines were shown).
 ---@param status table
 function M.on_status(status)
   if status.state == "warming" then
     return
   end
+  local late_uri = type(status.lateAnswer) == "table" and status.lateAnswer.uri or nil
   for bufnr, st in pairs(buffers) do
     local wish = st.reask
-    st.reask = nil
+    if wish and wish.on == "late" and late_uri ~= vim.uri_from_bufnr(bufnr) then
+      wish = nil -- not this buffer's late answer: keep waiting for it
+    else
+      st.reask = nil
+    end
     if wish and status.state == "ready" and api.nvim_get_current_buf() == bufnr and in_insert_mode() then
       local row, col = cursor()
       if row == wish.row and col == wish.col and api.nvim_buf_get_changedtick(bufnr) == wish.tick then

@@ -4,7 +4,7 @@
 // `cria/prefetch` notifications (after didOpen once the model is ready, on a
 // new active editor, when the cursor settles after a click or a move to
 // another line, not while typing, not for switched-off languages), the
-// status bar while warming, and the one re-ask after warming.
+// status bar while warming, and the one re-ask after warming or a late answer.
 //
 // Needs no cria binary or model.
 
@@ -176,6 +176,21 @@ describe('prefetch, warming and the re-ask, with a stand-in server', { timeout: 
         await control({ op: 'answer', items: [] });
     });
 
+    test("a suggestion shown is asked again once its document's late answer is cached", async () => {
+        await control({ op: 'answer', items: ['    total = 0\n'] });
+        assert.equal((await suggest(editorB)).length, 1);
+        await status({ model: 'stub', state: 'ready', lastLatencyMs: 250 });
+        await status({ model: 'stub', state: 'ready', lateAnswer: { uri: a.uri.toString() } });
+        await sleep(100);
+        assert.equal(triggers(), 1, 'no late answer for b.py yet');
+        await status({ model: 'stub', state: 'ready', lateAnswer: { uri: b.uri.toString() } });
+        await until('the re-ask', () => (triggers() === 2 ? true : undefined));
+        await status({ model: 'stub', state: 'ready', lateAnswer: { uri: b.uri.toString() } });
+        await sleep(100);
+        assert.equal(triggers(), 2, 'only once');
+        await control({ op: 'answer', items: [] });
+    });
+
     test('no re-ask after the cursor moved', async () => {
         await status({ model: 'stub', state: 'warming', warming: { uri: b.uri.toString(), percentage: 10 } });
         await until('warming', () => (bar().text.includes('warming') ? true : undefined));
@@ -184,7 +199,7 @@ describe('prefetch, warming and the re-ask, with a stand-in server', { timeout: 
         await status({ model: 'stub', state: 'ready' });
         await until('ready', () => (bar().text === '$(sparkle) stub' ? true : undefined));
         await sleep(100);
-        assert.equal(triggers(), 1);
+        assert.equal(triggers(), 2);
     });
 
     test('deactivate stops the stand-in', async () => {

@@ -22,6 +22,23 @@ describe('Reask: once more after "still warming"', () => {
         assert.equal(r.status('ready', at), undefined);
     });
 
+    test('an answer with items is asked again once when a late answer for its document is cached', () => {
+        const r = new Reask();
+        r.answered(at, false, false);
+        assert.equal(r.status('ready', at), undefined, 'a status without a late answer');
+        assert.equal(r.status('ready', at, 'file:///b.py'), undefined, 'a late answer for another document');
+        assert.deepEqual(r.status('ready', { ...at }, at.uri), at, 'the rest of the block is cached: ask again');
+        assert.equal(r.status('ready', at, at.uri), undefined, 'not a second time');
+
+        r.answered(at, false, false);
+        r.moved({ ...at, character: 13 });
+        assert.equal(r.status('ready', { ...at, character: 13 }, at.uri), undefined, 'moved since');
+        r.answered(at, false, false);
+        assert.equal(r.status('ready', { ...at, version: 8 }, at.uri), undefined, 'edited since');
+        r.answered(at, true, false);
+        assert.equal(r.status('ready', at, at.uri), undefined, 'the answer was empty, not while warming');
+    });
+
     test('not after the cursor moved or the document changed, even back to the same place', () => {
         const r = new Reask();
         r.answered(at, true, true);
