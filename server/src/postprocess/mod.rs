@@ -136,7 +136,10 @@ pub fn postprocess(input: &PostprocessInput) -> String {
     // with its line break.
     let first_line_done = input.completion.trim_start().contains(['\n', '\r']);
     if shown.is_empty() && input.extent == Extent::MultiLine && first_line_done && !Surroundings::new(input).inserts_lines_above {
-        return run_rules(&PostprocessInput { extent: Extent::SingleLine, ..*input });
+        let line = run_rules(&PostprocessInput { extent: Extent::SingleLine, ..*input });
+        // Unless that line is what the rules cut for: an unexpected indent
+        // (`total += 1` deeper than `total = 0` on the line before).
+        return if rules::breaks_python_indentation(&line, input) { String::new() } else { line };
     }
     shown
 }

@@ -327,3 +327,21 @@ fn at_the_end_of_a_written_line_the_lines_below_may_go_on_in_the_enclosing_block
         "#]],
     );
 }
+
+#[test]
+fn at_the_end_of_a_written_line_a_deeper_line_below_it_is_not_shown_where_python_refuses_it() {
+    // `total = 0` opens no block: a line below it one level deeper is an
+    // unexpected indent, also when the rules would show just that line.
+    let doc = "def f(xs):\n    total = 0$0\n    for x in xs:\n        pass\n";
+    multi("python", doc, "\n        total += 1\n", expect!["(empty)"]);
+    multi("python", "def f(xs):\n    total = 0$0\n", "\n        total += 1\n    return total\n", expect!["(empty)"]);
+    // After a line that opens a block, or inside brackets, deeper is right.
+    multi("python", "def f(xs):\n    for x in xs:$0\n", "\n        total += x\n", expect![[r#"
+        |
+        |        total += x
+    "#]]);
+    multi("python", "def f(xs):\n    total = sum($0\n", "\n        xs)\n", expect![[r#"
+        |
+        |        xs)
+    "#]]);
+}

@@ -24,7 +24,7 @@ pub use cursor_overlap::drop_retyped_cursor_text;
 pub use dead_code::keep_the_code_below_reachable;
 pub use incomplete_line::{cut_incomplete_line, cut_to_complete_lines};
 pub use indentation::match_indentation_style;
-pub use parse_check::cut_to_parsable;
+pub use parse_check::{breaks_python_indentation, cut_to_parsable};
 pub use repetition::drop_repetition;
 pub use single_line::keep_first_line;
 pub use suffix::drop_suffix_overlap;

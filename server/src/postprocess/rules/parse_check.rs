@@ -98,6 +98,20 @@ pub fn cut_to_parsable<'c>(completion: &'c str, input: &PostprocessInput, after:
     }
 }
 
+/// Whether `line`, shown at the cursor, gives Python an indentation error
+/// the file without it does not have: a line deeper than the one before
+/// without that line opening a block. The multi-line check above cuts such a
+/// line; this is for a suggestion shown as one line after that cut, which
+/// is not parsed (the rest of a line being typed usually does not parse).
+pub fn breaks_python_indentation(line: &str, input: &PostprocessInput) -> bool {
+    if !matches!(input.language, Language::Python) || line.trim().is_empty() {
+        return false;
+    }
+    let prefix = line_aligned_tail(input.prefix, PREFIX_WINDOW);
+    let suffix = line_aligned_head(input.suffix, SUFFIX_WINDOW);
+    python_indentation_errors(&format!("{prefix}{line}{suffix}")) > python_indentation_errors(&format!("{prefix}{suffix}"))
+}
+
 /// The end of `text`, at most `max` bytes, starting at a line start.
 fn line_aligned_tail(text: &str, max: usize) -> &str {
     let (tail, cut) = lines::tail(text, max);
