@@ -335,6 +335,12 @@ fn at_the_end_of_a_written_line_a_deeper_line_below_it_is_not_shown_where_python
     let doc = "def f(xs):\n    total = 0$0\n    for x in xs:\n        pass\n";
     multi("python", doc, "\n        total += 1\n", expect!["(empty)"]);
     multi("python", "def f(xs):\n    total = 0$0\n", "\n        total += 1\n    return total\n", expect!["(empty)"]);
+    // A block's opening line alone, its body cut short, is shown.
+    let doc = "def f(xs):\n    total = 0$0\n    return total\n";
+    run("python", doc, "\n    for x in xs:\n        tot", Extent::MultiLine, true, expect![[r#"
+        |
+        |    for x in xs:
+    "#]]);
     // After a line that opens a block, or inside brackets, deeper is right.
     multi("python", "def f(xs):\n    for x in xs:$0\n", "\n        total += x\n", expect![[r#"
         |

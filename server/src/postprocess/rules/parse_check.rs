@@ -98,18 +98,21 @@ pub fn cut_to_parsable<'c>(completion: &'c str, input: &PostprocessInput, after:
     }
 }
 
-/// Whether `line`, shown at the cursor, gives Python an indentation error
+/// Whether `line`, shown at the cursor, gives Python an unexpected indent
 /// the file without it does not have: a line deeper than the one before
 /// without that line opening a block. The multi-line check above cuts such a
 /// line; this is for a suggestion shown as one line after that cut, which
 /// is not parsed (the rest of a line being typed usually does not parse).
+/// A block's opening line alone (`for x in xs:`, its body to come) is not
+/// refused.
 pub fn breaks_python_indentation(line: &str, input: &PostprocessInput) -> bool {
     if !matches!(input.language, Language::Python) || line.trim().is_empty() {
         return false;
     }
     let prefix = line_aligned_tail(input.prefix, PREFIX_WINDOW);
     let suffix = line_aligned_head(input.suffix, SUFFIX_WINDOW);
-    python_indentation_errors(&format!("{prefix}{line}{suffix}")) > python_indentation_errors(&format!("{prefix}{suffix}"))
+    let unexpected = |text: &str| python_indentation(text).unexpected_indents;
+    unexpected(&format!("{prefix}{line}{suffix}")) > unexpected(&format!("{prefix}{suffix}"))
 }
 
 /// The end of `text`, at most `max` bytes, starting at a line start.
@@ -141,6 +144,19 @@ fn line_aligned_head(text: &str, max: usize) -> &str {
 /// tree-sitter's Python grammar accepts both silently, and they are the
 /// typical mark of a suggestion that re-types the body below the cursor.
 fn python_indentation_errors(text: &str) -> usize {
+    let counts = python_indentation(text);
+    counts.unexpected_indents + counts.missing_blocks
+}
+
+/// The two kinds of [`python_indentation_errors`].
+struct PythonIndentation {
+    /// Lines deeper than the logical line before, which opens no block.
+    unexpected_indents: usize,
+    /// Lines not deeper than the logical line before, which opens a block.
+    missing_blocks: usize,
+}
+
+fn python_indentation(text: &str) -> PythonIndentation {
     let mut lexer = Lexer::new(&Language::Python);
     let mut depth = 0usize;
     let mut starts = vec![0];
@@ -157,7 +173,7 @@ fn python_indentation_errors(text: &str) -> usize {
             }
         }
     }
-    let mut errors = 0;
+    let mut counts = PythonIndentation { unexpected_indents: 0, missing_blocks: 0 };
     let mut previous: Option<(usize, bool)> = None;
     for (i, &start) in starts.iter().enumerate() {
         let end = starts.get(i + 1).copied().unwrap_or(text.len());
@@ -171,15 +187,17 @@ fn python_indentation_errors(text: &str) -> usize {
         }
         let indent = indent_width(first, 8);
         if let Some((before, opens_block)) = previous {
-            if (indent > before && !opens_block) || (opens_block && indent <= before) {
-                errors += 1;
+            if indent > before && !opens_block {
+                counts.unexpected_indents += 1;
+            } else if opens_block && indent <= before {
+                counts.missing_blocks += 1;
             }
         }
         let last = logical.trim_end().rsplit('\n').next().unwrap_or("");
         let last = last.find(" #").map_or(last, |i| &last[..i]).trim_end();
         previous = Some((indent, last.ends_with(':')));
     }
-    errors
+    counts
 }
 
 /// `ERROR` and `MISSING` nodes in the tree under `node`.
