@@ -32,7 +32,7 @@ print the time from each key to its ghost text (to measure latency with a
 release binary and the real model); with CRIA_UI_ENTER_AFTER_PAUSE_MS=P as
 well, then type the rest of that line, pause P ms at its end, press Enter
 and print the time to the new line's ghost text; with CRIA_UI_BLOCK_WATCH_S=S
-as well, then type an opener line and Enter and watch the ghost text for S
+as well, then type an opener line (CRIA_UI_BLOCK_OPENER) and Enter and watch the ghost text for S
 seconds without a key, printing when it appears and each time it grows
 (a block shown first by its first lines, then whole). Prints an `ok`/`FAILED` line and exits
 non-zero on failure; never skips.
@@ -532,7 +532,7 @@ def measure_block(tmux, watch_s):
     tmux.keys("o")
     time.sleep(0.5)
     indent = tmux.cursor()[0]
-    opener = "for category, amount in self.totals().items():"
+    opener = os.environ.get("CRIA_UI_BLOCK_OPENER", "for tx in self.transactions():")
     if indent < 8:
         tmux.type(" " * (8 - indent))
     tmux.type(opener)

@@ -340,6 +340,25 @@ fn a_slow_multi_line_answer_shows_its_first_lines_while_the_rest_is_written() {
 }
 
 #[test]
+fn a_block_longer_than_the_budget_is_written_whole_after_its_first_lines_and_the_editor_told() {
+    // The default 2 s budget; 60 pieces of 50 ms: the first line is written
+    // after 1.1 s, the whole block after 3 s, past the deadline.
+    let generator = ScriptedGenerator::new(|request| {
+        let answer = format!("{}total = price * count\n    tax = total * 0.2\n    return total + tax", request.healed_text);
+        Script::per_char(&answer, Duration::from_millis(50))
+    });
+    let mut c = session(&generator, json!({"maxTokens": 128}));
+    c.open(URI, "python", "def checkout(price, count):\n    ");
+    assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count");
+    let late = c.wait_for(STEP, "cria/status lateAnswer", |m| m["method"] == "cria/status" && m["params"]["lateAnswer"].is_object());
+    assert_eq!(late["params"]["lateAnswer"]["uri"], URI);
+    assert_eq!(stops(&generator), [Some(StopReason::Eos)], "written whole, past the deadline");
+    assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count\n    tax = total * 0.2\n    return total + tax");
+    assert_eq!(generator.runs().len(), 1, "asked again: the cache's");
+    c.client.shutdown();
+}
+
+#[test]
 fn the_same_prompt_is_served_from_the_cache_until_a_setting_that_shapes_it_changes() {
     let generator = ScriptedGenerator::always(Script::answer("price * count"));
     let mut c = session(&generator, json!({}));

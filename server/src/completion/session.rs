@@ -45,13 +45,16 @@ mod warming;
 static GENERATION_PROBLEM: Throttle = Throttle::new();
 
 /// The least time a late answer (its prefill outlived the latency budget)
-/// may spend generating: it goes to the cache for the editor's re-ask.
+/// may spend generating: it goes to the cache for the editor's re-ask. Also
+/// how much longer than the budget a multi-line request made while typing
+/// writes its block (its first lines are shown by the deadline).
 const LATE_DECODE_BUDGET: Duration = Duration::from_secs(2);
 
 /// A multi-line request (made while typing) still waiting this long after
 /// it came is shown the whole lines its generation has written, while the
-/// rest is written (it reaches the editor through typing through, or the
-/// cache). A block of many lines takes seconds to write on a laptop's CPU;
+/// rest is written, for up to [`LATE_DECODE_BUDGET`] past the deadline (it
+/// reaches the editor through typing through, or the re-ask the editor makes
+/// when the status says it is cached). A block of many lines takes seconds to write on a laptop's CPU;
 /// its first line, a few hundred milliseconds. llama.vim caps its first
 /// request's generation at 250 ms for the same reason. A longer latency
 /// budget, set to wait for whole answers, waits longer
@@ -481,6 +484,18 @@ impl Session {
         let full_request = quick.is_some().then(|| full.request.clone());
         let chosen = quick.unwrap_or(full);
         let embedded = request.setup.model.generator.finishes_late();
+        // A multi-line answer's first lines are shown once written (see
+        // `EARLY_LINES_AFTER`); not for an explicit request, whose user
+        // waits for the whole block.
+        let early_lines = request.mode == CompletionMode::MultiLine && trigger == Trigger::Automatic;
+        let mut job = chosen.request.clone();
+        if early_lines && embedded {
+            // The editor has its answer by the deadline (the first lines, or
+            // nothing yet); the rest goes on being written for a while, for
+            // the re-ask the editor makes when it is cached, and for typing
+            // through.
+            job.deadline = job.deadline.map(|d| d + budget.max(LATE_DECODE_BUDGET));
+        }
         let options = JobOptions {
             slot: SlotChoice::Auto,
             priority: Priority::Interactive,
@@ -489,7 +504,7 @@ impl Session {
             key: Some(uri.to_string()),
             written: Some(ticket.written()),
         };
-        let pending = request.setup.model.generator.submit(chosen.request.clone(), options);
+        let pending = request.setup.model.generator.submit(job, options);
         drop(incoming);
         tracing::debug!(%uri, build_ms = started.elapsed().as_millis() as u64, prompt = chosen.request.prompt.len(), "job submitted");
         if let Some(full_request) = &full_request {
@@ -497,11 +512,9 @@ impl Session {
         }
         self.warm_next_anchor(uri, &request.setup.model, next_anchor.as_ref());
         let superseded = ticket.superseded();
-        // A multi-line answer's first lines are shown once written (see
-        // `EARLY_LINES_AFTER`); the windows to post-process them against.
+        // The windows to post-process the first lines against.
         let written = ticket.written();
-        // Not for an explicit request: its user waits for the whole block.
-        let early = (request.mode == CompletionMode::MultiLine && trigger == Trigger::Automatic).then(|| chosen.cursor.clone());
+        let early = early_lines.then(|| chosen.cursor.clone());
         let early_after = EARLY_LINES_AFTER.max(budget / EARLY_LINES_BUDGET_SHARE);
         let mut lines_seen = 0;
         let (answered, answer) = tokio::sync::oneshot::channel();
