@@ -359,6 +359,23 @@ fn a_block_longer_than_the_budget_is_written_whole_after_its_first_lines_and_the
 }
 
 #[test]
+fn a_block_ends_its_generation_where_it_leaves_the_cursors_block() {
+    // The model would go on to write the next function; the generation
+    // ends before it (a whole answer, cached), not at the token limit.
+    let generator = ScriptedGenerator::new(|request| {
+        let answer = format!("{}total = price * count\n    return total\n\n\ndef other():\n    pass\n", request.healed_text);
+        Script::per_char(&answer, Duration::from_millis(5))
+    });
+    let mut c = session(&generator, json!({"maxTokens": 128}));
+    c.open(URI, "python", "def checkout(price, count):\n    ");
+    assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count\n    return total");
+    assert_eq!(stops(&generator), [Some(StopReason::Stop)]);
+    let runs = generator.runs();
+    assert_eq!(runs[0].request.block_indent, Some(4), "the cursor line's indentation");
+    c.client.shutdown();
+}
+
+#[test]
 fn the_same_prompt_is_served_from_the_cache_until_a_setting_that_shapes_it_changes() {
     let generator = ScriptedGenerator::always(Script::answer("price * count"));
     let mut c = session(&generator, json!({}));

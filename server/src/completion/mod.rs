@@ -295,6 +295,10 @@ pub struct Settings {
     /// Bytes before the cursor that go after the middle marker, from the
     /// document's anchor (see [`anchor`]); `None`: the cursor line's head.
     pub middle_bytes: Option<usize>,
+    /// A multi-line answer's generation ends where it leaves the cursor's
+    /// block (the indentation of the cursor's line; see
+    /// `engine::dedent`), which post-processing would cut anyway.
+    pub block_indent: Option<usize>,
 }
 
 impl Default for Settings {
@@ -309,6 +313,7 @@ impl Default for Settings {
             cursor_line_after_middle: false,
             token_healing: true,
             middle_bytes: None,
+            block_indent: None,
         }
     }
 }
@@ -368,6 +373,7 @@ impl Model {
             cancel,
             speculative: true,
             healed_text: prompt.healed_text.clone(),
+            block_indent: settings.block_indent,
         };
         Ok((request, prompt))
     }

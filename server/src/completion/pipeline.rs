@@ -388,6 +388,7 @@ impl SuggestionSettings {
             cursor_line_after_middle: !self.ablation.no_cursor_line_after_middle,
             token_healing: !self.ablation.no_healing,
             middle_bytes: None,
+            block_indent: None,
         }
     }
 
@@ -492,9 +493,19 @@ impl SuggestionSettings {
         if place.mode == CompletionMode::SingleLine {
             settings.max_new_tokens = settings.max_new_tokens.min(SINGLE_LINE_MAX_TOKENS);
             settings.stop_strings.push("\n".into());
+        } else {
+            settings.block_indent = Some(cursor_line_indent(text, cursor));
         }
         (cursor_text, settings)
     }
+}
+
+/// The indentation of the cursor's line (byte `cursor` of `text`), in
+/// whitespace characters: all of the line before the cursor where that is
+/// blank.
+fn cursor_line_indent(text: &str, cursor: usize) -> usize {
+    let head = &text[text[..cursor].rfind('\n').map_or(0, |at| at + 1)..cursor];
+    head.len() - head.trim_start_matches([' ', '\t']).len()
 }
 
 /// The tokens of a prompt of `prompt_tokens` left for text once this

@@ -14,7 +14,8 @@
 //! a time in arrival order (a job cancelled while it waits ends at once),
 //! the cancellation flag and the deadline checked between pieces (every few
 //! milliseconds while a piece is due), a job with a late budget carrying on
-//! past its deadline, `max_new_tokens` counted in pieces, stop strings
+//! past its deadline, `max_new_tokens` counted in pieces, stop strings (and
+//! a line that leaves the block, `GenerationRequest::block_indent`)
 //! cutting the text, the text written so far shared with the scheduler, and
 //! the same [`Completion`] with the [`StopReason`] the engine would give.
 
@@ -271,7 +272,8 @@ fn play(job: &Job) -> Completion {
         let new = &piece[skip..];
         let before = text.len();
         text.push_str(new);
-        if let Some(cut) = first_stop(&text, &request.stop_strings, before) {
+        let left_block = request.block_indent.and_then(|indent| crate::engine::dedent::leaves_block(&text, indent));
+        if let Some(cut) = [first_stop(&text, &request.stop_strings, before), left_block].into_iter().flatten().min() {
             text.truncate(cut);
             if let Some(written) = &job.written {
                 written.push(&text[before.min(cut)..]);

@@ -53,9 +53,10 @@ const LATE_DECODE_BUDGET: Duration = Duration::from_secs(2);
 /// A multi-line request (made while typing) still waiting this long after
 /// it came is shown the whole lines its generation has written, while the
 /// rest is written, for up to [`LATE_DECODE_BUDGET`] past the deadline (it
-/// reaches the editor through typing through, or the re-ask the editor makes
-/// when the status says it is cached). A block of many lines takes seconds to write on a laptop's CPU;
-/// its first line, a few hundred milliseconds. llama.vim caps its first
+/// reaches the editor through typing through, or the re-ask the editor
+/// makes when the status says it is cached). A block of many lines takes
+/// seconds to write on a laptop's CPU; its first line, a few hundred
+/// milliseconds. llama.vim caps its first
 /// request's generation at 250 ms for the same reason. A longer latency
 /// budget, set to wait for whole answers, waits longer
 /// ([`EARLY_LINES_BUDGET_SHARE`]).

@@ -76,6 +76,10 @@ pub struct GenerationRequest {
     /// must write first, in any tokens (see `engine/healing.rs`). It is not
     /// part of [`Completion::text`], which continues the text after it.
     pub healed_text: String,
+    /// Code written at a cursor whose line is indented this much: the text
+    /// ends, as at a stop string, before a line that leaves that block (see
+    /// [`super::dedent::leaves_block`]). `None`: not code, or one line.
+    pub block_indent: Option<usize>,
 }
 
 impl GenerationRequest {
@@ -91,6 +95,7 @@ impl GenerationRequest {
             cancel: CancelFlag::new(),
             speculative: true,
             healed_text: String::new(),
+            block_indent: None,
         }
     }
 }
@@ -745,7 +750,8 @@ fn run(
         }
         outcome.tokens.push(next);
         text.push(forced.consume(tokenizer.token_bytes(next)));
-        if let Some(cut) = text.find_stop(&request.stop_strings) {
+        let left_block = request.block_indent.and_then(|indent| super::dedent::leaves_block(text.valid(), indent));
+        if let Some(cut) = [text.find_stop(&request.stop_strings), left_block].into_iter().flatten().min() {
             outcome.text = text.finish_at(cut, on_text);
             return Ok(Ran::Done(outcome.finish(StopReason::Stop, started, Some(prefill_done))));
         }

@@ -6,6 +6,7 @@
 //! This layer knows nothing of editors, documents or prompts: it turns token
 //! ids into more token ids, fast, and stops when told.
 
+pub mod dedent;
 pub mod device_model;
 mod error;
 mod generate;

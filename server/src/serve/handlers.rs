@@ -149,6 +149,7 @@ fn check(shared: &Shared, body: &[u8], peer: SocketAddr) -> Result<Checked, Refu
         cancel: CancelFlag::new(),
         speculative: true,
         healed_text: String::new(),
+        block_indent: None,
     };
     let client = client_name(parsed.user.as_deref(), peer);
     let include_usage = parsed.stream_options.is_some_and(|o| o.include_usage);
