@@ -110,10 +110,12 @@ class Tmux:
 SGR = re.compile(r"\x1b\[([0-9;:]*)m")
 
 
-def cells(row):
+def cells(row, state=None):
     """Splits a `capture-pane -e` row into cells: (character, attributes),
-    the attributes as a sorted tuple of SGR settings (empty: the default)."""
-    state = {}
+    the attributes as a sorted tuple of SGR settings (empty: the default).
+    `state`: the SGR settings at the row's start, updated to those at its
+    end (tmux carries them over from the row above; default: none)."""
+    state = {} if state is None else state
     out = []
     pos = 0
     for match in list(SGR.finditer(row)) + [None]:
@@ -511,8 +513,11 @@ def ghost_rows(tmux, x):
     if first is None:
         return []
     found = [first["text"]]
+    state = {}
+    for raw in first["rows"][: first["y"] + 1]:
+        cells(raw, state)
     for raw in first["rows"][first["y"] + 1 :]:
-        row = cells(raw)
+        row = cells(raw, state)
         text = text_of(row).rstrip()
         attrs = {a for ch, a in row if ch.strip()}
         if not text.strip() or attrs != first["attrs"]:
