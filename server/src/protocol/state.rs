@@ -161,7 +161,7 @@ impl State {
 
     /// Sends `cria/status` on `occasion` (see [`StatusOccasion`]).
     async fn publish_status_with(&self, occasion: StatusOccasion<'_>) {
-        let (answer_ready, late, late_answer) = match occasion {
+        let (answer_ready, answered_warming, late_answer) = match occasion {
             StatusOccasion::Change => (false, None, None),
             StatusOccasion::AnsweredWarming(uri) => (false, Some(uri), None),
             StatusOccasion::LateAnswer { cached_for } => (true, None, cached_for),
@@ -175,7 +175,7 @@ impl State {
                     let engine = m.generator.engine();
                     last.warming =
                         engine.and_then(|e| e.warming().borrow().clone()).map(|w| WarmingStatus { percentage: w.percentage(), uri: w.key });
-                    if let Some(uri) = late {
+                    if let Some(uri) = answered_warming {
                         if last.warming.as_ref().is_none_or(|w| w.uri != uri) {
                             last.warming = Some(WarmingStatus { uri: uri.to_string(), percentage: 0 });
                         }
