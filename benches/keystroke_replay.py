@@ -557,9 +557,12 @@ class CriaDriver:
 
     After didOpen, after a switch and after a jump it sends `cria/prefetch`
     with the cursor; per keystroke an incremental didChange and an
-    inlineCompletion request.  Re-ask rule: an inline request answered empty
+    inlineCompletion request.  Re-ask rules: an inline request answered empty
     while the latest `cria/status` said `warming`, followed by a status
-    `ready` before the next keystroke, is asked once more (same position).
+    `ready` before the next keystroke, is asked once more (same position);
+    so is one answered with a suggestion (a block's first lines, maybe),
+    followed before the next keystroke by a status whose `lateAnswer` names
+    its document.
     """
 
     def __init__(self, args, client: LspClient, run: Run) -> None:
@@ -569,6 +572,7 @@ class CriaDriver:
         self.newest: Request | None = None
         self.last_state: str | None = None
         self.reask_armed: Request | None = None
+        self.reask_late: Request | None = None  # answered with a suggestion: re-asked on its `lateAnswer`
         self.opened: dict[str, int] = {}  # doc name -> version
         self.final_lines: dict[str, list[str]] = {}
         client.on_response = self.on_response
@@ -598,6 +602,7 @@ class CriaDriver:
                 return
             if req.text.strip():
                 self.run.shown.append((now, req.phase, req.text, req.kind))
+                self.reask_late = req
             elif self.last_state == "warming":
                 self.reask_armed = req
 
@@ -609,6 +614,12 @@ class CriaDriver:
                 self.reask_armed = None
                 if armed is self.newest:
                     self._inline("reask", armed.phase, armed.index, armed.doc, armed.pos, now)
+            late = self.reask_late
+            late_uri = (params.get("lateAnswer") or {}).get("uri")
+            if late is not None and late_uri == (DATA / "replay" / late.doc).resolve().as_uri():
+                self.reask_late = None
+                if late is self.newest:
+                    self._inline("reask", late.phase, late.index, late.doc, late.pos, now)
 
     # -- requests (called with self.lock held)
 
@@ -703,7 +714,7 @@ class CriaDriver:
             run.action_t.append(time.monotonic())
             run.first_key_t.append(None)
             with self.lock:
-                self.reask_armed = None
+                self.reask_armed = self.reask_late = None
             doc = ph.doc
             if doc.name not in self.opened:
                 self.opened[doc.name] = 1
@@ -719,7 +730,7 @@ class CriaDriver:
             for i, key in enumerate(ph.keys):
                 sleep_until(origin + ph.key_at(i, iv))
                 with self.lock:
-                    self.reask_armed = None
+                    self.reask_armed = self.reask_late = None
                     self.opened[doc.name] += 1
                     now = time.monotonic()
                     change = {
@@ -1930,7 +1941,7 @@ def main() -> int:
         f"{Path(args.gguf).name}; cria maxTokens / llama n_predict {args.max_tokens}, cria latencyBudgetMs {args.budget_ms}, "
         f"promptTokens {args.prompt_tokens}; llama-server -c {args.context} -t {args.threads} -np 1; one keystroke every "
         f"{args.interval_ms} ms. cria is driven like its plugins (didOpen, cria/prefetch, didChange + inlineCompletion, "
-        f"re-ask after warming), llama-server like llama.vim (one request at a time, its cache, speculative requests, "
+        f"re-ask after warming or a late answer), llama-server like llama.vim (one request at a time, its cache, speculative requests, "
         f"ring of extra chunks). Server start and model load are not timed; nothing else is hidden except in `steady`."
     )
     summary = []
