@@ -429,6 +429,10 @@ fn a_newer_request_cancels_the_older_one_unless_it_only_typed_on() {
     // was cancelled before it ran: the older one's answer served it.
     wait_runs(&generator, "the newer job's end", |runs| runs.len() == 4 && runs[3].is_some());
     assert_eq!(stops(&generator)[2..], [Some(StopReason::Eos), Some(StopReason::Cancelled)]);
+    // The older answer came late, but for a request the editor moved on
+    // from: nothing to ask again (`lateAnswer` is for an answer shown in part).
+    let late = c.try_wait_for(Duration::from_millis(500), |m| m["params"]["lateAnswer"].is_object());
+    assert!(late.is_none(), "{late:?}");
     c.client.shutdown();
 }
 

@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -100,10 +100,12 @@ pub enum Event {
     LateAnswer {
         /// The document it is for.
         uri: String,
-        /// Whether it is whole and in the cache for its prompt: asked again
+        /// Whether the editor may ask for it: it is whole and in the cache
+        /// for its prompt, and its request was answered before it (with its
+        /// first lines, or empty while warming), not superseded. Asked again
         /// at the same cursor, the document unchanged, it is the answer at
         /// once (the rest of a block whose first lines were shown).
-        cached: bool,
+        ask_again: bool,
     },
 }
 
@@ -519,6 +521,11 @@ impl Session {
         let early_after = EARLY_LINES_AFTER.max(budget / EARLY_LINES_BUDGET_SHARE);
         let mut lines_seen = 0;
         let (answered, answer) = tokio::sync::oneshot::channel();
+        // Set when the editor got this request's answer before the whole
+        // one (its first lines, or nothing while warming) and may ask again
+        // for it; not when a newer request superseded it.
+        let shown_before_whole = Arc::new(AtomicBool::new(false));
+        let asked_again = shown_before_whole.clone();
         let session = self.clone();
         let job_request = request.clone();
         let job_uri = uri.to_string();
@@ -542,7 +549,8 @@ impl Session {
                 tracing::info!(uri = %job_uri, ms = started.elapsed().as_millis() as u64, "late suggestion ready in the cache");
                 lock(&session.typed).late(&job_uri, &job_request.text, job_request.offset, &shown);
                 session.late_ready.notify_waiters();
-                session.notify(Event::LateAnswer { uri: job_uri, cached: whole }).await;
+                let ask_again = whole && asked_again.load(Ordering::SeqCst);
+                session.notify(Event::LateAnswer { uri: job_uri, ask_again }).await;
             }
         });
         let wait = tokio::time::timeout_at((deadline + Duration::from_millis(50)).into(), answer);
@@ -571,6 +579,7 @@ impl Session {
                     if let Some(shown) = self.lines_written_so_far(&request, cursor, &written, &mut lines_seen) {
                         tracing::debug!(%uri, ms = started.elapsed().as_millis() as u64, "the first lines shown while the rest is written");
                         lock(&self.typed).shown(uri, &request.text, request.offset, &shown);
+                        shown_before_whole.store(true, Ordering::SeqCst);
                         return place(shown);
                     }
                 }
@@ -583,6 +592,7 @@ impl Session {
             }
             Ok(_) => None,
             Err(_) if embedded => {
+                shown_before_whole.store(true, Ordering::SeqCst);
                 tracing::info!(%uri, "not ready within the latency budget; finishing in the background");
                 self.notify(Event::Warming(uri.to_string())).await;
                 None

@@ -378,8 +378,8 @@ impl Host for State {
                     self.publish_status().await;
                 }
                 Event::Warming(uri) => self.publish_status_with(StatusOccasion::AnsweredWarming(&uri)).await,
-                Event::LateAnswer { uri, cached } => {
-                    self.publish_status_with(StatusOccasion::LateAnswer { cached_for: cached.then_some(uri.as_str()) }).await
+                Event::LateAnswer { uri, ask_again } => {
+                    self.publish_status_with(StatusOccasion::LateAnswer { cached_for: ask_again.then_some(uri.as_str()) }).await
                 }
             }
         })
