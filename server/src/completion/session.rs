@@ -525,7 +525,7 @@ impl Session {
         // one (its first lines, or nothing while warming) and may ask again
         // for it; not when a newer request superseded it.
         let shown_before_whole = Arc::new(AtomicBool::new(false));
-        let asked_again = shown_before_whole.clone();
+        let job_shown_before_whole = shown_before_whole.clone();
         let session = self.clone();
         let job_request = request.clone();
         let job_uri = uri.to_string();
@@ -549,7 +549,7 @@ impl Session {
                 tracing::info!(uri = %job_uri, ms = started.elapsed().as_millis() as u64, "late suggestion ready in the cache");
                 lock(&session.typed).late(&job_uri, &job_request.text, job_request.offset, &shown);
                 session.late_ready.notify_waiters();
-                let ask_again = whole && asked_again.load(Ordering::SeqCst);
+                let ask_again = whole && job_shown_before_whole.load(Ordering::SeqCst);
                 session.notify(Event::LateAnswer { uri: job_uri, ask_again }).await;
             }
         });
