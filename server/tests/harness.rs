@@ -312,25 +312,38 @@ fn a_keystroke_in_another_document_stops_the_lines_computed_at_rest() {
     c.client.shutdown();
 }
 
+/// A three-line body for `def checkout(price, count):`, written slowly by
+/// the early-lines tests.
+const CHECKOUT_BLOCK: &str = "total = price * count\n    tax = total * 0.2\n    return total + tax";
+
+/// A generator that writes `answer` (after the healed text) one character
+/// per `piece`.
+fn per_char_generator(answer: &'static str, piece: Duration) -> ScriptedGenerator {
+    ScriptedGenerator::new(move |request| Script::per_char(&format!("{}{answer}", request.healed_text), piece))
+}
+
+/// Waits for the `cria/status` saying that the whole late answer for
+/// [`URI`] is cached (`lateAnswer`).
+fn wait_late_answer(c: &mut Session) {
+    let late = c.wait_for(STEP, "cria/status lateAnswer", |m| m["method"] == "cria/status" && m["params"]["lateAnswer"].is_object());
+    assert_eq!(late["params"]["lateAnswer"]["uri"], URI);
+}
+
 #[test]
 fn a_slow_multi_line_answer_shows_its_first_lines_while_the_rest_is_written() {
     // 60 pieces of 60 ms: the first line is written after 1.3 s, the
     // second after 2.4 s, the whole answer after 3.6 s; with an 8 s budget
     // the first lines are shown from 1 s on.
-    let generator = ScriptedGenerator::new(|request| {
-        let answer = format!("{}total = price * count\n    tax = total * 0.2\n    return total + tax", request.healed_text);
-        Script::per_char(&answer, Duration::from_millis(60))
-    });
+    let generator = per_char_generator(CHECKOUT_BLOCK, Duration::from_millis(60));
     let mut c = session(&generator, json!({"latencyBudgetMs": 8000, "maxTokens": 128}));
     c.open(URI, "python", "def checkout(price, count):\n    ");
     assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count");
     assert_eq!(stops(&generator), [None], "answered while the rest is written");
     // The editor is told when the whole answer is there, and asking again
     // at the same place gets it from the cache.
-    let late = c.wait_for(STEP, "cria/status lateAnswer", |m| m["method"] == "cria/status" && m["params"]["lateAnswer"].is_object());
-    assert_eq!(late["params"]["lateAnswer"]["uri"], URI);
+    wait_late_answer(&mut c);
     assert_eq!(stops(&generator), [Some(StopReason::Eos)]);
-    assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count\n    tax = total * 0.2\n    return total + tax");
+    assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), CHECKOUT_BLOCK);
     assert_eq!(generator.runs().len(), 1, "asked again: the cache's");
     // Accepting the line (or typing it) is answered with the rest at once.
     type_at(&mut c, 2, 1, 4, "total = price * count\n    ");
@@ -343,17 +356,13 @@ fn a_slow_multi_line_answer_shows_its_first_lines_while_the_rest_is_written() {
 fn a_block_longer_than_the_budget_is_written_whole_after_its_first_lines_and_the_editor_told() {
     // The default 2 s budget; 60 pieces of 50 ms: the first line is written
     // after 1.1 s, the whole block after 3 s, past the deadline.
-    let generator = ScriptedGenerator::new(|request| {
-        let answer = format!("{}total = price * count\n    tax = total * 0.2\n    return total + tax", request.healed_text);
-        Script::per_char(&answer, Duration::from_millis(50))
-    });
+    let generator = per_char_generator(CHECKOUT_BLOCK, Duration::from_millis(50));
     let mut c = session(&generator, json!({"maxTokens": 128}));
     c.open(URI, "python", "def checkout(price, count):\n    ");
     assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count");
-    let late = c.wait_for(STEP, "cria/status lateAnswer", |m| m["method"] == "cria/status" && m["params"]["lateAnswer"].is_object());
-    assert_eq!(late["params"]["lateAnswer"]["uri"], URI);
+    wait_late_answer(&mut c);
     assert_eq!(stops(&generator), [Some(StopReason::Eos)], "written whole, past the deadline");
-    assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count\n    tax = total * 0.2\n    return total + tax");
+    assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), CHECKOUT_BLOCK);
     assert_eq!(generator.runs().len(), 1, "asked again: the cache's");
     c.client.shutdown();
 }
@@ -362,10 +371,7 @@ fn a_block_longer_than_the_budget_is_written_whole_after_its_first_lines_and_the
 fn a_block_ends_its_generation_where_it_leaves_the_cursors_block() {
     // The model would go on to write the next function; the generation
     // ends before it (a whole answer, cached), not at the token limit.
-    let generator = ScriptedGenerator::new(|request| {
-        let answer = format!("{}total = price * count\n    return total\n\n\ndef other():\n    pass\n", request.healed_text);
-        Script::per_char(&answer, Duration::from_millis(5))
-    });
+    let generator = per_char_generator("total = price * count\n    return total\n\n\ndef other():\n    pass\n", Duration::from_millis(5));
     let mut c = session(&generator, json!({"maxTokens": 128}));
     c.open(URI, "python", "def checkout(price, count):\n    ");
     assert_eq!(suggestion(&c.inline_completion(URI, 1, 4, STEP)), "total = price * count\n    return total");

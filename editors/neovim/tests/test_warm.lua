@@ -127,19 +127,27 @@ test("warming: statusline, :Cria status and :checkhealth show it", function()
   eq(child:get("require('cria').statusline()"), "cria: ready 80ms", "ready again")
 end)
 
-test("an empty answer while warming is asked again once, when warming ends; not after the cursor moved", function()
+--- A child with suggestions asked for by hand only (<M-]>), its requests
+--- spied on (`spy_more`: more to run then), which has typed TYPED at the
+--- end of the buffer `name` holding CIRCLE.
+local function typed_at_the_end(name, spy_more)
   local child = H.child()
   child:lua([[
     local opts = vim.deepcopy(T.opts)
     opts.auto_trigger = false
     require('cria').setup(opts)
   ]])
-  child:lua("T.edit('reask.py', ...)", CIRCLE)
+  child:lua("local name, lines = ...; T.edit(name, lines)", name, CIRCLE)
   child:wait_ready()
-  child:lua("T.spy(); T.empty_answers = true")
+  child:lua("T.spy(); " .. (spy_more or ""))
   child:cmd("normal! G")
   child:type("A" .. TYPED)
   child:wait("typed", "T.line() == ...", 5000, TYPED)
+  return child
+end
+
+test("an empty answer while warming is asked again once, when warming ends; not after the cursor moved", function()
+  local child = typed_at_the_end("reask.py", "T.empty_answers = true")
   local function asked(n)
     child:wait(("%d answered requests"):format(n), "#T.sent('textDocument/inlineCompletion') == ... and T.sent('textDocument/inlineCompletion')[...].done", 5000, n)
   end
@@ -179,18 +187,7 @@ test("an empty answer while warming is asked again once, when warming ends; not 
 end)
 
 test("a suggestion shown is asked again once its buffer's late answer is cached (a block's first lines, then the whole)", function()
-  local child = H.child()
-  child:lua([[
-    local opts = vim.deepcopy(T.opts)
-    opts.auto_trigger = false
-    require('cria').setup(opts)
-  ]])
-  child:lua("T.edit('late.py', ...)", CIRCLE)
-  child:wait_ready()
-  child:lua("T.spy()")
-  child:cmd("normal! G")
-  child:type("A" .. TYPED)
-  child:wait("typed", "T.line() == ...", 5000, TYPED)
+  local child = typed_at_the_end("late.py")
   child:type("<M-]>")
   child:wait_ghost()
   eq(#child:get("T.sent('textDocument/inlineCompletion')"), 1, "one request")
