@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Backend, Model, Settings, SuggestionLru};
-use crate::context::{completion_mode, cursor_windows, whole_prefix_fits, CompletionMode, CursorText, WindowBudget};
+use crate::context::{completion_mode, cursor_line_indent, cursor_windows, whole_prefix_fits, CompletionMode, CursorText, WindowBudget};
 use crate::documents::Language;
 use crate::engine::StopReason;
 use crate::engine::{CancelFlag, Completion, EngineError, GenerationRequest, SamplingParams};
@@ -498,14 +498,6 @@ impl SuggestionSettings {
         }
         (cursor_text, settings)
     }
-}
-
-/// The indentation of the cursor's line (byte `cursor` of `text`), in
-/// whitespace characters: all of the line before the cursor where that is
-/// blank.
-fn cursor_line_indent(text: &str, cursor: usize) -> usize {
-    let head = &text[text[..cursor].rfind('\n').map_or(0, |at| at + 1)..cursor];
-    head.len() - head.trim_start_matches([' ', '\t']).len()
 }
 
 /// The tokens of a prompt of `prompt_tokens` left for text once this

@@ -56,10 +56,9 @@ const LATE_DECODE_BUDGET: Duration = Duration::from_secs(2);
 /// reaches the editor through typing through, or the re-ask the editor
 /// makes when the status says it is cached). A block of many lines takes
 /// seconds to write on a laptop's CPU; its first line, a few hundred
-/// milliseconds. llama.vim caps its first
-/// request's generation at 250 ms for the same reason. A longer latency
-/// budget, set to wait for whole answers, waits longer
-/// ([`EARLY_LINES_BUDGET_SHARE`]).
+/// milliseconds. llama.vim caps its first request's generation at 250 ms
+/// for the same reason. A longer latency budget, set to wait for whole
+/// answers, waits longer ([`EARLY_LINES_BUDGET_SHARE`]).
 const EARLY_LINES_AFTER: Duration = Duration::from_millis(250);
 
 /// The share of the latency budget a multi-line request waits at least

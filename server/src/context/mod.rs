@@ -12,5 +12,5 @@ mod window;
 
 pub use crossfile::{definitions, neighbourhood, relevant_definitions, similar_chunks, Definition, SourceFile, CHUNK_LINES};
 pub use cursor::{split_at_line_column, CursorError, CursorText};
-pub use mode::{completion_mode, ends_a_written_line, CompletionMode};
+pub use mode::{completion_mode, cursor_line_indent, ends_a_written_line, CompletionMode};
 pub use window::{cursor_windows, whole_prefix_fits, WindowBudget, ALIGN_LINES};

@@ -74,9 +74,22 @@ pub fn ends_a_written_line(text: &str, cursor: usize) -> bool {
     let Some((before, after)) = text.get(..cursor).zip(text.get(cursor..)) else {
         return false;
     };
-    let line_before = before.rsplit(['\n', '\r']).next().unwrap_or("");
     let rest = after.split(['\n', '\r']).next().unwrap_or("");
-    !line_before.trim().is_empty() && rest.trim().is_empty()
+    !line_before_cursor(before).trim().is_empty() && rest.trim().is_empty()
+}
+
+/// The indentation of the cursor's line (byte `cursor` of `text`), in
+/// spaces and tabs: all of the line before the cursor where that is blank.
+/// A multi-line answer's lines less indented have left the cursor's block.
+pub fn cursor_line_indent(text: &str, cursor: usize) -> usize {
+    let head = line_before_cursor(text.get(..cursor).unwrap_or(""));
+    head.len() - head.trim_start_matches([' ', '\t']).len()
+}
+
+/// The part of the cursor's line before the cursor, `before` being all
+/// the text before it.
+fn line_before_cursor(before: &str) -> &str {
+    before.rsplit(['\n', '\r']).next().unwrap_or("")
 }
 
 #[cfg(test)]
@@ -131,6 +144,17 @@ mod tests {
         assert!(!at("x = f($0)\n"), "text after the cursor");
         assert!(!at("$0x = 1\n"), "column 0");
         assert!(!ends_a_written_line("é", 1), "not a character boundary");
+    }
+
+    #[test]
+    fn the_cursor_lines_indentation_is_its_leading_spaces_and_tabs() {
+        let at = |marked: &str| cursor_line_indent(&marked.replace("$0", ""), marked.find("$0").unwrap());
+        assert_eq!(at("def f():\n    $0\n"), 4, "a blank line: all of it before the cursor");
+        assert_eq!(at("def f():\n        $0"), 8);
+        assert_eq!(at("if x:\n\ty = f($0)\n"), 1, "a tab");
+        assert_eq!(at("a\r    b = 1$0\r"), 4, "CR line breaks");
+        assert_eq!(at("$0x = 1\n"), 0);
+        assert_eq!(cursor_line_indent("  é", 3), 0, "not a character boundary: nothing");
     }
 
     #[test]
