@@ -12,7 +12,9 @@
 //! forward pass of 1 to 8 tokens costs after 1,000 cached ones (what
 //! speculation weighs guesses against). `--chunks` measures prefill speed
 //! of a 1,280-token prompt (real code) run in chunks of 16 to 512 tokens:
-//! what a background warm-up's chunk size costs in warm-up time.
+//! what a background warm-up's chunk size costs in warm-up time. Each
+//! model's first measure is the first request after its load
+//! (`first_request_ms`), before anything warms the engine.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
@@ -28,8 +30,13 @@ use common::{fail, median, BenchArgs};
 const RUNS: usize = 3;
 
 /// Real source text for prompts: cria's own engine code, repeated as needed.
+/// Read from the checkout the benchmark was built in, or, where that is not
+/// on this machine (a prebuilt benchmark carried to a GPU machine with a
+/// copy of the repository), from `server/src/engine` under the working
+/// folder.
 fn corpus() -> String {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    let built_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    let dir = if built_in.is_dir() { built_in } else { PathBuf::from("server/src/engine") };
     let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
     names.sort();
     let text: String = names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
@@ -53,6 +60,17 @@ fn prefill_tps(engine: &mut Engine, n: usize) -> f64 {
             })
             .collect(),
     )
+}
+
+/// The first request after the load, as an editor's first completion meets
+/// it: a 512-token prompt and 16 new tokens, nothing run before it but
+/// what the load itself runs. On a GPU this is where kernels not compiled
+/// at load would show (seconds, not milliseconds).
+fn first_request_ms(engine: &mut Engine) -> f64 {
+    let prompt = tokens(engine, 512);
+    let started = Instant::now();
+    engine.generate(&GenerationRequest::new(prompt, 16, vec![])).unwrap();
+    started.elapsed().as_secs_f64() * 1e3
 }
 
 /// Plain token-by-token decoding (as llama-bench's tg measures it).
@@ -185,6 +203,7 @@ fn main() {
         let options = EngineOptions { context_length: 2048, threads: threads.unwrap_or(0), device, ..Default::default() };
         let mut engine = Engine::load(&path, &options, &mut |_| {}).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        let first_request_ms = first_request_ms(&mut engine);
         let pp512 = prefill_tps(&mut engine, 512);
         if quick {
             let tg = decode_tps(&mut engine, 32);
@@ -203,7 +222,7 @@ fn main() {
             "{}",
             serde_json::json!({
                 "model": file, "device": engine.device().to_string(), "threads": engine.threads(),
-                "speculative": engine.speculative(), "load_ms": load_ms,
+                "speculative": engine.speculative(), "load_ms": load_ms, "first_request_ms": first_request_ms,
                 "prefill_512_tps": pp512, "prefill_1536_tps": pp1536, "decode_tps": tg,
                 "decode_repeating_tps": plain_repeating, "decode_repeating_speculative_tps": speculative_repeating,
                 "speculation_accepted_share": accepted, "pass_ms_by_tokens": pass_ms, "guess_rate": stats.guess_rate(),
