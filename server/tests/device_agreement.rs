@@ -131,7 +131,7 @@ fn row_gap(cpu: &[f32], device: &[f32]) -> RowGap {
 /// the module's bounds.
 fn assert_rows_agree(what: &str, cpu: &[f32], device: &[f32], vocab: usize) {
     assert_eq!(cpu.len(), device.len(), "{what}: row counts");
-    assert!(!cpu.is_empty() && cpu.len() % vocab == 0, "{what}: whole rows");
+    assert!(!cpu.is_empty() && cpu.len().is_multiple_of(vocab), "{what}: whole rows");
     let gaps: Vec<RowGap> = cpu.chunks(vocab).zip(device.chunks(vocab)).map(|(c, d)| row_gap(c, d)).collect();
     let worst_relative = gaps.iter().map(|g| g.relative).fold(0f32, f32::max);
     let worst_kl = gaps.iter().map(|g| g.kl).fold(0f64, f64::max);
