@@ -184,14 +184,8 @@ fn the_passes_agree_on_the_gpu_checks_two_layer_filler_model() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (seed, model) = (dir.path().join("qwen.seed"), dir.path().join("two-layers.gguf"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/gguf-seed");
-    let qwen = support::qwen();
-    let write: [&std::ffi::OsStr; 3] = ["write".as_ref(), qwen.as_os_str(), seed.as_os_str()];
-    let rebuild: [&std::ffi::OsStr; 5] = ["rebuild".as_ref(), seed.as_os_str(), model.as_os_str(), "--layers".as_ref(), "2".as_ref()];
-    for args in [&write[..], &rebuild[..]] {
-        let out = std::process::Command::new("python3").arg(&script).args(args).output().expect("python3 runs scripts/gguf-seed");
-        assert!(out.status.success(), "gguf-seed {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    support::gguf_seed_ok(&["write".as_ref(), support::qwen().as_os_str(), seed.as_os_str()]);
+    support::gguf_seed_ok(&["rebuild".as_ref(), seed.as_os_str(), model.as_os_str(), "--layers".as_ref(), "2".as_ref()]);
     assert_passes_agree(&model, device_under_test());
 }
 

@@ -7,24 +7,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use cria::engine::gguf::GgufFile;
 use cria::engine::network::Network;
 use cria::engine::{ComputeDevice, Engine, EngineOptions, GenerationRequest, Hyperparams, Tokenizer};
 
 const CODE: &str = "def add(a, b):\n    return a + b\n\n\nclass Ledger:\n    def total(self):\n";
-
-fn gguf_seed(args: &[&std::ffi::OsStr]) -> Output {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/gguf-seed");
-    Command::new("python3").arg(script).args(args).output().expect("python3 runs scripts/gguf-seed")
-}
-
-fn run_ok(args: &[&std::ffi::OsStr]) {
-    let out = gguf_seed(args);
-    assert!(out.status.success(), "gguf-seed {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn tokens_of(path: &Path) -> Vec<u32> {
     let file = GgufFile::open(path).unwrap();
@@ -36,10 +25,10 @@ fn a_seed_rebuilds_the_model_at_full_size_and_cria_runs_it() {
     let real = support::qwen();
     let dir = tempfile::tempdir().unwrap();
     let (seed, rebuilt) = (dir.path().join("qwen.seed"), dir.path().join("qwen.gguf"));
-    run_ok(&["write".as_ref(), real.as_os_str(), seed.as_os_str()]);
+    support::gguf_seed_ok(&["write".as_ref(), real.as_os_str(), seed.as_os_str()]);
     let seed_bytes = std::fs::metadata(&seed).unwrap().len();
     assert!(seed_bytes < 16 << 20, "the seed is {seed_bytes} bytes: it must travel with the GPU check (64 MiB in all)");
-    run_ok(&["rebuild".as_ref(), seed.as_os_str(), rebuilt.as_os_str()]);
+    support::gguf_seed_ok(&["rebuild".as_ref(), seed.as_os_str(), rebuilt.as_os_str()]);
     assert_eq!(std::fs::metadata(&rebuilt).unwrap().len(), std::fs::metadata(&real).unwrap().len());
 
     // The same header: hyper-parameters and tokenizer.
@@ -60,8 +49,8 @@ fn a_seed_rebuilds_the_model_at_full_size_and_cria_runs_it() {
 fn a_larger_models_shape_has_its_hyperparameters_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (seed, shaped) = (dir.path().join("qwen.seed"), dir.path().join("qwen-1.5b.gguf"));
-    run_ok(&["write".as_ref(), support::qwen().as_os_str(), seed.as_os_str()]);
-    run_ok(&["rebuild".as_ref(), seed.as_os_str(), shaped.as_os_str(), "--shape".as_ref(), "qwen2.5-coder-1.5b".as_ref()]);
+    support::gguf_seed_ok(&["write".as_ref(), support::qwen().as_os_str(), seed.as_os_str()]);
+    support::gguf_seed_ok(&["rebuild".as_ref(), seed.as_os_str(), shaped.as_os_str(), "--shape".as_ref(), "qwen2.5-coder-1.5b".as_ref()]);
     let mut file = GgufFile::open(&shaped).unwrap();
     let hp = Hyperparams::from_gguf(&file).unwrap();
     assert_eq!((hp.n_layers, hp.n_embd, hp.n_heads, hp.n_kv_heads, hp.head_dim), (28, 1536, 12, 2, 128));
@@ -76,11 +65,11 @@ fn a_larger_models_shape_has_its_hyperparameters_and_runs() {
 fn a_damaged_seed_is_refused_with_one_line_and_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let (seed, cut, out) = (dir.path().join("s.seed"), dir.path().join("cut.seed"), dir.path().join("out.gguf"));
-    run_ok(&["write".as_ref(), support::smollm2().as_os_str(), seed.as_os_str()]);
+    support::gguf_seed_ok(&["write".as_ref(), support::smollm2().as_os_str(), seed.as_os_str()]);
     let bytes = std::fs::read(&seed).unwrap();
     for (what, damaged) in [("truncated", bytes[..bytes.len() / 2].to_vec()), ("not a seed", b"GGUF\x03\0\0\0".repeat(8))] {
         std::fs::write(&cut, &damaged).unwrap();
-        let refused = gguf_seed(&["rebuild".as_ref(), cut.as_os_str(), out.as_os_str()]);
+        let refused = support::gguf_seed(&["rebuild".as_ref(), cut.as_os_str(), out.as_os_str()]);
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert_eq!(refused.status.code(), Some(1), "{what}: {stderr}");
         assert!(stderr.starts_with("gguf-seed: error:") && stderr.trim_end().lines().count() == 1, "{what}: {stderr}");

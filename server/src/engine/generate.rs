@@ -332,6 +332,10 @@ pub fn background_chunk(prefill_rate: f64) -> usize {
 /// a far part of the file) and gets a slot of its own.
 const REUSE_SHARE: f32 = 0.5;
 
+/// Code the engine runs on its own at load: to load a device's kernels and
+/// to measure the prefill rate.
+const LOAD_FILLER: &str = "def value(x):\n    return x + 1\n\n\n";
+
 impl Engine {
     /// Loads a GGUF file: tokenizer first (cheap, and the most common reason a
     /// file is unusable), then the weights. `progress` receives `0..=1`.
@@ -409,7 +413,7 @@ impl Engine {
     /// requests can already size their prompts to the budget; the cache is
     /// left empty.
     pub fn calibrate_prefill(&mut self) -> Result<(), EngineError> {
-        let filler = self.tokenizer.encode(&"def value(x):\n    return x + 1\n\n\n".repeat(16))?;
+        let filler = self.tokenizer.encode(&LOAD_FILLER.repeat(16))?;
         let chunk = &filler[..filler.len().min(PREFILL_CHUNK).min(self.context_length())];
         if chunk.len() < 16 {
             return Ok(());
@@ -437,7 +441,7 @@ impl Engine {
     /// a hundred times slower). The driver keeps what it compiled on disk
     /// (`~/.nv/ComputeCache`), so later processes load faster.
     fn load_device_kernels(&mut self) -> Result<(), EngineError> {
-        let filler = self.tokenizer.encode(&"def value(x):\n    return x + 1\n\n\n".repeat(4))?;
+        let filler = self.tokenizer.encode(&LOAD_FILLER.repeat(4))?;
         let batch = &filler[..filler.len().min(16).min(self.context_length().saturating_sub(1))];
         if batch.is_empty() {
             return Ok(());

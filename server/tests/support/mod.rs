@@ -58,6 +58,18 @@ pub fn linked_home() -> tempfile::TempDir {
     dir
 }
 
+/// Runs `scripts/gguf-seed` with `args`, returning what it did.
+pub fn gguf_seed(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/gguf-seed");
+    std::process::Command::new("python3").arg(script).args(args).output().expect("python3 runs scripts/gguf-seed")
+}
+
+/// Runs `scripts/gguf-seed` with `args`; a failure fails the test with its message.
+pub fn gguf_seed_ok(args: &[&std::ffi::OsStr]) {
+    let out = gguf_seed(args);
+    assert!(out.status.success(), "gguf-seed {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// The tiny Code Llama-shaped model builder.
 pub mod tiny_codellama;
 
