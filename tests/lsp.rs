@@ -767,3 +767,71 @@ fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     assert!(slots >= 2, "each file keeps a KV cache slot: {slots}");
     c.shutdown();
 }
+
+/// Context switches of each of a process's threads (Linux: `/proc`), by
+/// thread id: a thread that wakes, for a timer or a poll, switches.
+#[cfg(target_os = "linux")]
+fn thread_wake_ups(pid: u32) -> std::collections::HashMap<String, u64> {
+    let mut counts = std::collections::HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue }; // the thread ended
+        let switches =
+            status.lines().filter(|l| l.contains("ctxt_switches:")).filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+        counts.insert(task.file_name().to_string_lossy().into_owned(), switches.sum());
+    }
+    counts
+}
+
+/// Once a document is warm and its suggestion at rest computed, a server
+/// nobody talks to uses no CPU: no thread wakes (no polling, no timers),
+/// and the status reports the memory the KV caches take, slot by slot.
+#[test]
+#[cfg(target_os = "linux")]
+fn after_warming_an_idle_server_sleeps_and_reports_its_kv_memory() {
+    let home = support::linked_home();
+    let log = home.path().join("server.log");
+    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=info")], stderr);
+    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 5000, "maxTokens": 8}));
+    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    let (text, line, character) = ledger();
+    let uri = "file:///work/idle/ledger.py";
+    c.open(uri, "python", &text);
+    c.notify("cria/prefetch", json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}));
+    c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming"));
+    c.wait_for(LONG, "warm", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));
+    // The suggestion at rest follows the warm-up: wait until it is logged
+    // and nothing more comes (a second one, from the full prompt, may).
+    let deadline = std::time::Instant::now() + LONG;
+    let mut seen = 0;
+    loop {
+        let now = log_lines(&log, " suggestion at rest ").len();
+        if now > 0 && now == seen {
+            break;
+        }
+        seen = now;
+        assert!(std::time::Instant::now() < deadline, "no suggestion at rest");
+        c.try_wait_for(Duration::from_secs(2), |_| false);
+    }
+    let status = c.received.iter().rev().find_map(status_of).expect("a status").clone();
+    let total = status["kvCacheMb"].as_f64().expect("kvCacheMb");
+    let per_slot: Vec<f64> = status["kvSlotsMb"].as_array().expect("kvSlotsMb").iter().filter_map(Value::as_f64).collect();
+    let used = status["kvSlots"].as_u64().expect("kvSlots") as usize;
+    assert!(per_slot.iter().filter(|&&mb| mb > 0.0).count() >= used && used >= 1, "{status}");
+    assert!((per_slot.iter().sum::<f64>() - total).abs() <= 0.1 * per_slot.len() as f64, "the slots add up to the total: {status}");
+
+    // Idle: threads the runtime keeps for blocking work end after 10 s
+    // idle (that ending is no poll); every thread there before and after
+    // must not have woken.
+    std::thread::sleep(Duration::from_secs(11));
+    let before = thread_wake_ups(c.pid());
+    std::thread::sleep(Duration::from_secs(5));
+    let after = thread_wake_ups(c.pid());
+    let woke: Vec<String> = after
+        .iter()
+        .filter(|(id, n)| before.get(*id).is_none_or(|b| b != *n))
+        .map(|(id, n)| format!("thread {id}: {n} (was {:?})", before.get(id)))
+        .collect();
+    assert!(woke.is_empty(), "an idle server's threads woke: {woke:?}");
+    c.shutdown();
+}

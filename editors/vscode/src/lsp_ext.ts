@@ -36,8 +36,10 @@ export interface CriaStatus {
     reusedTokens?: number;
     /** Generated tokens per second in the last completion. */
     tokensPerSecond?: number;
-    /** Memory the KV caches of recently used documents hold, in MB. */
+    /** Memory the KV caches of recently used documents take, in MB (what the system backs for them). */
     kvCacheMb?: number;
+    /** The same per KV-cache slot. */
+    kvSlotsMb?: number[];
     /** KV-cache slots in use. */
     kvSlots?: number;
     /**

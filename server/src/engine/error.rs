@@ -91,6 +91,15 @@ pub enum EngineError {
         /// The kind of cache the forward pass needs.
         expected: &'static str,
     },
+    /// The system would not give memory for a KV cache (the `kvCacheMb` or
+    /// `contextLength` setting asks for more than the machine has).
+    #[error("cannot allocate {bytes} bytes for a KV cache: {source}; lower kvCacheMb or contextLength")]
+    CacheMemory {
+        /// The size asked for.
+        bytes: usize,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// The prompt is empty: there is nothing to condition the model on.
     #[error("empty prompt")]
     EmptyPrompt,

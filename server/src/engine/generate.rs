@@ -472,6 +472,12 @@ impl Engine {
         self.caches.iter().map(|c| c.tokens().to_vec()).collect()
     }
 
+    /// Bytes of memory each slot's keys and values take, slot by slot
+    /// (see `KvCache::resident_bytes`).
+    pub fn slot_resident_bytes(&self) -> Vec<usize> {
+        self.caches.iter().map(KvCache::resident_bytes).collect()
+    }
+
     /// Bytes of keys and values one cached position takes.
     pub fn kv_bytes_per_position(&self) -> usize {
         self.caches[0].bytes_per_position()

@@ -15,7 +15,7 @@
 //!   `[kv_heads, capacity, head_dim]` per layer, keys transposed,
 //!   `[kv_heads, head_dim, capacity]`, so that a query's scores against
 //!   consecutive positions are computed a vector at a time. The memory is
-//!   allocated zeroed, so the operating system only backs what is used.
+//!   mapped zeroed from the system, so it only backs what is used.
 //! - [`DeviceKv`], for the pass on a candle device (a GPU, or the CPU in
 //!   tests): one `[kv_heads, capacity, head_dim]` tensor each for keys and
 //!   values per layer, in the device's memory. New positions are written in
@@ -47,9 +47,9 @@ enum KvStore {
 impl KvCache {
     /// A cache in CPU memory for the CPU forward pass: `n_layers` pairs of
     /// `n_kv_heads * capacity * head_dim` arrays.
-    pub fn on_host(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
-        let store = KvStore::Host(HostKv::new(n_layers, n_kv_heads, head_dim, capacity));
-        Self { tokens: Vec::new(), capacity, store }
+    pub fn on_host(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize) -> Result<Self, EngineError> {
+        let store = KvStore::Host(HostKv::new(n_layers, n_kv_heads, head_dim, capacity)?);
+        Ok(Self { tokens: Vec::new(), capacity, store })
     }
 
     /// A cache in `device`'s memory for the forward pass on that device:
@@ -94,6 +94,20 @@ impl KvCache {
         self.tokens.extend_from_slice(tokens);
     }
 
+    /// Bytes of memory this cache's keys and values take now: on a device,
+    /// all of it (allocated at once); in CPU memory, the pages the operating
+    /// system backs, which are those ever written (the arrays are allocated
+    /// zeroed, and rewinding keeps the pages). Keys lie position-major per
+    /// row, so each of their rows is backed a page (1,024 positions) at a
+    /// time: a slot that held 1,025 positions takes keys for 2,048. This is
+    /// what `cria/status` reports, not the positions held, which is less.
+    pub fn resident_bytes(&self) -> usize {
+        match &self.store {
+            KvStore::Host(kv) => kv.resident_bytes(),
+            KvStore::Device(kv) => kv.bytes_per_position() * self.capacity,
+        }
+    }
+
     /// Bytes of keys and values one position takes in this cache.
     pub fn bytes_per_position(&self) -> usize {
         match &self.store {
@@ -128,6 +142,7 @@ impl KvCache {
                 to.values[layer][t..t + n * dim].copy_from_slice(&from.values[layer][f..f + n * dim]);
             }
         }
+        to.written = to.written.max(n);
         self.tokens.clear();
         self.tokens.extend_from_slice(&other.tokens[..n]);
         n
@@ -152,25 +167,77 @@ impl KvCache {
     }
 }
 
+/// Zeroed `f32`s mapped from the system for one layer's keys or values,
+/// not taken from the heap: the system backs a page only once it is
+/// written, whatever the allocator did before (a heap block would be
+/// cleared, and so backed, whole), so a slot takes the memory of the
+/// positions it held, and [`KvCache::resident_bytes`] can say how much.
+struct MappedZeros(memmap2::MmapMut);
+
+impl MappedZeros {
+    fn new(len: usize) -> Result<Self, EngineError> {
+        let bytes = len.max(1) * std::mem::size_of::<f32>();
+        let map = memmap2::MmapMut::map_anon(bytes).map_err(|source| EngineError::CacheMemory { bytes, source })?;
+        // Where transparent huge pages are on for every mapping, a key row's
+        // first write would back 2 MiB of it, not a page; asked not to (a
+        // kernel without them refuses, and nothing changes).
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::NoHugePage);
+        Ok(Self(map))
+    }
+}
+
+impl std::ops::Deref for MappedZeros {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        // A mapping starts on a page boundary: aligned for f32.
+        bytemuck::cast_slice(&self.0)
+    }
+}
+
+impl std::ops::DerefMut for MappedZeros {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        bytemuck::cast_slice_mut(&mut self.0)
+    }
+}
+
 /// Keys and values in CPU memory, laid out for the CPU forward pass.
 pub struct HostKv {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
+    keys: Vec<MappedZeros>,
+    values: Vec<MappedZeros>,
     n_kv_heads: usize,
     head_dim: usize,
     capacity: usize,
+    /// Positions ever written (the highest plus one): what is backed by
+    /// memory, see [`KvCache::resident_bytes`].
+    written: usize,
 }
 
+/// The page size the operating system backs memory in (4 KiB on the
+/// machines cria runs on; a larger page only makes the report low).
+const PAGE_BYTES: usize = 4096;
+
 impl HostKv {
-    fn new(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
+    fn new(n_layers: usize, n_kv_heads: usize, head_dim: usize, capacity: usize) -> Result<Self, EngineError> {
         let size = n_kv_heads * capacity * head_dim;
-        Self {
-            keys: (0..n_layers).map(|_| vec![0f32; size]).collect(),
-            values: (0..n_layers).map(|_| vec![0f32; size]).collect(),
+        Ok(Self {
+            keys: (0..n_layers).map(|_| MappedZeros::new(size)).collect::<Result<_, _>>()?,
+            values: (0..n_layers).map(|_| MappedZeros::new(size)).collect::<Result<_, _>>()?,
             n_kv_heads,
             head_dim,
             capacity,
-        }
+            written: 0,
+        })
+    }
+
+    /// See [`KvCache::resident_bytes`].
+    fn resident_bytes(&self) -> usize {
+        let pages = |bytes: usize| bytes.div_ceil(PAGE_BYTES) * PAGE_BYTES;
+        let float = std::mem::size_of::<f32>();
+        let rows = self.n_kv_heads * self.head_dim;
+        let key_row = pages(self.written * float).min(self.capacity * float);
+        let value_head = pages(self.written * self.head_dim * float).min(self.capacity * self.head_dim * float);
+        self.keys.len() * (rows * key_row + self.n_kv_heads * value_head)
     }
 
     /// Writes the key and value (`head_dim` each) of one key/value head at
@@ -181,6 +248,7 @@ impl HostKv {
             return Err(EngineError::ContextOverflow { prompt: pos + 1, max_new: 0, context: self.capacity });
         }
         let (dim, capacity) = (self.head_dim, self.capacity);
+        self.written = self.written.max(pos + 1);
         let at = (kv_head * capacity + pos) * dim;
         self.values[layer][at..at + dim].copy_from_slice(&value[..dim]);
         let keys = &mut self.keys[layer][kv_head * dim * capacity..(kv_head + 1) * dim * capacity];
@@ -250,7 +318,7 @@ mod tests {
 
     #[test]
     fn bookkeeping_is_the_same_for_both_stores() {
-        let mut caches = [KvCache::on_host(2, 1, 4, 8), KvCache::on_device(2, 1, 4, 8, &Device::Cpu).unwrap()];
+        let mut caches = [KvCache::on_host(2, 1, 4, 8).unwrap(), KvCache::on_device(2, 1, 4, 8, &Device::Cpu).unwrap()];
         for cache in &mut caches {
             cache.commit(&[1, 2, 3]);
             assert_eq!((cache.len(), cache.capacity()), (3, 8));
@@ -260,6 +328,64 @@ mod tests {
         }
         assert!(caches[0].host_mut().is_ok() && caches[0].device_mut().is_err());
         assert!(caches[1].device_mut().is_ok() && caches[1].host_mut().is_err());
+    }
+
+    /// Pages of `data` the operating system backs (`mincore`; `data` starts
+    /// on a page, as a mapping does).
+    #[cfg(target_os = "linux")]
+    fn backed_bytes(data: &[f32]) -> usize {
+        let start = data.as_ptr() as usize & !(PAGE_BYTES - 1);
+        let end = data.as_ptr() as usize + std::mem::size_of_val(data);
+        let pages = (end - start).div_ceil(PAGE_BYTES);
+        let mut flags = vec![0u8; pages];
+        // SAFETY: the range covers `data`'s own pages; `flags` has one byte per page.
+        let rc = unsafe { libc::mincore(start as *mut libc::c_void, end - start, flags.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore failed");
+        flags.iter().filter(|&&f| f & 1 == 1).count() * PAGE_BYTES
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_reported_memory_is_what_the_operating_system_backs() {
+        // Qwen2.5-Coder-0.5B's shape per layer, a 4,096-position window.
+        let (layers, heads, dim, capacity) = (2, 2, 64, 4096);
+        let mut cache = KvCache::on_host(layers, heads, dim, capacity).unwrap();
+        let backed = |cache: &mut KvCache| {
+            let kv = cache.host_mut().unwrap();
+            (0..layers).map(|l| kv.layer(l)).map(|(k, v)| backed_bytes(k) + backed_bytes(v)).sum::<usize>()
+        };
+        let row = vec![1f32; dim];
+        let write = |cache: &mut KvCache, positions: std::ops::Range<usize>| {
+            let kv = cache.host_mut().unwrap();
+            for pos in positions {
+                for layer in 0..layers {
+                    for head in 0..heads {
+                        kv.write(layer, head, pos, &row, &row).unwrap();
+                    }
+                }
+            }
+        };
+        assert_eq!(cache.resident_bytes(), 0);
+        for (upto, what) in [(1, "one position"), (1000, "under a key page"), (1025, "a key page and one"), (3000, "most of it")] {
+            let held = cache.len();
+            write(&mut cache, held..upto);
+            cache.commit(&vec![7; upto - held]);
+            let (reported, actual) = (cache.resident_bytes(), backed(&mut cache));
+            assert!(actual > 0 && reported.abs_diff(actual) <= actual / 50, "{what}: reported {reported} bytes, backed {actual}");
+        }
+        assert!(cache.resident_bytes() > 3000 * cache.bytes_per_position(), "every key row backs its next page too");
+        // Rewinding keeps the pages, and so does the report.
+        let before = cache.resident_bytes();
+        cache.truncate(10);
+        assert_eq!(cache.resident_bytes(), before);
+        assert_eq!(backed(&mut cache), before);
+        // A copied prefix backs the copy's pages.
+        let mut copy = KvCache::on_host(layers, heads, dim, capacity).unwrap();
+        assert_eq!(copy.copy_prefix_from(&cache, 10), 10);
+        assert_eq!(copy.resident_bytes(), backed(&mut copy));
+        // A device's cache is allocated whole.
+        let device = KvCache::on_device(1, 2, 3, 4, &Device::Cpu).unwrap();
+        assert_eq!(device.resident_bytes(), device.bytes_per_position() * 4);
     }
 
     #[test]

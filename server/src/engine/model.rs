@@ -335,7 +335,7 @@ impl Transformer {
 
     /// A KV cache in CPU memory sized for this network and `capacity` positions.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache, EngineError> {
-        Ok(KvCache::on_host(self.hp.n_layers, self.hp.n_kv_heads, self.hp.head_dim, capacity.min(self.max_context())))
+        KvCache::on_host(self.hp.n_layers, self.hp.n_kv_heads, self.hp.head_dim, capacity.min(self.max_context()))
     }
 
     /// Runs `tokens` after what `cache` holds, appends their keys and values,

@@ -220,6 +220,9 @@ struct Shared {
     prefill_rate: std::sync::atomic::AtomicU64,
     /// Bytes one cached position takes.
     bytes_per_position: AtomicUsize,
+    /// Bytes of memory each slot's keys and values take, as of the last job
+    /// (`KvCache::resident_bytes`).
+    resident: Mutex<Vec<usize>>,
     /// The warm-up being run, if any.
     warming: watch::Sender<Option<Warming>>,
     /// The last panic caught in a job, for status reports.
@@ -241,15 +244,19 @@ pub struct EngineHandle {
 /// Receives the load result once the model is resident (or failed to load).
 pub type LoadReceiver = oneshot::Receiver<Result<LoadedModel, EngineError>>;
 
-/// What the KV caches hold, for status reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the KV caches hold and the memory they take, for status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvUsage {
     /// Slots the engine has.
     pub slots: usize,
     /// Slots holding a prompt.
     pub used: usize,
-    /// Bytes the held positions take.
+    /// Bytes of memory the slots take (the sum of `per_slot`).
     pub bytes: usize,
+    /// Bytes of memory each slot takes: what the operating system backs
+    /// (every position it ever held, in whole pages; see
+    /// `KvCache::resident_bytes`), at least what its held positions take.
+    pub per_slot: Vec<usize>,
 }
 
 impl EngineHandle {
@@ -274,6 +281,7 @@ impl EngineHandle {
             slots: Mutex::new(Vec::new()),
             prefill_rate: std::sync::atomic::AtomicU64::new(0),
             bytes_per_position: AtomicUsize::new(0),
+            resident: Mutex::new(Vec::new()),
             warming: watch::channel(None).0,
             last_panic: Mutex::new(None),
             jobs_run: AtomicUsize::new(0),
@@ -382,11 +390,16 @@ impl EngineHandle {
         (rate > 0.0).then_some(rate)
     }
 
-    /// The KV caches' slots and memory.
+    /// The KV caches' slots and memory. During a job its slot's memory is
+    /// at least what its held positions take (published per prefill chunk;
+    /// the pages are counted when the job ends).
     pub fn kv_usage(&self) -> KvUsage {
-        let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let resident = self.shared.resident.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let per = self.shared.bytes_per_position.load(Ordering::Relaxed);
-        KvUsage { slots: slots.len(), used: slots.iter().filter(|s| !s.is_empty()).count(), bytes: slots.iter().map(|s| s.len() * per).sum() }
+        let per_slot: Vec<usize> =
+            slots.iter().enumerate().map(|(i, held)| resident.get(i).copied().unwrap_or(0).max(held.len() * per)).collect();
+        KvUsage { slots: slots.len(), used: slots.iter().filter(|s| !s.is_empty()).count(), bytes: per_slot.iter().sum(), per_slot }
     }
 
     /// The warm-up under way; changes are signalled on the receiver.
@@ -424,6 +437,7 @@ impl Drop for IncomingJob {
 impl Shared {
     fn publish(&self, engine: &Engine) {
         *self.slots.lock().unwrap_or_else(|p| p.into_inner()) = engine.slot_tokens();
+        *self.resident.lock().unwrap_or_else(|p| p.into_inner()) = engine.slot_resident_bytes();
         self.bytes_per_position.store(engine.kv_bytes_per_position(), Ordering::Relaxed);
         if let Some(rate) = engine.prefill_rate() {
             self.prefill_rate.store(rate.to_bits(), Ordering::Relaxed);

@@ -82,9 +82,14 @@ pub struct Status {
     /// While `warming`: whose prompt, and how far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warming: Option<WarmingStatus>,
-    /// Memory the KV caches of recent documents hold, in MiB.
+    /// Memory the KV caches of recent documents take, in MiB: what the
+    /// operating system backs for them (a slot keeps the pages of every
+    /// position it ever held), not only the positions held now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_cache_mb: Option<f64>,
+    /// The same, slot by slot (slots that never held a prompt take 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_slots_mb: Option<Vec<f64>>,
     /// KV cache slots holding a prompt (one per recent document or place).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_slots: Option<usize>,

@@ -181,7 +181,9 @@ impl State {
                         }
                     }
                     if let Some(usage) = engine.map(|e| e.kv_usage()) {
-                        last.kv_cache_mb = Some((usage.bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0);
+                        let mib = |bytes: usize| (bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0;
+                        last.kv_cache_mb = Some(mib(usage.bytes));
+                        last.kv_slots_mb = Some(usage.per_slot.iter().copied().map(mib).collect());
                         last.kv_slots = Some(usage.used);
                     }
                     match lock(&self.generation_error).clone() {

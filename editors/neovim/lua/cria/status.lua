@@ -15,7 +15,8 @@ local M = {}
 ---@field promptTokens integer|nil
 ---@field reusedTokens integer|nil
 ---@field tokensPerSecond number|nil
----@field kvCacheMb number|nil        Memory the KV caches of recently used documents hold.
+---@field kvCacheMb number|nil        Memory the KV caches of recently used documents take (what the system backs for them).
+---@field kvSlotsMb number[]|nil      The same per KV-cache slot.
 ---@field kvSlots integer|nil         KV-cache slots in use.
 ---@field percentage integer|nil      Model loading progress.
 
