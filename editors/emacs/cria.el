@@ -132,6 +132,11 @@ before you type (the `cria/prefetch' notification)."
   "(POINT . TICK) where a suggestion came back empty while the server was
 warming; asked again there once it is ready.")
 
+(defvar-local cria--shown-answer nil
+  "(POINT . TICK) where the last suggestion was shown; asked again there
+when the server says a whole answer for the buffer came late (`lateAnswer':
+a block whose first lines were shown while the rest was written).")
+
 (defun cria--get (params key)
   (and params (lsp-get params key)))
 
@@ -142,6 +147,8 @@ warming; asked again there once it is ready.")
     (puthash workspace params cria--status)
     (when (and (equal was "warming") (equal (cria--get params :state) "ready"))
       (cria--ask-again))
+    (when-let* ((late (cria--get params :lateAnswer)))
+      (cria--ask-again-late (cria--get late :uri)))
     (force-mode-line-update t)))
 
 (defun cria-status-text (&optional buffer)
@@ -201,7 +208,9 @@ Remembers empty answers given while the server was warming."
           (here (let ((pos (lsp--cur-position)))
                   (lsp-make-position :line (plist-get pos :line)
                                      :character (plist-get pos :character)))))
-      (unless items (cria--note-empty))
+      (if items
+          (setq cria--shown-answer (cons (point) (buffer-modified-tick)))
+        (cria--note-empty))
       (mapcar (lambda (item)
                 (if (lsp-get item :range)
                     item
@@ -209,6 +218,7 @@ Remembers empty answers given while the server was warming."
               items))))
 
 (defun cria--note-empty ()
+  (setq cria--shown-answer nil)
   (when-let* ((ws (cria--workspace))
               (status (gethash ws cria--status)))
     (when (equal (cria--get status :state) "warming")
@@ -229,6 +239,25 @@ buffer and point have not changed since."
                        (lambda ()
                          (when (and (buffer-live-p buffer) (eq (current-buffer) buffer)
                                     (= (point) (car wish)))
+                           (lsp-inline-completion-display 'implicit)))))))))
+
+(defun cria--ask-again-late (uri)
+  "Asks once more where a suggestion was shown in the buffer of URI, if it
+is the selected window's, and neither the buffer nor point has changed
+since: the server has the whole answer (`lateAnswer') and answers at once."
+  (let ((buffer (window-buffer (selected-window))))
+    (with-current-buffer buffer
+      (when-let* ((wish cria--shown-answer))
+        (when (and uri (equal (lsp--buffer-uri) uri)
+                   (bound-and-true-p lsp-inline-completion-mode)
+                   (= (point) (car wish))
+                   (= (buffer-modified-tick) (cdr wish)))
+          (setq cria--shown-answer nil)
+          (run-at-time 0 nil
+                       (lambda ()
+                         (when (and (buffer-live-p buffer) (eq (current-buffer) buffer)
+                                    (= (point) (car wish))
+                                    (= (buffer-modified-tick) (cdr wish)))
                            (lsp-inline-completion-display 'implicit)))))))))
 
 (defun cria--accepted (text _start _end)

@@ -2,7 +2,9 @@
 # editors/emacs/test.sh -- cria.el in a real Emacs (emacs -nw in tmux) with
 # lsp-mode, against the real cria server and the SmolLM2 model: the mode
 # line says `cria: ready`, no warning shows, typing brings ghost text drawn
-# in its own colour, Tab inserts exactly it (editors/tmux_ui.py emacs).
+# in its own colour, Tab inserts exactly it (editors/tmux_ui.py emacs); and
+# cria.el's re-asks after warming and after a late answer, in batch Emacs
+# (tests/cria-reask-test.el).
 #
 # Why this way: lsp-mode's inline completion runs on idle timers and draws
 # overlays, which only an interactive Emacs does (not `emacs --batch`), and
@@ -116,11 +118,26 @@ for d in "$elpa"/*/; do
 done
 echo "$(emacs --version | head -1), lsp-mode $(sed -n 's/^;; Version: //p' "$lsp_dir/lsp-mode.el" 2>/dev/null | head -1) from $lsp_dir; set up in $((SECONDS - started)) s"
 
-# --- The test ----------------------------------------------------------------
+# --- The tests ---------------------------------------------------------------
+# cria.el's re-asks (after warming, after a late answer), in batch Emacs
+# with lsp-mode loaded and its request counted (tests/cria-reask-test.el).
+load_args=()
+IFS=: read -r -a load_dirs <<<"$load_path"
+for d in "${load_dirs[@]}"; do load_args+=(-L "$d"); done
+passed=0 failed=0
+if timeout 120 emacs -Q --batch "${load_args[@]}" -L "$here" -l "$here/cria.el" \
+  -l "$here/tests/cria-reask-test.el" -f ert-run-tests-batch-and-exit; then
+  passed=$((passed + 1))
+else
+  echo "FAILED: cria.el's re-asks (tests/cria-reask-test.el)"
+  failed=$((failed + 1))
+fi
+
 export CRIA_EMACS_LOAD_PATH="$load_path"
 if timeout 600 python3 "$here/../tmux_ui.py" emacs; then
-  echo "1 passed, 0 failed"
+  passed=$((passed + 1))
 else
-  echo "0 passed, 1 failed"
-  exit 1
+  failed=$((failed + 1))
 fi
+echo "$passed passed, $failed failed"
+((failed == 0))
