@@ -115,12 +115,24 @@ pub struct Ablation {
     /// empty when no snippet was found, instead of going to the text
     /// before the cursor where all of it then fits (see [`Pipeline::build`]).
     pub no_reserve_to_prefix: bool,
+    /// `stable-head`: a prefix that does not fit whole opens with the file's
+    /// imports, not its head (see `context::cursor_windows`).
+    pub no_stable_head: bool,
 }
 
 impl Ablation {
     /// The names `CRIA_ABLATE` accepts.
-    pub const NAMES: [&'static str; 8] =
-        ["heal", "cursor-line-after-middle", "suffix-cap", "postprocess", "windows", "prompt-cap", "at-rest", "reserve-to-prefix"];
+    pub const NAMES: [&'static str; 9] = [
+        "heal",
+        "cursor-line-after-middle",
+        "suffix-cap",
+        "postprocess",
+        "windows",
+        "prompt-cap",
+        "at-rest",
+        "reserve-to-prefix",
+        "stable-head",
+    ];
 
     /// Parses a comma-separated list of names; an unknown name is an error.
     pub fn parse(list: &str) -> Result<Self, String> {
@@ -135,6 +147,7 @@ impl Ablation {
                 "prompt-cap" => ablation.no_prompt_cap = true,
                 "at-rest" => ablation.no_suggestion_at_rest = true,
                 "reserve-to-prefix" => ablation.no_reserve_to_prefix = true,
+                "stable-head" => ablation.no_stable_head = true,
                 other => return Err(format!("unknown ingredient `{other}` in CRIA_ABLATE (known: {})", Self::NAMES.join(", "))),
             }
         }
@@ -488,7 +501,7 @@ impl SuggestionSettings {
         } else {
             // The windows already fit; the prompt builder only guards the budget.
             settings.suffix_share = 1.0;
-            cursor_windows(text, cursor, place.anchor, place.tree, budget, count)
+            cursor_windows(text, cursor, place.anchor, place.tree, budget, !self.ablation.no_stable_head, count)
         };
         if place.mode == CompletionMode::SingleLine {
             settings.max_new_tokens = settings.max_new_tokens.min(SINGLE_LINE_MAX_TOKENS);
@@ -578,6 +591,7 @@ mod tests {
                 && all.no_prompt_cap
                 && all.no_suggestion_at_rest
                 && all.no_reserve_to_prefix
+                && all.no_stable_head
         );
         assert_eq!(Ablation::parse(" , ").unwrap(), Ablation::default());
         assert!(Ablation::parse("heal,colour").unwrap_err().contains("colour"));

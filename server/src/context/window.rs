@@ -50,6 +50,15 @@ pub fn whole_prefix_fits(text: &str, cursor: usize, prefix_tokens: usize, count:
 /// into `text` on a char boundary). `count` gives the number of tokens of a
 /// piece of text.
 ///
+/// Where the prefix does not fit whole, it opens with a header: with
+/// `stable_head`, the file's own first lines up to its last import where the
+/// file opens with imports, comments and docstrings only and they fit the
+/// header's share ([`preamble_end`]), else the file's imports; then the first
+/// line of each scope around the cursor. The file's head is the same text
+/// wherever the cursor is, and the same as the start of a prompt that holds
+/// the whole prefix, so after a far jump within the file the KV cache keeps
+/// it and only the rest is computed.
+///
 /// `held` is the line start the prompt's middle begins at (the document's
 /// anchor, `completion::anchor`), at or before the cursor's line; `None`:
 /// the cursor's line. The prefix window is chosen for that line, and what
@@ -62,6 +71,7 @@ pub fn cursor_windows(
     held: Option<usize>,
     tree: Option<&Tree>,
     budget: WindowBudget,
+    stable_head: bool,
     count: &dyn Fn(&str) -> usize,
 ) -> CursorText {
     let cursor = floor_char_boundary(text, cursor.min(text.len()));
@@ -81,13 +91,18 @@ pub fn cursor_windows(
     }
     let header = tree.map(|t| header_lines(text, t, cursor)).unwrap_or_default();
     let header: Vec<(usize, usize)> = header.into_iter().filter(|&(s, e)| e <= held_start && s < e).collect();
-    let header_text: String = header.iter().map(|&(s, e)| &text[s..e]).collect();
-    let header_tokens = count(&header_text);
-    let (header_text, header_tokens, header) = if header_tokens <= budget.prefix_tokens / HEADER_SHARE {
-        (header_text, header_tokens, header)
-    } else {
-        (String::new(), 0, Vec::new())
+    // The file's head in place of its imports, where it fits.
+    let head = tree.filter(|_| stable_head).and_then(|t| preamble_end(text, t, held_start)).map(|end| {
+        let after_head = header.iter().copied().filter(|&(s, _)| s >= end);
+        std::iter::once((0, end)).chain(after_head).collect::<Vec<_>>()
+    });
+    let fitting = |ranges: Vec<(usize, usize)>| {
+        let header_text: String = ranges.iter().map(|&(s, e)| &text[s..e]).collect();
+        let header_tokens = count(&header_text);
+        (header_tokens <= budget.prefix_tokens / HEADER_SHARE).then_some((header_text, header_tokens, ranges))
     };
+    let (header_text, header_tokens, header) =
+        head.and_then(fitting).or_else(|| fitting(header)).unwrap_or_else(|| (String::new(), 0, Vec::new()));
     let room = budget.prefix_tokens.saturating_sub(header_tokens);
     let candidates = &starts[..=held_line];
     // The lines before the held line must fit beside a reserve for what was
@@ -105,9 +120,10 @@ pub fn cursor_windows(
         None => held_line,
     };
     let window_start = starts[line];
-    // Header lines already inside the window are not repeated.
-    let header_text = if header.iter().any(|&(s, _)| s >= window_start) {
-        header.iter().filter(|&&(s, _)| s < window_start).map(|&(s, e)| &text[s..e]).collect()
+    // Header lines already inside the window are not repeated (the file's
+    // head is cut where the window starts).
+    let header_text = if header.iter().any(|&(_, e)| e > window_start) {
+        header.iter().filter(|&&(s, _)| s < window_start).map(|&(s, e)| &text[s..e.min(window_start)]).collect()
     } else {
         header_text
     };
@@ -217,6 +233,35 @@ fn is_import(kind: &str) -> bool {
     Language::is_import_kind(kind)
 }
 
+/// The end of the file's head (a line end) where the file opens with
+/// imports, comments and docstrings only, up to `limit`: the end of the
+/// line of the last import in that run. `None` where the run holds no
+/// import (nothing at the top worth keeping whole).
+fn preamble_end(text: &str, tree: &Tree, limit: usize) -> Option<usize> {
+    let root = tree.root_node();
+    let mut walker = root.walk();
+    let mut end = None;
+    for child in root.children(&mut walker) {
+        if child.end_byte() > limit {
+            break;
+        }
+        let kind = child.kind();
+        if is_import(kind) {
+            end = Some(child.end_byte());
+        } else if !(kind.contains("comment") || kind == "package_clause" || is_docstring(child)) {
+            break;
+        }
+    }
+    let end = end?;
+    let line_end = text[end..].find('\n').map_or(text.len(), |at| end + at + 1);
+    (line_end <= limit).then_some(line_end)
+}
+
+/// A statement that is only a string: a module docstring, `"use strict"`.
+fn is_docstring(node: Node) -> bool {
+    node.kind() == "expression_statement" && node.named_child_count() == 1 && node.named_child(0).is_some_and(|c| c.kind() == "string")
+}
+
 /// Whole lines (byte ranges, line break included) of the file's imports and
 /// of the first line of each scope enclosing the cursor, in file order.
 fn header_lines(text: &str, tree: &Tree, cursor: usize) -> Vec<(usize, usize)> {
@@ -302,7 +347,7 @@ mod tests {
             measured.set(measured.get() + s.len());
             words(s)
         };
-        let w = cursor_windows(&text, cursor, None, None, WindowBudget { prefix_tokens: 300, suffix_tokens: 100 }, &count);
+        let w = cursor_windows(&text, cursor, None, None, WindowBudget { prefix_tokens: 300, suffix_tokens: 100 }, true, &count);
         assert!(!w.prefix.is_empty() && !w.suffix.is_empty());
         let window = w.prefix.len() + w.suffix.len();
         assert!(measured.get() < 20 * window, "measured {} bytes for a {window}-byte window of a {}-byte file", measured.get(), text.len());
@@ -312,7 +357,7 @@ mod tests {
     fn small_files_are_taken_whole() {
         let text = "import os\n\ndef f():\n    return 1\n";
         let at = text.find("return").unwrap();
-        let w = cursor_windows(text, at, None, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 100 }, &words);
+        let w = cursor_windows(text, at, None, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 100 }, true, &words);
         assert_eq!(w.prefix, &text[..at]);
         assert_eq!(w.suffix, &text[at..]);
     }
@@ -332,7 +377,7 @@ mod tests {
         let budget = WindowBudget { prefix_tokens: 40, suffix_tokens: 0 };
         let starts: Vec<usize> = (line_start + 1..=text.len())
             .map(|cursor| {
-                let w = cursor_windows(&text[..cursor], cursor, None, None, budget, &words);
+                let w = cursor_windows(&text[..cursor], cursor, None, None, budget, true, &words);
                 cursor - w.prefix.len()
             })
             .collect();
@@ -350,7 +395,7 @@ mod tests {
         // lines below an anchor that the middle marker stays at.
         for typed in ["", "\n    ", "\n    if", "\n    if x:\n        ", "\n    if x:\n        y = x + 1\n    "] {
             let doc = format!("{text}for x in items:{typed}");
-            let w = cursor_windows(&doc, doc.len(), Some(anchor), None, budget, &words);
+            let w = cursor_windows(&doc, doc.len(), Some(anchor), None, budget, true, &words);
             assert!(words(&w.prefix) <= budget.prefix_tokens, "{typed:?}: {} words", words(&w.prefix));
             starts.push(doc.len() - w.prefix.len());
         }
@@ -360,7 +405,7 @@ mod tests {
     #[test]
     fn the_suffix_is_cut_at_a_line_end() {
         let text = "x = 1\ny = 2\nz = 3\nw = 4\n";
-        let w = cursor_windows(text, 2, None, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 6 }, &words);
+        let w = cursor_windows(text, 2, None, None, WindowBudget { prefix_tokens: 100, suffix_tokens: 6 }, true, &words);
         assert_eq!(w.suffix, "= 1\ny = 2\n");
     }
 
@@ -373,11 +418,47 @@ mod tests {
         text.push_str("        return ");
         let cursor = text.len();
         let tree = python(&text);
-        let w = cursor_windows(&text, cursor, None, Some(&tree), WindowBudget { prefix_tokens: 120, suffix_tokens: 10 }, &words);
+        let w = cursor_windows(&text, cursor, None, Some(&tree), WindowBudget { prefix_tokens: 120, suffix_tokens: 10 }, true, &words);
         assert!(w.prefix.starts_with("import os\nimport sys\nclass Store:\n    def load(self, path):\n"), "{}", w.prefix);
         assert!(w.prefix.ends_with("step_59 = os.path.join(path, 'part59')\n        return "));
         assert!(!w.prefix.contains("step_0 "));
         assert!(words(&w.prefix) <= 120);
+    }
+
+    #[test]
+    fn a_far_prefix_opens_with_the_files_head_wherever_the_cursor_is() {
+        let mut text = String::from(
+            "\"\"\"Paths of stored parts.\"\"\"\n\n# Parts are joined under a root.\nimport os\nimport sys\n\nROOT = '/srv'\n\n",
+        );
+        let head = "\"\"\"Paths of stored parts.\"\"\"\n\n# Parts are joined under a root.\nimport os\nimport sys\n";
+        for f in 0..6 {
+            text.push_str(&format!("def load_{f}(path):\n"));
+            for i in 0..40 {
+                text.push_str(&format!("    step_{i} = os.path.join(path, 'part{i}')\n"));
+            }
+            text.push_str("    return path\n\n");
+        }
+        let tree = python(&text);
+        let budget = WindowBudget { prefix_tokens: 150, suffix_tokens: 10 };
+        let at = |marker: &str| text.find(marker).unwrap();
+        let in_load_3 = at("def load_3(path):\n") + text[at("def load_3(path):\n")..].find("    step_30").unwrap();
+        for cursor in [in_load_3, at("    return path\n\ndef load_5")] {
+            let w = cursor_windows(&text, cursor, None, Some(&tree), budget, true, &words);
+            assert!(w.prefix.starts_with(head), "the file's head first: {}", w.prefix);
+            assert!(!w.prefix.contains("ROOT") && words(&w.prefix) <= 150, "{}", w.prefix);
+            let scope = &w.prefix[head.len()..];
+            assert!(scope.starts_with("def load_"), "then the enclosing signature: {scope}");
+            // Without it: the imports only, as before.
+            let w = cursor_windows(&text, cursor, None, Some(&tree), budget, false, &words);
+            assert!(w.prefix.starts_with("import os\nimport sys\ndef load_"), "{}", w.prefix);
+        }
+        // Near the top, where the prefix fits whole, it starts the same way.
+        let near = at("def load_0(path):\n    step_0");
+        assert!(cursor_windows(&text, near, None, Some(&tree), budget, true, &words).prefix.starts_with(head));
+        // A head larger than the header's share gives way to the imports.
+        let small = WindowBudget { prefix_tokens: 45, suffix_tokens: 10 };
+        let w = cursor_windows(&text, at("    return path\n\ndef load_5"), None, Some(&tree), small, true, &words);
+        assert!(w.prefix.starts_with("import os\nimport sys\n"), "{}", w.prefix);
     }
 
     #[test]
@@ -390,7 +471,7 @@ mod tests {
         let mut starts = std::collections::HashSet::new();
         for typed in ["r", "re", "res", "resu", "result = ", "result = value_1 +"] {
             let doc = format!("{text}{typed}");
-            let w = cursor_windows(&doc, doc.len(), None, None, budget, &words);
+            let w = cursor_windows(&doc, doc.len(), None, None, budget, true, &words);
             starts.insert(w.prefix.lines().next().unwrap().to_string());
         }
         assert_eq!(starts.len(), 1, "{starts:?}");
