@@ -82,7 +82,8 @@ impl CursorRequest {
         let full = self.build_one(None, self.anchor, deadline, cancel.clone())?;
         let quick = self.setup.model.generator.engine().and_then(|engine| {
             let cached = engine.cached_prefix(&full.request.prompt);
-            match plan_prompt(full.request.prompt.len(), cached, engine.prefill_rate(), budget) {
+            let going_quick = self.quick_size.is_some();
+            match plan_prompt(full.request.prompt.len(), cached, engine.prefill_rate(), budget, going_quick) {
                 PromptPlan::Quick { prompt_tokens } => {
                     self.build_one(Some(self.quick_size.unwrap_or(prompt_tokens)), self.anchor, deadline, cancel.clone())
                 }

@@ -85,13 +85,25 @@ pub fn affordable_tokens(rate: Option<f64>, budget: Duration) -> usize {
     (rate * budget.as_secs_f64() * COLD_SHARE) as usize
 }
 
+/// The share of the affordable tokens ([`affordable_tokens`]) a document
+/// already answering from quick prompts may be missing of its full prompt
+/// to go back to it: the prefill rate is measured anew from job to job (a
+/// small chunk runs slower), and a plan that flipped between the two
+/// prompts on alternate keystrokes had each one's job cancel the other's
+/// work (keystroke replay, ledger.py's jump: a first suggestion after 2 s
+/// instead of 0.35 s).
+pub const BACK_TO_FULL_SHARE: f64 = 0.5;
+
 /// Chooses the prompt for a request whose full prompt has `prompt_len`
 /// tokens, `cached` of them already in a KV cache, at a prefill rate of
-/// `rate` tokens per second (`None`: not measured yet).
-pub fn plan_prompt(prompt_len: usize, cached: usize, rate: Option<f64>, budget: Duration) -> PromptPlan {
+/// `rate` tokens per second (`None`: not measured yet). `going_quick`: the
+/// document's last request ran a quick prompt; it goes back to the full one
+/// only with less missing ([`BACK_TO_FULL_SHARE`]).
+pub fn plan_prompt(prompt_len: usize, cached: usize, rate: Option<f64>, budget: Duration, going_quick: bool) -> PromptPlan {
     let affordable = affordable_tokens(rate, budget);
     let missing = prompt_len.saturating_sub(cached);
-    if missing <= affordable {
+    let back = if going_quick { (affordable as f64 * BACK_TO_FULL_SHARE) as usize } else { affordable };
+    if missing <= back {
         return PromptPlan::Full;
     }
     let quick = largest_rung(&QUICK_LADDER, affordable);
@@ -110,17 +122,21 @@ mod tests {
 
     #[test]
     fn a_cached_prompt_runs_whole() {
-        assert_eq!(plan_prompt(1500, 1490, Some(200.0), BUDGET), PromptPlan::Full);
-        assert_eq!(plan_prompt(1500, 1400, Some(200.0), BUDGET), PromptPlan::Full, "100 new tokens fit in 0.6 s at 200 tok/s");
+        assert_eq!(plan_prompt(1500, 1490, Some(200.0), BUDGET, false), PromptPlan::Full);
+        assert_eq!(plan_prompt(1500, 1400, Some(200.0), BUDGET, false), PromptPlan::Full, "100 new tokens fit in 0.6 s at 200 tok/s");
     }
 
     #[test]
     fn a_cold_prompt_gets_a_quick_one_sized_by_the_measured_rate() {
-        assert_eq!(plan_prompt(1500, 0, Some(200.0), BUDGET), PromptPlan::Quick { prompt_tokens: 96 }, "120 affordable");
-        assert_eq!(plan_prompt(1500, 0, Some(300.0), BUDGET), PromptPlan::Quick { prompt_tokens: 160 }, "180 affordable");
-        assert_eq!(plan_prompt(1500, 0, Some(330.0), BUDGET), PromptPlan::Quick { prompt_tokens: 160 }, "198: the same rung");
-        assert_eq!(plan_prompt(1500, 0, Some(700.0), BUDGET), PromptPlan::Quick { prompt_tokens: 384 });
-        assert_eq!(plan_prompt(1500, 0, None, BUDGET), PromptPlan::Quick { prompt_tokens: 96 }, "the assumed rate gives 90: the floor holds");
+        assert_eq!(plan_prompt(1500, 0, Some(200.0), BUDGET, false), PromptPlan::Quick { prompt_tokens: 96 }, "120 affordable");
+        assert_eq!(plan_prompt(1500, 0, Some(300.0), BUDGET, false), PromptPlan::Quick { prompt_tokens: 160 }, "180 affordable");
+        assert_eq!(plan_prompt(1500, 0, Some(330.0), BUDGET, false), PromptPlan::Quick { prompt_tokens: 160 }, "198: the same rung");
+        assert_eq!(plan_prompt(1500, 0, Some(700.0), BUDGET, false), PromptPlan::Quick { prompt_tokens: 384 });
+        assert_eq!(
+            plan_prompt(1500, 0, None, BUDGET, false),
+            PromptPlan::Quick { prompt_tokens: 96 },
+            "the assumed rate gives 90: the floor holds"
+        );
     }
 
     #[test]
@@ -139,8 +155,19 @@ mod tests {
     }
 
     #[test]
+    fn a_document_answering_from_quick_prompts_goes_back_to_the_full_one_with_less_missing() {
+        // 273 tokens affordable at 182 tokens/s within 30% of 5 s.
+        let budget = Duration::from_secs(5);
+        assert_eq!(plan_prompt(354, 118, Some(182.0), budget, false), PromptPlan::Full, "236 missing");
+        assert!(matches!(plan_prompt(354, 118, Some(182.0), budget, true), PromptPlan::Quick { .. }), "going quick: 236 > 136");
+        assert!(matches!(plan_prompt(354, 118, Some(150.0), budget, false), PromptPlan::Quick { .. }), "a slower chunk: 225 affordable");
+        assert_eq!(plan_prompt(354, 230, Some(182.0), budget, true), PromptPlan::Full, "124 missing: back to the full prompt");
+        assert_eq!(plan_prompt(1500, 1490, Some(200.0), BUDGET, true), PromptPlan::Full, "warm: the full prompt");
+    }
+
+    #[test]
     fn fast_machines_and_small_files_never_go_quick() {
-        assert_eq!(plan_prompt(1500, 0, Some(5000.0), BUDGET), PromptPlan::Full, "a GPU computes it within the budget");
-        assert_eq!(plan_prompt(120, 0, Some(150.0), BUDGET), PromptPlan::Full, "a quick prompt would be as long");
+        assert_eq!(plan_prompt(1500, 0, Some(5000.0), BUDGET, false), PromptPlan::Full, "a GPU computes it within the budget");
+        assert_eq!(plan_prompt(120, 0, Some(150.0), BUDGET, false), PromptPlan::Full, "a quick prompt would be as long");
     }
 }
