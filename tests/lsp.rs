@@ -321,12 +321,23 @@ fn scale_functions_and_their_answer(home: &std::path::Path, uri: &str, max_token
 /// A ready SmolLM2 server (the settings of `scale_functions_and_their_answer`,
 /// a budget no machine runs out of) whose info log goes to `home/log_name`.
 fn logging_smollm2_server(home: &std::path::Path, log_name: &str, max_tokens: u32) -> (LspClient, std::path::PathBuf) {
+    logging_server(home, log_name, json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": max_tokens}))
+}
+
+/// A server started with `options`, ready, whose info log goes to
+/// `home/log_name` (for the tests that read what it logged).
+fn logging_server(home: &std::path::Path, log_name: &str, options: Value) -> (LspClient, std::path::PathBuf) {
     let log = home.join(log_name);
     let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
     let mut c = LspClient::start_with_stderr(home, &[], &[("CRIA_LOG", "cria=info")], stderr);
-    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 180000, "maxTokens": max_tokens}));
+    c.initialize(utf16_caps(), options);
     assert_eq!(c.wait_model(LONG)["state"], "ready");
     (c, log)
+}
+
+/// Tells the server where the cursor rests (`cria/prefetch`).
+fn prefetch(c: &mut LspClient, uri: &str, line: u32, character: u32) {
+    c.notify("cria/prefetch", json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}));
 }
 
 /// Typing on while a suggestion is still being generated: the first
@@ -697,15 +708,12 @@ fn a_request_that_outlives_its_budget_is_finished_in_the_background_and_served_o
 #[test]
 fn prefetch_warms_a_cursor_and_switching_back_to_a_file_reuses_its_cache() {
     let home = support::linked_home();
-    let log = home.path().join("server.log");
-    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
-    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=info")], stderr);
-    c.initialize(utf16_caps(), json!({"model": "qwen2.5-coder-0.5b-instruct", "latencyBudgetMs": 5000, "maxTokens": 8}));
-    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    let options = json!({"model": "qwen2.5-coder-0.5b-instruct", "latencyBudgetMs": 5000, "maxTokens": 8});
+    let (mut c, log) = logging_server(home.path(), "server.log", options);
     let (text, line, character) = ledger();
     let (a, b) = ("file:///work/warm/ledger.py", "file:///work/warm/other.py");
     let warm = |c: &mut LspClient, uri: &str, line: u32, character: u32| {
-        c.notify("cria/prefetch", json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}));
+        prefetch(c, uri, line, character);
         c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming" && s["warming"]["uri"] == uri));
         c.wait_for(LONG, "warm-up done", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));
     };
@@ -789,15 +797,12 @@ fn thread_wake_ups(pid: u32) -> std::collections::HashMap<String, u64> {
 #[cfg(target_os = "linux")]
 fn after_warming_an_idle_server_sleeps_and_reports_its_kv_memory() {
     let home = support::linked_home();
-    let log = home.path().join("server.log");
-    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
-    let mut c = LspClient::start_with_stderr(home.path(), &[], &[("CRIA_LOG", "cria=info")], stderr);
-    c.initialize(utf16_caps(), json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 5000, "maxTokens": 8}));
-    assert_eq!(c.wait_model(LONG)["state"], "ready");
+    let options = json!({"model": "smollm2-135m-instruct", "latencyBudgetMs": 5000, "maxTokens": 8});
+    let (mut c, log) = logging_server(home.path(), "server.log", options);
     let (text, line, character) = ledger();
     let uri = "file:///work/idle/ledger.py";
     c.open(uri, "python", &text);
-    c.notify("cria/prefetch", json!({"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}));
+    prefetch(&mut c, uri, line, character);
     c.wait_for(LONG, "warming", |m| status_of(m).is_some_and(|s| s["state"] == "warming"));
     c.wait_for(LONG, "warm", |m| status_of(m).is_some_and(|s| s["state"] == "ready"));
     // The suggestion at rest follows the warm-up: wait until it is logged

@@ -394,8 +394,8 @@ impl EngineHandle {
     /// at least what its held positions take (published per prefill chunk;
     /// the pages are counted when the job ends).
     pub fn kv_usage(&self) -> KvUsage {
-        let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let resident = self.shared.resident.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let resident = self.shared.resident.lock().unwrap_or_else(|p| p.into_inner());
         let per = self.shared.bytes_per_position.load(Ordering::Relaxed);
         let per_slot: Vec<usize> =
             slots.iter().enumerate().map(|(i, held)| resident.get(i).copied().unwrap_or(0).max(held.len() * per)).collect();
